@@ -1,0 +1,81 @@
+//! The agent seam: what the bridge needs from an agent runtime. OpenCode
+//! implements it (`crate::opencode`); the queue and the bridge only see this.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::ids::{PromptId, SessionId};
+
+/// Agent failures, each saying whether a retry can help.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The agent server could not be reached or broke the connection.
+    #[error("OpenCode unreachable: {0}")]
+    Unreachable(String),
+    /// The session no longer exists; a new one must be created.
+    #[error("OpenCode session {0} is gone")]
+    SessionGone(SessionId),
+    /// The model (or the run) failed; OpenCode reported it.
+    #[error("agent run failed: {0}")]
+    Run(String),
+    /// The run took longer than allowed and was aborted.
+    #[error("agent run timed out after {0:?} and was aborted")]
+    Timeout(Duration),
+    /// OpenCode answered with an unexpected status.
+    #[error("OpenCode answered {status} to {what}: {body}")]
+    Http {
+        what: &'static str,
+        status: u16,
+        body: String,
+    },
+    /// OpenCode answered with a body we could not read.
+    #[error("unexpected OpenCode response to {what}: {why}")]
+    Protocol { what: &'static str, why: String },
+}
+
+/// One prompt to run in a session.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The chat's directory (OpenCode instance).
+    pub dir: PathBuf,
+    pub session: SessionId,
+    pub prompt_id: PromptId,
+    pub text: String,
+    pub timeout: Duration,
+}
+
+/// What became of a prompt the bridge sent before it stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The prompt never reached the session: send it again.
+    NotSent,
+    /// The run finished with this answer text.
+    Answered(String),
+}
+
+/// An agent runtime with sessions.
+pub trait Agent: Send + Sync + 'static {
+    /// Creates a session in `dir`.
+    fn create_session<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+        title: &'a str,
+    ) -> BoxFuture<'a, Result<SessionId, AgentError>>;
+    /// Whether the session still exists (`Ok(false)`: gone for good).
+    fn session_exists<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, AgentError>>;
+    /// A fresh prompt id, sorting after every earlier one.
+    fn new_prompt_id(&self) -> PromptId;
+    /// Sends the prompt and follows the run to its final answer text.
+    fn run(&self, spec: RunSpec) -> BoxFuture<'_, Result<String, AgentError>>;
+    /// Finds out what became of a prompt sent before a crash, following it
+    /// to the end if it is still running.
+    fn recover(&self, spec: RunSpec) -> BoxFuture<'_, Result<Recovered, AgentError>>;
+    /// A short health code: `opencode-ok`, `opencode-unreachable`, `opencode-stream-down`.
+    fn health_code(&self) -> &'static str;
+}

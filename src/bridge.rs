@@ -1,0 +1,332 @@
+//! The bridge: where a message comes in, becomes a run, and leaves as a reply.
+//!
+//! ```text
+//! channel ──accept──▶ store (messages) ──notify──▶ queue ──run──▶ agent
+//!                                                    │              │
+//!   channel ◀──send── sender ◀──outbox── store ◀─────┴── reply + cursor (one tx)
+//! ```
+//!
+//! A run takes the chat's messages after its cursor, decides whether they
+//! start a run (trigger rules), formats the prompt, makes sure the chat has
+//! a live OpenCode session, records the run (so a crash can be reconciled),
+//! and waits for the answer. The visible part of the answer enters the
+//! outbox in the same transaction that moves the cursor: after a crash,
+//! either both happened or neither did.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
+
+use crate::agent::{Agent, AgentError, Recovered, RunSpec};
+use crate::channel::Channel;
+use crate::config::Config;
+use crate::ids::{ChatJid, Folder, SessionId};
+use crate::queue::{ChatQueue, Outcome, Worker};
+use crate::router::should_run;
+use crate::store::{Inbound, InboundOutcome, RegisteredChat, RunRecord, Store};
+use crate::{outbound, prompt};
+
+/// The bridge's moving parts; cheap to clone.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    channel: Arc<dyn Channel>,
+    agent: Arc<dyn Agent>,
+    queue: ChatQueue,
+    outbox_wake: Arc<Notify>,
+}
+
+/// The memory file a registered chat starts with.
+pub fn agents_md(name: &str, jid: &ChatJid) -> String {
+    format!(
+        "# {name}\n\n\
+         You are the assistant in the WhatsApp chat \"{name}\" ({jid}).\n\
+         This folder is yours for this chat: keep notes and files here.\n\
+         Write what you should remember about this chat (people, preferences,\n\
+         ongoing topics) into this file; it is read at the start of every run.\n\
+         Text inside <internal>...</internal> is never sent to the chat.\n\n\
+         ## Memory\n"
+    )
+}
+
+/// Creates a chat's folder and its `AGENTS.md` when missing.
+pub fn ensure_chat_dir(
+    workspace: &Path,
+    folder: &Folder,
+    name: &str,
+    jid: &ChatJid,
+) -> std::io::Result<PathBuf> {
+    let dir = workspace.join("chats").join(folder.as_str());
+    std::fs::create_dir_all(&dir)?;
+    let memory = dir.join("AGENTS.md");
+    if !memory.exists() {
+        std::fs::write(&memory, agents_md(name, jid))?;
+    }
+    std::path::absolute(&dir)
+}
+
+impl Bridge {
+    pub fn new(
+        config: Config,
+        store: Store,
+        channel: Arc<dyn Channel>,
+        agent: Arc<dyn Agent>,
+        queue: ChatQueue,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                channel,
+                agent,
+                queue,
+                outbox_wake: Arc::new(Notify::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    pub fn queue(&self) -> &ChatQueue {
+        &self.inner.queue
+    }
+    pub fn channel(&self) -> &Arc<dyn Channel> {
+        &self.inner.channel
+    }
+    pub fn agent(&self) -> &Arc<dyn Agent> {
+        &self.inner.agent
+    }
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.inner.outbox_wake.clone()
+    }
+
+    /// Takes one validated inbound message: stores it, and wakes the chat's
+    /// queue when it is registered, new, and not our own echo.
+    pub async fn accept(&self, msg: Inbound) -> crate::store::Result<InboundOutcome> {
+        let chat = msg.chat.clone();
+        let id = msg.id.clone();
+        let outcome = self
+            .inner
+            .store
+            .record_inbound(msg, self.inner.config.assistant_has_own_number)
+            .await?;
+        if outcome.duplicate {
+            tracing::info!(chat = %chat, id = %id, "duplicate message ignored");
+        } else if outcome.echo {
+            tracing::debug!(chat = %chat, id = %id, "own message echoed back; not answered");
+        } else if !outcome.registered {
+            tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
+        } else {
+            self.inner.queue.notify(&chat, true);
+        }
+        Ok(outcome)
+    }
+
+    /// Queues every chat that has work after a start: runs left in flight by
+    /// a crash and messages not yet answered.
+    pub async fn resume_pending(&self) -> crate::store::Result<usize> {
+        let mut chats = self.inner.store.chats_with_pending().await?;
+        for run in self.inner.store.runs().await? {
+            if run.state == "running" && !chats.contains(&run.chat) {
+                chats.push(run.chat);
+            }
+        }
+        for chat in &chats {
+            self.inner.queue.notify(chat, true);
+        }
+        Ok(chats.len())
+    }
+
+    /// One run for `chat`.
+    async fn run_chat(&self, chat: ChatJid, attempt: u32) -> Outcome {
+        match self.try_run(&chat, attempt).await {
+            Ok(()) => Outcome::Done,
+            Err(RunError::Store(e)) => Outcome::Retry(format!("store: {e}")),
+            Err(RunError::Agent(e)) => {
+                if let Err(e) = self.inner.store.clear_run(&chat).await {
+                    tracing::error!(chat = %chat, error = %e, "cannot clear run record");
+                }
+                Outcome::Retry(e.to_string())
+            }
+            Err(RunError::Io(e)) => Outcome::Retry(format!("chat folder: {e}")),
+        }
+    }
+
+    async fn try_run(&self, chat: &ChatJid, attempt: u32) -> Result<(), RunError> {
+        let cfg = &self.inner.config;
+        let store = &self.inner.store;
+        let Some(reg) = store.registered(chat).await? else {
+            return Ok(()); // unregistered since it was queued
+        };
+        let dir = ensure_chat_dir(&cfg.workspace, &reg.folder, &reg.name, chat)?;
+
+        // A run the last process left in flight: find out what became of it.
+        if let Some(run) = store
+            .runs()
+            .await?
+            .into_iter()
+            .find(|r| r.chat == *chat && r.state == "running")
+        {
+            self.recover(&reg, &dir, run).await?;
+        }
+
+        let batch = store.pending_messages(chat, cfg.max_batch).await?;
+        if !should_run(&reg, &batch, &cfg.assistant_name) {
+            store.clear_run(chat).await?;
+            return Ok(());
+        }
+        let up_to = batch.last().map(|m| m.seq).unwrap_or_default();
+        let text = prompt::format_prompt(
+            &prompt::ChatContext {
+                name: &reg.name,
+                jid: chat.as_str(),
+                tz: cfg.tz,
+                now: chrono::Utc::now(),
+            },
+            &batch,
+        );
+        let session = self.session_for(&reg, &dir).await?;
+        let prompt_id = self.inner.agent.new_prompt_id();
+        store
+            .begin_run(chat, &session, &prompt_id, up_to, attempt)
+            .await?;
+        tracing::info!(chat = %chat, session = %session, prompt = %prompt_id, messages = batch.len(), attempt, "run started");
+        let started = std::time::Instant::now();
+        self.inner.channel.set_typing(chat, true).await;
+        let spec = RunSpec {
+            dir,
+            session: session.clone(),
+            prompt_id,
+            text,
+            timeout: cfg.run_timeout,
+        };
+        let result = self.inner.agent.run(spec).await;
+        self.inner.channel.set_typing(chat, false).await;
+        let answer = match result {
+            Ok(a) => a,
+            Err(AgentError::SessionGone(_)) => {
+                // Gone for good: forget it so the retry makes a new one.
+                tracing::warn!(chat = %chat, session = %session, "OpenCode session is gone; a new one will be created");
+                store.clear_session(chat).await?;
+                return Err(RunError::Agent(AgentError::SessionGone(session)));
+            }
+            Err(e) => return Err(RunError::Agent(e)),
+        };
+        let sent = self.finish(chat, up_to, &answer).await?;
+        tracing::info!(chat = %chat, ms = started.elapsed().as_millis() as u64, replied = sent, "run finished");
+        Ok(())
+    }
+
+    /// Reconciles a run left by a crash: an answer that exists is delivered
+    /// (the prompt is not sent again); a prompt that never arrived or failed
+    /// is dropped so the messages go into a fresh run.
+    async fn recover(
+        &self,
+        reg: &RegisteredChat,
+        dir: &Path,
+        run: RunRecord,
+    ) -> Result<(), RunError> {
+        let (Some(session), Some(prompt_id), Some(up_to)) =
+            (run.session_id, run.prompt_id, run.up_to_seq)
+        else {
+            self.inner.store.clear_run(&reg.jid).await?;
+            return Ok(());
+        };
+        tracing::info!(chat = %reg.jid, session = %session, prompt = %prompt_id, "reconciling run left by the last process");
+        let spec = RunSpec {
+            dir: dir.to_owned(),
+            session,
+            prompt_id,
+            text: String::new(),
+            timeout: self.inner.config.run_timeout,
+        };
+        match self.inner.agent.recover(spec).await {
+            Ok(Recovered::Answered(answer)) => {
+                self.finish(&reg.jid, up_to, &answer).await?;
+                tracing::info!(chat = %reg.jid, "recovered the answer of the interrupted run");
+            }
+            Ok(Recovered::NotSent) => self.inner.store.clear_run(&reg.jid).await?,
+            Err(e) => {
+                tracing::warn!(chat = %reg.jid, error = %e, "interrupted run cannot be recovered; its messages will be sent again");
+                self.inner.store.clear_run(&reg.jid).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a run's answer: outbox row (if anything is visible) and cursor
+    /// in one transaction. Returns whether a reply was queued.
+    async fn finish(&self, chat: &ChatJid, up_to: i64, answer: &str) -> Result<bool, RunError> {
+        let reply = outbound::visible_text(answer).map(|text| {
+            let text = if self.inner.config.assistant_has_own_number {
+                text
+            } else {
+                format!("{}: {text}", self.inner.config.assistant_name)
+            };
+            (self.inner.channel.new_message_id(), text)
+        });
+        let queued = reply.is_some();
+        self.inner.store.complete_run(chat, up_to, reply).await?;
+        if queued {
+            self.inner.outbox_wake.notify_one();
+        } else {
+            tracing::info!(chat = %chat, "answer had nothing visible; nothing sent");
+        }
+        Ok(queued)
+    }
+
+    /// The chat's OpenCode session: the stored one if OpenCode still has it,
+    /// else a new one. A transient error keeps the stored one (the run fails
+    /// and is retried), so a hiccup never throws a conversation away.
+    async fn session_for(&self, reg: &RegisteredChat, dir: &Path) -> Result<SessionId, RunError> {
+        let store = &self.inner.store;
+        if let Some(id) = store.session(&reg.jid).await? {
+            if self.inner.agent.session_exists(dir, &id).await? {
+                return Ok(id);
+            }
+            tracing::warn!(chat = %reg.jid, session = %id, "OpenCode no longer has the chat's session; creating a new one");
+        }
+        let title = format!("WhatsApp: {}", reg.name);
+        let id = self.inner.agent.create_session(dir, &title).await?;
+        store.set_session(&reg.jid, &id).await?;
+        tracing::info!(chat = %reg.jid, session = %id, "created OpenCode session");
+        Ok(id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Worker for Bridge {
+    fn run(&self, chat: ChatJid, attempt: u32) -> BoxFuture<'static, Outcome> {
+        let me = self.clone();
+        Box::pin(async move { me.run_chat(chat, attempt).await })
+    }
+
+    fn parked(&self, chat: ChatJid, attempts: u32, reason: String) -> BoxFuture<'static, ()> {
+        let store = self.inner.store.clone();
+        Box::pin(async move {
+            if let Err(e) = store.park_run(&chat, attempts, &reason).await {
+                tracing::error!(chat = %chat, error = %e, "cannot record parked run");
+            }
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! The fake channel: a stand-in for the other phone, driven over HTTP
+//! (`/fake/*`, see `crate::http`).
+//!
+//! What it "received" lives in its own SQLite file beside the bridge's
+//! database, so it survives bridge restarts the way a real phone would, and
+//! a resend of an already received message id is ignored, the way WhatsApp
+//! ignores a message id it has seen. `POST /fake/link` takes the link down
+//! and up: while down, sends fail and replies wait in the outbox.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{Channel, ChannelError, LinkStatus, Outgoing};
+use crate::ids::{ChatJid, MessageId};
+
+/// One message the fake phone received.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Received {
+    pub seq: i64,
+    pub chat: String,
+    pub text: String,
+    pub id: String,
+    /// Unix milliseconds when it arrived.
+    pub timestamp: i64,
+}
+
+/// The fake channel; cheap to clone.
+#[derive(Clone)]
+pub struct FakeChannel {
+    conn: Arc<Mutex<Connection>>,
+    link: Arc<watch::Sender<LinkStatus>>,
+}
+
+fn status(up: bool) -> LinkStatus {
+    if up {
+        LinkStatus {
+            up,
+            code: "fake-connected",
+            message: "fake link is up".into(),
+        }
+    } else {
+        LinkStatus {
+            up,
+            code: "fake-disconnected",
+            message: "fake link is down (POST /fake/link)".into(),
+        }
+    }
+}
+
+impl FakeChannel {
+    /// Opens (creating) the fake phone's store at `path`.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS received (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                chat TEXT NOT NULL, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, timestamp INTEGER NOT NULL)",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            link: Arc::new(watch::Sender::new(status(true))),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .expect("fake channel store task panicked")
+    }
+
+    /// Everything received, in delivery order, optionally for one chat.
+    pub async fn received(&self, chat: Option<ChatJid>) -> rusqlite::Result<Vec<Received>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT seq, chat, text, id, timestamp FROM received WHERE ?1 IS NULL OR chat = ?1 ORDER BY seq",
+            )?;
+            stmt.query_map(params![chat.as_ref().map(ChatJid::as_str)], |r| {
+                Ok(Received { seq: r.get(0)?, chat: r.get(1)?, text: r.get(2)?, id: r.get(3)?, timestamp: r.get(4)? })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// Forgets everything received.
+    pub async fn clear(&self) -> rusqlite::Result<()> {
+        self.with(|c| c.execute("DELETE FROM received", []).map(|_| ()))
+            .await
+    }
+
+    /// Takes the link up or down.
+    pub fn set_connected(&self, up: bool) {
+        self.link.send_replace(status(up));
+        tracing::info!(code = status(up).code, "fake link changed");
+    }
+}
+
+impl Channel for FakeChannel {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            if !self.link.borrow().up {
+                return Err(ChannelError::Disconnected);
+            }
+            let (chat, id, text) = (msg.chat.to_string(), msg.id.to_string(), msg.text.clone());
+            self.with(move |c| {
+                c.execute(
+                    "INSERT INTO received (chat, id, text, timestamp) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![chat, id, text, crate::store::now_ms()],
+                )
+            })
+            .await
+            .map_err(|e| ChannelError::Transient(e.to_string()))?;
+            Ok(())
+        })
+    }
+
+    fn link(&self) -> watch::Receiver<LinkStatus> {
+        self.link.subscribe()
+    }
+
+    fn new_message_id(&self) -> MessageId {
+        use rand::RngExt;
+        let n: u64 = rand::rng().random();
+        MessageId::new(format!("FAKE{n:016X}"))
+    }
+}

@@ -1,0 +1,73 @@
+//! The channel seam: how the bridge reaches people. WhatsApp and the fake
+//! channel implement [`Channel`]; the core never sees either protocol.
+//!
+//! Inbound messages are pushed by each channel into the bridge
+//! (`Bridge::accept`); outbound messages are pulled from the outbox by the
+//! sender and handed to [`Channel::send`] one at a time, in order per chat.
+
+pub mod fake;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::ids::{ChatJid, MessageId};
+
+/// One message to deliver. `id` is chosen before the first attempt and kept
+/// across retries, so the receiving side can recognise a resend.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub chat: ChatJid,
+    pub id: MessageId,
+    pub text: String,
+}
+
+/// Send failures; each says whether and when to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The link is down; retry when it is back.
+    #[error("channel is not connected")]
+    Disconnected,
+    /// Slow down; retry after the given time.
+    #[error("rate limited; retry in {0:?}")]
+    RetryAfter(Duration),
+    /// A passing failure; retry with backoff.
+    #[error("send failed: {0}")]
+    Transient(String),
+    /// This message can never be delivered (bad recipient, too large, ...).
+    #[error("message refused: {0}")]
+    Rejected(String),
+}
+
+impl ChannelError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Rejected(_))
+    }
+}
+
+/// The link's state, as health shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub up: bool,
+    /// Stable code, such as `fake-connected` or `whatsapp-logged-out`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// A way to reach people.
+pub trait Channel: Send + Sync + 'static {
+    /// Short name for logs ("fake", "whatsapp").
+    fn name(&self) -> &'static str;
+    /// Delivers one message. Sending the same `id` twice must not show the
+    /// recipient two messages.
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>>;
+    /// The link state, watched by the sender to flush when it comes back.
+    fn link(&self) -> watch::Receiver<LinkStatus>;
+    /// A new message id in the channel's own format.
+    fn new_message_id(&self) -> MessageId;
+    /// Shows or clears "typing…" in a chat. Best effort.
+    fn set_typing<'a>(&'a self, _chat: &'a ChatJid, _on: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}

@@ -1,0 +1,305 @@
+//! Typed calls to OpenCode's HTTP API (`opencode serve`). Every route takes
+//! the OpenCode instance's directory as `?directory=`. Shapes were read from
+//! the server's own `GET /doc` and from observed runs (see REFERENCE.md).
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::agent::AgentError;
+use crate::config::{ModelRef, Secret};
+use crate::ids::{PromptId, SessionId};
+
+/// HTTP client for one OpenCode server.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    auth: Option<(String, Secret)>,
+}
+
+/// One message of a session transcript.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TranscriptMessage {
+    pub info: MessageInfo,
+    #[serde(default)]
+    pub parts: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessageInfo {
+    pub id: String,
+    pub role: String,
+    #[serde(rename = "parentID")]
+    pub parent_id: Option<String>,
+    pub finish: Option<String>,
+    #[serde(default)]
+    pub time: MessageTime,
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MessageTime {
+    pub completed: Option<i64>,
+}
+
+impl TranscriptMessage {
+    /// The text the user would see: text parts that are neither synthetic
+    /// nor ignored, joined.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .filter(|p| p["type"] == "text" && p["synthetic"] != true && p["ignored"] != true)
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A readable message from an OpenCode error object (`{name, data:{message}}`).
+pub fn error_message(err: &Value) -> String {
+    let name = err["name"].as_str().unwrap_or("Error");
+    match err["data"]["message"].as_str() {
+        Some(m) => format!("{name}: {m}"),
+        None => name.to_owned(),
+    }
+}
+
+impl Client {
+    pub fn new(base: Url, auth: Option<(String, Secret)>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("reqwest client builds with static settings");
+        Self { http, base, auth }
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url
+    }
+
+    fn request(&self, method: Method, path: &str, dir: Option<&Path>) -> RequestBuilder {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(dir) = dir {
+            req = req.query(&[("directory", dir.to_string_lossy())]);
+        }
+        if let Some((user, pass)) = &self.auth {
+            req = req.basic_auth(user, Some(pass.expose()));
+        }
+        req
+    }
+
+    /// A streaming `GET /global/event` request (no overall timeout).
+    pub fn global_events(&self) -> RequestBuilder {
+        self.request(Method::GET, "/global/event", None)
+            .header("accept", "text/event-stream")
+    }
+
+    async fn send(
+        &self,
+        what: &'static str,
+        req: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, AgentError> {
+        let resp = req
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| AgentError::Unreachable(format!("{what}: {}", without_url(&e))))?;
+        Ok(resp)
+    }
+
+    async fn expect_ok(
+        what: &'static str,
+        resp: reqwest::Response,
+    ) -> Result<reqwest::Response, AgentError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
+        Err(AgentError::Http {
+            what,
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        what: &'static str,
+        resp: reqwest::Response,
+    ) -> Result<T, AgentError> {
+        let resp = Self::expect_ok(what, resp).await?;
+        resp.json().await.map_err(|e| AgentError::Protocol {
+            what,
+            why: without_url(&e),
+        })
+    }
+
+    /// `GET /global/health`: the server's version when healthy.
+    pub async fn health(&self) -> Result<String, AgentError> {
+        let resp = self
+            .send(
+                "health",
+                self.request(Method::GET, "/global/health", None),
+                Duration::from_secs(5),
+            )
+            .await?;
+        let v: Value = Self::json("health", resp).await?;
+        if v["healthy"] == true {
+            Ok(v["version"].as_str().unwrap_or("unknown").to_owned())
+        } else {
+            Err(AgentError::Protocol {
+                what: "health",
+                why: format!("server says {v}"),
+            })
+        }
+    }
+
+    /// `POST /session`: a new session with a title (saves a title LLM call).
+    pub async fn create_session(&self, dir: &Path, title: &str) -> Result<SessionId, AgentError> {
+        // The first request for a directory boots its instance: allow time.
+        let req = self
+            .request(Method::POST, "/session", Some(dir))
+            .json(&json!({ "title": title }));
+        let v: Value = Self::json(
+            "create session",
+            self.send("create session", req, Duration::from_secs(60))
+                .await?,
+        )
+        .await?;
+        v["id"]
+            .as_str()
+            .map(SessionId::new)
+            .ok_or_else(|| AgentError::Protocol {
+                what: "create session",
+                why: "no id in response".into(),
+            })
+    }
+
+    /// `GET /session/{id}`: `Ok(false)` when OpenCode says it is gone (404).
+    pub async fn session_exists(&self, dir: &Path, id: &SessionId) -> Result<bool, AgentError> {
+        let req = self.request(Method::GET, &format!("/session/{id}"), Some(dir));
+        let resp = self
+            .send("get session", req, Duration::from_secs(60))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Self::expect_ok("get session", resp).await?;
+        Ok(true)
+    }
+
+    /// `POST /session/{id}/prompt_async` with our own message id.
+    pub async fn prompt_async(
+        &self,
+        dir: &Path,
+        session: &SessionId,
+        prompt: &PromptId,
+        text: &str,
+        model: Option<&ModelRef>,
+    ) -> Result<(), AgentError> {
+        let mut body = json!({
+            "messageID": prompt.as_str(),
+            "parts": [{ "type": "text", "text": text }],
+        });
+        if let Some(m) = model {
+            body["model"] = json!({ "providerID": m.provider, "modelID": m.model });
+        }
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/session/{session}/prompt_async"),
+                Some(dir),
+            )
+            .json(&body);
+        let resp = self.send("prompt", req, Duration::from_secs(60)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(AgentError::SessionGone(session.clone()));
+        }
+        Self::expect_ok("prompt", resp).await?;
+        Ok(())
+    }
+
+    /// `GET /session/{id}/message`: the transcript, oldest first.
+    pub async fn messages(
+        &self,
+        dir: &Path,
+        session: &SessionId,
+    ) -> Result<Vec<TranscriptMessage>, AgentError> {
+        let req = self.request(
+            Method::GET,
+            &format!("/session/{session}/message"),
+            Some(dir),
+        );
+        let resp = self.send("messages", req, Duration::from_secs(30)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(AgentError::SessionGone(session.clone()));
+        }
+        Self::json("messages", resp).await
+    }
+
+    /// `POST /session/{id}/abort`.
+    pub async fn abort(&self, dir: &Path, session: &SessionId) -> Result<(), AgentError> {
+        let req = self.request(
+            Method::POST,
+            &format!("/session/{session}/abort"),
+            Some(dir),
+        );
+        Self::expect_ok(
+            "abort",
+            self.send("abort", req, Duration::from_secs(10)).await?,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /permission/{id}/reply`.
+    pub async fn reply_permission(
+        &self,
+        dir: Option<&Path>,
+        id: &str,
+        reply: &str,
+    ) -> Result<(), AgentError> {
+        let req = self
+            .request(Method::POST, &format!("/permission/{id}/reply"), dir)
+            .json(&json!({ "reply": reply }));
+        Self::expect_ok(
+            "permission reply",
+            self.send("permission reply", req, Duration::from_secs(10))
+                .await?,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// reqwest errors print the URL, which may carry credentials; keep the cause.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), url.path());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

@@ -1,0 +1,225 @@
+//! One event stream for the whole bridge: `GET /global/event`, fanned out to
+//! runs through a broadcast channel.
+//!
+//! The stream is not trusted alone. OpenCode sends `server.heartbeat` every
+//! 10 s; when nothing arrives for the watchdog period the stream is dropped
+//! and reopened, and subscribers get [`HubEvent::Reconnected`] so they
+//! reconcile through the REST routes (SSE frames carry no ids, so a dropped
+//! stream cannot be resumed). `permission.asked` is answered here, per
+//! config, so a headless server never waits on a person.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use futures_util::StreamExt;
+use reqwest_eventsource::{Event as SseEvent, EventSource};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::client::Client;
+use crate::config::PermissionPolicy;
+
+/// One OpenCode event.
+#[derive(Debug, Clone)]
+pub struct OcEvent {
+    pub directory: Option<String>,
+    pub kind: String,
+    pub properties: Value,
+}
+
+impl OcEvent {
+    /// Parses a `/global/event` frame (`{directory?, payload:{type, properties}}`).
+    pub fn parse(frame: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(frame).ok()?;
+        let payload = v.get("payload")?;
+        Some(Self {
+            directory: v["directory"].as_str().map(str::to_owned),
+            kind: payload["type"].as_str()?.to_owned(),
+            properties: payload.get("properties").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.properties["sessionID"].as_str()
+    }
+}
+
+/// What subscribers receive.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    Event(Arc<OcEvent>),
+    /// The stream was reopened: events may have been missed.
+    Reconnected,
+}
+
+/// Handle to the stream's fan-out.
+#[derive(Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<HubEvent>,
+    connected: Arc<AtomicBool>,
+}
+
+impl EventHub {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self {
+            tx,
+            connected: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.tx.subscribe()
+    }
+
+    /// Whether the stream is open and has not gone quiet.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Reads the stream until `cancel`, reopening it when it fails or goes quiet.
+    pub async fn run(
+        self,
+        client: Client,
+        watchdog: Duration,
+        permission: PermissionPolicy,
+        cancel: CancellationToken,
+    ) {
+        let reply = match permission {
+            PermissionPolicy::Allow => "once",
+            PermissionPolicy::Reject => "reject",
+        };
+        let mut backoff = reconnect_backoff();
+        let mut first = true;
+        while !cancel.is_cancelled() {
+            let mut es = match EventSource::new(client.global_events()) {
+                Ok(es) => es,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build OpenCode event request");
+                    return;
+                }
+            };
+            let mut opened = false;
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    n = tokio::time::timeout(watchdog, es.next()) => n,
+                };
+                match next {
+                    Err(_) => {
+                        tracing::warn!(
+                            code = "opencode-stream-quiet",
+                            secs = watchdog.as_secs(),
+                            "OpenCode event stream went quiet; reconnecting"
+                        );
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(code = "opencode-stream-down", error = %e, "OpenCode event stream failed; reconnecting");
+                        break;
+                    }
+                    Ok(Some(Ok(SseEvent::Open))) => {
+                        opened = true;
+                        self.connected.store(true, Ordering::Relaxed);
+                        backoff = reconnect_backoff();
+                        if !first {
+                            tracing::info!("OpenCode event stream reconnected");
+                            let _ = self.tx.send(HubEvent::Reconnected);
+                        }
+                        first = false;
+                    }
+                    Ok(Some(Ok(SseEvent::Message(m)))) => {
+                        let Some(ev) = OcEvent::parse(&m.data) else {
+                            tracing::debug!(frame = %m.data.chars().take(200).collect::<String>(), "unreadable OpenCode event ignored");
+                            continue;
+                        };
+                        match ev.kind.as_str() {
+                            "server.heartbeat" | "server.connected" | "sync" => continue,
+                            "permission.asked" => answer_permission(&client, &ev, reply),
+                            _ => {}
+                        }
+                        let _ = self.tx.send(HubEvent::Event(Arc::new(ev)));
+                    }
+                }
+            }
+            es.close();
+            self.connected.store(false, Ordering::Relaxed);
+            if cancel.is_cancelled() {
+                break;
+            }
+            let delay = if opened {
+                Duration::from_millis(200)
+            } else {
+                backoff.next().unwrap_or(Duration::from_secs(10))
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn reconnect_backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn answer_permission(client: &Client, ev: &OcEvent, reply: &'static str) {
+    let Some(id) = ev.properties["id"].as_str().map(str::to_owned) else {
+        return;
+    };
+    let dir = ev
+        .directory
+        .clone()
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from);
+    let client = client.clone();
+    let permission = ev.properties["permission"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    tracing::info!(%id, %permission, reply, session = ev.session_id().unwrap_or("?"), "answering OpenCode permission request");
+    // Short and bounded: one HTTP call with its own timeout.
+    tokio::spawn(async move {
+        if let Err(e) = client.reply_permission(dir.as_deref(), &id, reply).await {
+            tracing::warn!(%id, error = %e, "permission reply failed");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_global_frames() {
+        let ev = OcEvent::parse(r#"{"directory":"/w/chats/a","project":"global","payload":{"type":"session.idle","properties":{"sessionID":"ses_1"},"id":"evt_1"}}"#).unwrap();
+        assert_eq!(ev.kind, "session.idle");
+        assert_eq!(ev.session_id(), Some("ses_1"));
+        assert_eq!(ev.directory.as_deref(), Some("/w/chats/a"));
+        let hb = OcEvent::parse(
+            r#"{"payload":{"id":"evt_2","type":"server.heartbeat","properties":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(hb.kind, "server.heartbeat");
+        assert!(hb.directory.is_none());
+        assert!(OcEvent::parse("not json").is_none());
+        assert!(OcEvent::parse(r#"{"type":"x"}"#).is_none());
+    }
+}

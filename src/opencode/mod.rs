@@ -1,0 +1,284 @@
+//! The OpenCode driver: the [`Agent`] implementation on `opencode serve`.
+//!
+//! A run: subscribe to the event hub, send the prompt with `prompt_async`
+//! and a message id we chose, then wait. The run is complete when the
+//! session is idle *after* our user message appeared and the transcript
+//! shows a finished answer among the children of our message; the answer
+//! text is always read from the transcript (`GET /session/{id}/message`),
+//! never assembled from deltas. The transcript is consulted on
+//! `session.idle`, on `session.error`, after the stream reconnects or lags,
+//! and on a slow timer, so a quiet or broken stream cannot strand a run. A
+//! run past its deadline is aborted.
+
+pub mod client;
+pub mod events;
+pub mod server;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use rand::RngExt;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::agent::{Agent, AgentError, Recovered, RunSpec};
+use crate::config::ModelRef;
+use crate::ids::{PromptId, SessionId};
+use client::{Client, TranscriptMessage, error_message};
+use events::{EventHub, HubEvent};
+
+/// How often a waiting run checks the transcript even without events.
+const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+
+/// OpenCode as the bridge's agent.
+pub struct OpenCode {
+    client: Client,
+    hub: EventHub,
+    model: Option<ModelRef>,
+    reachable: std::sync::atomic::AtomicBool,
+}
+
+impl OpenCode {
+    pub fn new(client: Client, hub: EventHub, model: Option<ModelRef>) -> Self {
+        Self {
+            client,
+            hub,
+            model,
+            reachable: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn note<T>(&self, r: Result<T, AgentError>) -> Result<T, AgentError> {
+        let unreachable = matches!(r, Err(AgentError::Unreachable(_)));
+        self.reachable.store(!unreachable, Ordering::Relaxed);
+        r
+    }
+
+    /// Where the run stands, from the transcript.
+    async fn check(&self, spec: &RunSpec) -> Result<Progress, AgentError> {
+        let transcript = self.note(self.client.messages(&spec.dir, &spec.session).await)?;
+        Ok(progress(&transcript, spec.prompt_id.as_str()))
+    }
+
+    /// Waits for the run of `spec.prompt_id` to finish. `rx` must have been
+    /// subscribed before the prompt was sent.
+    async fn follow(
+        &self,
+        spec: &RunSpec,
+        mut rx: tokio::sync::broadcast::Receiver<HubEvent>,
+    ) -> Result<String, AgentError> {
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let session = spec.session.as_str();
+        let mut seen_user = false;
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + RECONCILE_EVERY,
+            RECONCILE_EVERY,
+        );
+        // After an idle whose transcript did not yet show the end (OpenCode
+        // can announce idle before the failed message is written), look again soon.
+        let mut recheck: Option<tokio::time::Instant> = None;
+        loop {
+            let should_check = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(session, prompt = %spec.prompt_id, "run timed out; aborting");
+                    if let Err(e) = self.client.abort(&spec.dir, &spec.session).await {
+                        tracing::warn!(session, error = %e, "abort failed");
+                    }
+                    return Err(AgentError::Timeout(spec.timeout));
+                }
+                _ = tick.tick() => true,
+                _ = async { tokio::time::sleep_until(recheck.unwrap()).await }, if recheck.is_some() => {
+                    recheck = None;
+                    true
+                }
+                ev = rx.recv() => match ev {
+                    Ok(HubEvent::Reconnected) | Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return Err(AgentError::Unreachable("event hub stopped".into())),
+                    Ok(HubEvent::Event(ev)) if ev.session_id() == Some(session) => match ev.kind.as_str() {
+                        "message.updated" => {
+                            if ev.properties["info"]["id"].as_str() == Some(spec.prompt_id.as_str()) {
+                                seen_user = true;
+                            }
+                            false
+                        }
+                        "session.idle" => seen_user,
+                        "session.error" => true,
+                        _ => false,
+                    },
+                    Ok(HubEvent::Event(_)) => false,
+                },
+            };
+            if !should_check {
+                continue;
+            }
+            match self.check(spec).await? {
+                Progress::Answered(text) => return Ok(text),
+                Progress::Failed(why) => return Err(AgentError::Run(why)),
+                Progress::NotSent | Progress::Running => {
+                    recheck = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+                }
+            }
+        }
+    }
+}
+
+/// A run's state as the transcript shows it.
+#[derive(Debug, PartialEq, Eq)]
+enum Progress {
+    NotSent,
+    Running,
+    Answered(String),
+    Failed(String),
+}
+
+fn progress(transcript: &[TranscriptMessage], prompt: &str) -> Progress {
+    if !transcript.iter().any(|m| m.info.id == prompt) {
+        return Progress::NotSent;
+    }
+    let children: Vec<_> = transcript
+        .iter()
+        .filter(|m| m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(prompt))
+        .collect();
+    let Some(last) = children.last() else {
+        return Progress::Running;
+    };
+    if let Some(err) = &last.info.error {
+        return Progress::Failed(error_message(err));
+    }
+    match (&last.info.time.completed, last.info.finish.as_deref()) {
+        (Some(_), Some(finish)) if finish != "tool-calls" => Progress::Answered(last.text()),
+        _ => Progress::Running,
+    }
+}
+
+impl Agent for OpenCode {
+    fn create_session<'a>(
+        &'a self,
+        dir: &'a Path,
+        title: &'a str,
+    ) -> BoxFuture<'a, Result<SessionId, AgentError>> {
+        Box::pin(async move { self.note(self.client.create_session(dir, title).await) })
+    }
+
+    fn session_exists<'a>(
+        &'a self,
+        dir: &'a Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, AgentError>> {
+        Box::pin(async move { self.note(self.client.session_exists(dir, id).await) })
+    }
+
+    fn new_prompt_id(&self) -> PromptId {
+        new_message_id()
+    }
+
+    fn run(&self, spec: RunSpec) -> BoxFuture<'_, Result<String, AgentError>> {
+        Box::pin(async move {
+            let rx = self.hub.subscribe();
+            self.note(
+                self.client
+                    .prompt_async(
+                        &spec.dir,
+                        &spec.session,
+                        &spec.prompt_id,
+                        &spec.text,
+                        self.model.as_ref(),
+                    )
+                    .await,
+            )?;
+            self.follow(&spec, rx).await
+        })
+    }
+
+    fn recover(&self, spec: RunSpec) -> BoxFuture<'_, Result<Recovered, AgentError>> {
+        Box::pin(async move {
+            let rx = self.hub.subscribe();
+            match self.check(&spec).await? {
+                Progress::NotSent => Ok(Recovered::NotSent),
+                Progress::Answered(text) => Ok(Recovered::Answered(text)),
+                Progress::Failed(why) => Err(AgentError::Run(why)),
+                Progress::Running => self.follow(&spec, rx).await.map(Recovered::Answered),
+            }
+        })
+    }
+
+    fn health_code(&self) -> &'static str {
+        if !self.reachable.load(Ordering::Relaxed) {
+            "opencode-unreachable"
+        } else if !self.hub.connected() {
+            "opencode-stream-down"
+        } else {
+            "opencode-ok"
+        }
+    }
+}
+
+/// A message id OpenCode accepts and sorts after every earlier one:
+/// `msg_` + 12 hex digits of the low 48 bits of (ms * 4096 + counter) +
+/// 14 base62 characters.
+pub fn new_message_id() -> PromptId {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = chrono::Utc::now().timestamp_millis().max(0) as u64 * 4096;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let value = loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(p) => prev = p,
+        }
+    };
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let tail: String = (0..14)
+        .map(|_| BASE62[rng.random_range(0..62)] as char)
+        .collect();
+    PromptId::new(format!("msg_{:012x}{tail}", value & 0xffff_ffff_ffff))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn msg(v: serde_json::Value) -> TranscriptMessage {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn message_ids_are_well_formed_and_increase() {
+        let ids: Vec<_> = (0..1000)
+            .map(|_| new_message_id().as_str().to_owned())
+            .collect();
+        for w in ids.windows(2) {
+            assert!(w[0][..16] < w[1][..16], "{} !< {}", w[0], w[1]);
+        }
+        assert!(ids.iter().all(|i| i.len() == 30 && i.starts_with("msg_")));
+    }
+
+    #[test]
+    fn progress_reads_the_transcript() {
+        let user =
+            json!({"info":{"id":"msg_u","role":"user"},"parts":[{"type":"text","text":"hi"}]});
+        let tools = json!({"info":{"id":"msg_a1","role":"assistant","parentID":"msg_u","finish":"tool-calls","time":{"completed":1}},
+            "parts":[{"type":"text","text":"let me check"}]});
+        let fin = json!({"info":{"id":"msg_a2","role":"assistant","parentID":"msg_u","finish":"stop","time":{"completed":2}},
+            "parts":[{"type":"step-start"},{"type":"text","text":"Hello"},{"type":"text","text":"hidden","synthetic":true},{"type":"text","text":"there"}]});
+        let failed = json!({"info":{"id":"msg_a3","role":"assistant","parentID":"msg_u","time":{"completed":2},
+            "error":{"name":"APIError","data":{"message":"bad"}}},"parts":[]});
+        assert_eq!(progress(&[], "msg_u"), Progress::NotSent);
+        assert_eq!(progress(&[msg(user.clone())], "msg_u"), Progress::Running);
+        assert_eq!(
+            progress(&[msg(user.clone()), msg(tools.clone())], "msg_u"),
+            Progress::Running
+        );
+        assert_eq!(
+            progress(&[msg(user.clone()), msg(tools), msg(fin)], "msg_u"),
+            Progress::Answered("Hello\nthere".into())
+        );
+        assert_eq!(
+            progress(&[msg(user), msg(failed)], "msg_u"),
+            Progress::Failed("APIError: bad".into())
+        );
+    }
+}

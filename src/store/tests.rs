@@ -1,0 +1,287 @@
+use super::*;
+
+fn temp_db() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+    (dir, store)
+}
+
+fn chat(s: &str) -> ChatJid {
+    ChatJid::parse(s).unwrap()
+}
+
+fn inbound(chat_jid: &str, id: &str, text: &str, from_me: bool) -> Inbound {
+    Inbound {
+        chat: chat(chat_jid),
+        chat_name: None,
+        id: MessageId::new(id),
+        sender: "491511111111@s.whatsapp.net".into(),
+        sender_name: Some("Ann".into()),
+        text: text.into(),
+        timestamp_ms: 1_763_700_000_000,
+        from_me,
+    }
+}
+
+fn reg(jid: &str, folder: &str, main: bool) -> RegisteredChat {
+    RegisteredChat {
+        jid: chat(jid),
+        name: folder.into(),
+        folder: Folder::parse(folder).unwrap(),
+        is_main: main,
+        trigger: TriggerRule::Mention,
+    }
+}
+
+const DM: &str = "491511111111@s.whatsapp.net";
+const GROUP: &str = "120363000000001@g.us";
+
+#[tokio::test]
+async fn upgrades_a_version_1_database_keeping_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("fixtures/v1.sql")).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let version: i64 = store
+        .call(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let me = chat("491511234567@s.whatsapp.net");
+    assert_eq!(
+        store.session(&me).await.unwrap(),
+        Some(SessionId::new("ses_old"))
+    );
+    let pending = store.pending_messages(&me, 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        vec!["still pending"]
+    );
+    assert!(store.registered(&me).await.unwrap().unwrap().is_main);
+    // The tables version 2 added work.
+    store
+        .complete_run(
+            &me,
+            pending[0].seq,
+            Some((MessageId::new("OUT1"), "hi".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_pending().await.unwrap().len(), 1);
+    // Opening again is a no-op.
+    drop(store);
+    Store::open(&path).unwrap();
+}
+
+#[tokio::test]
+async fn refuses_a_database_newer_than_the_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.sqlite3");
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Store::open(&path).err().unwrap();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    assert!(err.to_string().contains("newer than this build"));
+}
+
+#[tokio::test]
+async fn duplicates_are_recorded_once() {
+    let (_d, store) = temp_db();
+    let first = store
+        .record_inbound(inbound(DM, "X1", "hi", false), false)
+        .await
+        .unwrap();
+    let again = store
+        .record_inbound(inbound(DM, "X1", "hi (resent)", false), false)
+        .await
+        .unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert!(!first.registered);
+    // Same id in another chat is another message.
+    assert!(
+        !store
+            .record_inbound(inbound(GROUP, "X1", "hi", false), false)
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(store.summary().await.unwrap().messages, 2);
+}
+
+#[tokio::test]
+async fn echo_is_recognised_by_sent_id_not_by_text() {
+    let (_d, store) = temp_db();
+    store.register(reg(DM, "ann", false)).await.unwrap();
+    store
+        .enqueue_outbox(&chat(DM), &MessageId::new("SENT1"), "Andy: hello")
+        .await
+        .unwrap();
+    let echo = store
+        .record_inbound(inbound(DM, "SENT1", "Andy: hello", true), false)
+        .await
+        .unwrap();
+    assert!(echo.echo);
+    // The user typing "Andy:" on the shared number is not an echo.
+    let typed = store
+        .record_inbound(inbound(DM, "USER1", "Andy: do this", true), false)
+        .await
+        .unwrap();
+    assert!(!typed.echo);
+    // With its own number, everything from_me is the assistant.
+    let own = store
+        .record_inbound(inbound(DM, "OWN1", "anything", true), true)
+        .await
+        .unwrap();
+    assert!(own.echo);
+    let pending = store.pending_messages(&chat(DM), 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["USER1"]
+    );
+}
+
+#[tokio::test]
+async fn registration_starts_after_existing_history_and_guards_conflicts() {
+    let (_d, store) = temp_db();
+    store
+        .record_inbound(inbound(GROUP, "OLD", "before registration", false), false)
+        .await
+        .unwrap();
+    store.register(reg(GROUP, "family", false)).await.unwrap();
+    assert!(
+        store
+            .pending_messages(&chat(GROUP), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .record_inbound(inbound(GROUP, "NEW", "after", false), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .pending_messages(&chat(GROUP), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let e = store.register(reg(DM, "family", false)).await.unwrap_err();
+    assert!(
+        e.to_string().contains("folder \"family\" is already used"),
+        "{e}"
+    );
+    store.register(reg(DM, "ann", true)).await.unwrap();
+    let e = store
+        .register(reg("491512222222@s.whatsapp.net", "bob", true))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("already the main chat"), "{e}");
+    // Re-registering the same chat updates it.
+    store.register(reg(DM, "ann2", true)).await.unwrap();
+    assert_eq!(
+        store
+            .registered(&chat(DM))
+            .await
+            .unwrap()
+            .unwrap()
+            .folder
+            .as_str(),
+        "ann2"
+    );
+
+    assert!(store.unregister(&chat(GROUP)).await.unwrap());
+    assert!(!store.unregister(&chat(GROUP)).await.unwrap());
+    assert!(store.registered(&chat(GROUP)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn complete_run_moves_cursor_and_queues_reply_together() {
+    let (_d, store) = temp_db();
+    store.register(reg(DM, "ann", false)).await.unwrap();
+    for i in 0..3 {
+        store
+            .record_inbound(inbound(DM, &format!("M{i}"), "x", false), false)
+            .await
+            .unwrap();
+    }
+    let batch = store.pending_messages(&chat(DM), 2).await.unwrap();
+    assert_eq!(
+        batch.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["M1", "M2"],
+        "newest win when capped"
+    );
+    store
+        .begin_run(
+            &chat(DM),
+            &SessionId::new("ses_1"),
+            &PromptId::new("msg_1"),
+            batch[1].seq,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.runs().await.unwrap()[0].state, "running");
+    assert_eq!(store.chats_with_pending().await.unwrap(), vec![chat(DM)]);
+
+    store
+        .complete_run(
+            &chat(DM),
+            batch[1].seq,
+            Some((MessageId::new("R1"), "answer".into())),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .pending_messages(&chat(DM), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.runs().await.unwrap().is_empty());
+    assert!(store.chats_with_pending().await.unwrap().is_empty());
+    let out = store.outbox_pending().await.unwrap();
+    assert_eq!((out[0].id.as_str(), out[0].text.as_str()), ("R1", "answer"));
+
+    store
+        .outbox_record(out[0].seq, Err(("link down".into(), false)))
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_pending().await.unwrap()[0].attempts, 1);
+    store.outbox_record(out[0].seq, Ok(())).await.unwrap();
+    assert!(store.outbox_pending().await.unwrap().is_empty());
+
+    // A reply id can only be queued once.
+    assert!(
+        store
+            .enqueue_outbox(&chat(DM), &MessageId::new("R1"), "again")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn parked_runs_are_listed_with_reason() {
+    let (_d, store) = temp_db();
+    store
+        .park_run(&chat(DM), 5, "agent run failed: APIError: bad")
+        .await
+        .unwrap();
+    let s = store.summary().await.unwrap();
+    assert_eq!((s.runs_parked, s.runs_in_flight), (1, 0));
+    let runs = store.runs().await.unwrap();
+    assert_eq!(
+        runs[0].reason.as_deref(),
+        Some("agent run failed: APIError: bad")
+    );
+    store.clear_run(&chat(DM)).await.unwrap();
+    assert!(store.runs().await.unwrap().is_empty());
+}
