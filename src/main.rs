@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("PB_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     run(cli).await
 }

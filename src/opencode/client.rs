@@ -254,6 +254,19 @@ impl Client {
         Self::json("messages", resp).await
     }
 
+    /// `GET /session/status`: whether the session is working (busy or
+    /// waiting to retry). Idle sessions are absent from the map.
+    pub async fn session_busy(&self, dir: &Path, session: &SessionId) -> Result<bool, AgentError> {
+        let req = self.request(Method::GET, "/session/status", Some(dir));
+        let v: Value = Self::json(
+            "session status",
+            self.send("session status", req, Duration::from_secs(30))
+                .await?,
+        )
+        .await?;
+        Ok(v.get(session.as_str()).is_some())
+    }
+
     /// `POST /session/{id}/abort`.
     pub async fn abort(&self, dir: &Path, session: &SessionId) -> Result<(), AgentError> {
         let req = self.request(

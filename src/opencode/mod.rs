@@ -71,6 +71,9 @@ impl OpenCode {
         let deadline = tokio::time::Instant::now() + spec.timeout;
         let session = spec.session.as_str();
         let mut seen_user = false;
+        // Timer checks that found the answer unfinished while OpenCode said
+        // the session was idle: twice in a row means nobody works on it.
+        let mut stalled = 0;
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + RECONCILE_EVERY,
             RECONCILE_EVERY,
@@ -79,6 +82,7 @@ impl OpenCode {
         // can announce idle before the failed message is written), look again soon.
         let mut recheck: Option<tokio::time::Instant> = None;
         loop {
+            let mut from_timer = false;
             let should_check = tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(session, prompt = %spec.prompt_id, "run timed out; aborting");
@@ -87,7 +91,10 @@ impl OpenCode {
                     }
                     return Err(AgentError::Timeout(spec.timeout));
                 }
-                _ = tick.tick() => true,
+                _ = tick.tick() => {
+                    from_timer = true;
+                    true
+                }
                 _ = async { tokio::time::sleep_until(recheck.unwrap()).await }, if recheck.is_some() => {
                     recheck = None;
                     true
@@ -115,6 +122,18 @@ impl OpenCode {
             match self.check(spec).await? {
                 Progress::Answered(text) => return Ok(text),
                 Progress::Failed(why) => return Err(AgentError::Run(why)),
+                Progress::Running if from_timer => {
+                    if self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
+                        stalled = 0;
+                    } else {
+                        stalled += 1;
+                        if stalled >= 2 {
+                            return Err(AgentError::Run(
+                                "OpenCode stopped working on the prompt without an answer".into(),
+                            ));
+                        }
+                    }
+                }
                 Progress::NotSent | Progress::Running => {
                     recheck = Some(tokio::time::Instant::now() + Duration::from_millis(300));
                 }
@@ -198,6 +217,15 @@ impl Agent for OpenCode {
                 Progress::NotSent => Ok(Recovered::NotSent),
                 Progress::Answered(text) => Ok(Recovered::Answered(text)),
                 Progress::Failed(why) => Err(AgentError::Run(why)),
+                // Unfinished and nobody working on it: the server that ran it
+                // stopped too. The messages go into a fresh run.
+                Progress::Running
+                    if !self.note(self.client.session_busy(&spec.dir, &spec.session).await)? =>
+                {
+                    Err(AgentError::Run(
+                        "the interrupted run did not finish (OpenCode restarted?)".into(),
+                    ))
+                }
                 Progress::Running => self.follow(&spec, rx).await.map(Recovered::Answered),
             }
         })

@@ -45,8 +45,9 @@ pub struct ManagedServer {
 /// project's tools folder (relative to the working directory and to the
 /// running executable's ancestors).
 pub fn find_binary(explicit: Option<&Path>) -> Option<PathBuf> {
+    // Absolute, because the child runs with the workspace as its cwd.
     if let Some(p) = explicit {
-        return Some(p.to_owned());
+        return std::path::absolute(p).ok();
     }
     let rel = Path::new(".tools/node_modules/.bin/opencode");
     let on_path = std::env::var_os("PATH")
@@ -70,6 +71,7 @@ pub fn find_binary(explicit: Option<&Path>) -> Option<PathBuf> {
         .chain(std::iter::once(rel.to_owned()))
         .chain(exe_ancestors)
         .find(|p| p.is_file())
+        .and_then(|p| std::path::absolute(p).ok())
 }
 
 /// The config given to the server: the user's `OPENCODE_CONFIG_CONTENT` (if

@@ -1,0 +1,69 @@
+//! Without OPENCODE_URL the bridge starts `opencode serve` itself and
+//! stops it again, even when the bridge is killed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const DM: &str = "491511111111@s.whatsapp.net";
+const T: Duration = Duration::from_secs(60);
+
+async fn wait_no_processes_in(w: &World) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pids_with_cwd(&w.workspace()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "opencode still running: {:?}",
+            pids_with_cwd(&w.workspace())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn bridge_runs_its_own_opencode_and_stops_it() {
+    let mut w = World::without_opencode().await;
+    w.model.set_default(Reply::text("from my own server"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    assert_eq!(
+        pids_with_cwd(&w.workspace()).len(),
+        1,
+        "one opencode serve in the workspace"
+    );
+    w.say(DM, "A1", "hi").await;
+    assert_eq!(
+        w.wait_outbox(DM, 1, T).await,
+        vec!["Andy: from my own server"]
+    );
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
+    wait_no_processes_in(&w).await;
+}
+
+#[tokio::test]
+async fn kill9_takes_the_managed_opencode_down_and_a_restart_reruns_the_lost_prompt() {
+    let mut w = World::without_opencode().await;
+    w.model.on(
+        |r| r.last_user_text().contains("slow"),
+        vec![Reply::delayed(
+            Duration::from_secs(5),
+            Reply::text("never seen"),
+        )],
+    );
+    w.model.set_default(Reply::text("answer after restart"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w.say(DM, "A1", "slow question").await;
+    w.model.wait_for_requests(1, T).await;
+    w.kill9();
+    wait_no_processes_in(&w).await;
+
+    w.start_bridge().await;
+    assert_eq!(
+        w.wait_outbox(DM, 1, T).await,
+        vec!["Andy: answer after restart"]
+    );
+    assert_quiet(&w, DM, 1, Duration::from_secs(2)).await;
+}

@@ -1,0 +1,440 @@
+//! Test harness: a real `opencode serve` (the pinned npm package in
+//! `.tools/`) configured to use the scripted model, and the real
+//! `pocketbrain` binary driven through the fake channel's HTTP contract.
+#![allow(dead_code)]
+
+pub mod model;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub use model::{ChatRequest, Reply, ScriptedModel};
+
+pub const OWNER: &str = "491510000001@s.whatsapp.net";
+
+/// The pinned OpenCode binary, installed by scripts/install-tools.sh.
+pub fn opencode_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/.bin/opencode");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/install-tools.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The OPENCODE_CONFIG_CONTENT pointing OpenCode at the scripted model.
+pub fn opencode_config(model: &ScriptedModel) -> String {
+    json!({
+        "provider": {"scripted": {"npm": "@ai-sdk/openai-compatible", "name": "Scripted",
+            "options": {"baseURL": model.base_url(), "apiKey": "x"},
+            "models": {"scripted-1": {"name": "Scripted", "tool_call": true}}}},
+        "model": "scripted/scripted-1",
+        "permission": {"*": "allow", "external_directory": "allow", "doom_loop": "allow", "question": "deny"},
+        "autoupdate": false,
+        "share": "disabled",
+    })
+    .to_string()
+}
+
+/// Environment that isolates an OpenCode process in `home`.
+pub fn opencode_env(cmd: &mut Command, home: &Path, model: &ScriptedModel) {
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_CLIENT", "serve")
+        .env("OPENCODE_CONFIG_CONTENT", opencode_config(model));
+}
+
+/// A running `opencode serve`, killed on drop.
+pub struct OpenCode {
+    child: Child,
+    pub url: String,
+}
+
+impl OpenCode {
+    pub fn start(workspace: &Path, home: &Path, model: &ScriptedModel) -> Self {
+        Self::start_on(workspace, home, model, 0)
+    }
+
+    /// Starts on a given port (0: any free one).
+    pub fn start_on(workspace: &Path, home: &Path, model: &ScriptedModel, port: u16) -> Self {
+        use std::io::{BufRead, BufReader};
+        std::fs::create_dir_all(workspace).unwrap();
+        let mut cmd = Command::new(opencode_bin());
+        cmd.args([
+            "serve",
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .current_dir(workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        opencode_env(&mut cmd, home, model);
+        let mut child = cmd.spawn().expect("spawn opencode serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("opencode serve printed its address");
+        Self { child, url }
+    }
+}
+
+impl Drop for OpenCode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test's world: temp folders, the scripted model, OpenCode, and the bridge.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub model: ScriptedModel,
+    pub opencode: Option<OpenCode>,
+    pub bridge: Option<Bridge>,
+    pub env: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+impl World {
+    /// Model and OpenCode up; the bridge is started with `start_bridge`.
+    pub async fn new() -> Self {
+        let mut w = Self::without_opencode().await;
+        w.opencode = Some(OpenCode::start(&w.workspace(), &w.home(), &w.model));
+        w
+    }
+
+    /// Model only: the bridge will start its own OpenCode.
+    pub async fn without_opencode() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ScriptedModel::start().await;
+        Self {
+            dir,
+            model,
+            opencode: None,
+            bridge: None,
+            env: Vec::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn workspace(&self) -> PathBuf {
+        self.dir.path().join("workspace")
+    }
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// Stops the test's OpenCode; returns its port.
+    pub fn stop_opencode(&mut self) -> u16 {
+        let oc = self.opencode.as_mut().expect("test-managed opencode");
+        let _ = oc.child.kill();
+        let _ = oc.child.wait();
+        oc.url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
+    }
+
+    /// Starts the test's OpenCode again on `port`, with the same state.
+    pub fn restart_opencode(&mut self, port: u16) {
+        let oc = OpenCode::start_on(&self.workspace(), &self.home(), &self.model, port);
+        self.opencode = Some(oc);
+    }
+
+    /// Extra environment for every bridge process started later.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pocketbrain"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PB_DATA_DIR", self.data_dir())
+            .env("PB_WORKSPACE", self.workspace())
+            .env("PB_CHANNEL", "fake")
+            .env("PB_HTTP_ADDR", "127.0.0.1:0")
+            .env("PB_LOG", "info,pocketbrain=debug")
+            .env("TZ", "Europe/Berlin")
+            .env("PB_RETRY_BASE", "1s");
+        match &self.opencode {
+            Some(oc) => {
+                cmd.env("OPENCODE_URL", &oc.url);
+            }
+            // The bridge starts OpenCode itself: give it the test's isolation.
+            None => opencode_env(&mut cmd, &self.home(), &self.model),
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs a CLI command to completion; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().expect("run pocketbrain");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn register(&self, jid: &str, name: &str, extra: &[&str]) {
+        let mut args = vec!["chats", "register", jid, "--name", name];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = self.cli(&args);
+        assert!(ok, "register failed: {out}{err}");
+    }
+
+    /// Starts the bridge and waits until its health answers.
+    pub async fn start_bridge(&mut self) {
+        assert!(self.bridge.is_none(), "bridge already running");
+        let addr_file = self.data_dir().join("http-addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = self
+            .command(&["serve"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn bridge");
+        let mut bridge = Bridge {
+            child,
+            base: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                bridge.base = format!("http://{}", addr.trim());
+                if let Ok(r) = self
+                    .http
+                    .get(format!("{}/health", bridge.base))
+                    .send()
+                    .await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = bridge.child.try_wait() {
+                panic!("bridge exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "bridge did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.bridge = Some(bridge);
+    }
+
+    fn base(&self) -> &str {
+        &self.bridge.as_ref().expect("bridge running").base
+    }
+
+    /// `kill -9` the bridge.
+    pub fn kill9(&mut self) {
+        let mut b = self.bridge.take().expect("bridge running");
+        b.child.kill().unwrap(); // SIGKILL
+        b.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn stop_bridge(&mut self) -> std::process::ExitStatus {
+        let mut b = self.bridge.take().expect("bridge running");
+        unsafe {
+            libc::kill(b.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = b.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "bridge did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POST /fake/inbox with a raw body; returns (status, json).
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A message from `sender` in `chat`; returns (status, json).
+    pub async fn inbox(&self, body: Value) -> (u16, Value) {
+        self.post_raw("/fake/inbox", body.to_string()).await
+    }
+
+    /// A text from the owner in `chat` with a given id; asserts it was accepted.
+    pub async fn say(&self, chat: &str, id: &str, text: &str) {
+        let (status, body) = self.inbox(json!({"chat": chat, "sender": OWNER, "sender_name": "Owner", "text": text, "id": id})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    pub async fn outbox(&self, chat: Option<&str>) -> Vec<Value> {
+        let mut req = self.http.get(format!("{}/fake/outbox", self.base()));
+        if let Some(c) = chat {
+            req = req.query(&[("chat", c)]);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn outbox_texts(&self, chat: &str) -> Vec<String> {
+        self.outbox(Some(chat))
+            .await
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until `chat` has received at least `n` messages; returns their texts.
+    pub async fn wait_outbox(&self, chat: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let texts = self.outbox_texts(chat).await;
+            if texts.len() >= n {
+                return texts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} messages in {chat} within {timeout:?}, got {texts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn set_link(&self, up: bool) {
+        let (status, _) = self
+            .post_raw("/fake/link", json!({"connected": up}).to_string())
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    pub async fn health(&self) -> Value {
+        self.http
+            .get(format!("{}/health", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `check(health)` holds.
+    pub async fn wait_health(&self, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.health().await;
+            if check(&h) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "health never matched: {h}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Agent-turn requests the model received (title requests excluded).
+    pub fn agent_requests(&self) -> Vec<ChatRequest> {
+        self.model
+            .requests()
+            .into_iter()
+            .filter(|r| !r.is_title_request())
+            .collect()
+    }
+
+    /// OpenCode's HTTP API, for checks the bridge cannot show.
+    pub async fn opencode_get(&self, path: &str) -> Value {
+        let url = &self.opencode.as_ref().expect("test-managed opencode").url;
+        self.http
+            .get(format!("{url}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.bridge.take() {
+            let _ = b.child.kill();
+            let _ = b.child.wait();
+        }
+    }
+}
+
+/// Processes whose working directory is `dir` (Linux).
+pub fn pids_with_cwd(dir: &Path) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir))
+        .collect()
+}
+
+pub struct Bridge {
+    pub child: Child,
+    pub base: String,
+}
+
+/// Pulls the `<message ...>` elements out of a prompt.
+pub fn prompt_messages(prompt: &str) -> Vec<String> {
+    prompt
+        .split("<message ")
+        .skip(1)
+        .map(|s| s.split("</message>").next().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Asserts nothing more arrives in `chat` for `quiet`.
+pub async fn assert_quiet(world: &World, chat: &str, expected: usize, quiet: Duration) {
+    tokio::time::sleep(quiet).await;
+    let texts = world.outbox_texts(chat).await;
+    assert_eq!(
+        texts.len(),
+        expected,
+        "unexpected messages in {chat}: {texts:?}"
+    );
+}
