@@ -1,0 +1,19 @@
+# The PocketBrain bridge. OpenCode runs in its own container (compose.yaml).
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin pocketbrain
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/pocketbrain /usr/local/bin/pocketbrain
+ENV PB_DATA_DIR=/data PB_WORKSPACE=/workspace PB_HTTP_ADDR=0.0.0.0:8787
+VOLUME ["/data"]
+EXPOSE 8787
+HEALTHCHECK --interval=30s --timeout=5s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8787"]
+ENTRYPOINT ["pocketbrain"]
+CMD ["serve"]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, unit tests, and the
+# black-box tests against a real `opencode serve` (installed into .tools/
+# on first use). Extra arguments go to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-tools.sh
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --all-targets --locked --no-fail-fast "$@"
+else
+  echo "test.sh: cargo-nextest not found, using cargo test" >&2
+  cargo test --all-targets --locked --no-fail-fast "$@"
+fi
