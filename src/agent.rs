@@ -55,6 +55,16 @@ pub enum Recovered {
     Answered(String),
 }
 
+/// A tool call as OpenCode recorded it in a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub tool: String,
+    pub call_id: String,
+    /// `pending`, `running`, `completed` or `error`.
+    pub status: String,
+    pub input: serde_json::Value,
+}
+
 /// An agent runtime with sessions.
 pub trait Agent: Send + Sync + 'static {
     /// Creates a session in `dir`.
@@ -76,6 +86,13 @@ pub trait Agent: Send + Sync + 'static {
     /// Finds out what became of a prompt sent before a crash, following it
     /// to the end if it is still running.
     fn recover(&self, spec: RunSpec) -> BoxFuture<'_, Result<Recovered, AgentError>>;
+    /// The tool calls in one message of a session (for provenance checks).
+    fn tool_calls<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+        session: &'a SessionId,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ToolCall>, AgentError>>;
     /// A short health code: `opencode-ok`, `opencode-unreachable`, `opencode-stream-down`.
     fn health_code(&self) -> &'static str;
 }

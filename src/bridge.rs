@@ -41,6 +41,7 @@ struct Inner {
     agent: Arc<dyn Agent>,
     queue: ChatQueue,
     outbox_wake: Arc<Notify>,
+    tasks_wake: Arc<Notify>,
 }
 
 /// The memory file a registered chat starts with.
@@ -88,6 +89,7 @@ impl Bridge {
                 agent,
                 queue,
                 outbox_wake: Arc::new(Notify::new()),
+                tasks_wake: Arc::new(Notify::new()),
             }),
         }
     }
@@ -109,6 +111,35 @@ impl Bridge {
     }
     pub fn outbox_wake(&self) -> Arc<Notify> {
         self.inner.outbox_wake.clone()
+    }
+    /// Notified whenever tasks change (the scheduler sleeps on it).
+    pub fn tasks_wake(&self) -> Arc<Notify> {
+        self.inner.tasks_wake.clone()
+    }
+
+    /// A registered chat's OpenCode directory (absolute), created with its
+    /// memory file when missing.
+    pub fn chat_dir(&self, reg: &RegisteredChat) -> std::io::Result<PathBuf> {
+        ensure_chat_dir(
+            &self.inner.config.workspace,
+            &reg.folder,
+            &reg.name,
+            &reg.jid,
+        )
+    }
+
+    /// What is sent for an agent text: `<internal>` notes stripped, trimmed,
+    /// prefixed with the assistant's name on a shared number; `None` when
+    /// nothing is left.
+    pub fn outgoing_text(&self, text: &str) -> Option<String> {
+        let cfg = &self.inner.config;
+        outbound::visible_text(text).map(|t| {
+            if cfg.assistant_has_own_number {
+                t
+            } else {
+                format!("{}: {t}", cfg.assistant_name)
+            }
+        })
     }
 
     /// Takes one validated inbound message: stores it, and wakes the chat's
@@ -169,7 +200,7 @@ impl Bridge {
         let Some(reg) = store.registered(chat).await? else {
             return Ok(()); // unregistered since it was queued
         };
-        let dir = ensure_chat_dir(&cfg.workspace, &reg.folder, &reg.name, chat)?;
+        let dir = self.chat_dir(&reg)?;
 
         // A run the last process left in flight: find out what became of it.
         if let Some(run) = store
@@ -268,14 +299,9 @@ impl Bridge {
     /// Commits a run's answer: outbox row (if anything is visible) and cursor
     /// in one transaction. Returns whether a reply was queued.
     async fn finish(&self, chat: &ChatJid, up_to: i64, answer: &str) -> Result<bool, RunError> {
-        let reply = outbound::visible_text(answer).map(|text| {
-            let text = if self.inner.config.assistant_has_own_number {
-                text
-            } else {
-                format!("{}: {text}", self.inner.config.assistant_name)
-            };
-            (self.inner.channel.new_message_id(), text)
-        });
+        let reply = self
+            .outgoing_text(answer)
+            .map(|text| (self.inner.channel.new_message_id(), text));
         let queued = reply.is_some();
         self.inner.store.complete_run(chat, up_to, reply).await?;
         if queued {

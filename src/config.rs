@@ -70,6 +70,9 @@ pub struct ConfigArgs {
     /// Most messages one prompt carries (the newest win) [env: PB_MAX_BATCH; default 100]
     #[arg(long, env = "PB_MAX_BATCH", global = true, hide_env = true)]
     pub max_batch: Option<String>,
+    /// How long an agent tool waits for the bridge before telling the model it is queued [env: PB_IPC_TIMEOUT; default 30s]
+    #[arg(long, env = "PB_IPC_TIMEOUT", global = true, hide_env = true)]
+    pub ipc_timeout: Option<String>,
     /// Event stream silence after which it is reconnected [env: PB_STREAM_WATCHDOG; default 30s]
     #[arg(long, env = "PB_STREAM_WATCHDOG", global = true, hide_env = true)]
     pub stream_watchdog: Option<String>,
@@ -133,6 +136,7 @@ pub struct Config {
     pub max_text_bytes: usize,
     pub max_batch: usize,
     pub stream_watchdog: Duration,
+    pub ipc_timeout: Duration,
 }
 
 /// A setting that failed validation; the message names it.
@@ -378,12 +382,23 @@ impl Config {
                 "PB_STREAM_WATCHDOG",
                 "--stream-watchdog",
             )?,
+            ipc_timeout: duration(
+                non_empty(&a.ipc_timeout),
+                Duration::from_secs(30),
+                "PB_IPC_TIMEOUT",
+                "--ipc-timeout",
+            )?,
         })
     }
 
     /// The bridge's database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("pocketbrain.sqlite3")
+    }
+
+    /// The folder both the bridge and the plugin use for tool calls.
+    pub fn ipc_dir(&self) -> PathBuf {
+        self.data_dir.join("ipc")
     }
 
     /// A registered chat's OpenCode directory.

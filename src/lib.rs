@@ -14,6 +14,8 @@
 //! - [`bridge`]: a run from pending messages to an outbox row.
 //! - [`outbound`]: what of an answer is visible; [`sender`] delivers the outbox.
 //! - [`http`]: health and the fake channel's HTTP contract.
+//! - [`ipc`]: tool calls from the OpenCode plugin, through files; [`tools`]
+//!   carries them out; [`schedule`] parses task schedules.
 //! - [`cli`]: the command line (`serve`, `chats`, `status`).
 //!
 //! [`serve`] wires them together and runs until its shutdown future resolves.
@@ -25,13 +27,16 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod ipc;
 pub mod opencode;
 pub mod outbound;
 pub mod prompt;
 pub mod queue;
 pub mod router;
+pub mod schedule;
 pub mod sender;
 pub mod store;
+pub mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +121,24 @@ pub async fn serve(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    // The agent's tools: the plugin shim in the workspace, IPC through data/ipc.
+    let ipc_dirs = ipc::IpcDirs::new(std::path::absolute(config.ipc_dir()).map_err(|source| {
+        ServeError::Workspace {
+            path: config.ipc_dir(),
+            source,
+        }
+    })?);
+    ipc_dirs.create().map_err(|source| ServeError::Workspace {
+        path: ipc_dirs.root.clone(),
+        source,
+    })?;
+    ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout).map_err(|source| {
+        ServeError::Workspace {
+            path: workspace.join(".opencode"),
+            source,
+        }
+    })?;
+
     let (managed, url) = match &config.opencode_url {
         Some(url) => (None, url.clone()),
         None => {
@@ -190,8 +213,19 @@ pub async fn serve(
         tracing::warn!(error = %e, "cannot write the http-addr file (status will not find the bridge)");
     }
 
+    // Tool calls left while the bridge was down go first, so their messages
+    // precede the final answers of the runs they belong to.
+    let ipc = ipc::Ipc::new(ipc_dirs, bridge.clone());
+    ipc.scan().await;
+    tracker.spawn(ipc.run(cancel.clone()));
+
     let resumed = bridge.resume_pending().await?;
     tracing::info!(http = %addr, opencode = %url, channel = ?config.channel, resumed, "pocketbrain is running");
+    if config.channel == ChannelKind::Fake {
+        tracing::warn!(
+            "PB_CHANNEL=fake: no WhatsApp; send messages with POST http://{addr}/fake/inbox and read replies at GET /fake/outbox"
+        );
+    }
 
     shutdown.await;
     tracing::info!("shutting down");

@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use rand::RngExt;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::agent::{Agent, AgentError, Recovered, RunSpec};
+use crate::agent::{Agent, AgentError, Recovered, RunSpec, ToolCall};
 use crate::config::ModelRef;
 use crate::ids::{PromptId, SessionId};
 use client::{Client, TranscriptMessage, error_message};
@@ -228,6 +228,29 @@ impl Agent for OpenCode {
                 }
                 Progress::Running => self.follow(&spec, rx).await.map(Recovered::Answered),
             }
+        })
+    }
+
+    fn tool_calls<'a>(
+        &'a self,
+        dir: &'a Path,
+        session: &'a SessionId,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ToolCall>, AgentError>> {
+        Box::pin(async move {
+            let transcript = self.note(self.client.messages(dir, session).await)?;
+            Ok(transcript
+                .iter()
+                .filter(|m| m.info.id == message_id)
+                .flat_map(|m| m.parts.iter())
+                .filter(|p| p["type"] == "tool")
+                .map(|p| ToolCall {
+                    tool: p["tool"].as_str().unwrap_or_default().to_owned(),
+                    call_id: p["callID"].as_str().unwrap_or_default().to_owned(),
+                    status: p["state"]["status"].as_str().unwrap_or_default().to_owned(),
+                    input: p["state"]["input"].clone(),
+                })
+                .collect())
         })
     }
 

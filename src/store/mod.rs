@@ -21,10 +21,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::ids::{ChatJid, Folder, MessageId, PromptId, SessionId};
 use crate::router::TriggerRule;
 
+pub mod tasks;
+
 /// Numbered migrations; index + 1 is the schema version after the step.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_chats_messages.sql"),
     include_str!("migrations/0002_outbox_runs.sql"),
+    include_str!("migrations/0003_tasks_ipc.sql"),
 ];
 
 /// The schema version this code writes.
@@ -175,7 +178,7 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn jid(s: String) -> rusqlite::Result<ChatJid> {
+pub(crate) fn jid(s: String) -> rusqlite::Result<ChatJid> {
     ChatJid::parse(&s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
@@ -673,6 +676,53 @@ impl Store {
         .await
     }
 
+    /// The chat a session belongs to: its conversation session, or an
+    /// isolated task session made for it.
+    pub async fn chat_for_session(&self, session: &SessionId) -> Result<Option<ChatJid>> {
+        let session = session.clone();
+        self.call(move |c| {
+            let found = c
+                .query_row(
+                    "SELECT chat FROM sessions WHERE session_id = ?1
+                     UNION ALL SELECT chat FROM task_sessions WHERE session_id = ?1 LIMIT 1",
+                    params![session.as_str()],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            Ok(found.map(jid).transpose()?)
+        })
+        .await
+    }
+
+    /// The response recorded for an IPC request id, if it was acted on.
+    pub async fn ipc_response(&self, id: &str) -> Result<Option<crate::ipc::protocol::Response>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            let raw = c
+                .query_row(
+                    "SELECT response FROM ipc_requests WHERE id = ?1",
+                    params![id],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        })
+        .await
+    }
+
+    /// The newest outbox seq of a chat (0 when none).
+    pub async fn last_outbox_seq(&self, chat: &ChatJid) -> Result<i64> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE chat = ?1",
+                params![chat.as_str()],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     pub async fn summary(&self) -> Result<StoreSummary> {
         self.call(|c| {
             Ok(c.query_row(
@@ -700,7 +750,7 @@ impl Store {
     }
 }
 
-fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<RegisteredChat>> {
+pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<RegisteredChat>> {
     let row = c
         .prepare_cached(
             "SELECT name, folder, is_main, trigger_rule FROM registered_chats WHERE jid = ?1",
@@ -733,12 +783,53 @@ fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<RegisteredChat
     }))
 }
 
-fn insert_outbox(tx: &Transaction<'_>, chat: &ChatJid, id: &MessageId, text: &str) -> Result<i64> {
+pub(crate) fn insert_outbox(
+    tx: &Connection,
+    chat: &ChatJid,
+    id: &MessageId,
+    text: &str,
+) -> Result<i64> {
     tx.execute(
         "INSERT INTO outbox (chat, id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![chat.as_str(), id.as_str(), text, now_ms()],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+/// Whether a tool call (session + call id) already has a ledger row.
+pub(crate) fn ipc_call_seen(c: &Connection, session: &str, call_id: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM ipc_requests WHERE session_id = ?1 AND call_id = ?2",
+        params![session, call_id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Records an acted-on IPC request and its response.
+pub(crate) fn ipc_record(
+    c: &Connection,
+    req: &crate::ipc::protocol::Request,
+    call_id: &str,
+    chat: &ChatJid,
+    resp: &crate::ipc::protocol::Response,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO ipc_requests (id, session_id, call_id, tool, chat, ok, response, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            req.id,
+            req.context.session_id,
+            call_id,
+            req.tool,
+            chat.as_str(),
+            resp.ok,
+            serde_json::to_string(resp).unwrap_or_default(),
+            now_ms()
+        ],
+    )?;
+    Ok(())
 }
 
 /// Brings the schema to `SCHEMA_VERSION`, one transaction per step.

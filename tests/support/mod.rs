@@ -126,6 +126,16 @@ impl World {
     /// Model only: the bridge will start its own OpenCode.
     pub async fn without_opencode() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // The plugin's dependencies, installed once by install-tools.sh.
+        let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join(".opencode/node_modules");
+        assert!(
+            shim.is_dir(),
+            "{} is missing: run scripts/install-tools.sh",
+            shim.display()
+        );
+        let dot = dir.path().join("workspace/.opencode");
+        std::fs::create_dir_all(&dot).unwrap();
+        std::os::unix::fs::symlink(&shim, dot.join("node_modules")).unwrap();
         let model = ScriptedModel::start().await;
         Self {
             dir,

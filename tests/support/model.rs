@@ -203,11 +203,15 @@ struct Rule {
     replies: VecDeque<Reply>,
     /// If set, the rule answers this forever (after any queued replies).
     always: Option<Reply>,
+    /// If set, the rule answers what this computes from the request, forever.
+    compute: Option<Computer>,
 }
+
+type Computer = Box<dyn Fn(&ChatRequest) -> Reply + Send + Sync>;
 
 impl Rule {
     fn is_live(&self) -> bool {
-        !self.replies.is_empty() || self.always.is_some()
+        !self.replies.is_empty() || self.always.is_some() || self.compute.is_some()
     }
 
     fn take(&mut self) -> Reply {
@@ -328,6 +332,7 @@ impl ScriptedModel {
             matcher: Box::new(matcher),
             replies: replies.into(),
             always: None,
+            compute: None,
         });
     }
 
@@ -341,6 +346,22 @@ impl ScriptedModel {
             matcher: Box::new(matcher),
             replies: VecDeque::new(),
             always: Some(reply),
+            compute: None,
+        });
+    }
+
+    /// Add a rule that answers every matching request with what `reply`
+    /// computes from it (e.g. echoing an id the model learned from a tool).
+    pub fn compute(
+        &self,
+        matcher: impl Fn(&ChatRequest) -> bool + Send + Sync + 'static,
+        reply: impl Fn(&ChatRequest) -> Reply + Send + Sync + 'static,
+    ) {
+        self.inner.lock().rules.push(Rule {
+            matcher: Box::new(matcher),
+            replies: VecDeque::new(),
+            always: None,
+            compute: Some(Box::new(reply)),
         });
     }
 
@@ -475,6 +496,9 @@ async fn chat_completions(State(inner): State<Arc<Inner>>, body: Bytes) -> Respo
             .iter_mut()
             .find(|rule| rule.is_live() && (rule.matcher)(&request))
         {
+            Some(Rule {
+                compute: Some(f), ..
+            }) => f(&request),
             Some(rule) => rule.take(),
             None => state.default.clone(),
         };

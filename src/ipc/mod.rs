@@ -1,0 +1,572 @@
+//! Tool calls from the OpenCode plugin, through files.
+//!
+//! The plugin writes `requests/<id>.json` atomically (temp file + rename) in
+//! `PB_DATA_DIR/ipc/`; this module picks it up at once (inotify through
+//! `notify`, with a rescan every few seconds as a safety net), acts, and
+//! writes `responses/<id>.json` for the plugin to read. Requests are handled
+//! one at a time in the order they were made.
+//!
+//! Trust. The calling chat is the chat the bridge itself mapped to the
+//! request's OpenCode session, never anything in the arguments. And because
+//! the agent can also write files (it has bash), every request is checked
+//! against OpenCode before anything happens: that session must hold a call
+//! of this tool, in that message, with these arguments. A request that fails
+//! the check is refused and logged as forged.
+//!
+//! At most once. Each action commits in one transaction with its ledger row
+//! (`ipc_requests`: request id, and session + call id). A request seen again
+//! (a crash between acting and deleting the file) gets its recorded answer;
+//! a second request for the same call is refused.
+//!
+//! Bad files (too large, malformed, unknown version) get an error response
+//! when an id can be read, are moved to `failed/` with a `.reason` file
+//! beside them, and are logged; processing goes on.
+
+pub mod protocol;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{AgentError, ToolCall};
+use crate::bridge::Bridge;
+use crate::ids::SessionId;
+use crate::tools::{self, ToolEnv};
+use protocol::{MAX_REQUEST_BYTES, Request, Response, VERSION, valid_id};
+
+/// How often the request folder is rescanned when no event came.
+const RESCAN: Duration = Duration::from_secs(3);
+/// Responses nobody picked up are removed after this long.
+const RESPONSE_TTL: Duration = Duration::from_secs(3600);
+
+/// The IPC folders.
+#[derive(Debug, Clone)]
+pub struct IpcDirs {
+    pub root: PathBuf,
+    pub requests: PathBuf,
+    pub responses: PathBuf,
+    pub failed: PathBuf,
+}
+
+impl IpcDirs {
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            requests: root.join("requests"),
+            responses: root.join("responses"),
+            failed: root.join("failed"),
+            root,
+        }
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        for d in [&self.requests, &self.responses, &self.failed] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a request was not acted on now.
+enum Skip {
+    /// Try again on the next scan (OpenCode unreachable, store busy).
+    Later(String),
+}
+
+/// The request processor.
+#[derive(Clone)]
+pub struct Ipc {
+    dirs: IpcDirs,
+    bridge: Bridge,
+}
+
+impl Ipc {
+    pub fn new(dirs: IpcDirs, bridge: Bridge) -> Self {
+        Self { dirs, bridge }
+    }
+
+    /// Watches and processes until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.try_send(());
+            }
+        })
+        .and_then(|mut w| {
+            use notify::Watcher;
+            w.watch(&self.dirs.requests, notify::RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        let _watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the IPC folder; relying on rescans");
+                None
+            }
+        };
+        let mut sweep = tokio::time::Instant::now();
+        loop {
+            self.scan().await;
+            if sweep.elapsed() > Duration::from_secs(60) {
+                self.sweep_responses();
+                sweep = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = rx.recv() => {}
+                _ = tokio::time::sleep(RESCAN) => {}
+            }
+        }
+    }
+
+    /// Handles every request file present now, oldest first.
+    pub async fn scan(&self) {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dirs.requests) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    !name.starts_with('.') && p.is_file()
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %self.dirs.requests.display(), "cannot read the IPC request folder");
+                return;
+            }
+        };
+        files.sort();
+        for path in files {
+            if let Err(Skip::Later(why)) = self.handle(&path).await {
+                tracing::warn!(file = %path.display(), %why, "IPC request postponed");
+            }
+        }
+    }
+
+    async fn handle(&self, path: &Path) -> Result<(), Skip> {
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(_) => return Ok(()), // taken meanwhile
+        };
+        if size > MAX_REQUEST_BYTES {
+            self.refuse(
+                path,
+                None,
+                "too_large",
+                &format!("request file is {size} bytes; the limit is {MAX_REQUEST_BYTES}"),
+            );
+            return Ok(());
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return Err(Skip::Later(format!("cannot read: {e}"))),
+        };
+        let value: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                self.refuse(path, None, "malformed", &format!("malformed JSON: {e}"));
+                return Ok(());
+            }
+        };
+        let id = value["id"]
+            .as_str()
+            .filter(|i| valid_id(i))
+            .map(str::to_owned);
+        let Some(id) = id else {
+            self.refuse(path, None, "malformed", "no valid request id (req_...)");
+            return Ok(());
+        };
+        if value["version"].as_u64() != Some(VERSION as u64) {
+            let why = format!(
+                "unsupported protocol version {}; this bridge speaks version {VERSION}",
+                value["version"]
+            );
+            self.refuse(path, Some(&id), "unsupported_version", &why);
+            return Ok(());
+        }
+        let req: Request = match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.refuse(
+                    path,
+                    Some(&id),
+                    "malformed",
+                    &format!("malformed request: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        let store = self.bridge.store();
+        if let Some(recorded) = store
+            .ipc_response(&req.id)
+            .await
+            .map_err(|e| Skip::Later(e.to_string()))?
+        {
+            tracing::info!(id = %req.id, "IPC request already handled; answering again");
+            self.respond(path, &recorded);
+            return Ok(());
+        }
+        let response = self.act(&req).await?;
+        match response {
+            Acted::Answer(resp) => self.respond(path, &resp),
+            Acted::Refused(code, why) => self.refuse(path, Some(&req.id), code, &why),
+        }
+        Ok(())
+    }
+
+    /// Identity, provenance, then the action and its ledger row in one transaction.
+    async fn act(&self, req: &Request) -> Result<Acted, Skip> {
+        let store = self.bridge.store();
+        let session = SessionId::new(&req.context.session_id);
+        let chat = store
+            .chat_for_session(&session)
+            .await
+            .map_err(|e| Skip::Later(e.to_string()))?;
+        let Some(chat) = chat else {
+            tracing::warn!(id = %req.id, session = %session, "IPC request from a session PocketBrain does not know: refused as forged");
+            return Ok(Acted::Refused(
+                "forged",
+                "this session does not belong to a PocketBrain chat".into(),
+            ));
+        };
+        let Some(caller) = store
+            .registered(&chat)
+            .await
+            .map_err(|e| Skip::Later(e.to_string()))?
+        else {
+            return Ok(Acted::Answer(Response::error(
+                &req.id,
+                "unauthorized",
+                format!("{chat} is no longer registered"),
+            )));
+        };
+        let dir = self
+            .bridge
+            .chat_dir(&caller)
+            .map_err(|e| Skip::Later(e.to_string()))?;
+
+        // Provenance: the call must exist in OpenCode, as described.
+        let calls = match self
+            .bridge
+            .agent()
+            .tool_calls(&dir, &session, &req.context.message_id)
+            .await
+        {
+            Ok(c) => c,
+            Err(AgentError::SessionGone(_)) => Vec::new(),
+            Err(e) => return Err(Skip::Later(format!("cannot verify with OpenCode: {e}"))),
+        };
+        let Some(call) = matching_call(&calls, req) else {
+            tracing::warn!(
+                id = %req.id, chat = %chat, session = %session, tool = %req.tool,
+                call = ?req.context.call_id, "IPC request has no matching tool call in OpenCode: refused as forged"
+            );
+            return Ok(Acted::Refused(
+                "forged",
+                "no matching tool call in this session: requests must come from the PocketBrain tools".into(),
+            ));
+        };
+
+        let cfg = self.bridge.config().clone();
+        let bridge = self.bridge.clone();
+        let (req2, caller2, call_id) = (req.clone(), caller.clone(), call.call_id.clone());
+        let outcome = store
+            .tx(move |tx| {
+                if crate::store::ipc_call_seen(tx, &req2.context.session_id, &call_id)? {
+                    return Ok(None);
+                }
+                let outgoing = |t: &str| bridge.outgoing_text(t);
+                let new_id = || bridge.channel().new_message_id();
+                let env = ToolEnv {
+                    tz: cfg.tz,
+                    now: chrono::Utc::now(),
+                    outgoing: &outgoing,
+                    new_message_id: &new_id,
+                };
+                let (resp, effects) =
+                    match tools::execute(tx, &caller2, &req2.tool, &req2.args, &env) {
+                        Ok((result, effects)) => (Response::ok(&req2.id, result), effects),
+                        Err(e) => (
+                            Response::error(&req2.id, e.code, e.message),
+                            tools::Effects::default(),
+                        ),
+                    };
+                crate::store::ipc_record(tx, &req2, &call_id, &caller2.jid, &resp)?;
+                Ok(Some((resp, effects)))
+            })
+            .await
+            .map_err(|e| Skip::Later(e.to_string()))?;
+        let Some((resp, effects)) = outcome else {
+            tracing::warn!(id = %req.id, call = %call.call_id, "a second request for an already handled tool call: refused as forged");
+            return Ok(Acted::Refused(
+                "forged",
+                "this tool call was already handled".into(),
+            ));
+        };
+        tracing::info!(id = %req.id, chat = %chat, tool = %req.tool, call = %call.call_id, from_plugin = req.context.call_id.is_some(), ok = resp.ok, "IPC request handled");
+        if effects.outbox {
+            self.bridge.outbox_wake().notify_one();
+        }
+        if effects.tasks {
+            self.bridge.tasks_wake().notify_one();
+        }
+        Ok(Acted::Answer(resp))
+    }
+
+    fn respond(&self, request: &Path, resp: &Response) {
+        if let Err(e) = write_atomic(
+            &self.dirs.responses,
+            &format!("{}.json", resp.id),
+            &serde_json::to_vec(resp).unwrap_or_default(),
+        ) {
+            tracing::error!(id = %resp.id, error = %e, "cannot write IPC response");
+            return;
+        }
+        let _ = std::fs::remove_file(request);
+    }
+
+    /// Logs, answers with an error when an id is known, and moves the file aside.
+    fn refuse(&self, path: &Path, id: Option<&str>, code: &str, why: &str) {
+        tracing::warn!(file = %path.display(), id = ?id, code, reason = why, "IPC request refused");
+        if let Some(id) = id {
+            let resp = Response::error(id, code, why);
+            let _ = write_atomic(
+                &self.dirs.responses,
+                &format!("{id}.json"),
+                &serde_json::to_vec(&resp).unwrap_or_default(),
+            );
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+        let dest = self.dirs.failed.join(format!("{stamp}-{name}"));
+        if std::fs::rename(path, &dest).is_ok() {
+            let _ = std::fs::write(dest.with_extension("reason"), format!("{code}: {why}\n"));
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn sweep_responses(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dirs.responses) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > RESPONSE_TTL);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+enum Acted {
+    Answer(Response),
+    Refused(&'static str, String),
+}
+
+/// The tool call in OpenCode that this request stands for: same tool, in the
+/// given message, with the given call id (when the plugin knew it), and
+/// arguments the model really gave (every key the request carries must
+/// equal the call's input; OpenCode may keep keys the schema dropped).
+fn matching_call<'a>(calls: &'a [ToolCall], req: &Request) -> Option<&'a ToolCall> {
+    let tool = format!("pocketbrain_{}", req.tool);
+    let args = req.args.as_object()?;
+    calls.iter().find(|c| {
+        c.tool == tool
+            && req
+                .context
+                .call_id
+                .as_deref()
+                .is_none_or(|id| id == c.call_id)
+            && matches!(c.status.as_str(), "running" | "completed" | "error")
+            && args.iter().all(|(k, v)| c.input.get(k) == Some(v))
+    })
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+/// The plugin's files, embedded so the workspace always has the shim that
+/// matches this bridge.
+const PLUGIN_FILES: &[(&str, &str)] = &[
+    (
+        "plugin/pocketbrain.ts",
+        include_str!("../../.opencode/plugin/pocketbrain.ts"),
+    ),
+    (
+        "pocketbrain/ipc.ts",
+        include_str!("../../.opencode/pocketbrain/ipc.ts"),
+    ),
+    (
+        "pocketbrain/tools.ts",
+        include_str!("../../.opencode/pocketbrain/tools.ts"),
+    ),
+    ("package.json", include_str!("../../.opencode/package.json")),
+    (
+        "package-lock.json",
+        include_str!("../../.opencode/package-lock.json"),
+    ),
+];
+
+/// Writes the plugin shim and its config into `<workspace>/.opencode/`,
+/// touching only files whose content changed.
+pub fn install_plugin(workspace: &Path, ipc_root: &Path, timeout: Duration) -> std::io::Result<()> {
+    let base = workspace.join(".opencode");
+    let config =
+        serde_json::json!({ "ipc_dir": ipc_root, "timeout_ms": timeout.as_millis() as u64 })
+            .to_string();
+    let files = PLUGIN_FILES
+        .iter()
+        .map(|(p, c)| (*p, c.to_string()))
+        .chain(std::iter::once(("pocketbrain.json", config)));
+    for (rel, content) in files {
+        let path = base.join(rel);
+        if std::fs::read_to_string(&path).is_ok_and(|c| c == content) {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = path.with_extension("pbtmp");
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(tool: &str, args: Value, call: Option<&str>) -> Request {
+        Request {
+            version: 1,
+            id: "req_x_1".into(),
+            tool: tool.into(),
+            args,
+            context: protocol::CallContext {
+                session_id: "ses_1".into(),
+                message_id: "msg_1".into(),
+                call_id: call.map(Into::into),
+                agent: None,
+            },
+            created_at: String::new(),
+        }
+    }
+
+    fn call(tool: &str, id: &str, status: &str, input: Value) -> ToolCall {
+        ToolCall {
+            tool: tool.into(),
+            call_id: id.into(),
+            status: status.into(),
+            input,
+        }
+    }
+
+    #[test]
+    fn provenance_needs_same_tool_call_and_arguments() {
+        let calls = vec![
+            call("bash", "c0", "completed", json!({"command": "echo"})),
+            call(
+                "pocketbrain_send_message",
+                "c1",
+                "running",
+                json!({"text": "hi"}),
+            ),
+        ];
+        assert!(
+            matching_call(
+                &calls,
+                &req("send_message", json!({"text": "hi"}), Some("c1"))
+            )
+            .is_some()
+        );
+        assert!(
+            matching_call(&calls, &req("send_message", json!({"text": "hi"}), None)).is_some(),
+            "without a call id: by tool and args"
+        );
+        assert!(
+            matching_call(
+                &calls,
+                &req("send_message", json!({"text": "bye"}), Some("c1"))
+            )
+            .is_none(),
+            "other args"
+        );
+        assert!(
+            matching_call(
+                &calls,
+                &req(
+                    "send_message",
+                    json!({"text": "hi", "chat": "1@g.us"}),
+                    Some("c1")
+                )
+            )
+            .is_none(),
+            "added args"
+        );
+        assert!(
+            matching_call(
+                &calls,
+                &req("send_message", json!({"text": "hi"}), Some("c9"))
+            )
+            .is_none(),
+            "other call"
+        );
+        assert!(
+            matching_call(
+                &calls,
+                &req("cancel_task", json!({"text": "hi"}), Some("c1"))
+            )
+            .is_none(),
+            "other tool"
+        );
+        let pending = vec![call(
+            "pocketbrain_send_message",
+            "c1",
+            "pending",
+            json!({"text": "hi"}),
+        )];
+        assert!(
+            matching_call(
+                &pending,
+                &req("send_message", json!({"text": "hi"}), Some("c1"))
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn plugin_install_writes_once_and_config_points_at_ipc() {
+        let dir = tempfile::tempdir().unwrap();
+        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        let cfg: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(".opencode/pocketbrain.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(cfg, json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000}));
+        let plugin = dir.path().join(".opencode/plugin/pocketbrain.ts");
+        let before = std::fs::metadata(&plugin).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&plugin).unwrap().modified().unwrap(),
+            before,
+            "unchanged files are not rewritten"
+        );
+    }
+}
