@@ -22,9 +22,10 @@ use tokio::sync::Notify;
 use crate::agent::{Agent, AgentError, Recovered, RunSpec};
 use crate::channel::Channel;
 use crate::config::Config;
-use crate::ids::{ChatJid, Folder, SessionId};
+use crate::ids::{ChatJid, Folder, PromptId, SessionId};
 use crate::queue::{ChatQueue, Outcome, Worker};
 use crate::router::should_run;
+use crate::store::tasks::{self, TaskRun};
 use crate::store::{Inbound, InboundOutcome, RegisteredChat, RunRecord, Store};
 use crate::{outbound, prompt};
 
@@ -168,6 +169,16 @@ impl Bridge {
     /// a crash and messages not yet answered.
     pub async fn resume_pending(&self) -> crate::store::Result<usize> {
         let mut chats = self.inner.store.chats_with_pending().await?;
+        for chat in self
+            .inner
+            .store
+            .call(|c| tasks::chats_with_open_runs(c))
+            .await?
+        {
+            if !chats.contains(&chat) {
+                chats.push(chat);
+            }
+        }
         for run in self.inner.store.runs().await? {
             if run.state == "running" && !chats.contains(&run.chat) {
                 chats.push(run.chat);
@@ -213,10 +224,39 @@ impl Bridge {
         }
 
         let batch = store.pending_messages(chat, cfg.max_batch).await?;
-        if !should_run(&reg, &batch, &cfg.assistant_name) {
+        if should_run(&reg, &batch, &cfg.assistant_name) {
+            self.converse(&reg, dir.clone(), &batch, attempt).await?;
+        } else {
             store.clear_run(chat).await?;
-            return Ok(());
+            // Conversation first; then one scheduled task run.
+            let next = store.call({
+                let chat = chat.clone();
+                move |c| tasks::next_run_for(c, &chat)
+            });
+            if let Some(run) = next.await? {
+                self.run_task(&reg, &dir, run).await?;
+            }
         }
+        // More task runs waiting: go round again (behind other chats).
+        let more = store.call({
+            let chat = chat.clone();
+            move |c| tasks::next_run_for(c, &chat)
+        });
+        if more.await?.is_some() {
+            self.inner.queue.notify(chat, false);
+        }
+        Ok(())
+    }
+
+    /// One conversation turn over a batch of new messages.
+    async fn converse(
+        &self,
+        reg: &RegisteredChat,
+        dir: PathBuf,
+        batch: &[crate::store::StoredMessage],
+        attempt: u32,
+    ) -> Result<(), RunError> {
+        let (cfg, store, chat) = (&self.inner.config, &self.inner.store, &reg.jid);
         let up_to = batch.last().map(|m| m.seq).unwrap_or_default();
         let text = prompt::format_prompt(
             &prompt::ChatContext {
@@ -225,9 +265,9 @@ impl Bridge {
                 tz: cfg.tz,
                 now: chrono::Utc::now(),
             },
-            &batch,
+            batch,
         );
-        let session = self.session_for(&reg, &dir).await?;
+        let session = self.session_for(reg, &dir).await?;
         let prompt_id = self.inner.agent.new_prompt_id();
         store
             .begin_run(chat, &session, &prompt_id, up_to, attempt)
@@ -242,10 +282,18 @@ impl Bridge {
             text,
             timeout: cfg.run_timeout,
         };
+        let outbox_before = store.last_outbox_seq(chat).await?;
         let result = self.inner.agent.run(spec).await;
         self.inner.channel.set_typing(chat, false).await;
         let answer = match result {
             Ok(a) => a,
+            // The agent already sent messages with its tool during this run:
+            // a retry would repeat them, so the run counts as done.
+            Err(e) if store.last_outbox_seq(chat).await? > outbox_before => {
+                tracing::warn!(chat = %chat, error = %e, "run failed after sending messages; not retried");
+                store.complete_run(chat, up_to, None).await?;
+                return Ok(());
+            }
             Err(AgentError::SessionGone(_)) => {
                 // Gone for good: forget it so the retry makes a new one.
                 tracing::warn!(chat = %chat, session = %session, "OpenCode session is gone; a new one will be created");
@@ -256,6 +304,154 @@ impl Bridge {
         };
         let sent = self.finish(chat, up_to, &answer).await?;
         tracing::info!(chat = %chat, ms = started.elapsed().as_millis() as u64, replied = sent, "run finished");
+        Ok(())
+    }
+
+    /// One scheduled task run. Its failures are recorded on the run, not
+    /// retried: the task's next due time is the retry.
+    async fn run_task(
+        &self,
+        reg: &RegisteredChat,
+        dir: &Path,
+        run: TaskRun,
+    ) -> Result<(), RunError> {
+        let (cfg, store, agent) = (&self.inner.config, &self.inner.store, &self.inner.agent);
+        let run_id = run.id;
+        let task_id = run.task_id.clone();
+        let task = store.call(move |c| tasks::get(c, &task_id)).await?;
+        let Some(task) = task else {
+            self.end_task_run(run_id, Err("the task was cancelled before it ran".into()))
+                .await?;
+            return Ok(());
+        };
+        let spec = |session: SessionId, prompt_id: PromptId, text: String| RunSpec {
+            dir: dir.to_owned(),
+            session,
+            prompt_id,
+            text,
+            timeout: cfg.run_timeout,
+        };
+        // Left running by the last process: take its answer if it has one.
+        if run.status == "running"
+            && let (Some(s), Some(p)) = (run.session_id.clone(), run.prompt_id.clone())
+        {
+            match agent
+                .recover(spec(SessionId::new(s), PromptId::new(p), String::new()))
+                .await
+            {
+                Ok(Recovered::Answered(answer)) => {
+                    return self.commit_task_run(reg, run_id, &answer).await;
+                }
+                Ok(Recovered::NotSent) => {}
+                Err(e) => {
+                    self.end_task_run(run_id, Err(format!("interrupted: {e}")))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        let isolated = task.context_mode == "isolated";
+        let session = if isolated {
+            let title: String = format!("Task {}: {}", task.id, task.prompt)
+                .chars()
+                .take(60)
+                .collect();
+            match agent.create_session(dir, &title).await {
+                Ok(s) => {
+                    let (sid, chat, tid) = (s.clone(), reg.jid.clone(), task.id.clone());
+                    store
+                        .call(move |c| tasks::add_task_session(c, sid.as_str(), &chat, &tid))
+                        .await?;
+                    s
+                }
+                Err(e) => {
+                    self.end_task_run(run_id, Err(e.to_string())).await?;
+                    return Ok(());
+                }
+            }
+        } else {
+            match self.session_for(reg, dir).await {
+                Ok(s) => s,
+                Err(RunError::Agent(e)) => {
+                    self.end_task_run(run_id, Err(e.to_string())).await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let prompt_id = agent.new_prompt_id();
+        let text = prompt::format_task_prompt(
+            &prompt::ChatContext {
+                name: &reg.name,
+                jid: reg.jid.as_str(),
+                tz: cfg.tz,
+                now: chrono::Utc::now(),
+            },
+            &prompt::TaskInfo {
+                id: &task.id,
+                schedule: &format!("{} {}", task.schedule_type, task.schedule_value),
+                due_ms: run.due_at,
+                prompt: &task.prompt,
+            },
+        );
+        let (sid, pid) = (session.to_string(), prompt_id.to_string());
+        store
+            .call(move |c| tasks::start_run(c, run_id, &sid, &pid))
+            .await?;
+        tracing::info!(chat = %reg.jid, task = %task.id, session = %session, isolated, late_ms = crate::store::now_ms() - run.due_at, "task run started");
+        match agent.run(spec(session.clone(), prompt_id, text)).await {
+            Ok(answer) => self.commit_task_run(reg, run_id, &answer).await,
+            Err(e) => {
+                if !isolated && matches!(e, AgentError::SessionGone(_)) {
+                    store.clear_session(&reg.jid).await?;
+                }
+                tracing::warn!(chat = %reg.jid, task = %task.id, error = %e, "task run failed");
+                self.end_task_run(run_id, Err(e.to_string())).await
+            }
+        }
+    }
+
+    /// The task's answer to the outbox and the run's result, together.
+    async fn commit_task_run(
+        &self,
+        reg: &RegisteredChat,
+        run_id: i64,
+        answer: &str,
+    ) -> Result<(), RunError> {
+        let reply = self
+            .outgoing_text(answer)
+            .map(|t| (self.inner.channel.new_message_id(), t));
+        let chat = reg.jid.clone();
+        let sent = reply.is_some();
+        self.inner
+            .store
+            .tx(move |tx| {
+                let result = match &reply {
+                    Some((id, text)) => {
+                        crate::store::insert_outbox(tx, &chat, id, text)?;
+                        text.clone()
+                    }
+                    None => "(nothing visible to send)".to_owned(),
+                };
+                tasks::finish_run(tx, run_id, Ok(&result))
+            })
+            .await?;
+        if sent {
+            self.inner.outbox_wake.notify_one();
+        }
+        tracing::info!(chat = %reg.jid, run = run_id, replied = sent, "task run finished");
+        Ok(())
+    }
+
+    async fn end_task_run(
+        &self,
+        run_id: i64,
+        outcome: Result<String, String>,
+    ) -> Result<(), RunError> {
+        self.inner
+            .store
+            .call(move |c| tasks::finish_run(c, run_id, outcome.as_deref().map_err(String::as_str)))
+            .await?;
         Ok(())
     }
 

@@ -50,7 +50,9 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut r = Router::new().route("/health", get(health));
+    let mut r = Router::new()
+        .route("/health", get(health))
+        .route("/tasks/changed", post(tasks_changed));
     if state.fake.is_some() {
         r = r
             .route("/fake/inbox", post(fake_inbox))
@@ -116,6 +118,12 @@ async fn health(State(s): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Wakes the scheduler after the CLI changed tasks in the database.
+async fn tasks_changed(State(s): State<AppState>) -> StatusCode {
+    s.bridge.tasks_wake().notify_one();
+    StatusCode::NO_CONTENT
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(

@@ -15,7 +15,8 @@
 //! - [`outbound`]: what of an answer is visible; [`sender`] delivers the outbox.
 //! - [`http`]: health and the fake channel's HTTP contract.
 //! - [`ipc`]: tool calls from the OpenCode plugin, through files; [`tools`]
-//!   carries them out; [`schedule`] parses task schedules.
+//!   carries them out; [`schedule`] parses task schedules and [`scheduler`]
+//!   fires them through the queue.
 //! - [`cli`]: the command line (`serve`, `chats`, `status`).
 //!
 //! [`serve`] wires them together and runs until its shutdown future resolves.
@@ -34,6 +35,7 @@ pub mod prompt;
 pub mod queue;
 pub mod router;
 pub mod schedule;
+pub mod scheduler;
 pub mod sender;
 pub mod store;
 pub mod tools;
@@ -218,6 +220,15 @@ pub async fn serve(
     let ipc = ipc::Ipc::new(ipc_dirs, bridge.clone());
     ipc.scan().await;
     tracker.spawn(ipc.run(cancel.clone()));
+
+    let dispatch_queue = bridge.queue().clone();
+    let scheduler = scheduler::Scheduler::new(
+        store.clone(),
+        bridge.tasks_wake(),
+        Arc::new(scheduler::SystemClock),
+        Arc::new(move |chat: &ids::ChatJid| dispatch_queue.notify(chat, true)),
+    );
+    tracker.spawn(scheduler.run(cancel.clone()));
 
     let resumed = bridge.resume_pending().await?;
     tracing::info!(http = %addr, opencode = %url, channel = ?config.channel, resumed, "pocketbrain is running");

@@ -41,10 +41,7 @@ fn local(tz: Tz, ms: i64) -> String {
     }
 }
 
-/// Formats one run's prompt from its batch of new messages.
-pub fn format_prompt(ctx: &ChatContext<'_>, batch: &[StoredMessage]) -> String {
-    let mut out =
-        String::with_capacity(256 + batch.iter().map(|m| m.text.len() + 96).sum::<usize>());
+fn push_context(out: &mut String, ctx: &ChatContext<'_>) {
     let now = ctx.now.with_timezone(&ctx.tz);
     out.push_str("<context>\n");
     out.push_str(&format!(
@@ -54,7 +51,15 @@ pub fn format_prompt(ctx: &ChatContext<'_>, batch: &[StoredMessage]) -> String {
         escape(ctx.tz.name()),
         escape(&now.format("%A %Y-%m-%d %H:%M:%S %Z").to_string()),
     ));
-    out.push_str("</context>\n<messages>\n");
+    out.push_str("</context>\n");
+}
+
+/// Formats one run's prompt from its batch of new messages.
+pub fn format_prompt(ctx: &ChatContext<'_>, batch: &[StoredMessage]) -> String {
+    let mut out =
+        String::with_capacity(256 + batch.iter().map(|m| m.text.len() + 96).sum::<usize>());
+    push_context(&mut out, ctx);
+    out.push_str("<messages>\n");
     for m in batch {
         let name = m.sender_name.as_deref().unwrap_or(&m.sender);
         out.push_str(&format!(
@@ -66,6 +71,34 @@ pub fn format_prompt(ctx: &ChatContext<'_>, batch: &[StoredMessage]) -> String {
         ));
     }
     out.push_str("</messages>");
+    out
+}
+
+/// What a task prompt says about its task.
+pub struct TaskInfo<'a> {
+    pub id: &'a str,
+    pub schedule: &'a str,
+    pub due_ms: i64,
+    pub prompt: &'a str,
+}
+
+/// Formats a scheduled task's prompt: it says it is a scheduled task, not a
+/// message from the chat, and the task's own text is escaped like any other.
+pub fn format_task_prompt(ctx: &ChatContext<'_>, task: &TaskInfo<'_>) -> String {
+    let mut out = String::with_capacity(512 + task.prompt.len());
+    push_context(&mut out, ctx);
+    out.push_str(&format!(
+        "<scheduled_task id=\"{}\" schedule=\"{}\" due=\"{}\">{}</scheduled_task>\n",
+        escape(task.id),
+        escape(task.schedule),
+        local(ctx.tz, task.due_ms),
+        escape(task.prompt),
+    ));
+    out.push_str(
+        "This is a scheduled task, not a new message from the chat. Do what it says; \
+         your answer is sent to the chat. If there is nothing worth sending, answer \
+         only with <internal>...</internal>.",
+    );
     out
 }
 
@@ -121,6 +154,23 @@ mod tests {
         );
         assert!(p.contains("sender=\"49151@s.whatsapp.net\""));
         assert!(p.contains("time=\"2025-11-21 05:40:00\">a &amp; b</message>"));
+    }
+
+    #[test]
+    fn task_prompt_says_what_it_is_and_escapes_the_task() {
+        let p = format_task_prompt(
+            &ctx(),
+            &TaskInfo {
+                id: "task-1",
+                schedule: "cron 0 9 * * 1-5",
+                due_ms: 1_763_700_000_000,
+                prompt: "Sum up </scheduled_task> & go",
+            },
+        );
+        assert!(p.contains("<scheduled_task id=\"task-1\" schedule=\"cron 0 9 * * 1-5\" due=\"2025-11-21 05:40:00\">"), "{p}");
+        assert!(p.contains("Sum up &lt;/scheduled_task&gt; &amp; go</scheduled_task>"));
+        assert_eq!(p.matches("</scheduled_task>").count(), 1);
+        assert!(p.contains("This is a scheduled task, not a new message"));
     }
 
     #[test]

@@ -110,3 +110,192 @@ pub fn next_due(c: &Connection) -> Result<Option<Task>> {
         )
         .optional()?)
 }
+
+/// A task run claimed by the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskRun {
+    pub id: i64,
+    pub task_id: String,
+    pub chat: ChatJid,
+    pub due_at: i64,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub session_id: Option<String>,
+    pub prompt_id: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, task_id, chat, due_at, queued_at, started_at, finished_at, status, session_id, prompt_id, result, error";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRun> {
+    Ok(TaskRun {
+        id: r.get(0)?,
+        task_id: r.get(1)?,
+        chat: jid(r.get(2)?)?,
+        due_at: r.get(3)?,
+        queued_at: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        status: r.get(7)?,
+        session_id: r.get(8)?,
+        prompt_id: r.get(9)?,
+        result: r.get(10)?,
+        error: r.get(11)?,
+    })
+}
+
+/// What one claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// A run was queued for the chat.
+    Queued {
+        task_id: String,
+        chat: ChatJid,
+        due_at: i64,
+    },
+    /// The task was paused instead (its chat is gone, or its schedule broken).
+    Paused { task_id: String, reason: String },
+}
+
+/// Claims every active task due at `now`: in one transaction, advances its
+/// next run (or completes it) and queues a run record. A task whose
+/// `next_run` changed meanwhile is left alone, so no due time fires twice.
+pub fn claim_due(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Claim>> {
+    let now_ms = now.timestamp_millis();
+    let due: Vec<Task> = {
+        let mut stmt = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM tasks WHERE status = 'active' AND next_run IS NOT NULL AND next_run <= ?1 ORDER BY next_run, id"
+        ))?;
+        stmt.query_map(params![now_ms], row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut claims = Vec::new();
+    for t in due {
+        let due_at = t.next_run.unwrap_or(now_ms);
+        let pause = |reason: String| -> Result<Claim> {
+            c.execute(
+                "UPDATE tasks SET status = 'paused', status_reason = ?2, next_run = NULL, updated_at = ?3 WHERE id = ?1",
+                params![t.id, reason, now_ms],
+            )?;
+            Ok(Claim::Paused {
+                task_id: t.id.clone(),
+                reason,
+            })
+        };
+        if super::registered_in(c, &t.chat)?.is_none() {
+            claims.push(pause(format!("chat {} is no longer registered", t.chat))?);
+            continue;
+        }
+        let tz: chrono_tz::Tz = t.tz.parse().unwrap_or(chrono_tz::Tz::UTC);
+        let schedule: crate::schedule::Schedule =
+            match format!("{}:{}", t.schedule_type, t.schedule_value).parse() {
+                Ok(s) => s,
+                Err(e) => {
+                    claims.push(pause(format!("schedule no longer valid: {e}"))?);
+                    continue;
+                }
+            };
+        let due_time = chrono::DateTime::from_timestamp_millis(due_at).unwrap_or(now);
+        let next = schedule
+            .next_after(tz, due_time, now)
+            .map(|n| n.timestamp_millis());
+        let status = if next.is_some() {
+            "active"
+        } else {
+            "completed"
+        };
+        let changed = c.execute(
+            "UPDATE tasks SET next_run = ?2, status = ?3, status_reason = NULL, updated_at = ?4
+             WHERE id = ?1 AND status = 'active' AND next_run = ?5",
+            params![t.id, next, status, now_ms, due_at],
+        )?;
+        if changed == 0 {
+            continue;
+        }
+        c.execute(
+            "INSERT INTO task_runs (task_id, chat, due_at, queued_at, status) VALUES (?1, ?2, ?3, ?4, 'queued')",
+            params![t.id, t.chat.as_str(), due_at, now_ms],
+        )?;
+        claims.push(Claim::Queued {
+            task_id: t.id.clone(),
+            chat: t.chat.clone(),
+            due_at,
+        });
+    }
+    Ok(claims)
+}
+
+/// The chat's oldest task run that is queued or was left running.
+pub fn next_run_for(c: &Connection, chat: &ChatJid) -> Result<Option<TaskRun>> {
+    Ok(c
+        .query_row(
+            &format!("SELECT {RUN_COLUMNS} FROM task_runs WHERE chat = ?1 AND status IN ('queued', 'running') ORDER BY id LIMIT 1"),
+            params![chat.as_str()],
+            run_row,
+        )
+        .optional()?)
+}
+
+/// Chats with task runs waiting (start-up scan).
+pub fn chats_with_open_runs(c: &Connection) -> Result<Vec<ChatJid>> {
+    let mut stmt =
+        c.prepare("SELECT DISTINCT chat FROM task_runs WHERE status IN ('queued', 'running')")?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(|j| Ok(jid(j)?)).collect()
+}
+
+/// Marks a run started with its session and prompt.
+pub fn start_run(c: &Connection, run: i64, session: &str, prompt: &str) -> Result<()> {
+    c.execute(
+        "UPDATE task_runs SET status = 'running', started_at = ?2, session_id = ?3, prompt_id = ?4 WHERE id = ?1",
+        params![run, super::now_ms(), session, prompt],
+    )?;
+    Ok(())
+}
+
+/// Ends a run: `Ok(result)` or `Err(error)`.
+pub fn finish_run(
+    c: &Connection,
+    run: i64,
+    outcome: std::result::Result<&str, &str>,
+) -> Result<()> {
+    let (status, result, error) = match outcome {
+        Ok(r) => ("ok", Some(r), None),
+        Err(e) => ("error", None, Some(e)),
+    };
+    c.execute(
+        "UPDATE task_runs SET status = ?2, finished_at = ?3, result = ?4, error = ?5 WHERE id = ?1",
+        params![run, status, super::now_ms(), result, error],
+    )?;
+    Ok(())
+}
+
+/// The last `limit` runs of a task, newest first.
+pub fn runs(c: &Connection, task_id: &str, limit: usize) -> Result<Vec<TaskRun>> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM task_runs WHERE task_id = ?1 ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![task_id, limit as i64], run_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Remembers an isolated run's session, so its tool calls map to the chat.
+pub fn add_task_session(
+    c: &Connection,
+    session: &str,
+    chat: &ChatJid,
+    task_id: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO task_sessions (session_id, chat, task_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![session, chat.as_str(), task_id, super::now_ms()],
+    )?;
+    Ok(())
+}

@@ -25,6 +25,8 @@ CREATE TABLE task_runs (
     started_at  INTEGER,
     finished_at INTEGER,
     status      TEXT NOT NULL,                  -- queued | running | ok | error
+    session_id  TEXT,
+    prompt_id   TEXT,
     result      TEXT,
     error       TEXT
 );
