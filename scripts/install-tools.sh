@@ -31,5 +31,7 @@ fi
 # each test workspace so OpenCode need not install them per test).
 if ! plugin_ok; then
   echo "install-tools: installing the plugin shim's dependencies" >&2
-  npm ci --prefix "$root/.opencode" --no-audit --no-fund --loglevel=error >&2
+  # npm install, not npm ci: the lock lacks other platforms' optional packages,
+  # which npm ci rejects; install still follows the lock for this platform.
+  npm install --prefix "$root/.opencode" --no-audit --no-fund --loglevel=error >&2
 fi
