@@ -11,8 +11,10 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --all-targets --locked --no-fail-fast "$@"
+  # Library, binary and integration tests; the benchmark is its own command
+  # (cargo bench --bench core) and is compiled by clippy above.
+  cargo nextest run --lib --bins --tests --locked --no-fail-fast "$@"
 else
   echo "test.sh: cargo-nextest not found, using cargo test" >&2
-  cargo test --all-targets --locked --no-fail-fast "$@"
+  cargo test --lib --bins --tests --locked --no-fail-fast "$@"
 fi
