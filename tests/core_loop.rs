@@ -12,7 +12,8 @@ const DM: &str = "491511111111@s.whatsapp.net";
 const DM2: &str = "491512222222@s.whatsapp.net";
 const GROUP: &str = "120363000000001@g.us";
 const STRANGER: &str = "491519999999@s.whatsapp.net";
-const T: Duration = Duration::from_secs(60);
+// Generous: the first run in a chat boots an OpenCode instance, slow on a busy machine.
+const T: Duration = Duration::from_secs(120);
 
 #[tokio::test]
 async fn registered_chat_is_answered_unregistered_is_recorded_only() {

@@ -10,7 +10,8 @@ use serde_json::json;
 use support::*;
 
 const DM: &str = "491511111111@s.whatsapp.net";
-const T: Duration = Duration::from_secs(60);
+// Generous: the first run in a chat boots an OpenCode instance, slow on a busy machine.
+const T: Duration = Duration::from_secs(120);
 
 /// A local (Europe/Berlin, the tests' TZ) time `secs` from now, ISO 8601.
 fn in_secs(secs: i64) -> String {
