@@ -9,6 +9,4 @@ scripts/install-tools.sh
 if [ -f pocketbrain.env ]; then
   set -a; . ./pocketbrain.env; set +a
 fi
-# The fake channel until the WhatsApp channel lands (issue 5).
-export PB_CHANNEL="${PB_CHANNEL:-fake}"
 exec cargo run --release --locked -- serve "$@"

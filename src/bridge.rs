@@ -304,6 +304,11 @@ impl Bridge {
         };
         let sent = self.finish(chat, up_to, &answer).await?;
         tracing::info!(chat = %chat, ms = started.elapsed().as_millis() as u64, replied = sent, "run finished");
+        let read: Vec<(crate::ids::MessageId, String)> = batch
+            .iter()
+            .map(|m| (m.id.clone(), m.sender.clone()))
+            .collect();
+        self.inner.channel.mark_read(chat, &read).await;
         Ok(())
     }
 
@@ -535,6 +540,17 @@ enum RunError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl crate::channel::whatsapp::InboundSink for Bridge {
+    fn accept(&self, msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            Bridge::accept(self, msg)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 impl Worker for Bridge {

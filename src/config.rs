@@ -73,6 +73,26 @@ pub struct ConfigArgs {
     /// How long an agent tool waits for the bridge before telling the model it is queued [env: PB_IPC_TIMEOUT; default 30s]
     #[arg(long, env = "PB_IPC_TIMEOUT", global = true, hide_env = true)]
     pub ipc_timeout: Option<String>,
+    /// Phone number (digits, with country code) to pair with a code instead of a QR code [env: PB_WHATSAPP_PHONE]
+    #[arg(long, env = "PB_WHATSAPP_PHONE", global = true, hide_env = true)]
+    pub whatsapp_phone: Option<String>,
+    /// Longest WhatsApp message before a reply is split, in characters [env: PB_WA_CHUNK_LIMIT; default 4000]
+    #[arg(long, env = "PB_WA_CHUNK_LIMIT", global = true, hide_env = true)]
+    pub wa_chunk_limit: Option<String>,
+    /// Send read receipts for processed messages: true or false [env: PB_READ_RECEIPTS; default true]
+    #[arg(long, env = "PB_READ_RECEIPTS", global = true, hide_env = true)]
+    pub read_receipts: Option<String>,
+    /// Most WhatsApp messages per minute to one chat [env: PB_WA_PER_CHAT_PER_MINUTE; default 12]
+    #[arg(
+        long,
+        env = "PB_WA_PER_CHAT_PER_MINUTE",
+        global = true,
+        hide_env = true
+    )]
+    pub wa_per_chat_per_minute: Option<String>,
+    /// Most WhatsApp messages per minute overall [env: PB_WA_PER_MINUTE; default 40]
+    #[arg(long, env = "PB_WA_PER_MINUTE", global = true, hide_env = true)]
+    pub wa_per_minute: Option<String>,
     /// Event stream silence after which it is reconnected [env: PB_STREAM_WATCHDOG; default 30s]
     #[arg(long, env = "PB_STREAM_WATCHDOG", global = true, hide_env = true)]
     pub stream_watchdog: Option<String>,
@@ -137,6 +157,11 @@ pub struct Config {
     pub max_batch: usize,
     pub stream_watchdog: Duration,
     pub ipc_timeout: Duration,
+    pub whatsapp_phone: Option<String>,
+    pub wa_chunk_limit: usize,
+    pub read_receipts: bool,
+    pub wa_per_chat_per_minute: u32,
+    pub wa_per_minute: u32,
 }
 
 /// A setting that failed validation; the message names it.
@@ -382,6 +407,64 @@ impl Config {
                 "PB_STREAM_WATCHDOG",
                 "--stream-watchdog",
             )?,
+            whatsapp_phone: match non_empty(&a.whatsapp_phone) {
+                None => None,
+                Some(p) => {
+                    let digits: String = p
+                        .chars()
+                        .filter(|c| !matches!(c, '+' | ' ' | '-'))
+                        .collect();
+                    if digits.len() < 7
+                        || digits.len() > 15
+                        || !digits.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return Err(err(
+                            "PB_WHATSAPP_PHONE",
+                            "--whatsapp-phone",
+                            "expected a phone number with country code, digits only (e.g. 4915112345678)",
+                        ));
+                    }
+                    Some(digits)
+                }
+            },
+            wa_chunk_limit: number(
+                non_empty(&a.wa_chunk_limit),
+                4000,
+                200,
+                60_000,
+                "PB_WA_CHUNK_LIMIT",
+                "--wa-chunk-limit",
+            )?,
+            read_receipts: match non_empty(&a.read_receipts)
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("true" | "1" | "yes") => true,
+                Some("false" | "0" | "no") => false,
+                Some(other) => {
+                    return Err(err(
+                        "PB_READ_RECEIPTS",
+                        "--read-receipts",
+                        format!("expected true or false, got {other:?}"),
+                    ));
+                }
+            },
+            wa_per_chat_per_minute: number(
+                non_empty(&a.wa_per_chat_per_minute),
+                12,
+                1,
+                600,
+                "PB_WA_PER_CHAT_PER_MINUTE",
+                "--wa-per-chat-per-minute",
+            )?,
+            wa_per_minute: number(
+                non_empty(&a.wa_per_minute),
+                40,
+                1,
+                3000,
+                "PB_WA_PER_MINUTE",
+                "--wa-per-minute",
+            )?,
             ipc_timeout: duration(
                 non_empty(&a.ipc_timeout),
                 Duration::from_secs(30),
@@ -399,6 +482,11 @@ impl Config {
     /// The folder both the bridge and the plugin use for tool calls.
     pub fn ipc_dir(&self) -> PathBuf {
         self.data_dir.join("ipc")
+    }
+
+    /// WhatsApp's device store (its own file, apart from the bridge's database).
+    pub fn whatsapp_db(&self) -> PathBuf {
+        self.data_dir.join("whatsapp-device.sqlite3")
     }
 
     /// A registered chat's OpenCode directory.

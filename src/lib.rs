@@ -6,7 +6,8 @@
 //! - [`config`]: one typed configuration from flags and environment.
 //! - [`ids`]: newtype identifiers (`ChatJid`, `SessionId`, ...).
 //! - [`store`]: SQLite (messages, chats, cursors, sessions, outbox, runs).
-//! - [`channel`]: the `Channel` trait and the fake channel.
+//! - [`channel`]: the `Channel` trait, WhatsApp (`channel::whatsapp`) and the
+//!   fake channel.
 //! - [`router`]: which messages start a run (registration, triggers).
 //! - [`queue`]: the per-chat queue: one run per chat, a global cap, retries.
 //! - [`prompt`]: the escaped prompt block a run sends.
@@ -51,6 +52,7 @@ use crate::agent::Agent;
 use crate::bridge::Bridge;
 use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
+use crate::channel::whatsapp::WhatsAppChannel;
 use crate::config::{ChannelKind, Config};
 use crate::opencode::OpenCode;
 use crate::opencode::client::Client;
@@ -64,10 +66,6 @@ use crate::store::{Store, StoreError};
 pub enum ServeError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error(
-        "the WhatsApp channel is not part of this build yet; set PB_CHANNEL=fake to use the fake channel"
-    )]
-    ChannelUnavailable,
     #[error("fake channel store {path}: {source}")]
     FakeChannel {
         path: std::path::PathBuf,
@@ -110,13 +108,20 @@ pub async fn serve(
             source,
         })?;
 
-    let (channel, fake): (Arc<dyn Channel>, Option<FakeChannel>) = match config.channel {
-        ChannelKind::WhatsApp => return Err(ServeError::ChannelUnavailable),
+    let (channel, fake, whatsapp): (
+        Arc<dyn Channel>,
+        Option<FakeChannel>,
+        Option<WhatsAppChannel>,
+    ) = match config.channel {
+        ChannelKind::WhatsApp => {
+            let wa = WhatsAppChannel::new(store.clone(), whatsapp_options(&config));
+            (Arc::new(wa.clone()), None, Some(wa))
+        }
         ChannelKind::Fake => {
             let path = config.data_dir.join("fake-phone.sqlite3");
             let fake = FakeChannel::open(&path)
                 .map_err(|source| ServeError::FakeChannel { path, source })?;
-            (Arc::new(fake.clone()), Some(fake))
+            (Arc::new(fake.clone()), Some(fake), None)
         }
     };
 
@@ -230,6 +235,10 @@ pub async fn serve(
     );
     tracker.spawn(scheduler.run(cancel.clone()));
 
+    if let Some(wa) = whatsapp {
+        tracker.spawn(wa.supervise(Arc::new(bridge.clone()), cancel.clone()));
+    }
+
     let resumed = bridge.resume_pending().await?;
     tracing::info!(http = %addr, opencode = %url, channel = ?config.channel, resumed, "pocketbrain is running");
     if config.channel == ChannelKind::Fake {
@@ -253,6 +262,23 @@ pub async fn serve(
     }
     let _ = std::fs::remove_file(config.data_dir.join(HTTP_ADDR_FILE));
     Ok(())
+}
+
+/// The WhatsApp channel's settings from the configuration.
+pub fn whatsapp_options(config: &Config) -> channel::whatsapp::WhatsAppOptions {
+    channel::whatsapp::WhatsAppOptions {
+        device_db: config.whatsapp_db(),
+        pair_phone: config.whatsapp_phone.clone(),
+        chunk_limit: config.wa_chunk_limit,
+        read_receipts: config.read_receipts,
+        governor: channel::whatsapp::Governor {
+            per_chat_per_minute: config.wa_per_chat_per_minute,
+            per_minute: config.wa_per_minute,
+            jitter: Duration::from_millis(800),
+        },
+        transport: None,
+        http: None,
+    }
 }
 
 /// Waits (up to about a minute) for OpenCode to say it is healthy. Never

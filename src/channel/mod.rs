@@ -6,6 +6,8 @@
 //! sender and handed to [`Channel::send`] one at a time, in order per chat.
 
 pub mod fake;
+pub mod wa_format;
+pub mod whatsapp;
 
 use std::time::Duration;
 
@@ -66,6 +68,14 @@ pub trait Channel: Send + Sync + 'static {
     fn link(&self) -> watch::Receiver<LinkStatus>;
     /// A new message id in the channel's own format.
     fn new_message_id(&self) -> MessageId;
+    /// Sends read receipts for processed messages `(id, sender)`. Best effort.
+    fn mark_read<'a>(
+        &'a self,
+        _chat: &'a ChatJid,
+        _messages: &'a [(MessageId, String)],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
     /// Shows or clears "typing…" in a chat. Best effort.
     fn set_typing<'a>(&'a self, _chat: &'a ChatJid, _on: bool) -> BoxFuture<'a, ()> {
         Box::pin(async {})

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_chats_messages.sql"),
     include_str!("migrations/0002_outbox_runs.sql"),
     include_str!("migrations/0003_tasks_ipc.sql"),
+    include_str!("migrations/0004_jid_aliases.sql"),
 ];
 
 /// The schema version this code writes.
@@ -710,6 +711,65 @@ impl Store {
         .await
     }
 
+    /// Records that `alias` (a LID) and `canonical` (a phone number) are one
+    /// person or chat.
+    pub async fn record_aliases(&self, pairs: Vec<(ChatJid, ChatJid)>) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.call(move |c| {
+            for (alias, canonical) in pairs {
+                c.execute(
+                    "INSERT INTO jid_aliases (alias, canonical, seen_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (alias) DO UPDATE SET canonical = excluded.canonical, seen_at = excluded.seen_at",
+                    params![alias.as_str(), canonical.as_str(), now_ms()],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The registered form of a chat (the JID it was registered with), if any.
+    pub async fn registered_jid(&self, chat: &ChatJid) -> Result<Option<ChatJid>> {
+        Ok(self.registered(chat).await?.map(|r| r.jid))
+    }
+
+    /// Records a delivery receipt for an outbound message id; states only
+    /// move forward (sent → delivered → read). Returns whether a row changed.
+    pub async fn outbox_receipt(&self, id: &str, state: &'static str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            let rank = |s: &str| match s {
+                "sent" => 1,
+                "delivered" => 2,
+                "read" => 3,
+                _ => 0,
+            };
+            let changed = c.execute(
+                "UPDATE outbox SET state = ?2 WHERE id = ?1 AND
+                   (CASE state WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 9 END) < ?3",
+                params![id, state, rank(state)],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    /// Sets a chat's display name (group subjects discovered by the channel).
+    pub async fn set_chat_name(&self, chat: &ChatJid, name: &str) -> Result<()> {
+        let (chat, name) = (chat.clone(), name.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO chats (jid, name, is_group, last_activity) VALUES (?1, ?2, ?3, 0)
+                 ON CONFLICT (jid) DO UPDATE SET name = excluded.name",
+                params![chat.as_str(), name, chat.is_group()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// The newest outbox seq of a chat (0 when none).
     pub async fn last_outbox_seq(&self, chat: &ChatJid) -> Result<i64> {
         let chat = chat.clone();
@@ -751,9 +811,15 @@ impl Store {
 }
 
 pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<RegisteredChat>> {
+    // The chat itself, or a registration made with its other form (LID or
+    // phone number), in either direction.
     let row = c
         .prepare_cached(
-            "SELECT name, folder, is_main, trigger_rule FROM registered_chats WHERE jid = ?1",
+            "SELECT name, folder, is_main, trigger_rule FROM registered_chats WHERE jid = ?1
+             UNION ALL
+             SELECT r.name, r.folder, r.is_main, r.trigger_rule FROM registered_chats r
+               JOIN jid_aliases a ON (a.alias = r.jid AND a.canonical = ?1) OR (a.canonical = r.jid AND a.alias = ?1)
+             LIMIT 1",
         )?
         .query_row(params![chat.as_str()], |r| {
             Ok((

@@ -1,0 +1,642 @@
+//! The WhatsApp channel, on `whatsapp-rust` 0.7.0.
+//!
+//! Lifecycle. A supervisor task builds a client (device store: its own
+//! SQLite file in the data directory), spawns it, and watches how it ends.
+//! The crate reconnects by itself after a dropped connection; the supervisor
+//! only acts when the client's run loop *returns*: when the pairing QR codes
+//! ran out it builds a fresh client and shows fresh codes (the bridge never
+//! exits to ask for a QR); after a permanent end (logged out, banned, stream
+//! replaced, client outdated, connect failure) it never retries: it reports
+//! the stable health code and waits for a restart after re-pairing. Any
+//! other end is retried with backoff.
+//!
+//! Inbound. The crate's inbound durability hook commits each message to the
+//! bridge's store (through the [`InboundSink`]) before WhatsApp is told it
+//! arrived; an error leaves it unacknowledged so WhatsApp redelivers it.
+//! Duplicates are dropped by the store (unique chat + id).
+//!
+//! Outbound. Markdown becomes WhatsApp formatting and long texts are split
+//! (`wa_format`); each part goes out with an id derived from the outbox row's
+//! id, so a resend after a crash is recognised by WhatsApp as the same
+//! message. A governor spaces sends per chat and globally, with jitter, and
+//! nothing is ever sent to a chat that is not registered. Server acks and
+//! receipts move outbox rows to delivered / read.
+
+pub mod convert;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use whatsapp_rust::anyhow;
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::wacore_binary::JidExt;
+
+use super::{Channel, ChannelError, LinkStatus, Outgoing};
+use crate::ids::{ChatJid, MessageId};
+use crate::store::{Inbound, Store};
+
+/// Where inbound messages go (the bridge).
+pub trait InboundSink: Send + Sync + 'static {
+    /// Stores the message durably; an error means "do not acknowledge".
+    fn accept(&self, msg: Inbound) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// Send-rate limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Governor {
+    /// Most messages per minute to one chat.
+    pub per_chat_per_minute: u32,
+    /// Most messages per minute overall.
+    pub per_minute: u32,
+    /// Up to this much random extra delay before each send.
+    pub jitter: Duration,
+}
+
+/// Settings for the channel.
+#[derive(Clone)]
+pub struct WhatsAppOptions {
+    pub device_db: PathBuf,
+    /// Ask for a pairing code for this phone number instead of a QR code.
+    pub pair_phone: Option<String>,
+    pub chunk_limit: usize,
+    pub read_receipts: bool,
+    pub governor: Governor,
+    /// Test seams: a transport and HTTP client to use instead of the network.
+    pub transport: Option<Arc<dyn whatsapp_rust::transport::TransportFactory>>,
+    pub http: Option<Arc<dyn whatsapp_rust::http::HttpClient>>,
+}
+
+/// How a client's run ended, as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    QrExhausted,
+    Permanent { code: &'static str, message: String },
+    Unexpected,
+}
+
+/// What the supervisor does after an ending.
+pub fn after(ending: &Ending) -> Step {
+    match ending {
+        Ending::QrExhausted => Step::Rebuild(Duration::from_secs(1)),
+        Ending::Permanent { .. } => Step::Wait,
+        Ending::Unexpected => Step::Rebuild(Duration::from_secs(10)),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Build a fresh client after this delay.
+    Rebuild(Duration),
+    /// Stay up, report, and wait for a restart.
+    Wait,
+}
+
+struct Shared {
+    client: Mutex<Option<Arc<Client>>>,
+    link: watch::Sender<LinkStatus>,
+    ending: Mutex<Option<Ending>>,
+    store: Store,
+    opts: WhatsAppOptions,
+    /// Send times in the last minute, for the governor.
+    sent: Mutex<SendLog>,
+}
+
+/// Recent send times, per chat and overall.
+#[derive(Default)]
+struct SendLog {
+    per_chat: HashMap<ChatJid, Vec<tokio::time::Instant>>,
+    all: Vec<tokio::time::Instant>,
+}
+
+/// The channel; cheap to clone.
+#[derive(Clone)]
+pub struct WhatsAppChannel {
+    shared: Arc<Shared>,
+}
+
+fn status(up: bool, code: &'static str, message: impl Into<String>) -> LinkStatus {
+    LinkStatus {
+        up,
+        code,
+        message: message.into(),
+    }
+}
+
+/// Renders a QR code as a block of Unicode half-blocks: dark modules on a
+/// light background, with a quiet zone, scannable from a terminal or a log.
+pub fn render_qr(code: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let qr = qrcode::QrCode::new(code.as_bytes()).ok()?;
+    Some(
+        qr.render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+impl WhatsAppChannel {
+    pub fn new(store: Store, opts: WhatsAppOptions) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                client: Mutex::new(None),
+                link: watch::Sender::new(status(false, "whatsapp-connecting", "starting")),
+                ending: Mutex::new(None),
+                store,
+                opts,
+                sent: Mutex::default(),
+            }),
+        }
+    }
+
+    fn set_link(&self, s: LinkStatus) {
+        let level_warn = !s.up && s.code != "whatsapp-connecting" && s.code != "whatsapp-pairing";
+        if level_warn {
+            tracing::warn!(code = s.code, message = %s.message, "WhatsApp link");
+        } else {
+            tracing::info!(code = s.code, message = %s.message, "WhatsApp link");
+        }
+        self.shared.link.send_replace(s);
+    }
+
+    fn client(&self) -> Option<Arc<Client>> {
+        self.shared
+            .client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs clients until `cancel`, rebuilding or waiting per [`after`].
+    pub async fn supervise(self, sink: Arc<dyn InboundSink>, cancel: CancellationToken) {
+        loop {
+            *self.shared.ending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let handle = match self.build(sink.clone()).await {
+                Ok(bot) => bot.spawn(),
+                Err(e) => {
+                    self.set_link(status(
+                        false,
+                        "whatsapp-store-error",
+                        format!("cannot open the device store: {e}"),
+                    ));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => continue,
+                    }
+                }
+            };
+            *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.client());
+            let mut handle = handle;
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    handle.shutdown().await;
+                    *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    tracing::info!("WhatsApp client stopped");
+                    return;
+                }
+                _ = &mut handle => {}
+            }
+            *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let ending = self
+                .shared
+                .ending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(Ending::Unexpected);
+            match after(&ending) {
+                Step::Rebuild(delay) => {
+                    if ending == Ending::QrExhausted {
+                        tracing::info!("the pairing QR codes ran out; showing fresh ones");
+                    } else {
+                        self.set_link(status(
+                            false,
+                            "whatsapp-reconnecting",
+                            "client stopped; starting a new one",
+                        ));
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Step::Wait => {
+                    tracing::error!(
+                        ?ending,
+                        "WhatsApp ended for good; not reconnecting. Re-pair (pocketbrain whatsapp logout, then restart) and restart the bridge."
+                    );
+                    cancel.cancelled().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn build(&self, sink: Arc<dyn InboundSink>) -> anyhow::Result<Bot> {
+        let opts = &self.shared.opts;
+        if let Some(dir) = opts.device_db.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let backend = SqliteStore::new(&opts.device_db.to_string_lossy()).await?;
+        let me = self.clone();
+        let hook = Hook {
+            sink,
+            store: self.shared.store.clone(),
+        };
+        let mut b = Bot::builder()
+            .with_backend(backend)
+            .with_event_delivery(EventDelivery::Ordered { capacity: 1024 })
+            .skip_history_sync()
+            .with_inbound_durability_hook(hook)
+            .on_event(move |ev, client| {
+                let me = me.clone();
+                async move { me.on_event(&ev, client).await }
+            });
+        if let Some(t) = &opts.transport {
+            b = b.with_transport_factory(DynTransport(t.clone()));
+        }
+        if let Some(h) = &opts.http {
+            b = b.with_http_client(DynHttp(h.clone()));
+        }
+        if let Some(phone) = &opts.pair_phone {
+            b = b.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
+                phone_number: phone.clone(),
+                ..Default::default()
+            });
+        }
+        Ok(b.build().await?)
+    }
+
+    async fn on_event(&self, ev: &Event, client: Arc<Client>) {
+        match ev {
+            Event::Connected(_) => {
+                self.set_link(status(true, "whatsapp-connected", "connected"));
+                let store = self.shared.store.clone();
+                // Group names for `chats list`, without holding up events.
+                tokio::spawn(async move {
+                    match client.groups().get_participating().await {
+                        Ok(groups) => {
+                            for (jid, meta) in groups {
+                                if let Ok(chat) = convert::chat_jid(&jid)
+                                    && !meta.subject.is_empty()
+                                {
+                                    let _ = store.set_chat_name(&chat, &meta.subject).await;
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot list WhatsApp groups"),
+                    }
+                });
+            }
+            Event::Disconnected(d) => self.set_link(status(
+                false,
+                "whatsapp-reconnecting",
+                format!("disconnected: {}", d.reason),
+            )),
+            Event::PairingQrCode(q) => {
+                self.set_link(status(
+                    false,
+                    "whatsapp-pairing",
+                    "waiting for the QR code to be scanned",
+                ));
+                let block = render_qr(&q.code).unwrap_or_default();
+                tracing::info!(
+                    "Scan this QR code with WhatsApp (Settings → Linked devices → Link a device); valid {} s:\n{block}\nQR code as text: {}",
+                    q.timeout.as_secs(),
+                    q.code
+                );
+            }
+            Event::PairingCode(p) => {
+                self.set_link(status(
+                    false,
+                    "whatsapp-pairing",
+                    "waiting for the pairing code to be entered",
+                ));
+                tracing::info!(
+                    "Pairing code: {}  (WhatsApp → Linked devices → Link with phone number; valid {} s)",
+                    p.code,
+                    p.timeout.as_secs()
+                );
+            }
+            Event::PairSuccess(_) => tracing::info!("paired with WhatsApp"),
+            Event::PairingQrCodesExhausted(_) => self.end(Ending::QrExhausted),
+            Event::LoggedOut(l) => {
+                let message = format!("logged out ({:?}); link the device again", l.reason);
+                self.permanent("whatsapp-logged-out", message);
+            }
+            Event::TemporaryBan(b) => self.permanent(
+                "whatsapp-banned",
+                format!(
+                    "temporarily banned ({:?}) for {} s",
+                    b.code,
+                    b.expire.num_seconds()
+                ),
+            ),
+            Event::StreamReplaced(_) => self.permanent(
+                "whatsapp-stream-replaced",
+                "another client took over this session",
+            ),
+            Event::ClientOutdated(_) => self.permanent(
+                "whatsapp-outdated",
+                "WhatsApp says this client is outdated; upgrade PocketBrain",
+            ),
+            Event::ConnectFailure(f) => self.permanent(
+                "whatsapp-connect-failed",
+                format!(
+                    "connect failure {:?}: {}",
+                    f.reason,
+                    f.message.as_deref().unwrap_or("no message")
+                ),
+            ),
+            Event::Receipt(r) => {
+                let state = match r.r#type {
+                    ReceiptType::Delivered => Some("delivered"),
+                    ReceiptType::Read | ReceiptType::Played => Some("read"),
+                    _ => None,
+                };
+                if let Some(state) = state {
+                    for id in &r.message_ids {
+                        let _ = self.shared.store.outbox_receipt(base_id(id), state).await;
+                    }
+                }
+            }
+            Event::ServerAck(a) if a.error.is_some() => {
+                tracing::warn!(id = %a.id, error = ?a.error, "WhatsApp refused a message");
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&self, ending: Ending) {
+        *self.shared.ending.lock().unwrap_or_else(|p| p.into_inner()) = Some(ending);
+    }
+
+    fn permanent(&self, code: &'static str, message: impl Into<String>) {
+        let message = message.into();
+        self.set_link(status(false, code, message.clone()));
+        self.end(Ending::Permanent { code, message });
+    }
+
+    /// Waits as the governor requires before a send to `chat`.
+    async fn govern(&self, chat: &ChatJid) {
+        let g = self.shared.opts.governor;
+        loop {
+            let wait = {
+                let mut sent = self.shared.sent.lock().unwrap_or_else(|p| p.into_inner());
+                let now = tokio::time::Instant::now();
+                let minute = Duration::from_secs(60);
+                let SendLog { per_chat, all } = &mut *sent;
+                let mine = per_chat.entry(chat.clone()).or_default();
+                mine.retain(|t| now.duration_since(*t) < minute);
+                all.retain(|t| now.duration_since(*t) < minute);
+                let full = |v: &Vec<tokio::time::Instant>, max: u32| {
+                    (v.len() as u32 >= max.max(1)).then(|| minute - now.duration_since(v[0]))
+                };
+                match full(mine, g.per_chat_per_minute).max(full(all, g.per_minute)) {
+                    Some(d) => d,
+                    None => {
+                        mine.push(now);
+                        all.push(now);
+                        break;
+                    }
+                }
+            };
+            tracing::debug!(chat = %chat, wait_ms = wait.as_millis() as u64, "send rate limit");
+            tokio::time::sleep(wait).await;
+        }
+        if !g.jitter.is_zero() {
+            use rand::RngExt;
+            let ms = rand::rng().random_range(0..=g.jitter.as_millis() as u64);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+/// The outbox id a (possibly suffixed) part id belongs to.
+fn base_id(id: &str) -> &str {
+    id.split_once('-').map_or(id, |(b, _)| b)
+}
+
+/// The id of part `i` of an outbox message: the first part keeps the row's id.
+pub fn part_id(id: &MessageId, i: usize) -> String {
+    if i == 0 {
+        id.to_string()
+    } else {
+        format!("{id}-{i}")
+    }
+}
+
+impl Channel for WhatsAppChannel {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(async move {
+            // Never start a conversation with a chat that is not registered.
+            let registered = self
+                .shared
+                .store
+                .registered(&msg.chat)
+                .await
+                .map_err(|e| ChannelError::Transient(e.to_string()))?;
+            if registered.is_none() {
+                return Err(ChannelError::Rejected(format!(
+                    "{} is not a registered chat",
+                    msg.chat
+                )));
+            }
+            let client = self
+                .client()
+                .filter(|c| c.is_logged_in())
+                .ok_or(ChannelError::Disconnected)?;
+            let to = convert::to_jid(&msg.chat)
+                .ok_or_else(|| ChannelError::Rejected(format!("bad JID {}", msg.chat)))?;
+            let parts = super::wa_format::render(&msg.text, self.shared.opts.chunk_limit);
+            for (i, part) in parts.into_iter().enumerate() {
+                self.govern(&msg.chat).await;
+                let opts = SendOptions::default().with_message_id(part_id(&msg.id, i));
+                client
+                    .send_message_with_options(to.clone(), wa::Message::text(part), opts)
+                    .await
+                    .map_err(|e| match e {
+                        SendError::NotLoggedIn => ChannelError::Disconnected,
+                        SendError::InvalidRequest(why) => ChannelError::Rejected(why),
+                        other => ChannelError::Transient(other.to_string()),
+                    })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn link(&self) -> watch::Receiver<LinkStatus> {
+        self.shared.link.subscribe()
+    }
+
+    fn new_message_id(&self) -> MessageId {
+        // WhatsApp's own format (3EB0 + hex), made without a client.
+        use rand::RngExt;
+        let n: u128 = rand::rng().random();
+        MessageId::new(format!("3EB0{:018X}", n & ((1u128 << 72) - 1)))
+    }
+
+    fn set_typing<'a>(&'a self, chat: &'a ChatJid, on: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (Some(client), Some(jid)) = (self.client(), convert::to_jid(chat)) else {
+                return;
+            };
+            let r = if on {
+                client.chatstate().send_composing(&jid).await
+            } else {
+                client.chatstate().send_paused(&jid).await
+            };
+            if let Err(e) = r {
+                tracing::debug!(chat = %chat, error = %e, "typing indicator not sent");
+            }
+        })
+    }
+
+    fn mark_read<'a>(
+        &'a self,
+        chat: &'a ChatJid,
+        messages: &'a [(MessageId, String)],
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.shared.opts.read_receipts || messages.is_empty() {
+                return;
+            }
+            let (Some(client), Some(jid)) = (self.client(), convert::to_jid(chat)) else {
+                return;
+            };
+            // Groups need the sender of each message.
+            let mut by_sender: HashMap<Option<String>, Vec<&str>> = HashMap::new();
+            for (id, sender) in messages {
+                let key = jid.is_group().then(|| sender.clone());
+                by_sender.entry(key).or_default().push(id.as_str());
+            }
+            for (sender, ids) in by_sender {
+                let sender_jid: Option<Jid> = sender.and_then(|s| s.parse().ok());
+                if let Err(e) = client.mark_as_read(&jid, sender_jid.as_ref(), &ids).await {
+                    tracing::debug!(chat = %chat, error = %e, "read receipts not sent");
+                }
+            }
+        })
+    }
+}
+
+/// Connects with the device store at `db` and unlinks the device (used by
+/// `pocketbrain whatsapp logout`). Fails if it cannot connect within `wait`.
+pub async fn unlink(db: &std::path::Path, wait: Duration) -> anyhow::Result<()> {
+    let backend = SqliteStore::new(&db.to_string_lossy()).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bool>(4);
+    let bot = Bot::builder()
+        .with_backend(backend)
+        .skip_history_sync()
+        .on_event(move |ev, _client| {
+            let tx = tx.clone();
+            async move {
+                match &*ev {
+                    Event::Connected(_) => {
+                        let _ = tx.send(true).await;
+                    }
+                    Event::PairingQrCode(_) | Event::LoggedOut(_) => {
+                        let _ = tx.send(false).await;
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .build()
+        .await?;
+    let handle = bot.spawn();
+    let client = handle.client();
+    let outcome = tokio::time::timeout(wait, rx.recv()).await;
+    let result = match outcome {
+        Ok(Some(true)) => {
+            client.logout().await;
+            Ok(())
+        }
+        Ok(Some(false)) => Err(anyhow::anyhow!(
+            "this device is not paired (or already logged out)"
+        )),
+        _ => Err(anyhow::anyhow!(
+            "no connection to WhatsApp within {} s",
+            wait.as_secs()
+        )),
+    };
+    handle.shutdown().await;
+    result
+}
+
+/// Commits inbound messages before WhatsApp is told they arrived.
+struct Hook {
+    sink: Arc<dyn InboundSink>,
+    store: Store,
+}
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::InboundDurabilityHook for Hook {
+    async fn on_messages(
+        &self,
+        _client: Arc<Client>,
+        batch: &[InboundMessage],
+    ) -> anyhow::Result<()> {
+        for m in batch {
+            match convert::inbound(&m.info, &m.message) {
+                Ok(c) => {
+                    self.store
+                        .record_aliases(c.aliases)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+                    self.sink
+                        .accept(c.inbound)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                }
+                Err(skip) => {
+                    tracing::debug!(id = %m.info.id, ?skip, "WhatsApp message not passed on")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct DynTransport(Arc<dyn whatsapp_rust::transport::TransportFactory>);
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::transport::TransportFactory for DynTransport {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn whatsapp_rust::transport::Transport>,
+            whatsapp_rust::async_channel::Receiver<whatsapp_rust::transport::TransportEvent>,
+        ),
+        anyhow::Error,
+    > {
+        self.0.create_transport().await
+    }
+}
+
+struct DynHttp(Arc<dyn whatsapp_rust::http::HttpClient>);
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::http::HttpClient for DynHttp {
+    async fn execute(
+        &self,
+        request: whatsapp_rust::http::HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
+        self.0.execute(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::ids::Folder;
+use crate::router::TriggerRule;
+use crate::store::RegisteredChat;
+use whatsapp_rust::types::events;
+
+/// A transport that never connects, counting attempts.
+struct NoNetwork(Arc<AtomicUsize>);
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::transport::TransportFactory for NoNetwork {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn whatsapp_rust::transport::Transport>,
+            whatsapp_rust::async_channel::Receiver<whatsapp_rust::transport::TransportEvent>,
+        ),
+        anyhow::Error,
+    > {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(anyhow::anyhow!("offline test: no network"))
+    }
+}
+
+struct NoHttp;
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::http::HttpClient for NoHttp {
+    async fn execute(
+        &self,
+        _r: whatsapp_rust::http::HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
+        Err(anyhow::anyhow!("offline test: no http"))
+    }
+}
+
+struct NullSink;
+
+impl InboundSink for NullSink {
+    fn accept(&self, _msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+const ANN: &str = "15551234567@s.whatsapp.net";
+
+async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, WhatsAppChannel) {
+    let store = Store::open(&dir.join("pb.sqlite3")).unwrap();
+    store
+        .register(RegisteredChat {
+            jid: ChatJid::parse(ANN).unwrap(),
+            name: "Ann".into(),
+            folder: Folder::parse("ann").unwrap(),
+            is_main: false,
+            trigger: TriggerRule::Mention,
+        })
+        .await
+        .unwrap();
+    let opts = WhatsAppOptions {
+        device_db: dir.join("wa/device.sqlite3"),
+        pair_phone: None,
+        chunk_limit: 4000,
+        read_receipts: true,
+        governor: Governor {
+            per_chat_per_minute: 12,
+            per_minute: 40,
+            jitter: Duration::ZERO,
+        },
+        transport: Some(Arc::new(NoNetwork(attempts))),
+        http: Some(Arc::new(NoHttp)),
+    };
+    (store.clone(), WhatsAppChannel::new(store, opts))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_client_builds_retries_and_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (_store, ch) = offline(dir.path(), attempts.clone()).await;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while attempts.load(Ordering::SeqCst) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client kept retrying: {}",
+            attempts.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let link = ch.link().borrow().clone();
+    assert_eq!((link.up, link.code), (false, "whatsapp-connecting"));
+    assert!(
+        dir.path().join("wa/device.sqlite3").exists(),
+        "device store in its own file"
+    );
+
+    // Sends wait in the outbox while offline; unregistered chats are refused for good.
+    let msg = Outgoing {
+        chat: ChatJid::parse(ANN).unwrap(),
+        id: ch.new_message_id(),
+        text: "hi".into(),
+    };
+    assert!(matches!(
+        ch.send(&msg).await,
+        Err(ChannelError::Disconnected)
+    ));
+    let stranger = Outgoing {
+        chat: ChatJid::parse("15559999999@s.whatsapp.net").unwrap(),
+        ..msg
+    };
+    assert!(matches!(
+        ch.send(&stranger).await,
+        Err(ChannelError::Rejected(_))
+    ));
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+
+    // A restart reuses the device store.
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn qr_exhaustion_rebuilds_permanent_ends_wait() {
+    assert!(matches!(after(&Ending::QrExhausted), Step::Rebuild(d) if d <= Duration::from_secs(1)));
+    assert!(matches!(after(&Ending::Unexpected), Step::Rebuild(_)));
+    for code in [
+        "whatsapp-logged-out",
+        "whatsapp-banned",
+        "whatsapp-stream-replaced",
+        "whatsapp-outdated",
+    ] {
+        assert_eq!(
+            after(&Ending::Permanent {
+                code,
+                message: String::new()
+            }),
+            Step::Wait
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_become_stable_health_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, ch) = offline(dir.path(), Arc::default()).await;
+    let client = ch.build(Arc::new(NullSink)).await.unwrap().client();
+    let cases: Vec<(Event, &str, bool)> = vec![
+        (
+            Event::StreamReplaced(events::StreamReplaced::builder().build()),
+            "whatsapp-stream-replaced",
+            true,
+        ),
+        (
+            Event::ClientOutdated(events::ClientOutdated::builder().build()),
+            "whatsapp-outdated",
+            true,
+        ),
+        (
+            Event::PairingQrCodesExhausted(
+                events::PairingQrCodesExhausted::builder()
+                    .disconnected(true)
+                    .build(),
+            ),
+            "whatsapp-outdated",
+            false,
+        ),
+    ];
+    for (ev, code, permanent) in cases {
+        ch.on_event(&ev, client.clone()).await;
+        assert_eq!(ch.link().borrow().code, code);
+        let ending = ch.shared.ending.lock().unwrap().take();
+        if permanent {
+            assert!(matches!(ending, Some(Ending::Permanent { code: c, .. }) if c == code));
+        } else {
+            assert_eq!(ending, Some(Ending::QrExhausted));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn governor_spaces_sends_per_chat_and_overall() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, mut ch) = offline(dir.path(), Arc::default()).await;
+    Arc::get_mut(&mut ch.shared).unwrap().opts.governor = Governor {
+        per_chat_per_minute: 2,
+        per_minute: 3,
+        jitter: Duration::ZERO,
+    };
+    let a = ChatJid::parse(ANN).unwrap();
+    let b = ChatJid::parse("15552222222@s.whatsapp.net").unwrap();
+    let start = tokio::time::Instant::now();
+    ch.govern(&a).await;
+    ch.govern(&a).await;
+    assert!(start.elapsed() < Duration::from_secs(1));
+    ch.govern(&b).await; // third overall: still within the global limit
+    assert!(start.elapsed() < Duration::from_secs(1));
+    ch.govern(&a).await; // a's third within a minute: waits for the window
+    assert!(
+        start.elapsed() >= Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn qr_code_renders_as_a_block_with_a_quiet_zone() {
+    let block = render_qr("2@AbCdEfGh0123456789,xyz=,abc=,def=").unwrap();
+    let lines: Vec<&str> = block.lines().collect();
+    assert!(lines.len() > 10);
+    let width = lines[0].chars().count();
+    assert!(
+        lines.iter().all(|l| l.chars().count() == width),
+        "a rectangle"
+    );
+    // The quiet zone: the first line is all light (rendered as full blocks on dark terminals' light squares).
+    assert!(
+        lines[0]
+            .chars()
+            .all(|c| c == lines[0].chars().next().unwrap())
+    );
+    assert!(
+        block.chars().any(|c| c == ' ') && block.chars().any(|c| c == '█' || c == '▀' || c == '▄')
+    );
+}
+
+#[test]
+fn part_ids_keep_the_outbox_id_recognisable() {
+    let id = MessageId::new("3EB0ABCDEF0123456789AB");
+    assert_eq!(part_id(&id, 0), "3EB0ABCDEF0123456789AB");
+    assert_eq!(part_id(&id, 2), "3EB0ABCDEF0123456789AB-2");
+    assert_eq!(
+        base_id("3EB0ABCDEF0123456789AB-2"),
+        "3EB0ABCDEF0123456789AB"
+    );
+    assert_eq!(base_id("3EB0ABCDEF0123456789AB"), "3EB0ABCDEF0123456789AB");
+}
