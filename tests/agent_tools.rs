@@ -13,19 +13,6 @@ const DM: &str = "491511111111@s.whatsapp.net";
 // Generous: the first run in a chat boots an OpenCode instance, slow on a busy machine.
 const T: Duration = Duration::from_secs(120);
 
-/// The tool result text the model was given in its follow-up request.
-fn tool_results(w: &World) -> Vec<String> {
-    w.agent_requests()
-        .iter()
-        .flat_map(|r| r.messages().to_vec())
-        .filter(|m| m["role"] == "tool")
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn send_message_during_a_run_arrives_before_the_final_answer() {
     let mut w = World::new().await;
@@ -53,7 +40,7 @@ async fn send_message_during_a_run_arrives_before_the_final_answer() {
         texts,
         vec!["Andy: Working on it", "Andy: Half way", "Andy: All done."]
     );
-    let results = tool_results(&w);
+    let results = tool_messages(w.agent_requests().last().unwrap());
     assert!(results[0].contains("Sent to this chat"), "{results:?}");
 }
 

@@ -584,32 +584,18 @@ impl Store {
             let mut stmt = c.prepare(
                 "SELECT chat, state, session_id, prompt_id, up_to_seq, attempts, reason FROM runs ORDER BY chat",
             )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<i64>>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter()
-                .map(|(chat, state, s, p, up, attempts, reason)| {
-                    Ok(RunRecord {
-                        chat: jid(chat)?,
-                        state,
-                        session_id: s.map(SessionId::new),
-                        prompt_id: p.map(PromptId::new),
-                        up_to_seq: up,
-                        attempts,
-                        reason,
-                    })
+            let rows = stmt.query_map([], |r| {
+                Ok(RunRecord {
+                    chat: jid(r.get(0)?)?,
+                    state: r.get(1)?,
+                    session_id: r.get::<_, Option<String>>(2)?.map(SessionId::new),
+                    prompt_id: r.get::<_, Option<String>>(3)?.map(PromptId::new),
+                    up_to_seq: r.get(4)?,
+                    attempts: r.get(5)?,
+                    reason: r.get(6)?,
                 })
-                .collect()
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
@@ -621,32 +607,18 @@ impl Store {
                 "SELECT seq, chat, id, text, state, attempts, last_error FROM outbox
                  WHERE state = 'pending' ORDER BY seq",
             )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter()
-                .map(|(seq, chat, id, text, state, attempts, last_error)| {
-                    Ok(OutboxRow {
-                        seq,
-                        chat: jid(chat)?,
-                        id: MessageId::new(id),
-                        text,
-                        state,
-                        attempts,
-                        last_error,
-                    })
+            let rows = stmt.query_map([], |r| {
+                Ok(OutboxRow {
+                    seq: r.get(0)?,
+                    chat: jid(r.get(1)?)?,
+                    id: MessageId::new(r.get::<_, String>(2)?),
+                    text: r.get(3)?,
+                    state: r.get(4)?,
+                    attempts: r.get(5)?,
+                    last_error: r.get(6)?,
                 })
-                .collect()
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
