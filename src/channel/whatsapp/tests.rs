@@ -250,3 +250,57 @@ fn part_ids_keep_the_outbox_id_recognisable() {
     );
     assert_eq!(base_id("3EB0ABCDEF0123456789AB"), "3EB0ABCDEF0123456789AB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_move_outbox_rows_forward_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, ch) = offline(dir.path(), Arc::default()).await;
+    let client = ch.build(Arc::new(NullSink)).await.unwrap().client();
+    let chat = ChatJid::parse(ANN).unwrap();
+    store
+        .enqueue_outbox(&chat, &MessageId::new("3EB0AAAA"), "two parts")
+        .await
+        .unwrap();
+    let seq = store.outbox_pending().await.unwrap()[0].seq;
+    store.outbox_record(seq, Ok(())).await.unwrap();
+    let state = |store: Store| async move {
+        store
+            .call(move |c| {
+                Ok(
+                    c.query_row("SELECT state FROM outbox WHERE seq = ?1", [seq], |r| {
+                        r.get::<_, String>(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap()
+    };
+    let receipt = |kind: ReceiptType, id: &str| {
+        Event::Receipt(
+            events::Receipt::builder()
+                .source(whatsapp_rust::types::message::MessageSource {
+                    chat: ANN.parse().unwrap(),
+                    ..Default::default()
+                })
+                .message_ids(vec![id.into()])
+                .timestamp(chrono::Utc::now())
+                .r#type(kind)
+                .offline(false)
+                .build(),
+        )
+    };
+    // A receipt for the second part counts for the row.
+    ch.on_event(
+        &receipt(ReceiptType::Delivered, "3EB0AAAA-1"),
+        client.clone(),
+    )
+    .await;
+    assert_eq!(state(store.clone()).await, "delivered");
+    ch.on_event(&receipt(ReceiptType::Read, "3EB0AAAA"), client.clone())
+        .await;
+    assert_eq!(state(store.clone()).await, "read");
+    // A late "delivered" does not move it back.
+    ch.on_event(&receipt(ReceiptType::Delivered, "3EB0AAAA"), client.clone())
+        .await;
+    assert_eq!(state(store.clone()).await, "read");
+}
