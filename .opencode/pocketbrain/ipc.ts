@@ -84,7 +84,9 @@ export class IpcClient {
         // Not there yet (or mid-rename): wait a little longer each time.
       }
       await new Promise((r) => setTimeout(r, pause))
-      pause = Math.min(pause * 2, 50)
+      // Tight while an answer is expected (the bridge answers in tens of ms),
+      // slower once the wait drags on (the bridge may be down).
+      pause = Math.min(pause * 2, Date.now() - started < 2000 ? 4 : 50)
     }
     return { kind: "timeout", id, waitedMs: Date.now() - started }
   }

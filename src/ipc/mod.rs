@@ -219,6 +219,18 @@ impl Ipc {
     /// Identity, provenance, then the action and its ledger row in one transaction.
     async fn act(&self, req: &Request) -> Result<Acted, Skip> {
         let store = self.bridge.store();
+        // These go into OpenCode URLs: only OpenCode's own id shapes.
+        let oc_id = |id: &str, prefix: &str| {
+            id.starts_with(prefix)
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if !oc_id(&req.context.session_id, "ses_") || !oc_id(&req.context.message_id, "msg_") {
+            return Ok(Acted::Refused(
+                "malformed",
+                "session_id or message_id is not an OpenCode id".into(),
+            ));
+        }
         let session = SessionId::new(&req.context.session_id);
         let chat = store
             .chat_for_session(&session)

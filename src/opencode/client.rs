@@ -254,6 +254,26 @@ impl Client {
         Self::json("messages", resp).await
     }
 
+    /// `GET /session/{id}/message/{messageID}`: one message; `None` when
+    /// OpenCode has no such message (or session).
+    pub async fn message(
+        &self,
+        dir: &Path,
+        session: &SessionId,
+        message_id: &str,
+    ) -> Result<Option<TranscriptMessage>, AgentError> {
+        let req = self.request(
+            Method::GET,
+            &format!("/session/{session}/message/{message_id}"),
+            Some(dir),
+        );
+        let resp = self.send("message", req, Duration::from_secs(30)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Self::json("message", resp).await.map(Some)
+    }
+
     /// `GET /session/status`: whether the session is working (busy or
     /// waiting to retry). Idle sessions are absent from the map.
     pub async fn session_busy(&self, dir: &Path, session: &SessionId) -> Result<bool, AgentError> {

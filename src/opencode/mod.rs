@@ -238,8 +238,9 @@ impl Agent for OpenCode {
         message_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ToolCall>, AgentError>> {
         Box::pin(async move {
-            let transcript = self.note(self.client.messages(dir, session).await)?;
-            Ok(transcript
+            // Only the one message: the whole transcript grows with the chat.
+            let message = self.note(self.client.message(dir, session, message_id).await)?;
+            Ok(message
                 .iter()
                 .filter(|m| m.info.id == message_id)
                 .flat_map(|m| m.parts.iter())
