@@ -10,6 +10,16 @@
 //! 3. End to end: the real bridge binary and a real `opencode serve` with the
 //!    scripted model answering at once, against bare OpenCode on the same
 //!    server (prompt_async + transcript polling), interleaved A/B.
+//! 4. Agent tool round trip: the scripted model calls `pocketbrain_list_tasks`
+//!    many times in one run; each call's execute time (plugin writes the
+//!    request file → reads the response file) is read from OpenCode's
+//!    transcript (`state.time.end - state.time.start` of the tool part), and
+//!    split using the bridge's IPC ledger (`ipc_requests.created_at`, the
+//!    action's commit) against the request id's creation time.
+//!    `PB_BENCH_SHOW_PART=1` prints one tool part and every call to stderr.
+//! 5. Scheduler lateness: one-off tasks created with the CLI, due a second
+//!    apart; due → queued and due → started (just before the prompt is sent
+//!    to OpenCode), read from the bridge's `task_runs` table.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -40,6 +50,19 @@ const WARMUP: usize = 3;
 const POLL: Duration = Duration::from_millis(5);
 const E2E_TIMEOUT: Duration = Duration::from_secs(60);
 const DM: &str = "491511111111@s.whatsapp.net";
+const TOOL_CALLS: usize = 60;
+const TOOL_WARMUP: usize = 3;
+const TOOL_TARGET: Duration = Duration::from_millis(50);
+const TOOL: &str = "pocketbrain_list_tasks";
+const FETCHES: usize = 20;
+const TASKS: usize = 30;
+/// Seconds from now (rounded up to a whole second) to the first task's due time.
+const TASK_LEAD_S: i64 = 8;
+/// Seconds between due times (`--once` has seconds resolution).
+const TASK_SPACING_S: i64 = 1;
+const SCHED_TARGET: Duration = Duration::from_secs(1);
+/// The tests' time zone (the harness sets TZ for the bridge and the CLI).
+const TZ: &str = "Europe/Berlin";
 
 /// A latency distribution (nearest-rank percentiles).
 struct Dist {
@@ -461,6 +484,295 @@ async fn bench_e2e() -> E2eResult {
     }
 }
 
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A GET on OpenCode's API with `?directory=`, as JSON.
+async fn opencode_get(http: &reqwest::Client, oc: &str, path: &str, dir: &Path) -> Value {
+    let r = http
+        .get(format!("{}{path}", oc.trim_end_matches('/')))
+        .query(&[("directory", dir.to_string_lossy().as_ref())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// The number of tool results the model has been given in this request.
+fn tool_results(r: &support::ChatRequest) -> usize {
+    r.messages().iter().filter(|m| m["role"] == "tool").count()
+}
+
+struct ToolResult {
+    /// Execute times after warm-up, in call order.
+    in_order: Vec<Duration>,
+    dist: Dist,
+    /// Request created (plugin) → action committed (bridge), same calls.
+    bridge: Dist,
+    /// Execute time minus the bridge's part: the plugin's polling for the
+    /// response file, its file writes, and OpenCode's own overhead.
+    rest: Dist,
+    /// `GET /session/{id}/message/{messageID}` (one message), from the bench.
+    fetch_one: Dist,
+    /// `GET /session/{id}/message` (the finished transcript), from the bench.
+    fetch_all: Dist,
+    transcript_messages: usize,
+    /// Message accepted → final answer in the outbox, for the whole run.
+    run_wall: Duration,
+    /// Tool parts of other statuses than completed (should be none).
+    not_completed: usize,
+}
+
+async fn bench_tools() -> ToolResult {
+    let mut world = World::new().await;
+    world.set_env("PB_LOG", "info");
+    world.model.on(
+        |r| r.last_role() == "user" && !r.is_title_request() && r.last_user_text().contains("list"),
+        vec![Reply::tool_call(TOOL, json!({}))],
+    );
+    world.model.compute(
+        |r| r.last_role() == "tool",
+        |r| {
+            if tool_results(r) < TOOL_CALLS {
+                Reply::tool_call(TOOL, json!({}))
+            } else {
+                Reply::text("Listed.")
+            }
+        },
+    );
+    world.register(DM, "Tools", &["--folder", "bench-tools"]);
+    world.start_bridge().await;
+
+    let t = Instant::now();
+    world
+        .say(DM, "T1", &format!("list my tasks {TOOL_CALLS} times"))
+        .await;
+    let texts = world.wait_outbox(DM, 1, Duration::from_secs(600)).await;
+    let run_wall = t.elapsed();
+    assert_eq!(texts, vec!["Andy: Listed."]);
+
+    let http = http_client();
+    let oc = world.opencode.as_ref().unwrap().url.clone();
+    let dir = world.workspace().join("chats/bench-tools");
+    let sessions = opencode_get(&http, &oc, "/session", &dir).await;
+    let sessions = sessions.as_array().expect("session list");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one session in the chat folder: {sessions:?}"
+    );
+    let id = sessions[0]["id"].as_str().unwrap();
+    let path = format!("/session/{id}/message");
+    let transcript = opencode_get(&http, &oc, &path, &dir).await;
+    let transcript_messages = transcript.as_array().map_or(0, Vec::len);
+    let parts: Vec<&Value> = transcript
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["parts"].as_array().into_iter().flatten())
+        .filter(|p| p["type"] == "tool" && p["tool"] == TOOL)
+        .collect();
+    assert_eq!(parts.len(), TOOL_CALLS, "tool parts in the transcript");
+    // For reference, OpenCode otherwise idle: the provenance check's fetch of
+    // the one message holding the call, and the whole transcript.
+    let last_message = parts[TOOL_CALLS - 1]["messageID"].as_str().unwrap();
+    let one = format!("{path}/{last_message}");
+    let mut fetch_one = Vec::with_capacity(FETCHES);
+    let mut fetch_all = Vec::with_capacity(FETCHES);
+    for i in 0..FETCHES {
+        let mut pair = [(&one, &mut fetch_one), (&path, &mut fetch_all)];
+        if i % 2 == 1 {
+            pair.reverse(); // no order bias between the two
+        }
+        for (path, out) in pair {
+            let t = Instant::now();
+            black_box(opencode_get(&http, &oc, path, &dir).await);
+            out.push(t.elapsed());
+        }
+    }
+    if std::env::var_os("PB_BENCH_SHOW_PART").is_some() {
+        eprintln!("{}", serde_json::to_string_pretty(parts[0]).unwrap());
+    }
+    let not_completed = parts
+        .iter()
+        .filter(|p| p["state"]["status"] != "completed")
+        .count();
+    let samples: Vec<Duration> = parts
+        .iter()
+        .map(|p| {
+            let time = &p["state"]["time"];
+            let (start, end) = (time["start"].as_f64(), time["end"].as_f64());
+            let (Some(start), Some(end)) = (start, end) else {
+                panic!("tool part without state.time.start/end: {p}");
+            };
+            Duration::from_secs_f64((end - start).max(0.0) / 1e3)
+        })
+        .collect();
+    let _ = world.stop_bridge().await;
+
+    // The bridge's part, from its IPC ledger: `created_at` is written in the
+    // action's transaction, just before the response file; the request id is
+    // `req_<Date.now() in base 36>_<random>`, made when the plugin's call starts.
+    let db = rusqlite::Connection::open_with_flags(
+        world.data_dir().join("pocketbrain.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let ledger: std::collections::HashMap<String, Duration> = db
+        .prepare("SELECT id, call_id, created_at FROM ipc_requests")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap()
+        .map(|row| {
+            let (id, call, committed) = row.unwrap();
+            let stamp = id.split('_').nth(1).expect("req_<time>_<random>");
+            let made = i64::from_str_radix(stamp, 36).expect("base-36 time");
+            (
+                call,
+                Duration::from_millis((committed - made).max(0) as u64),
+            )
+        })
+        .collect();
+    let bridge: Vec<Duration> = parts[TOOL_WARMUP..]
+        .iter()
+        .map(|p| ledger[p["callID"].as_str().expect("callID")])
+        .collect();
+    let in_order = samples[TOOL_WARMUP..].to_vec();
+    if std::env::var_os("PB_BENCH_SHOW_PART").is_some() {
+        for (e, b) in in_order.iter().zip(&bridge) {
+            eprintln!(
+                "tool execute {} ms, bridge {} ms",
+                e.as_millis(),
+                b.as_millis()
+            );
+        }
+    }
+    let rest = in_order
+        .iter()
+        .zip(&bridge)
+        .map(|(e, b)| e.saturating_sub(*b))
+        .collect();
+    ToolResult {
+        dist: Dist::new(in_order.clone()),
+        bridge: Dist::new(bridge),
+        rest: Dist::new(rest),
+        fetch_one: Dist::new(fetch_one),
+        fetch_all: Dist::new(fetch_all),
+        transcript_messages,
+        in_order,
+        run_wall,
+        not_completed,
+    }
+}
+
+struct SchedResult {
+    queued: Dist,
+    started: Dist,
+    /// Run statuses other than "ok".
+    failed: usize,
+    /// Slack between the last task created and the first one due.
+    slack: Duration,
+}
+
+/// A local time in the tests' time zone, as `--once` takes it.
+fn local_time(unix_ms: i64) -> String {
+    let tz: chrono_tz::Tz = TZ.parse().unwrap();
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .unwrap()
+        .with_timezone(&tz)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+async fn bench_scheduler() -> SchedResult {
+    let mut world = World::new().await;
+    world.set_env("PB_LOG", "info");
+    world.register(DM, "Sched", &["--folder", "bench-sched"]);
+    world.start_bridge().await;
+    // The chat's session exists already, as it would in a chat in use.
+    world.say(DM, "W1", "hello").await;
+    world.wait_outbox(DM, 1, E2E_TIMEOUT).await;
+
+    let first_due = (Utc::now().timestamp() + TASK_LEAD_S) * 1000;
+    for i in 0..TASKS {
+        let due = first_due + i as i64 * TASK_SPACING_S * 1000;
+        let (ok, out, err) = world.cli(&[
+            "tasks",
+            "add",
+            DM,
+            "--prompt",
+            &format!("bench task {i}"),
+            "--once",
+            &local_time(due),
+        ]);
+        assert!(ok, "tasks add: {out}{err}");
+    }
+    let slack_ms = first_due - Utc::now().timestamp_millis();
+    assert!(
+        slack_ms > 0,
+        "tasks were created too slowly: raise TASK_LEAD_S"
+    );
+    let slack = Duration::from_millis(slack_ms as u64);
+
+    let span = Duration::from_secs((TASK_LEAD_S + TASKS as i64 * TASK_SPACING_S) as u64);
+    world.wait_outbox(DM, 1 + TASKS, span + E2E_TIMEOUT).await;
+    let db = rusqlite::Connection::open_with_flags(
+        world.data_dir().join("pocketbrain.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let deadline = Instant::now() + E2E_TIMEOUT;
+    loop {
+        let done: i64 = db
+            .query_row(
+                "SELECT count(*) FROM task_runs WHERE finished_at IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if done as usize >= TASKS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} task runs finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows: Vec<(i64, i64, Option<i64>, String)> = db
+        .prepare("SELECT due_at, queued_at, started_at, status FROM task_runs ORDER BY due_at")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    drop(db);
+    let _ = world.stop_bridge().await;
+    assert_eq!(rows.len(), TASKS, "one run per task");
+    let late = |at: i64, due: i64| {
+        assert!(at >= due, "a run recorded before its due time");
+        Duration::from_millis((at - due) as u64)
+    };
+    SchedResult {
+        queued: Dist::new(rows.iter().map(|r| late(r.1, r.0)).collect()),
+        started: Dist::new(
+            rows.iter()
+                .map(|r| late(r.2.expect("every run started"), r.0))
+                .collect(),
+        ),
+        failed: rows.iter().filter(|r| r.3 != "ok").count(),
+        slack,
+    }
+}
+
 fn command_line(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
@@ -479,6 +791,32 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// A table row of a millisecond distribution: n, p50, p90, p99, max, mean.
+fn ms_row(name: &str, d: &Dist) -> String {
+    format!(
+        "| {name} | {} | {} | {} | {} | {} | {} |",
+        d.n(),
+        ms(d.pct(50.0)),
+        ms(d.pct(90.0)),
+        ms(d.pct(99.0)),
+        ms(d.max()),
+        ms(d.mean()),
+    )
+}
+
+fn verdict(d: &Dist, target: Duration) -> String {
+    let p99 = d.pct(99.0);
+    if p99 < target {
+        format!("**holds** (p99 {} ms < {} ms)", ms(p99), target.as_millis())
+    } else {
+        format!(
+            "**missed** (p99 {} ms ≥ {} ms)",
+            ms(p99),
+            target.as_millis()
+        )
+    }
+}
+
 fn main() {
     let load_before = loadavg();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -491,6 +829,8 @@ fn main() {
     let store_rows = rt.block_on(bench_store(tmp.path()));
     let prompt = bench_prompt();
     let e2e = rt.block_on(bench_e2e());
+    let tools = rt.block_on(bench_tools());
+    let sched = rt.block_on(bench_scheduler());
     let load_after = loadavg();
 
     let dirty = if command_line("git", &["status", "--porcelain"]).is_empty() {
@@ -585,5 +925,114 @@ fn main() {
     println!(
         "\nWith n = {} samples (nearest-rank percentiles), p99 is the maximum.",
         e2e.bridge.n()
+    );
+
+    println!(
+        "\n## Agent tool round trip ({TOOL}, {TOOL_CALLS} sequential calls in one run, \
+         first {TOOL_WARMUP} discarded; target p99 < {} ms)\n",
+        TOOL_TARGET.as_millis()
+    );
+    println!("| measure | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "{}",
+        ms_row(
+            "tool execute in OpenCode (state.time.end − state.time.start)",
+            &tools.dist
+        )
+    );
+    println!(
+        "{}",
+        ms_row(
+            "↳ bridge: request made (plugin) → action committed (ipc_requests.created_at)",
+            &tools.bridge
+        )
+    );
+    println!(
+        "{}",
+        ms_row(
+            "↳ the rest: plugin's polling for the response file, file writes, OpenCode",
+            &tools.rest
+        )
+    );
+    let window = (tools.in_order.len() / 6).max(1);
+    let first = Dist::new(tools.in_order[..window].to_vec());
+    let last = Dist::new(tools.in_order[tools.in_order.len() - window..].to_vec());
+    println!(
+        "{}",
+        ms_row(
+            &format!(
+                "calls {}–{} (early in the run)",
+                TOOL_WARMUP + 1,
+                TOOL_WARMUP + window
+            ),
+            &first
+        )
+    );
+    println!(
+        "{}",
+        ms_row(
+            &format!(
+                "calls {}–{TOOL_CALLS} (late in the run)",
+                TOOL_CALLS - window + 1
+            ),
+            &last
+        )
+    );
+    println!(
+        "{}",
+        ms_row(
+            "for reference, OpenCode idle: GET /session/{id}/message/{messageID} (one message)",
+            &tools.fetch_one
+        )
+    );
+    println!(
+        "{}",
+        ms_row(
+            &format!(
+                "for reference, OpenCode idle: GET /session/{{id}}/message (whole transcript, \
+                 {} messages)",
+                tools.transcript_messages
+            ),
+            &tools.fetch_all
+        )
+    );
+    println!(
+        "\nTarget p99 < {} ms: {}. The whole run (message accepted → final answer in the \
+         outbox) took {} ms, {} ms per model step; tool parts not completed: {}. With n = {}, \
+         p99 is the maximum.",
+        TOOL_TARGET.as_millis(),
+        verdict(&tools.dist, TOOL_TARGET),
+        ms(tools.run_wall),
+        ms(tools.run_wall / (TOOL_CALLS as u32 + 1)),
+        tools.not_completed,
+        tools.dist.n(),
+    );
+
+    println!(
+        "\n## Scheduler lateness ({TASKS} one-off tasks in one chat, due {TASK_SPACING_S} s apart, \
+         scripted model answers at once; target p99 < {} ms)\n",
+        SCHED_TARGET.as_millis()
+    );
+    println!("| measure | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "{}",
+        ms_row("due → queued (claimed by the scheduler)", &sched.queued)
+    );
+    println!(
+        "{}",
+        ms_row(
+            "due → started (just before the prompt is sent to OpenCode)",
+            &sched.started
+        )
+    );
+    println!(
+        "\nTarget p99 < {} ms (due → started): {}. Runs not ok: {}. The last task was \
+         created {} ms before the first was due.",
+        SCHED_TARGET.as_millis(),
+        verdict(&sched.started, SCHED_TARGET),
+        sched.failed,
+        ms(sched.slack),
     );
 }
