@@ -702,11 +702,6 @@ impl Store {
         .await
     }
 
-    /// The registered form of a chat (the JID it was registered with), if any.
-    pub async fn registered_jid(&self, chat: &ChatJid) -> Result<Option<ChatJid>> {
-        Ok(self.registered(chat).await?.map(|r| r.jid))
-    }
-
     /// Records a delivery receipt for an outbound message id; states only
     /// move forward (sent → delivered → read). Returns whether a row changed.
     pub async fn outbox_receipt(&self, id: &str, state: &'static str) -> Result<bool> {
