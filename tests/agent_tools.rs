@@ -325,34 +325,11 @@ async fn forged_and_replayed_requests_are_refused() {
 
     // What a forger with bash could know: its session and message ids, and
     // the call id of a real call.
-    let dir = w.workspace().join("chats/ann");
-    let url = w
-        .opencode
-        .as_ref()
-        .unwrap()
-        .url
-        .trim_end_matches('/')
-        .to_owned();
-    let http = reqwest::Client::new();
-    let sessions: Value = http
-        .get(format!("{url}/session"))
-        .query(&[("directory", dir.to_str().unwrap())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions = w.opencode_get("/session", "ann").await;
     let session = sessions[0]["id"].as_str().unwrap().to_owned();
-    let transcript: Value = http
-        .get(format!("{url}/session/{session}/message"))
-        .query(&[("directory", dir.to_str().unwrap())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let transcript = w
+        .opencode_get(&format!("/session/{session}/message"), "ann")
+        .await;
     let (message, call) = transcript
         .as_array()
         .unwrap()

@@ -99,23 +99,12 @@ async fn a_session_opencode_lost_is_replaced() {
     w.wait_outbox(DM, 1, T).await;
 
     // Delete the chat's session behind the bridge's back.
-    let url = format!(
-        "{}/",
-        w.opencode.as_ref().unwrap().url.trim_end_matches('/')
-    );
+    let url = w.opencode_url();
     let dir = w.workspace().join("chats/ann");
-    let sessions: serde_json::Value = reqwest::Client::new()
-        .get(format!("{url}session"))
-        .query(&[("directory", dir.to_str().unwrap())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions = w.opencode_get("/session", "ann").await;
     let id = sessions[0]["id"].as_str().unwrap().to_owned();
     let r = reqwest::Client::new()
-        .delete(format!("{url}session/{id}"))
+        .delete(format!("{url}/session/{id}"))
         .query(&[("directory", dir.to_str().unwrap())])
         .send()
         .await

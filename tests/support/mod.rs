@@ -390,11 +390,19 @@ impl World {
             .collect()
     }
 
-    /// OpenCode's HTTP API, for checks the bridge cannot show.
-    pub async fn opencode_get(&self, path: &str) -> Value {
+    /// The test's OpenCode base URL, without a trailing slash.
+    pub fn opencode_url(&self) -> String {
         let url = &self.opencode.as_ref().expect("test-managed opencode").url;
+        url.trim_end_matches('/').to_owned()
+    }
+
+    /// `GET <path>` on OpenCode's API for a chat folder's instance, for
+    /// checks the bridge cannot show (`path` starts with `/`).
+    pub async fn opencode_get(&self, path: &str, folder: &str) -> Value {
+        let dir = self.workspace().join("chats").join(folder);
         self.http
-            .get(format!("{url}{path}"))
+            .get(format!("{}{path}", self.opencode_url()))
+            .query(&[("directory", dir.to_str().unwrap())])
             .send()
             .await
             .unwrap()
