@@ -68,3 +68,22 @@ async fn kill9_takes_the_managed_opencode_down_and_a_restart_reruns_the_lost_pro
     );
     assert_quiet(&w, DM, 1, Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn with_a_server_password_every_call_uses_basic_auth() {
+    let mut w = World::without_opencode().await;
+    // The managed server requires it on every route; the bridge must send it.
+    w.set_env("OPENCODE_SERVER_PASSWORD", "s3cret-pass");
+    w.model.set_default(Reply::text("authenticated"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w.say(DM, "P1", "hi").await;
+    assert_eq!(w.wait_outbox(DM, 1, T).await, vec!["Andy: authenticated"]);
+    let h = w.health().await;
+    assert_eq!(h["checks"]["opencode"], "opencode-ok", "{h}");
+    assert!(
+        !h.to_string().contains("s3cret-pass"),
+        "the password never shows"
+    );
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
+}
