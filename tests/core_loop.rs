@@ -177,6 +177,9 @@ async fn internal_notes_are_stripped_and_internal_only_sends_nothing() {
     w.say(DM, "I1", "first").await;
     assert_eq!(w.wait_outbox(DM, 1, T).await, vec!["Andy: Done, see you!"]);
     w.say(DM, "I2", "second").await;
+    // "second" must be a run of its own, or it would share a batch with "third".
+    w.wait_agent_request(">second</message>", T).await;
+    w.wait_idle(T).await;
     w.say(DM, "I3", "third").await;
     let texts = w.wait_outbox(DM, 2, T).await;
     assert_eq!(texts, vec!["Andy: Done, see you!", "Andy: Third answer"]);

@@ -381,6 +381,13 @@ impl World {
         }
     }
 
+    /// Waits until no run is in progress (a run that ends silently leaves
+    /// nothing in the outbox to wait for).
+    pub async fn wait_idle(&self, timeout: Duration) {
+        self.wait_health(timeout, |h| h["queue"]["running"] == 0)
+            .await;
+    }
+
     /// Agent-turn requests the model received (title requests excluded).
     pub fn agent_requests(&self) -> Vec<ChatRequest> {
         self.model
@@ -388,6 +395,23 @@ impl World {
             .into_iter()
             .filter(|r| !r.is_title_request())
             .collect()
+    }
+
+    /// Waits until the model has received an agent turn whose last user
+    /// message contains `needle`.
+    pub async fn wait_agent_request(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self
+            .agent_requests()
+            .iter()
+            .any(|r| r.last_user_text().contains(needle))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no agent request containing {needle:?} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The test's OpenCode base URL, without a trailing slash.
