@@ -146,13 +146,13 @@ impl Bridge {
     /// Takes one validated inbound message: stores it, and wakes the chat's
     /// queue when it is registered, new, and not our own echo.
     pub async fn accept(&self, msg: Inbound) -> crate::store::Result<InboundOutcome> {
-        let chat = msg.chat.clone();
         let id = msg.id.clone();
         let outcome = self
             .inner
             .store
             .record_inbound(msg, self.inner.config.assistant_has_own_number)
             .await?;
+        let chat = &outcome.chat;
         if outcome.duplicate {
             tracing::info!(chat = %chat, id = %id, "duplicate message ignored");
         } else if outcome.echo {
@@ -160,7 +160,7 @@ impl Bridge {
         } else if !outcome.registered {
             tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
         } else {
-            self.inner.queue.notify(&chat, true);
+            self.inner.queue.notify(chat, true);
         }
         Ok(outcome)
     }

@@ -89,7 +89,7 @@ pub struct Inbound {
 }
 
 /// What recording an inbound message found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundOutcome {
     /// The (chat, id) pair was already stored: nothing was written.
     pub duplicate: bool,
@@ -97,6 +97,9 @@ pub struct InboundOutcome {
     pub echo: bool,
     /// The chat is registered (so the agent may answer).
     pub registered: bool,
+    /// The chat the message was stored under: the registered form when the
+    /// chat is registered by its other JID (LID or phone number).
+    pub chat: ChatJid,
 }
 
 /// A stored message, as the prompt needs it.
@@ -245,8 +248,18 @@ impl Store {
     /// Records an inbound message and the chat it came from. Duplicates
     /// (same chat and id) change nothing. `own_number`: the assistant has its
     /// own WhatsApp number, so everything sent "from me" is the assistant.
-    pub async fn record_inbound(&self, msg: Inbound, own_number: bool) -> Result<InboundOutcome> {
+    pub async fn record_inbound(
+        &self,
+        mut msg: Inbound,
+        own_number: bool,
+    ) -> Result<InboundOutcome> {
         self.tx(move |tx| {
+            // One person or chat, one identity: a chat registered by its other
+            // form keeps its messages, cursor, session and outbox together.
+            let registered = registered_in(tx, &msg.chat)?;
+            if let Some(reg) = &registered {
+                msg.chat = reg.jid.clone();
+            }
             let echo = msg.from_me
                 && (own_number
                     || tx
@@ -278,11 +291,11 @@ impl Store {
                     echo
                 ],
             )?;
-            let registered = registered_in(tx, &msg.chat)?.is_some();
             Ok(InboundOutcome {
                 duplicate: inserted == 0,
                 echo,
-                registered,
+                registered: registered.is_some(),
+                chat: msg.chat,
             })
         })
         .await
@@ -782,9 +795,9 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
     // phone number), in either direction.
     let row = c
         .prepare_cached(
-            "SELECT name, folder, is_main, trigger_rule FROM registered_chats WHERE jid = ?1
+            "SELECT jid, name, folder, is_main, trigger_rule FROM registered_chats WHERE jid = ?1
              UNION ALL
-             SELECT r.name, r.folder, r.is_main, r.trigger_rule FROM registered_chats r
+             SELECT r.jid, r.name, r.folder, r.is_main, r.trigger_rule FROM registered_chats r
                JOIN jid_aliases a ON (a.alias = r.jid AND a.canonical = ?1) OR (a.canonical = r.jid AND a.alias = ?1)
              LIMIT 1",
         )?
@@ -792,12 +805,13 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, String>(3)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
             ))
         })
         .optional()?;
-    let Some((name, folder, is_main, trigger)) = row else {
+    let Some((jid, name, folder, is_main, trigger)) = row else {
         return Ok(None);
     };
     let conv = |e: Box<dyn std::error::Error + Send + Sync>| {
@@ -808,7 +822,7 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
         ))
     };
     Ok(Some(RegisteredChat {
-        jid: chat.clone(),
+        jid: ChatJid::parse(&jid).map_err(|e| conv(Box::new(e)))?,
         name,
         folder: Folder::parse(&folder).map_err(|e| conv(Box::new(e)))?,
         is_main,

@@ -203,6 +203,58 @@ async fn registration_starts_after_existing_history_and_guards_conflicts() {
 }
 
 #[tokio::test]
+async fn a_chat_registered_by_its_lid_is_one_chat_with_its_phone_number() {
+    const LID: &str = "100000012345678@lid";
+    let (_d, store) = temp_db();
+    // History under the phone number, from before the registration.
+    store
+        .record_inbound(inbound(DM, "OLD", "before registration", false), false)
+        .await
+        .unwrap();
+    store.register(reg(LID, "ann", false)).await.unwrap();
+    store
+        .record_aliases(vec![(chat(LID), chat(DM))])
+        .await
+        .unwrap();
+
+    // A message under the phone number lands in the LID-registered chat.
+    let out = store
+        .record_inbound(inbound(DM, "NEW", "after", false), false)
+        .await
+        .unwrap();
+    assert!(out.registered && !out.duplicate && !out.echo);
+    assert_eq!(out.chat, chat(LID));
+    let reg = store.registered(&chat(DM)).await.unwrap().unwrap();
+    assert_eq!(reg.jid, chat(LID), "the registration names its own form");
+    let pending: Vec<String> = store
+        .pending_messages(&chat(LID), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        pending,
+        vec!["after"],
+        "no history from before registration"
+    );
+
+    // The same message seen again under the LID form is a duplicate.
+    let again = store
+        .record_inbound(inbound(LID, "NEW", "after", false), false)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    // An unregistered chat keeps its own form.
+    let other = store
+        .record_inbound(inbound(GROUP, "G1", "hi", false), false)
+        .await
+        .unwrap();
+    assert_eq!(other.chat, chat(GROUP));
+    assert!(!other.registered);
+}
+
+#[tokio::test]
 async fn complete_run_moves_cursor_and_queues_reply_together() {
     let (_d, store) = temp_db();
     store.register(reg(DM, "ann", false)).await.unwrap();
