@@ -60,7 +60,30 @@ pub fn router(state: AppState) -> Router {
             .route("/fake/link", post(fake_link));
     }
     r.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before reading
+/// any of it, so a well-behaved client gets its 413 instead of a reset
+/// connection. Undeclared (chunked) bodies are capped while being read.
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY_BYTES as u64 => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body of {n} bytes is over the limit of {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 async fn health(State(s): State<AppState>) -> Response {

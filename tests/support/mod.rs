@@ -306,6 +306,21 @@ impl World {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Writes `request` verbatim to the bridge's HTTP port and returns all
+    /// it answers before closing (the request should say `Connection: close`).
+    pub async fn raw_exchange(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base().trim_start_matches("http://").to_owned();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the bridge answered within 10 s")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// A message from `sender` in `chat`; returns (status, json).
     pub async fn inbox(&self, body: Value) -> (u16, Value) {
         self.post_raw("/fake/inbox", body.to_string()).await
