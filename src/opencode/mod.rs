@@ -134,6 +134,13 @@ impl OpenCode {
                         }
                     }
                 }
+                Progress::Halted(reply) => {
+                    if !self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
+                        tracing::warn!(session, prompt = %spec.prompt_id, "the agent stopped: a tool was refused permission (PB_PERMISSION=reject)");
+                        return Ok(reply);
+                    }
+                    recheck = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+                }
                 Progress::NotSent | Progress::Running => {
                     recheck = Some(tokio::time::Instant::now() + Duration::from_millis(300));
                 }
@@ -149,6 +156,10 @@ enum Progress {
     Running,
     Answered(String),
     Failed(String),
+    /// The agent stopped after a tool call was refused permission; OpenCode
+    /// ends the turn there. Final once the session is idle. Carries the
+    /// reply for the chat.
+    Halted(String),
 }
 
 fn progress(transcript: &[TranscriptMessage], prompt: &str) -> Progress {
@@ -166,9 +177,46 @@ fn progress(transcript: &[TranscriptMessage], prompt: &str) -> Progress {
         return Progress::Failed(error_message(err));
     }
     match (&last.info.time.completed, last.info.finish.as_deref()) {
-        (Some(_), Some(finish)) if finish != "tool-calls" => Progress::Answered(last.text()),
+        (Some(_), Some("tool-calls")) => {
+            let refused = refused_tools(last);
+            if refused.is_empty() {
+                return Progress::Running;
+            }
+            let said: Vec<String> = children
+                .iter()
+                .map(|m| m.text())
+                .filter(|t| !t.trim().is_empty())
+                .collect();
+            let mut reply = said.join("\n\n");
+            if !reply.is_empty() {
+                reply.push_str("\n\n");
+            }
+            reply.push_str(&format!(
+                "(I stopped: I am not allowed to use {} here.)",
+                refused.join(", ")
+            ));
+            Progress::Halted(reply)
+        }
+        (Some(_), Some(_)) => Progress::Answered(last.text()),
         _ => Progress::Running,
     }
+}
+
+/// Tools of `msg` whose call was refused permission.
+fn refused_tools(msg: &TranscriptMessage) -> Vec<String> {
+    let mut tools: Vec<String> = msg
+        .parts
+        .iter()
+        .filter(|p| p["type"] == "tool" && p["state"]["status"] == "error")
+        .filter(|p| {
+            p["state"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("rejected permission"))
+        })
+        .filter_map(|p| p["tool"].as_str().map(str::to_owned))
+        .collect();
+    tools.dedup();
+    tools
 }
 
 impl Agent for OpenCode {
@@ -217,16 +265,19 @@ impl Agent for OpenCode {
                 Progress::NotSent => Ok(Recovered::NotSent),
                 Progress::Answered(text) => Ok(Recovered::Answered(text)),
                 Progress::Failed(why) => Err(AgentError::Run(why)),
-                // Unfinished and nobody working on it: the server that ran it
-                // stopped too. The messages go into a fresh run.
-                Progress::Running
-                    if !self.note(self.client.session_busy(&spec.dir, &spec.session).await)? =>
-                {
-                    Err(AgentError::Run(
-                        "the interrupted run did not finish (OpenCode restarted?)".into(),
-                    ))
+                unfinished => {
+                    if self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
+                        return self.follow(&spec, rx).await.map(Recovered::Answered);
+                    }
+                    match unfinished {
+                        Progress::Halted(reply) => Ok(Recovered::Answered(reply)),
+                        // Unfinished and nobody working on it: the server that
+                        // ran it stopped too. The messages go into a fresh run.
+                        _ => Err(AgentError::Run(
+                            "the interrupted run did not finish (OpenCode restarted?)".into(),
+                        )),
+                    }
                 }
-                Progress::Running => self.follow(&spec, rx).await.map(Recovered::Answered),
             }
         })
     }
@@ -325,12 +376,28 @@ mod tests {
             Progress::Running
         );
         assert_eq!(
-            progress(&[msg(user.clone()), msg(tools), msg(fin)], "msg_u"),
+            progress(&[msg(user.clone()), msg(tools.clone()), msg(fin)], "msg_u"),
             Progress::Answered("Hello\nthere".into())
         );
         assert_eq!(
-            progress(&[msg(user), msg(failed)], "msg_u"),
+            progress(&[msg(user.clone()), msg(failed)], "msg_u"),
             Progress::Failed("APIError: bad".into())
+        );
+        let refused = json!({"info":{"id":"msg_a4","role":"assistant","parentID":"msg_u","finish":"tool-calls","time":{"completed":3}},
+            "parts":[{"type":"tool","tool":"bash","state":{"status":"error",
+                "error":"The user rejected permission to use this specific tool call."}}]});
+        assert_eq!(
+            progress(&[msg(user.clone()), msg(tools), msg(refused)], "msg_u"),
+            Progress::Halted(
+                "let me check\n\n(I stopped: I am not allowed to use bash here.)".into()
+            )
+        );
+        // A tool that merely failed lets the agent go on.
+        let failed_tool = json!({"info":{"id":"msg_a5","role":"assistant","parentID":"msg_u","finish":"tool-calls","time":{"completed":3}},
+            "parts":[{"type":"tool","tool":"bash","state":{"status":"error","error":"exit 1"}}]});
+        assert_eq!(
+            progress(&[msg(user), msg(failed_tool)], "msg_u"),
+            Progress::Running
         );
     }
 }

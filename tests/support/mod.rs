@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod model;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +41,23 @@ pub fn opencode_config(model: &ScriptedModel) -> String {
     .to_string()
 }
 
+/// `opencode_config` with `patch` merged in: top-level objects key by key,
+/// anything else replaced.
+pub fn opencode_config_patched(model: &ScriptedModel, patch: &Value) -> String {
+    let mut config: Value = serde_json::from_str(&opencode_config(model)).unwrap();
+    if let Some(patch) = patch.as_object() {
+        for (k, v) in patch {
+            match (config.get_mut(k), v) {
+                (Some(Value::Object(base)), Value::Object(add)) => {
+                    base.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                _ => config[k] = v.clone(),
+            }
+        }
+    }
+    config.to_string()
+}
+
 /// Environment that isolates an OpenCode process in `home`.
 pub fn opencode_env(cmd: &mut Command, home: &Path, model: &ScriptedModel) {
     cmd.env("HOME", home)
@@ -66,6 +84,17 @@ impl OpenCode {
 
     /// Starts on a given port (0: any free one).
     pub fn start_on(workspace: &Path, home: &Path, model: &ScriptedModel, port: u16) -> Self {
+        Self::start_with(workspace, home, model, port, opencode_config(model))
+    }
+
+    /// Starts with a given `OPENCODE_CONFIG_CONTENT`.
+    pub fn start_with(
+        workspace: &Path,
+        home: &Path,
+        model: &ScriptedModel,
+        port: u16,
+        config: String,
+    ) -> Self {
         use std::io::{BufRead, BufReader};
         std::fs::create_dir_all(workspace).unwrap();
         let mut cmd = Command::new(opencode_bin());
@@ -81,6 +110,7 @@ impl OpenCode {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
         opencode_env(&mut cmd, home, model);
+        cmd.env("OPENCODE_CONFIG_CONTENT", config);
         let mut child = cmd.spawn().expect("spawn opencode serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -120,6 +150,20 @@ impl World {
     pub async fn new() -> Self {
         let mut w = Self::without_opencode().await;
         w.opencode = Some(OpenCode::start(&w.workspace(), &w.home(), &w.model));
+        w
+    }
+
+    /// Like `new`, with `patch` merged into OpenCode's config.
+    pub async fn with_opencode_config(patch: Value) -> Self {
+        let mut w = Self::without_opencode().await;
+        let config = opencode_config_patched(&w.model, &patch);
+        w.opencode = Some(OpenCode::start_with(
+            &w.workspace(),
+            &w.home(),
+            &w.model,
+            0,
+            config,
+        ));
         w
     }
 
