@@ -205,10 +205,27 @@ impl Bridge {
         }
     }
 
+    /// The chat's registration. When there is none, no task run may wait
+    /// for it: its open runs end and its tasks are paused, with the reason.
+    async fn registration(&self, chat: &ChatJid) -> Result<Option<RegisteredChat>, RunError> {
+        let store = &self.inner.store;
+        let reg = store.registered(chat).await?;
+        if reg.is_none() {
+            let c2 = chat.clone();
+            let (runs, paused) = store
+                .tx(move |tx| tasks::abandon_unregistered(tx, &c2))
+                .await?;
+            if runs + paused > 0 {
+                tracing::info!(chat = %chat, runs, paused, "chat no longer registered: its task runs ended, its tasks paused");
+            }
+        }
+        Ok(reg)
+    }
+
     async fn try_run(&self, chat: &ChatJid, attempt: u32) -> Result<(), RunError> {
         let cfg = &self.inner.config;
         let store = &self.inner.store;
-        let Some(reg) = store.registered(chat).await? else {
+        let Some(reg) = self.registration(chat).await? else {
             return Ok(()); // unregistered since it was queued
         };
         let dir = self.chat_dir(&reg)?;

@@ -230,3 +230,74 @@ async fn tasks_cli_validates_and_manages() {
     let (ok, _, err) = w.cli(&["tasks", "cancel", &id]);
     assert!(!ok && err.contains("no task"), "{err}");
 }
+
+#[tokio::test]
+async fn a_task_run_waiting_for_a_chat_unregistered_meanwhile_ends_with_the_reason() {
+    let mut w = World::new().await;
+    w.model.always(
+        |r| r.last_user_text().contains("long question"),
+        Reply::delayed(Duration::from_secs(6), Reply::text("long answer")),
+    );
+    w.model.always(is_task, Reply::text("task answer"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w.say(DM, "U1", "a long question").await;
+    w.wait_agent_request("long question", T).await;
+    let (ok, out, err) = w.cli(&["tasks", "add", DM, "--prompt", "hourly", "--interval", "1h"]);
+    assert!(ok, "{out}{err}");
+    let hourly = out.split_whitespace().nth(2).unwrap().to_owned();
+    let (ok, out, err) = w.cli(&[
+        "tasks",
+        "add",
+        DM,
+        "--prompt",
+        "ping",
+        "--once",
+        &in_secs(2),
+    ]);
+    assert!(ok, "{out}{err}");
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    // The run is claimed mid-turn and waits; then the chat goes away.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (_, runs, _) = w.cli(&["tasks", "runs", &id]);
+        if runs.contains(" queued ") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never queued: {runs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, out, _) = w.cli(&["chats", "unregister", DM]);
+    assert!(ok, "{out}");
+
+    let reason = format!("chat {DM} is no longer registered");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (_, runs, _) = w.cli(&["tasks", "runs", &id]);
+        if runs.contains(" error ") {
+            assert!(runs.contains(&reason), "{runs}");
+            assert!(!runs.contains(" queued "), "{runs}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting: {runs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The chat's other task, not yet due, is paused with the reason too.
+    let (_, list, _) = w.cli(&["tasks", "list"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains(&hourly))
+        .unwrap_or_default();
+    assert!(
+        line.contains(" paused ") && line.contains(&reason),
+        "{list}"
+    );
+    w.wait_idle(T).await;
+    assert!(
+        !w.agent_requests().iter().any(is_task),
+        "the task never reached the agent"
+    );
+}

@@ -249,6 +249,25 @@ pub fn chats_with_open_runs(c: &Connection) -> Result<Vec<ChatJid>> {
     rows.into_iter().map(|j| Ok(jid(j)?)).collect()
 }
 
+/// A chat that is no longer registered: its open task runs end with that
+/// reason and its active tasks are paused with it, so nothing waits for a
+/// chat the bridge will not run. Returns (runs ended, tasks paused).
+pub fn abandon_unregistered(c: &Connection, chat: &ChatJid) -> Result<(usize, usize)> {
+    let now = super::now_ms();
+    let reason = format!("chat {chat} is no longer registered");
+    let runs = c.execute(
+        "UPDATE task_runs SET status = 'error', finished_at = ?2, error = ?3
+         WHERE chat = ?1 AND status IN ('queued', 'running')",
+        params![chat.as_str(), now, reason],
+    )?;
+    let paused = c.execute(
+        "UPDATE tasks SET status = 'paused', status_reason = ?2, next_run = NULL, updated_at = ?3
+         WHERE chat = ?1 AND status = 'active'",
+        params![chat.as_str(), reason, now],
+    )?;
+    Ok((runs, paused))
+}
+
 /// Marks a run started with its session and prompt.
 pub fn start_run(c: &Connection, run: i64, session: &str, prompt: &str) -> Result<()> {
     c.execute(
