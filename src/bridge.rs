@@ -166,7 +166,8 @@ impl Bridge {
     }
 
     /// Queues every chat that has work after a start: runs left in flight by
-    /// a crash and messages not yet answered.
+    /// a crash and messages not yet answered. A chat parked before the stop
+    /// stays parked until its next message, unless that came meanwhile.
     pub async fn resume_pending(&self) -> crate::store::Result<usize> {
         let mut chats = self.inner.store.chats_with_pending().await?;
         for chat in self
@@ -179,10 +180,28 @@ impl Bridge {
                 chats.push(chat);
             }
         }
-        for run in self.inner.store.runs().await? {
+        let runs = self.inner.store.runs().await?;
+        for run in &runs {
             if run.state == "running" && !chats.contains(&run.chat) {
-                chats.push(run.chat);
+                chats.push(run.chat.clone());
             }
+        }
+        for run in runs {
+            if run.state != "parked"
+                || self
+                    .inner
+                    .store
+                    .has_message_after(&run.chat, run.up_to_seq.unwrap_or(0))
+                    .await?
+            {
+                continue;
+            }
+            let reason = run.reason.unwrap_or_default();
+            tracing::info!(chat = %run.chat, %reason, "chat stays parked until its next message");
+            self.inner
+                .queue
+                .restore_parked(&run.chat, run.attempts.max(0) as u32, reason);
+            chats.retain(|c| *c != run.chat);
         }
         for chat in &chats {
             self.inner.queue.notify(chat, true);

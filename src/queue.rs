@@ -170,6 +170,16 @@ impl ChatQueue {
         self.inner.wake.notify_one();
     }
 
+    /// Puts `chat` back in the parked state it had before a restart (its
+    /// next message releases it). A chat the queue already knows is left alone.
+    pub fn restore_parked(&self, chat: &ChatJid, attempts: u32, reason: String) {
+        self.lock().chats.entry(chat.clone()).or_insert(ChatState {
+            phase: Phase::Parked(reason),
+            dirty: false,
+            failures: attempts,
+        });
+    }
+
     /// Every chat that is not idle.
     pub fn snapshot(&self) -> Vec<(ChatJid, ChatPhase)> {
         let st = self.lock();

@@ -322,6 +322,17 @@ async fn a_failed_run_is_retried_then_parked_until_the_next_message() {
         "nothing sent for the failures"
     );
 
+    // A restart keeps it parked: nothing is asked again on its own.
+    let asked = w.model.request_count();
+    w.stop_bridge().await;
+    w.start_bridge().await;
+    let h = w.health().await;
+    let chat = &h["queue"]["chats"][0];
+    assert_eq!(chat["phase"]["state"], "parked", "{h}");
+    assert_eq!(chat["phase"]["attempts"], 3, "{h}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.model.request_count(), asked, "no retry after the restart");
+
     // The next message releases it; the parked message is carried along.
     w.say(DM, "F3", "fixed now?").await;
     let texts = w.wait_outbox(DM, 2, T).await;

@@ -255,3 +255,32 @@ fn retry_delays_double_and_cap() {
     let d: Vec<u64> = (1..=6).map(|f| p.delay(f).as_secs()).collect();
     assert_eq!(d, vec![5, 10, 20, 30, 30, 30]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restored_parked_chat_waits_for_its_next_message() {
+    let q = ChatQueue::new(2, POLICY);
+    let w = FakeWorker::new(Duration::from_millis(10), |_, _| Outcome::Done);
+    let _run = start(&q, w.clone());
+    q.restore_parked(&jid(1), 5, "model down".into());
+    // Work that is not a person's message does not release it.
+    q.notify(&jid(1), false);
+    settle(Duration::from_secs(60)).await;
+    assert!(w.starts().is_empty());
+    assert_eq!(
+        q.snapshot(),
+        vec![(
+            jid(1),
+            ChatPhase::Parked {
+                attempts: 5,
+                reason: "model down".into()
+            }
+        )]
+    );
+    // A chat the queue already knows is not overwritten.
+    q.notify(&jid(2), true);
+    q.restore_parked(&jid(2), 1, "stale".into());
+    q.notify(&jid(1), true);
+    settle(Duration::from_secs(1)).await;
+    let started: Vec<_> = w.starts().into_iter().map(|s| (s.0, s.1)).collect();
+    assert_eq!(started, vec![(jid(2), 1), (jid(1), 1)]);
+}

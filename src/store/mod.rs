@@ -450,6 +450,19 @@ impl Store {
     }
 
     /// Registered chats with messages after their cursor (start-up scan).
+    /// Whether a person wrote in `chat` after message `seq` (echoes aside).
+    pub async fn has_message_after(&self, chat: &ChatJid, seq: i64) -> Result<bool> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE chat = ?1 AND seq > ?2 AND is_echo = 0)",
+                params![chat.as_str(), seq],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     pub async fn chats_with_pending(&self) -> Result<Vec<ChatJid>> {
         self.call(|c| {
             let mut stmt = c.prepare(
@@ -565,14 +578,16 @@ impl Store {
     }
 
     /// Parks the chat's run with a reason (visible in status) until the
-    /// chat's next message.
+    /// chat's next message. `up_to_seq` records the chat's newest message
+    /// at parking, so a restart can tell whether a later one released it.
     pub async fn park_run(&self, chat: &ChatJid, attempts: u32, reason: &str) -> Result<()> {
         let (chat, reason) = (chat.clone(), reason.to_owned());
         self.call(move |c| {
             c.execute(
-                "INSERT INTO runs (chat, state, attempts, reason, updated_at) VALUES (?1, 'parked', ?2, ?3, ?4)
+                "INSERT INTO runs (chat, state, up_to_seq, attempts, reason, updated_at)
+                 VALUES (?1, 'parked', (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat = ?1), ?2, ?3, ?4)
                  ON CONFLICT (chat) DO UPDATE SET state = 'parked', session_id = NULL, prompt_id = NULL,
-                   up_to_seq = NULL, attempts = excluded.attempts, reason = excluded.reason,
+                   up_to_seq = excluded.up_to_seq, attempts = excluded.attempts, reason = excluded.reason,
                    updated_at = excluded.updated_at",
                 params![chat.as_str(), attempts, reason, now_ms()],
             )?;
