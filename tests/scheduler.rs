@@ -26,6 +26,45 @@ fn is_task(r: &ChatRequest) -> bool {
     r.last_user_text().contains("<scheduled_task ")
 }
 
+/// A bridge whose "long question" turn takes `secs` and whose tasks answer
+/// "task answer".
+async fn long_turn_world(secs: u64) -> World {
+    let mut w = World::new().await;
+    w.model.always(
+        |r| r.last_user_text().contains("long question"),
+        Reply::delayed(Duration::from_secs(secs), Reply::text("long answer")),
+    );
+    w.model.always(is_task, Reply::text("task answer"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w
+}
+
+/// `pocketbrain tasks add <args>`; returns the new task's id.
+fn add_task(w: &World, args: &[&str]) -> String {
+    let mut all = vec!["tasks", "add"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = w.cli(&all);
+    assert!(ok, "{out}{err}");
+    out.split_whitespace().nth(2).unwrap().to_owned()
+}
+
+/// Polls `pocketbrain tasks runs <id>` until `done` holds; returns the output.
+async fn wait_runs(w: &World, id: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (_, runs, _) = w.cli(&["tasks", "runs", id]);
+        if done(&runs) {
+            return runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs never matched: {runs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_task_made_with_the_tool_fires_and_its_answer_reaches_the_chat() {
     let mut w = World::new().await;
@@ -99,16 +138,7 @@ async fn group_tasks_see_the_conversation_isolated_tasks_do_not() {
     w.say(DM, "S1", "my secret word is BANANA").await;
     w.wait_outbox(DM, 1, T).await;
 
-    let (ok, out, err) = w.cli(&[
-        "tasks",
-        "add",
-        DM,
-        "--prompt",
-        "group check",
-        "--once",
-        &in_secs(3),
-    ]);
-    assert!(ok, "{out}{err}");
+    add_task(&w, &[DM, "--prompt", "group check", "--once", &in_secs(3)]);
     let (ok, out, err) = w.cli(&[
         "tasks",
         "add",
@@ -156,24 +186,8 @@ async fn group_tasks_see_the_conversation_isolated_tasks_do_not() {
 
 #[tokio::test]
 async fn a_task_due_mid_turn_waits_for_the_turn() {
-    let mut w = World::new().await;
-    w.model.always(
-        |r| r.last_user_text().contains("long question"),
-        Reply::delayed(Duration::from_secs(5), Reply::text("long answer")),
-    );
-    w.model.always(is_task, Reply::text("task answer"));
-    w.register(DM, "Ann", &[]);
-    w.start_bridge().await;
-    let (ok, out, err) = w.cli(&[
-        "tasks",
-        "add",
-        DM,
-        "--prompt",
-        "ping",
-        "--once",
-        &in_secs(2),
-    ]);
-    assert!(ok, "{out}{err}");
+    let w = long_turn_world(5).await;
+    add_task(&w, &[DM, "--prompt", "ping", "--once", &in_secs(2)]);
     w.say(DM, "L1", "a long question").await;
     assert_eq!(
         w.wait_outbox(DM, 2, T).await,
@@ -205,17 +219,10 @@ async fn tasks_cli_validates_and_manages() {
         "1h",
     ]);
     assert!(!ok && err.contains("not registered"), "{err}");
-    let (ok, out, _) = w.cli(&[
-        "tasks",
-        "add",
-        DM,
-        "--prompt",
-        "weekday summary",
-        "--cron",
-        "0 9 * * 1-5",
-    ]);
-    assert!(ok, "{out}");
-    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    let id = add_task(
+        &w,
+        &[DM, "--prompt", "weekday summary", "--cron", "0 9 * * 1-5"],
+    );
     let (ok, out, _) = w.cli(&["tasks", "pause", &id]);
     assert!(ok && out.starts_with("Paused task"), "{out}");
     let (_, list, _) = w.cli(&["tasks", "list"]);
@@ -233,58 +240,20 @@ async fn tasks_cli_validates_and_manages() {
 
 #[tokio::test]
 async fn a_task_run_waiting_for_a_chat_unregistered_meanwhile_ends_with_the_reason() {
-    let mut w = World::new().await;
-    w.model.always(
-        |r| r.last_user_text().contains("long question"),
-        Reply::delayed(Duration::from_secs(6), Reply::text("long answer")),
-    );
-    w.model.always(is_task, Reply::text("task answer"));
-    w.register(DM, "Ann", &[]);
-    w.start_bridge().await;
+    let w = long_turn_world(6).await;
     w.say(DM, "U1", "a long question").await;
     w.wait_agent_request("long question", T).await;
-    let (ok, out, err) = w.cli(&["tasks", "add", DM, "--prompt", "hourly", "--interval", "1h"]);
-    assert!(ok, "{out}{err}");
-    let hourly = out.split_whitespace().nth(2).unwrap().to_owned();
-    let (ok, out, err) = w.cli(&[
-        "tasks",
-        "add",
-        DM,
-        "--prompt",
-        "ping",
-        "--once",
-        &in_secs(2),
-    ]);
-    assert!(ok, "{out}{err}");
-    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    let hourly = add_task(&w, &[DM, "--prompt", "hourly", "--interval", "1h"]);
+    let id = add_task(&w, &[DM, "--prompt", "ping", "--once", &in_secs(2)]);
     // The run is claimed mid-turn and waits; then the chat goes away.
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let (_, runs, _) = w.cli(&["tasks", "runs", &id]);
-        if runs.contains(" queued ") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never queued: {runs}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_runs(&w, &id, |r| r.contains(" queued ")).await;
     let (ok, out, _) = w.cli(&["chats", "unregister", DM]);
     assert!(ok, "{out}");
 
     let reason = format!("chat {DM} is no longer registered");
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let (_, runs, _) = w.cli(&["tasks", "runs", &id]);
-        if runs.contains(" error ") {
-            assert!(runs.contains(&reason), "{runs}");
-            assert!(!runs.contains(" queued "), "{runs}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still waiting: {runs}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let runs = wait_runs(&w, &id, |r| r.contains(" error ")).await;
+    assert!(runs.contains(&reason), "{runs}");
+    assert!(!runs.contains(" queued "), "{runs}");
     // The chat's other task, not yet due, is paused with the reason too.
     let (_, list, _) = w.cli(&["tasks", "list"]);
     let line = list
