@@ -250,11 +250,8 @@ impl Bridge {
         let dir = self.chat_dir(&reg)?;
 
         // A run the last process left in flight: find out what became of it.
-        if let Some(run) = store
-            .runs()
-            .await?
-            .into_iter()
-            .find(|r| r.chat == *chat && r.state == "running")
+        if let Some(run) = store.run_of(chat).await?
+            && run.state == "running"
         {
             self.recover(&reg, &dir, run).await?;
         }

@@ -137,6 +137,26 @@ string_id!(
     MessageId
 );
 
+impl MessageId {
+    /// The id part `i` of a split outbound message is sent with: the first
+    /// part keeps the outbox row's id, later ones add `-<i>`.
+    pub fn part(&self, i: usize) -> String {
+        if i == 0 {
+            self.0.clone()
+        } else {
+            format!("{}-{i}", self.0)
+        }
+    }
+
+    /// The outbox row id behind a sent part's id (see [`MessageId::part`]).
+    pub fn base_of(id: &str) -> &str {
+        match id.rsplit_once('-') {
+            Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+            _ => id,
+        }
+    }
+}
+
 /// A registered chat's folder under `PB_WORKSPACE/chats/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -215,6 +215,7 @@ fn refused_tools(msg: &TranscriptMessage) -> Vec<String> {
         })
         .filter_map(|p| p["tool"].as_str().map(str::to_owned))
         .collect();
+    tools.sort();
     tools.dedup();
     tools
 }
@@ -391,6 +392,15 @@ mod tests {
             Progress::Halted(
                 "let me check\n\n(I stopped: I am not allowed to use bash here.)".into()
             )
+        );
+        // Each refused tool is named once.
+        let rejected = json!({"status":"error","error":"The user rejected permission to use this specific tool call."});
+        let many = json!({"info":{"id":"msg_a6","role":"assistant","parentID":"msg_u","finish":"tool-calls","time":{"completed":3}},
+            "parts":[{"type":"tool","tool":"bash","state":rejected},{"type":"tool","tool":"edit","state":rejected},
+                     {"type":"tool","tool":"bash","state":rejected}]});
+        assert_eq!(
+            progress(&[msg(user.clone()), msg(many)], "msg_u"),
+            Progress::Halted("(I stopped: I am not allowed to use bash, edit here.)".into())
         );
         // A tool that merely failed lets the agent go on.
         let failed_tool = json!({"info":{"id":"msg_a5","role":"assistant","parentID":"msg_u","finish":"tool-calls","time":{"completed":3}},

@@ -264,8 +264,9 @@ impl Store {
                 && (own_number
                     || tx
                         .query_row(
+                            // Any part of a split reply is ours too.
                             "SELECT 1 FROM outbox WHERE id = ?1 AND chat = ?2",
-                            params![msg.id.as_str(), msg.chat.as_str()],
+                            params![MessageId::base_of(msg.id.as_str()), msg.chat.as_str()],
                             |_| Ok(()),
                         )
                         .optional()?
@@ -609,21 +610,20 @@ impl Store {
     /// Every run record, in flight or parked.
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
         self.call(|c| {
-            let mut stmt = c.prepare(
-                "SELECT chat, state, session_id, prompt_id, up_to_seq, attempts, reason FROM runs ORDER BY chat",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(RunRecord {
-                    chat: jid(r.get(0)?)?,
-                    state: r.get(1)?,
-                    session_id: r.get::<_, Option<String>>(2)?.map(SessionId::new),
-                    prompt_id: r.get::<_, Option<String>>(3)?.map(PromptId::new),
-                    up_to_seq: r.get(4)?,
-                    attempts: r.get(5)?,
-                    reason: r.get(6)?,
-                })
-            })?;
+            let mut stmt = c.prepare(&format!("{RUN_SELECT} ORDER BY chat"))?;
+            let rows = stmt.query_map([], run_record)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The chat's run record, if any.
+    pub async fn run_of(&self, chat: &ChatJid) -> Result<Option<RunRecord>> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            Ok(c.prepare_cached(&format!("{RUN_SELECT} WHERE chat = ?1"))?
+                .query_row(params![chat.as_str()], run_record)
+                .optional()?)
         })
         .await
     }
@@ -803,6 +803,21 @@ impl Store {
         })
         .await
     }
+}
+
+const RUN_SELECT: &str =
+    "SELECT chat, state, session_id, prompt_id, up_to_seq, attempts, reason FROM runs";
+
+fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        chat: jid(r.get(0)?)?,
+        state: r.get(1)?,
+        session_id: r.get::<_, Option<String>>(2)?.map(SessionId::new),
+        prompt_id: r.get::<_, Option<String>>(3)?.map(PromptId::new),
+        up_to_seq: r.get(4)?,
+        attempts: r.get(5)?,
+        reason: r.get(6)?,
+    })
 }
 
 pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<RegisteredChat>> {

@@ -126,6 +126,15 @@ async fn echo_is_recognised_by_sent_id_not_by_text() {
         .await
         .unwrap();
     assert!(echo.echo);
+    // So is a later part of a reply that was split for sending.
+    let part = store
+        .record_inbound(
+            inbound(DM, &MessageId::new("SENT1").part(2), "…rest", true),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(part.echo);
     // The user typing "Andy:" on the shared number is not an echo.
     let typed = store
         .record_inbound(inbound(DM, "USER1", "Andy: do this", true), false)

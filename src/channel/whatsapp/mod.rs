@@ -363,7 +363,11 @@ impl WhatsAppChannel {
                 };
                 if let Some(state) = state {
                     for id in &r.message_ids {
-                        let _ = self.shared.store.outbox_receipt(base_id(id), state).await;
+                        let _ = self
+                            .shared
+                            .store
+                            .outbox_receipt(MessageId::base_of(id), state)
+                            .await;
                     }
                 }
             }
@@ -419,20 +423,6 @@ impl WhatsAppChannel {
     }
 }
 
-/// The outbox id a (possibly suffixed) part id belongs to.
-fn base_id(id: &str) -> &str {
-    id.split_once('-').map_or(id, |(b, _)| b)
-}
-
-/// The id of part `i` of an outbox message: the first part keeps the row's id.
-pub fn part_id(id: &MessageId, i: usize) -> String {
-    if i == 0 {
-        id.to_string()
-    } else {
-        format!("{id}-{i}")
-    }
-}
-
 impl Channel for WhatsAppChannel {
     fn name(&self) -> &'static str {
         "whatsapp"
@@ -462,7 +452,7 @@ impl Channel for WhatsAppChannel {
             let parts = super::wa_format::render(&msg.text, self.shared.opts.chunk_limit);
             for (i, part) in parts.into_iter().enumerate() {
                 self.govern(&msg.chat).await;
-                let opts = SendOptions::default().with_message_id(part_id(&msg.id, i));
+                let opts = SendOptions::default().with_message_id(msg.id.part(i));
                 client
                     .send_message_with_options(to.clone(), wa::Message::text(part), opts)
                     .await
