@@ -302,6 +302,14 @@ impl Config {
                         "use an http:// or https:// URL",
                     ));
                 }
+                // Credentials in the URL would be logged with it.
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(err(
+                        "OPENCODE_URL",
+                        "--opencode-url",
+                        "leave the user and password out of the URL; set OPENCODE_SERVER_USERNAME and OPENCODE_SERVER_PASSWORD",
+                    ));
+                }
                 Some(url)
             }
         };
@@ -488,11 +496,6 @@ impl Config {
     pub fn whatsapp_db(&self) -> PathBuf {
         self.data_dir.join("whatsapp-device.sqlite3")
     }
-
-    /// A registered chat's OpenCode directory.
-    pub fn chat_dir(&self, folder: &crate::ids::Folder) -> PathBuf {
-        self.workspace.join("chats").join(folder.as_str())
-    }
 }
 
 #[cfg(test)]
@@ -577,6 +580,17 @@ mod tests {
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.opencode_password.unwrap().expose(), "hunter2");
+        // Nor can it ride in OPENCODE_URL, which is logged.
+        let e = Config::from_args(&ConfigArgs {
+            opencode_url: Some("http://opencode:hunter2@127.0.0.1:4096".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("invalid OPENCODE_URL ") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

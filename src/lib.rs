@@ -151,8 +151,11 @@ pub async fn serve(
         None => {
             let bin = opencode::server::find_binary(config.opencode_bin.as_deref())
                 .ok_or(ServerError::NotFound)?;
-            let password = config.opencode_password.as_ref().map(|p| p.expose());
-            let server = ManagedServer::start(&bin, &workspace, password).await?;
+            let auth = config
+                .opencode_password
+                .as_ref()
+                .map(|p| (config.opencode_username.as_str(), p.expose()));
+            let server = ManagedServer::start(&bin, &workspace, auth).await?;
             let url = server.url.clone();
             (Some(server), url)
         }

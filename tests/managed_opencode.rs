@@ -74,6 +74,7 @@ async fn with_a_server_password_every_call_uses_basic_auth() {
     let mut w = World::without_opencode().await;
     // The managed server requires it on every route; the bridge must send it.
     w.set_env("OPENCODE_SERVER_PASSWORD", "s3cret-pass");
+    w.set_env("OPENCODE_SERVER_USERNAME", "pb-user");
     w.model.set_default(Reply::text("authenticated"));
     w.register(DM, "Ann", &[]);
     w.start_bridge().await;

@@ -77,10 +77,6 @@ impl Client {
         Self { http, base, auth }
     }
 
-    pub fn base(&self) -> &Url {
-        &self.base
-    }
-
     fn url(&self, path: &str) -> Url {
         let mut url = self.base.clone();
         url.set_path(path);

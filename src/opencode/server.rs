@@ -103,7 +103,7 @@ impl ManagedServer {
     pub async fn start(
         bin: &Path,
         workspace: &Path,
-        password: Option<&str>,
+        auth: Option<(&str, &str)>,
     ) -> Result<Self, ServerError> {
         let config = headless_config(std::env::var("OPENCODE_CONFIG_CONTENT").ok().as_deref())?;
         let mut cmd = Command::new(bin);
@@ -115,9 +115,15 @@ impl ManagedServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(p) = password {
-            cmd.env("OPENCODE_SERVER_PASSWORD", p);
-        }
+        // The child asks for exactly the credentials the bridge's client sends.
+        match auth {
+            Some((user, password)) => cmd
+                .env("OPENCODE_SERVER_USERNAME", user)
+                .env("OPENCODE_SERVER_PASSWORD", password),
+            None => cmd
+                .env_remove("OPENCODE_SERVER_USERNAME")
+                .env_remove("OPENCODE_SERVER_PASSWORD"),
+        };
         #[cfg(target_os = "linux")]
         // SAFETY: prctl is async-signal-safe and touches no shared state.
         unsafe {
