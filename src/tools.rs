@@ -22,10 +22,14 @@ use crate::store::{RegisteredChat, Result as StoreResult};
 #[error("{code}: {message}")]
 pub struct ToolError {
     /// Stable code: `invalid_arguments`, `unauthorized`, `not_found`,
-    /// `invalid_schedule`, `unknown_tool`, `internal`.
+    /// `invalid_schedule`, `unknown_tool`, `internal`, and `storage` (the
+    /// database failed: passing, so callers roll back and try again).
     pub code: &'static str,
     pub message: String,
 }
+
+/// The code of a database failure inside a tool.
+pub const STORAGE: &str = "storage";
 
 fn fail(code: &'static str, message: impl Into<String>) -> ToolError {
     ToolError {
@@ -37,7 +41,7 @@ fn fail(code: &'static str, message: impl Into<String>) -> ToolError {
 impl From<crate::store::StoreError> for ToolError {
     fn from(e: crate::store::StoreError) -> Self {
         fail(
-            "internal",
+            STORAGE,
             format!("PocketBrain could not save this ({e}); try again later"),
         )
     }

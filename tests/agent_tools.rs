@@ -506,3 +506,56 @@ async fn a_tool_call_made_while_the_bridge_is_down_is_carried_out_when_it_return
     );
     assert_quiet(&w, DM, 2, Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn a_database_failure_inside_a_tool_is_rolled_back_and_tried_again() {
+    let mut w = World::new().await;
+    w.model.on(
+        |r| r.last_role() == "user",
+        vec![Reply::tool_call(
+            "pocketbrain_schedule_task",
+            json!({"prompt": "Water the plants", "schedule_type": "cron", "schedule_value": "0 8 * * *", "context_mode": "group"}),
+        )],
+    );
+    w.model
+        .on(|r| r.last_role() == "tool", vec![Reply::text("Done.")]);
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    // The disk "fails" for new tasks.
+    let db = rusqlite::Connection::open(w.data_dir().join("pocketbrain.sqlite3")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER fail_tasks BEFORE INSERT ON tasks BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;",
+    )
+    .unwrap();
+    w.say(DM, "D1", "remind me to water the plants").await;
+
+    // The request stays queued: not answered with the failure, not moved aside.
+    let requests = w.data_dir().join("ipc/requests");
+    let pending = || {
+        std::fs::read_dir(&requests)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + T;
+    while pending() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no request arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pending(), 1, "the failed attempt left the request in place");
+    assert!(w.outbox_texts(DM).await.is_empty());
+
+    // The disk recovers: the next rescan carries the request out, once.
+    db.execute_batch("DROP TRIGGER fail_tasks;").unwrap();
+    assert_eq!(w.wait_outbox(DM, 1, T).await, vec!["Andy: Done."]);
+    let r = tool_messages(w.agent_requests().last().unwrap());
+    assert!(r[0].starts_with("Scheduled task task-"), "{r:?}");
+    let tasks: i64 = db
+        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tasks, 1);
+}

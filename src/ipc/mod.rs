@@ -281,7 +281,7 @@ impl Ipc {
             ));
         };
 
-        let cfg = self.bridge.config().clone();
+        let tz = self.bridge.config().tz;
         let bridge = self.bridge.clone();
         let (req2, caller2, call_id) = (req.clone(), caller.clone(), call.call_id.clone());
         let outcome = store
@@ -292,7 +292,7 @@ impl Ipc {
                 let outgoing = |t: &str| bridge.outgoing_text(t);
                 let new_id = || bridge.channel().new_message_id();
                 let env = ToolEnv {
-                    tz: cfg.tz,
+                    tz,
                     now: chrono::Utc::now(),
                     outgoing: &outgoing,
                     new_message_id: &new_id,
@@ -300,6 +300,11 @@ impl Ipc {
                 let (resp, effects) =
                     match tools::execute(tx, &caller2, &req2.tool, &req2.args, &env) {
                         Ok((result, effects)) => (Response::ok(&req2.id, result), effects),
+                        // A passing database failure is not the answer: roll
+                        // back (nothing half-done stays) and try again later.
+                        Err(e) if e.code == tools::STORAGE => {
+                            return Err(crate::store::StoreError::Conflict(e.message));
+                        }
                         Err(e) => (
                             Response::error(&req2.id, e.code, e.message),
                             tools::Effects::default(),
