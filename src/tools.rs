@@ -203,8 +203,12 @@ pub fn execute(
         "schedule_task" => {
             let chat = target(c, caller, args)?;
             let prompt = required(args, "prompt")?;
-            if prompt.len() > 20_000 {
-                return Err(fail("invalid_arguments", "`prompt` is over 20000 bytes"));
+            // Characters, as the plugin's schema counts them.
+            if prompt.chars().count() > 20_000 {
+                return Err(fail(
+                    "invalid_arguments",
+                    "`prompt` is over 20000 characters",
+                ));
             }
             let kind = required(args, "schedule_type")?;
             let value = required(args, "schedule_value")?;

@@ -107,10 +107,6 @@ impl FakeChannel {
 }
 
 impl Channel for FakeChannel {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             if !self.link.borrow().up {

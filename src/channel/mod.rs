@@ -59,8 +59,6 @@ pub struct LinkStatus {
 
 /// A way to reach people.
 pub trait Channel: Send + Sync + 'static {
-    /// Short name for logs ("fake", "whatsapp").
-    fn name(&self) -> &'static str;
     /// Delivers one message. Sending the same `id` twice must not show the
     /// recipient two messages.
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>>;

@@ -231,6 +231,12 @@ async fn arguments_are_validated_with_actionable_errors() {
         assert_eq!(e.code, code, "{tool} {args}");
         assert!(e.message.contains(msg), "{tool} {args}: {}", e.message);
     }
+    // The prompt limit counts characters, as the plugin's schema does:
+    // 20000 two-byte characters pass, one more does not.
+    let prompt = |n| json!({"prompt": "ä".repeat(n), "schedule_type": "interval", "schedule_value": "1h", "context_mode": "group"});
+    run(&store, ANN, "schedule_task", prompt(20_000)).unwrap();
+    let e = run(&store, ANN, "schedule_task", prompt(20_001)).unwrap_err();
+    assert!(e.message.contains("over 20000 characters"), "{}", e.message);
 }
 
 #[tokio::test]

@@ -424,10 +424,6 @@ impl WhatsAppChannel {
 }
 
 impl Channel for WhatsAppChannel {
-    fn name(&self) -> &'static str {
-        "whatsapp"
-    }
-
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             // Never start a conversation with a chat that is not registered.
