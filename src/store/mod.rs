@@ -751,6 +751,19 @@ impl Store {
         .await
     }
 
+    /// Marks an outbound message failed because the server refused it after
+    /// sending (a nack). Returns whether a row changed.
+    pub async fn outbox_refused(&self, id: &str, reason: &str) -> Result<bool> {
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+                params![id, reason],
+            )? > 0)
+        })
+        .await
+    }
+
     /// Sets a chat's display name (group subjects discovered by the channel).
     pub async fn set_chat_name(&self, chat: &ChatJid, name: &str) -> Result<()> {
         let (chat, name) = (chat.clone(), name.to_owned());

@@ -371,8 +371,18 @@ impl WhatsAppChannel {
                     }
                 }
             }
-            Event::ServerAck(a) if a.error.is_some() => {
-                tracing::warn!(id = %a.id, error = ?a.error, "WhatsApp refused a message");
+            Event::ServerAck(a) if a.class.as_deref().is_none_or(|c| c == "message") => {
+                if let Some(code) = &a.error {
+                    tracing::warn!(id = %a.id, %code, "WhatsApp refused a message");
+                    let _ = self
+                        .shared
+                        .store
+                        .outbox_refused(
+                            MessageId::base_of(&a.id),
+                            &format!("refused by WhatsApp (code {code})"),
+                        )
+                        .await;
+                }
             }
             _ => {}
         }

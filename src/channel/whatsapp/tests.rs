@@ -305,4 +305,47 @@ async fn receipts_move_outbox_rows_forward_only() {
     ch.on_event(&receipt(ReceiptType::Delivered, "3EB0AAAA"), client.clone())
         .await;
     assert_eq!(state(store.clone()).await, "read");
+
+    // A part the server refuses after sending marks its row failed, with
+    // the code; a plain ack and a nack of another stanza class do not.
+    let ack = |id: &str, class: &str, error: Option<&str>| {
+        Event::ServerAck(
+            events::ServerAck::builder()
+                .id(id.into())
+                .class(class.into())
+                .maybe_error(error.map(Into::into))
+                .build(),
+        )
+    };
+    store
+        .enqueue_outbox(&chat, &MessageId::new("3EB0BBBB"), "refused")
+        .await
+        .unwrap();
+    let seq = store.outbox_pending().await.unwrap()[0].seq;
+    store.outbox_record(seq, Ok(())).await.unwrap();
+    let state = |store: Store| async move {
+        store
+            .call(move |c| {
+                Ok(c.query_row(
+                    "SELECT state || ' ' || COALESCE(last_error, '-') FROM outbox WHERE seq = ?1",
+                    [seq],
+                    |r| r.get::<_, String>(0),
+                )?)
+            })
+            .await
+            .unwrap()
+    };
+    for ev in [
+        ack("3EB0BBBB", "message", None),
+        ack("3EB0BBBB", "receipt", Some("479")),
+    ] {
+        ch.on_event(&ev, client.clone()).await;
+        assert_eq!(state(store.clone()).await, "sent -");
+    }
+    ch.on_event(&ack("3EB0BBBB-1", "message", Some("479")), client.clone())
+        .await;
+    assert_eq!(
+        state(store.clone()).await,
+        "failed refused by WhatsApp (code 479)"
+    );
 }
