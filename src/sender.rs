@@ -114,12 +114,34 @@ async fn deliver_pending(
                     ChannelError::Disconnected => Some(Duration::from_secs(30)),
                     _ => None,
                 };
-                retry = Some(match (retry.flatten(), hint) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (_, h) => h,
-                });
+                retry = Some(merge_retry(retry, hint));
             }
         }
     }
     Ok(retry)
+}
+
+/// Folds one failure's retry hint into the pass's: the earliest hint wins,
+/// and a failure without a hint (retry on the backoff) wins over any hint,
+/// whatever the order of the rows.
+fn merge_retry(so_far: Option<Option<Duration>>, hint: Option<Duration>) -> Option<Duration> {
+    match (so_far, hint) {
+        (None, h) => h,
+        (Some(None), _) | (_, None) => None,
+        (Some(Some(a)), Some(b)) => Some(a.min(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_hint_does_not_depend_on_row_order() {
+        let s = Duration::from_secs;
+        assert_eq!(merge_retry(None, Some(s(30))), Some(s(30)));
+        assert_eq!(merge_retry(Some(Some(s(30))), Some(s(5))), Some(s(5)));
+        assert_eq!(merge_retry(Some(Some(s(30))), None), None);
+        assert_eq!(merge_retry(Some(None), Some(s(30))), None);
+    }
 }
