@@ -77,17 +77,33 @@ pub struct OpenCode {
     pub url: String,
 }
 
+/// A free loopback port from the kernel's ephemeral range.
+///
+/// OpenCode's own `--port 0` tries 4096 first, so tests that let it choose
+/// would race each other for 4096: a test restarting its server on the old
+/// port could find another test's server there. Ports from this function are
+/// never 4096, and every test server gets one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 impl OpenCode {
     pub fn start(workspace: &Path, home: &Path, model: &ScriptedModel) -> Self {
         Self::start_on(workspace, home, model, 0)
     }
 
-    /// Starts on a given port (0: any free one).
+    /// Starts on a given port (0: a fresh one from `free_port`).
     pub fn start_on(workspace: &Path, home: &Path, model: &ScriptedModel, port: u16) -> Self {
         Self::start_with(workspace, home, model, port, opencode_config(model))
     }
 
-    /// Starts with a given `OPENCODE_CONFIG_CONTENT`.
+    /// Starts with a given `OPENCODE_CONFIG_CONTENT`. A server that exits
+    /// before listening (its port was taken meanwhile) is started again: on
+    /// a fresh port, or for a given port, again on that one for up to 10 s.
+    /// OpenCode's stderr goes to `home/opencode.log`.
     pub fn start_with(
         workspace: &Path,
         home: &Path,
@@ -95,8 +111,43 @@ impl OpenCode {
         port: u16,
         config: String,
     ) -> Self {
-        use std::io::{BufRead, BufReader};
         std::fs::create_dir_all(workspace).unwrap();
+        std::fs::create_dir_all(home).unwrap();
+        let log = home.join("opencode.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let try_port = if port == 0 { free_port() } else { port };
+            match Self::spawn(workspace, home, model, try_port, &config, &log) {
+                Ok(oc) => return oc,
+                Err(why) if attempt < 5 && Instant::now() < deadline => {
+                    eprintln!("opencode serve on port {try_port} did not start ({why}); again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(why) => {
+                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail = &tail[tail.len().saturating_sub(4000)..];
+                    panic!("opencode serve did not start on port {try_port}: {why}\n{tail}");
+                }
+            }
+        }
+    }
+
+    fn spawn(
+        workspace: &Path,
+        home: &Path,
+        model: &ScriptedModel,
+        port: u16,
+        config: &str,
+        log: &Path,
+    ) -> Result<Self, String> {
+        use std::io::{BufRead, BufReader};
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let mut cmd = Command::new(opencode_bin());
         cmd.args([
             "serve",
@@ -108,7 +159,7 @@ impl OpenCode {
         .current_dir(workspace)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
         opencode_env(&mut cmd, home, model);
         cmd.env("OPENCODE_CONFIG_CONTENT", config);
         let mut child = cmd.spawn().expect("spawn opencode serve");
@@ -121,10 +172,14 @@ impl OpenCode {
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("opencode serve printed its address");
-        Self { child, url }
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Self { child, url }),
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!("{e}; {status}"))
+            }
+        }
     }
 }
 
