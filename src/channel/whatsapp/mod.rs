@@ -398,8 +398,12 @@ impl WhatsAppChannel {
         self.end(Ending::Permanent { code, message });
     }
 
-    /// Waits as the governor requires before a send to `chat`.
-    async fn govern(&self, chat: &ChatJid) {
+    /// Takes a send slot for `chat` as the governor allows. When the window
+    /// is full, the first part of a message is refused at once with the wait
+    /// (`Err`), so the sender goes on with other chats and comes back; a later
+    /// part of a message already begun waits here, so no message is cut in
+    /// two.
+    async fn govern(&self, chat: &ChatJid, first_part: bool) -> Result<(), Duration> {
         let g = self.shared.opts.governor;
         loop {
             let wait = {
@@ -422,7 +426,10 @@ impl WhatsAppChannel {
                     }
                 }
             };
-            tracing::debug!(chat = %chat, wait_ms = wait.as_millis() as u64, "send rate limit");
+            tracing::debug!(chat = %chat, wait_ms = wait.as_millis() as u64, first_part, "send rate limit");
+            if first_part {
+                return Err(wait);
+            }
             tokio::time::sleep(wait).await;
         }
         if !g.jitter.is_zero() {
@@ -430,7 +437,53 @@ impl WhatsAppChannel {
             let ms = rand::rng().random_range(0..=g.jitter.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+        Ok(())
     }
+}
+
+/// What a failed send means for the outbox row.
+///
+/// Logged out or not connected: wait for the link. A server error with a
+/// `backoff` (or 429): retry after it. Any other 4xx from the server (403
+/// for a group the account has left, 404 for an unknown recipient, 400 for a
+/// request it will never accept) and an invalid request: refused for good,
+/// so the row is marked failed and stops blocking its chat. Everything else
+/// (timeouts, 5xx, socket and encryption failures): passing, retried.
+pub(crate) fn classify(e: SendError) -> ChannelError {
+    fn iq(e: &IqError) -> Option<ChannelError> {
+        Some(match e {
+            IqError::NotConnected | IqError::Disconnected(_) => ChannelError::Disconnected,
+            IqError::ServerError {
+                backoff: Some(s), ..
+            } => ChannelError::RetryAfter(Duration::from_secs(u64::from(*s).max(1))),
+            IqError::ServerError { code: 429, .. } => {
+                ChannelError::RetryAfter(Duration::from_secs(60))
+            }
+            IqError::ServerError { code, text, .. }
+                if (400..500).contains(code) && *code != 408 =>
+            {
+                ChannelError::Rejected(format!("WhatsApp refused the message: {code} {text}"))
+            }
+            IqError::ClientState(c) => return client(c),
+            _ => return None,
+        })
+    }
+    fn client(e: &ClientError) -> Option<ChannelError> {
+        match e {
+            ClientError::NotConnected => Some(ChannelError::Disconnected),
+            ClientError::NotLoggedIn => Some(ChannelError::Disconnected),
+            ClientError::Iq(e) => iq(e),
+            _ => None,
+        }
+    }
+    let known = match &e {
+        SendError::NotLoggedIn => Some(ChannelError::Disconnected),
+        SendError::InvalidRequest(why) => Some(ChannelError::Rejected(why.clone())),
+        SendError::Iq(e) => iq(e),
+        SendError::Client(e) => client(e),
+        _ => None,
+    };
+    known.unwrap_or_else(|| ChannelError::Transient(e.to_string()))
 }
 
 impl Channel for WhatsAppChannel {
@@ -457,16 +510,14 @@ impl Channel for WhatsAppChannel {
                 .ok_or_else(|| ChannelError::Rejected(format!("bad JID {}", msg.chat)))?;
             let parts = super::wa_format::render(&msg.text, self.shared.opts.chunk_limit);
             for (i, part) in parts.into_iter().enumerate() {
-                self.govern(&msg.chat).await;
+                self.govern(&msg.chat, i == 0)
+                    .await
+                    .map_err(ChannelError::RetryAfter)?;
                 let opts = SendOptions::default().with_message_id(msg.id.part(i));
                 client
                     .send_message_with_options(to.clone(), wa::Message::text(part), opts)
                     .await
-                    .map_err(|e| match e {
-                        SendError::NotLoggedIn => ChannelError::Disconnected,
-                        SendError::InvalidRequest(why) => ChannelError::Rejected(why),
-                        other => ChannelError::Transient(other.to_string()),
-                    })?;
+                    .map_err(classify)?;
             }
             Ok(())
         })

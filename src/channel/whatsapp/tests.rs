@@ -203,16 +203,79 @@ async fn governor_spaces_sends_per_chat_and_overall() {
     let a = ChatJid::parse(ANN).unwrap();
     let b = ChatJid::parse("15552222222@s.whatsapp.net").unwrap();
     let start = tokio::time::Instant::now();
-    ch.govern(&a).await;
-    ch.govern(&a).await;
+    ch.govern(&a, true).await.unwrap();
+    ch.govern(&a, true).await.unwrap();
+    // a's third within a minute: refused at once with the wait, so the
+    // sender can go on with other chats.
+    let wait = ch.govern(&a, true).await.unwrap_err();
+    assert!(
+        wait > Duration::from_secs(59) && wait <= Duration::from_secs(60),
+        "{wait:?}"
+    );
     assert!(start.elapsed() < Duration::from_secs(1));
-    ch.govern(&b).await; // third overall: still within the global limit
+    ch.govern(&b, true).await.unwrap(); // third overall: within the global limit
     assert!(start.elapsed() < Duration::from_secs(1));
-    ch.govern(&a).await; // a's third within a minute: waits for the window
+    // The global window is full now: every chat is told to wait.
+    let c = ChatJid::parse("15553333333@s.whatsapp.net").unwrap();
+    assert!(ch.govern(&c, true).await.is_err());
+    // A later part of a message already begun waits for the window instead.
+    ch.govern(&a, false).await.unwrap();
     assert!(
         start.elapsed() >= Duration::from_secs(60),
         "{:?}",
         start.elapsed()
+    );
+}
+
+#[test]
+fn send_errors_are_classified_by_what_the_server_said() {
+    use whatsapp_rust::{ClientError, IqError, SendError};
+    let server = |code: u16, backoff: Option<u32>| {
+        SendError::Iq(IqError::ServerError {
+            code,
+            text: "why".into(),
+            error_type: None,
+            backoff,
+        })
+    };
+    let kind = |e: SendError| match classify(e) {
+        ChannelError::Disconnected => "wait for link".to_owned(),
+        ChannelError::RetryAfter(d) => format!("retry after {}s", d.as_secs()),
+        ChannelError::Transient(_) => "retry".to_owned(),
+        ChannelError::Rejected(why) => format!("refused: {why}"),
+    };
+    assert_eq!(kind(SendError::NotLoggedIn), "wait for link");
+    assert_eq!(kind(SendError::Iq(IqError::NotConnected)), "wait for link");
+    assert_eq!(
+        kind(SendError::Client(ClientError::NotConnected)),
+        "wait for link"
+    );
+    assert_eq!(
+        kind(SendError::Client(ClientError::Iq(IqError::NotConnected))),
+        "wait for link"
+    );
+    assert_eq!(
+        kind(server(403, None)),
+        "refused: WhatsApp refused the message: 403 why"
+    );
+    assert_eq!(
+        kind(server(404, None)),
+        "refused: WhatsApp refused the message: 404 why"
+    );
+    assert_eq!(kind(server(500, Some(30))), "retry after 30s");
+    assert_eq!(kind(server(429, None)), "retry after 60s");
+    assert_eq!(kind(server(408, None)), "retry");
+    assert_eq!(kind(server(503, None)), "retry");
+    assert_eq!(kind(SendError::Iq(IqError::Timeout)), "retry");
+    assert_eq!(
+        kind(SendError::InvalidRequest("newsletter".into())),
+        "refused: newsletter"
+    );
+    assert_eq!(
+        kind(SendError::Internal(whatsapp_rust::anyhow::anyhow!(
+            "signal"
+        ))),
+        "retry"
     );
 }
 
