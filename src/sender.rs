@@ -3,12 +3,14 @@
 //!
 //! A row that fails for a passing reason blocks only its own chat (order is
 //! kept) and is tried again with backoff, or as soon as the link comes back.
-//! A row the channel refuses for good is marked failed with the reason and
-//! no longer blocks its chat. Rows are read from the store on every pass, so
+//! A row the channel refuses for good, or one that has kept failing for
+//! [`GIVE_UP_AFTER`] while the link was up, is marked failed with the reason
+//! and no longer blocks its chat. Waiting for the link or for a rate limit
+//! never counts towards giving up. Rows are read from the store on every pass, so
 //! anything left by a crash goes out after a restart: the id chosen before
 //! the first attempt lets the channel drop a duplicate.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +20,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Channel, ChannelError, Outgoing};
 use crate::store::Store;
+
+/// How long a row may keep failing for passing reasons, with the link up,
+/// before it is marked failed so that its chat's later messages can go out.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// When each row began failing for passing reasons (this process's view: a
+/// restart gives every row a fresh allowance).
+#[derive(Default)]
+struct Failing(HashMap<i64, tokio::time::Instant>);
+
+impl Failing {
+    /// Notes a passing failure of row `seq`; true when it is time to give up.
+    /// A rate limit neither counts nor resets; a lost link resets.
+    fn note(&mut self, seq: i64) -> bool {
+        let now = tokio::time::Instant::now();
+        now.duration_since(*self.0.entry(seq).or_insert(now)) >= GIVE_UP_AFTER
+    }
+    fn clear(&mut self, seq: i64) {
+        self.0.remove(&seq);
+    }
+}
 
 /// Runs until `cancel`. `wake` is notified whenever rows are added.
 pub async fn run(
@@ -36,8 +59,15 @@ pub async fn run(
             .build()
     };
     let mut backoff = fresh_backoff();
+    let mut failing = Failing::default();
     loop {
-        let retry_in = match deliver_pending(&store, channel.as_ref()).await {
+        // Cancellable mid-pass: a row sent but not yet recorded goes again
+        // after a restart, under the same id, which the channel drops.
+        let pass = tokio::select! {
+            _ = cancel.cancelled() => return,
+            pass = deliver_pending(&store, channel.as_ref(), &mut failing) => pass,
+        };
+        let retry_in = match pass {
             Ok(None) => {
                 backoff = fresh_backoff();
                 None
@@ -71,12 +101,15 @@ pub async fn run(
 async fn deliver_pending(
     store: &Store,
     channel: &dyn Channel,
+    failing: &mut Failing,
 ) -> crate::store::Result<Option<Option<Duration>>> {
     let rows = store.outbox_pending().await?;
     if rows.is_empty() {
         return Ok(None);
     }
     if !channel.link().borrow().up {
+        // Failures while the link was up start over once it is back.
+        failing.0.clear();
         // Wait for the link to come back (the caller watches it), with a
         // slow safety retry in case a change is missed.
         return Ok(Some(Some(Duration::from_secs(30))));
@@ -92,7 +125,16 @@ async fn deliver_pending(
             id: row.id.clone(),
             text: row.text.clone(),
         };
-        match channel.send(&msg).await {
+        let result = channel.send(&msg).await;
+        let give_up = match &result {
+            Err(ChannelError::Transient(_)) => failing.note(row.seq),
+            Err(ChannelError::RetryAfter(_)) => false,
+            _ => {
+                failing.clear(row.seq);
+                false
+            }
+        };
+        match result {
             Ok(()) => {
                 store.outbox_record(row.seq, Ok(())).await?;
                 tracing::info!(chat = %row.chat, id = %row.id, seq = row.seq, "delivered");
@@ -102,6 +144,15 @@ async fn deliver_pending(
                 store
                     .outbox_record(row.seq, Err((e.to_string(), true)))
                     .await?;
+            }
+            Err(e) if give_up => {
+                failing.clear(row.seq);
+                let reason = format!(
+                    "gave up after {} min of failures: {e}",
+                    GIVE_UP_AFTER.as_secs() / 60
+                );
+                tracing::error!(chat = %row.chat, id = %row.id, error = %e, "message kept failing; marked failed");
+                store.outbox_record(row.seq, Err((reason, true))).await?;
             }
             Err(e) => {
                 tracing::warn!(chat = %row.chat, id = %row.id, error = %e, "delivery failed; will retry");
@@ -134,7 +185,155 @@ fn merge_retry(so_far: Option<Option<Duration>>, hint: Option<Duration>) -> Opti
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use futures_util::future::BoxFuture;
+    use tokio::sync::watch;
+
     use super::*;
+    use crate::channel::LinkStatus;
+    use crate::ids::{ChatJid, MessageId};
+
+    /// A channel that answers each send to a chat with the next scripted
+    /// result for that chat (`Ok` when none is left) and records deliveries.
+    struct Scripted {
+        script: Mutex<HashMap<String, VecDeque<ChannelError>>>,
+        sent: Mutex<Vec<String>>,
+        link: watch::Sender<LinkStatus>,
+    }
+
+    impl Scripted {
+        fn new() -> Self {
+            let up = LinkStatus {
+                up: true,
+                code: "test-up",
+                message: String::new(),
+            };
+            Self {
+                script: Mutex::default(),
+                sent: Mutex::default(),
+                link: watch::channel(up).0,
+            }
+        }
+        fn then(&self, chat: &ChatJid, e: ChannelError) {
+            let mut script = self.script.lock().unwrap();
+            script.entry(chat.to_string()).or_default().push_back(e);
+        }
+        fn sent(&self) -> Vec<String> {
+            self.sent.lock().unwrap().clone()
+        }
+    }
+
+    impl Channel for Scripted {
+        fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
+            let next = self
+                .script
+                .lock()
+                .unwrap()
+                .get_mut(msg.chat.as_str())
+                .and_then(|q| q.pop_front());
+            if next.is_none() {
+                self.sent.lock().unwrap().push(msg.id.to_string());
+            }
+            Box::pin(async move { next.map_or(Ok(()), Err) })
+        }
+        fn link(&self) -> watch::Receiver<LinkStatus> {
+            self.link.subscribe()
+        }
+        fn new_message_id(&self) -> MessageId {
+            MessageId::new("unused")
+        }
+    }
+
+    fn pending_ids(rows: &[crate::store::OutboxRow]) -> Vec<&str> {
+        rows.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_row_that_keeps_failing_is_given_up_and_unblocks_its_chat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+        let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
+        let b = ChatJid::parse("15552222222@s.whatsapp.net").unwrap();
+        for (chat, id) in [(&a, "A1"), (&a, "A2"), (&b, "B1")] {
+            store
+                .enqueue_outbox(chat, &MessageId::new(id), id)
+                .await
+                .unwrap();
+        }
+        let ch = Scripted::new();
+        let mut failing = Failing::default();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let transient = || ChannelError::Transient("encrypt failed".into());
+
+        // A1 fails: A2 waits behind it, B1 goes out.
+        ch.then(&a, transient());
+        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        assert_eq!(retry, Some(None));
+        assert_eq!(ch.sent(), ["B1"]);
+        let pending = store.outbox_pending().await.unwrap();
+        assert_eq!(pending_ids(&pending), ["A1", "A2"]);
+
+        // Rate limits do not count; 14 minutes of failures are not enough.
+        tokio::time::advance(minutes(7)).await;
+        ch.then(&a, ChannelError::RetryAfter(Duration::from_secs(30)));
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        tokio::time::advance(minutes(7)).await;
+        ch.then(&a, transient());
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        assert_eq!(ch.sent(), ["B1"]);
+
+        // Fifteen minutes after the first failure A1 is marked failed with
+        // the reason, and A2 goes out in the same pass.
+        tokio::time::advance(minutes(1)).await;
+        ch.then(&a, transient());
+        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        assert_eq!(retry, None);
+        assert_eq!(ch.sent(), ["B1", "A2"]);
+        assert!(store.outbox_pending().await.unwrap().is_empty());
+        assert!(failing.0.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_link_gives_failing_rows_a_fresh_allowance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+        let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
+        store
+            .enqueue_outbox(&a, &MessageId::new("A1"), "hi")
+            .await
+            .unwrap();
+        let ch = Scripted::new();
+        let mut failing = Failing::default();
+        let transient = || ChannelError::Transient("timeout".into());
+
+        ch.then(&a, transient());
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        tokio::time::advance(GIVE_UP_AFTER - Duration::from_secs(60)).await;
+        ch.then(&a, ChannelError::Disconnected);
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        tokio::time::advance(Duration::from_secs(120)).await;
+        ch.then(&a, transient());
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
+
+        // A link seen down clears the allowance too.
+        tokio::time::advance(GIVE_UP_AFTER).await;
+        ch.link.send_modify(|l| l.up = false);
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        ch.link.send_modify(|l| l.up = true);
+        ch.then(&a, transient());
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
+
+        // Then, kept failing with the link up, it is given up.
+        tokio::time::advance(GIVE_UP_AFTER).await;
+        ch.then(&a, transient());
+        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        assert!(store.outbox_pending().await.unwrap().is_empty());
+        assert!(ch.sent().is_empty());
+    }
 
     #[test]
     fn the_retry_hint_does_not_depend_on_row_order() {
