@@ -108,6 +108,19 @@ pub async fn serve(
             source,
         })?;
 
+    // Bound first, so a port clash is reported before OpenCode is started;
+    // connections wait in the backlog until the server runs below.
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.http_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.http_addr,
+        source,
+    })?;
+
     let (channel, fake, whatsapp): (
         Arc<dyn Channel>,
         Option<FakeChannel>,
@@ -199,16 +212,6 @@ pub async fn serve(
         cancel.clone(),
     ));
 
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.http_addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: config.http_addr,
-        source,
-    })?;
     let app = http::router(http::AppState {
         bridge: bridge.clone(),
         fake,

@@ -88,3 +88,21 @@ async fn with_a_server_password_every_call_uses_basic_auth() {
     );
     assert_eq!(w.stop_bridge().await.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_taken_http_port_is_refused_before_opencode_is_started() {
+    let mut w = World::without_opencode().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    w.set_env("PB_HTTP_ADDR", &taken.local_addr().unwrap().to_string());
+    let (ok, _, err) = w.cli(&["serve"]);
+    assert!(!ok, "serve must fail on a taken port");
+    assert!(
+        err.contains("cannot listen on") && err.contains("PB_HTTP_ADDR"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("started opencode serve"),
+        "OpenCode was started before the port was checked:\n{err}"
+    );
+    assert!(pids_with_cwd(&w.workspace()).is_empty());
+}
