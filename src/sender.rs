@@ -104,6 +104,10 @@ async fn deliver_pending(
     failing: &mut Failing,
 ) -> crate::store::Result<Option<Option<Duration>>> {
     let rows = store.outbox_pending().await?;
+    // Rows that left the pending set some other way (a receipt, a nack).
+    failing
+        .0
+        .retain(|seq, _| rows.iter().any(|r| r.seq == *seq));
     if rows.is_empty() {
         return Ok(None);
     }
@@ -155,7 +159,11 @@ async fn deliver_pending(
                 store.outbox_record(row.seq, Err((reason, true))).await?;
             }
             Err(e) => {
-                tracing::warn!(chat = %row.chat, id = %row.id, error = %e, "delivery failed; will retry");
+                if let ChannelError::RetryAfter(_) = e {
+                    tracing::info!(chat = %row.chat, id = %row.id, error = %e, "delivery deferred");
+                } else {
+                    tracing::warn!(chat = %row.chat, id = %row.id, error = %e, "delivery failed; will retry");
+                }
                 store
                     .outbox_record(row.seq, Err((e.to_string(), false)))
                     .await?;
