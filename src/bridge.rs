@@ -218,7 +218,10 @@ impl Bridge {
                 if let Err(e) = self.inner.store.clear_run(&chat).await {
                     tracing::error!(chat = %chat, error = %e, "cannot clear run record");
                 }
-                Outcome::Retry(e.to_string())
+                match e {
+                    AgentError::Unreachable(_) => Outcome::Outage(e.to_string()),
+                    _ => Outcome::Retry(e.to_string()),
+                }
             }
             Err(RunError::Io(e)) => Outcome::Retry(format!("chat folder: {e}")),
         }

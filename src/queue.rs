@@ -37,6 +37,10 @@ pub enum Outcome {
     Retry(String),
     /// Failed in a way retrying will not fix.
     Park(String),
+    /// The agent server could not be reached: not this run's fault, so it
+    /// never parks the chat. Retried like `Retry`, but the delay stops
+    /// growing at the last retry's, until the server is back.
+    Outage(String),
 }
 
 /// Does a chat's work; the bridge implements it, tests fake it.
@@ -318,6 +322,13 @@ impl ChatQueue {
                     tracing::warn!(chat = %chat, attempt = c.failures, retry_in_ms = delay.as_millis() as u64, %reason, "run failed; will retry");
                     c.phase = Phase::Waiting(Instant::now() + delay, reason);
                 }
+            }
+            Outcome::Outage(reason) => {
+                c.failures = (c.failures + 1).min(retry.attempts.saturating_sub(1).max(1));
+                c.dirty = false;
+                let delay = retry.delay(c.failures);
+                tracing::warn!(chat = %chat, retry_in_ms = delay.as_millis() as u64, %reason, "agent unreachable; will retry until it is back");
+                c.phase = Phase::Waiting(Instant::now() + delay, reason);
             }
             Outcome::Park(reason) => {
                 c.failures += 1;

@@ -79,6 +79,14 @@ async fn opencode_outage_is_retried_and_keeps_the_conversation() {
             && h["checks"]["opencode"] == "opencode-unreachable"
     })
     .await;
+    // Down longer than the five tries a failing run gets (1 + 2 + 4 + 8 s
+    // with PB_RETRY_BASE=1s): an outage is waited out, never parked.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let h = w.health().await;
+    assert_eq!(
+        h["queue"]["chats"][0]["phase"]["state"], "waiting_retry",
+        "{h:#}"
+    );
     w.restart_opencode(port);
     assert_eq!(w.wait_outbox(DM, 2, T).await[1], "Andy: still here");
     let last = w.agent_requests().last().unwrap().clone();

@@ -190,6 +190,36 @@ async fn failures_back_off_then_park_until_next_message() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_outage_is_waited_out_without_parking() {
+    // Down for 10 minutes, then back.
+    let down_until = Instant::now() + Duration::from_secs(600);
+    let worker = FakeWorker::new(Duration::ZERO, move |_, _| {
+        if Instant::now() < down_until {
+            Outcome::Outage("OpenCode unreachable".into())
+        } else {
+            Outcome::Done
+        }
+    });
+    let queue = ChatQueue::new(5, POLICY);
+    let _ = start(&queue, worker.clone());
+    queue.notify(&jid(0), true);
+    settle(Duration::from_secs(700)).await;
+    let starts = worker.starts();
+    let gaps: Vec<u64> = starts
+        .windows(2)
+        .map(|w| (w[1].2 - w[0].2).as_secs())
+        .collect();
+    // The delay grows as for retries, then stays at the last retry's.
+    assert_eq!(gaps[..6], [5, 10, 20, 40, 40, 40], "{gaps:?}");
+    assert!(worker.parked.lock().unwrap().is_empty());
+    assert!(queue.snapshot().is_empty(), "answered once it was back");
+    assert!(
+        starts.last().unwrap().2 - starts[0].2 <= Duration::from_secs(640),
+        "retried within one delay of coming back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_recovers_and_resets() {
     let worker = FakeWorker::new(Duration::ZERO, |_, attempt| {
         if attempt < 3 {
