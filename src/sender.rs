@@ -300,6 +300,10 @@ mod tests {
         assert_eq!(retry, None);
         assert_eq!(ch.sent(), ["B1", "A2"]);
         assert!(store.outbox_pending().await.unwrap().is_empty());
+        assert_eq!(
+            store.outbox_state(pending[0].seq).await.unwrap(),
+            "failed gave up after 15 min of failures: send failed: encrypt failed"
+        );
         assert!(failing.0.is_empty());
     }
 
@@ -308,7 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
         let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
-        store
+        let seq = store
             .enqueue_outbox(&a, &MessageId::new("A1"), "hi")
             .await
             .unwrap();
@@ -340,6 +344,13 @@ mod tests {
         ch.then(&a, transient());
         deliver_pending(&store, &ch, &mut failing).await.unwrap();
         assert!(store.outbox_pending().await.unwrap().is_empty());
+        assert!(
+            store
+                .outbox_state(seq)
+                .await
+                .unwrap()
+                .starts_with("failed gave up")
+        );
         assert!(ch.sent().is_empty());
     }
 

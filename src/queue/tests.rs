@@ -73,6 +73,14 @@ const POLICY: RetryPolicy = RetryPolicy {
     attempts: 5,
 };
 
+/// Seconds between consecutive starts.
+fn gaps_s(starts: &[(ChatJid, u32, Instant)]) -> Vec<u64> {
+    starts
+        .windows(2)
+        .map(|w| (w[1].2 - w[0].2).as_secs())
+        .collect()
+}
+
 fn start(queue: &ChatQueue, worker: Arc<FakeWorker>) -> (CancellationToken, TaskTracker) {
     let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
     tokio::spawn(queue.clone().run(worker, cancel.clone(), tracker.clone()));
@@ -152,10 +160,7 @@ async fn failures_back_off_then_park_until_next_message() {
     queue.notify(&jid(0), true);
     settle(Duration::from_secs(100)).await; // 5 + 10 + 20 + 40 = 75 s of backoff
     let starts = worker.starts();
-    let gaps: Vec<u64> = starts
-        .windows(2)
-        .map(|w| (w[1].2 - w[0].2).as_secs())
-        .collect();
+    let gaps = gaps_s(&starts);
     assert_eq!(gaps, vec![5, 10, 20, 40]);
     assert_eq!(
         starts.iter().map(|s| s.1).collect::<Vec<_>>(),
@@ -205,10 +210,7 @@ async fn an_agent_outage_is_waited_out_without_parking() {
     queue.notify(&jid(0), true);
     settle(Duration::from_secs(700)).await;
     let starts = worker.starts();
-    let gaps: Vec<u64> = starts
-        .windows(2)
-        .map(|w| (w[1].2 - w[0].2).as_secs())
-        .collect();
+    let gaps = gaps_s(&starts);
     // The delay grows as for retries, then stays at the last retry's.
     assert_eq!(gaps[..6], [5, 10, 20, 40, 40, 40], "{gaps:?}");
     assert!(worker.parked.lock().unwrap().is_empty());

@@ -779,6 +779,19 @@ impl Store {
     }
 
     /// The newest outbox seq of a chat (0 when none).
+    /// An outbox row's state and last error, as `"<state> <error or ->"`.
+    #[cfg(test)]
+    pub async fn outbox_state(&self, seq: i64) -> Result<String> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT state || ' ' || COALESCE(last_error, '-') FROM outbox WHERE seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     pub async fn last_outbox_seq(&self, chat: &ChatJid) -> Result<i64> {
         let chat = chat.clone();
         self.call(move |c| {

@@ -470,8 +470,9 @@ pub(crate) fn classify(e: SendError) -> ChannelError {
     }
     fn client(e: &ClientError) -> Option<ChannelError> {
         match e {
-            ClientError::NotConnected => Some(ChannelError::Disconnected),
-            ClientError::NotLoggedIn => Some(ChannelError::Disconnected),
+            ClientError::NotConnected | ClientError::NotLoggedIn => {
+                Some(ChannelError::Disconnected)
+            }
             ClientError::Iq(e) => iq(e),
             _ => None,
         }
