@@ -23,7 +23,7 @@ use crate::agent::{Agent, AgentError, Recovered, RunSpec};
 use crate::channel::Channel;
 use crate::config::Config;
 use crate::ids::{ChatJid, Folder, PromptId, SessionId};
-use crate::queue::{ChatQueue, Outcome, Worker};
+use crate::queue::{ChatQueue, Outcome, Wake, Worker};
 use crate::router::should_run;
 use crate::store::tasks::{self, TaskRun};
 use crate::store::{Inbound, InboundOutcome, RegisteredChat, RunRecord, Store};
@@ -160,7 +160,7 @@ impl Bridge {
         } else if !outcome.registered {
             tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
         } else {
-            self.inner.queue.notify(chat, true);
+            self.inner.queue.notify(chat, Wake::Message);
         }
         Ok(outcome)
     }
@@ -204,7 +204,7 @@ impl Bridge {
             chats.retain(|c| *c != run.chat);
         }
         for chat in &chats {
-            self.inner.queue.notify(chat, true);
+            self.inner.queue.notify(chat, Wake::MoreWork);
         }
         Ok(chats.len())
     }
@@ -279,7 +279,7 @@ impl Bridge {
             move |c| tasks::next_run_for(c, &chat)
         });
         if more.await?.is_some() {
-            self.inner.queue.notify(chat, false);
+            self.inner.queue.notify(chat, Wake::MoreWork);
         }
         Ok(())
     }
@@ -305,7 +305,7 @@ impl Bridge {
         );
         let session = self.session_for(reg, &dir).await?;
         let prompt_id = self.inner.agent.new_prompt_id();
-        store
+        let ledger_mark = store
             .begin_run(chat, &session, &prompt_id, up_to, attempt)
             .await?;
         tracing::info!(chat = %chat, session = %session, prompt = %prompt_id, messages = batch.len(), attempt, "run started");
@@ -318,14 +318,13 @@ impl Bridge {
             text,
             timeout: cfg.run_timeout,
         };
-        let outbox_before = store.last_outbox_seq(chat).await?;
         let result = self.inner.agent.run(spec).await;
         self.inner.channel.set_typing(chat, false).await;
         let answer = match result {
             Ok(a) => a,
-            // The agent already sent messages with its tool during this run:
-            // a retry would repeat them, so the run counts as done.
-            Err(e) if store.last_outbox_seq(chat).await? > outbox_before => {
+            // This run's own tool calls already sent messages: a retry would
+            // repeat them, so the run counts as done.
+            Err(e) if store.tools_sent_since(&session, ledger_mark).await? => {
                 tracing::warn!(chat = %chat, error = %e, "run failed after sending messages; not retried");
                 store.complete_run(chat, up_to, None).await?;
                 return Ok(());

@@ -147,7 +147,7 @@ pub enum CliError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Serve(#[from] crate::ServeError),
+    Serve(#[from] crate::StartError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -167,7 +167,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let config = Config::from_args(&cli.config)?;
     match cli.command {
-        Command::Serve => Ok(crate::serve(config, shutdown_signal()).await?),
+        Command::Serve => Ok(crate::App::start(config)
+            .await?
+            .run(shutdown_signal())
+            .await?),
         Command::Chats { command } => chats(&config, command).await,
         Command::Tasks { command } => tasks_cmd(&config, command).await,
         Command::Whatsapp {

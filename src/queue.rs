@@ -51,6 +51,18 @@ pub trait Worker: Send + Sync + 'static {
     fn parked(&self, chat: ChatJid, attempts: u32, reason: String) -> BoxFuture<'static, ()>;
 }
 
+/// Why a chat is woken. Only a person's message releases a parked chat:
+/// a due task or leftover work waits until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A person wrote in the chat.
+    Message,
+    /// One of the chat's scheduled tasks is due.
+    TaskDue,
+    /// The chat has more work (left from a restart, or queued behind a run).
+    MoreWork,
+}
+
 /// Retry schedule for failed runs.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -142,9 +154,8 @@ impl ChatQueue {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Says `chat` may have work. `new_message`: a person wrote, which also
-    /// releases a parked chat.
-    pub fn notify(&self, chat: &ChatJid, new_message: bool) {
+    /// Says `chat` may have work; see [`Wake`] for what releases a parked chat.
+    pub fn notify(&self, chat: &ChatJid, why: Wake) {
         let mut st = self.lock();
         let State { chats, ready, .. } = &mut *st;
         match chats.get_mut(chat) {
@@ -162,7 +173,7 @@ impl ChatQueue {
             Some(c) => match c.phase {
                 Phase::Queued | Phase::Waiting(..) => {}
                 Phase::Running => c.dirty = true,
-                Phase::Parked(_) if new_message => {
+                Phase::Parked(_) if why == Wake::Message => {
                     c.phase = Phase::Queued;
                     c.failures = 0;
                     ready.push_back(chat.clone());

@@ -2,7 +2,8 @@
 //!
 //! The plugin writes `requests/<id>.json` atomically (temp file + rename) in
 //! `PB_DATA_DIR/ipc/`; this module picks it up at once (inotify through
-//! `notify`, with a rescan every few seconds as a safety net), acts, and
+//! `notify`, see [`watch`]; a request postponed because OpenCode or the
+//! store was unavailable is tried again every few seconds), acts, and
 //! writes `responses/<id>.json` for the plugin to read. Requests are handled
 //! one at a time in the order they were made.
 //!
@@ -23,12 +24,12 @@
 //! beside them, and are logged; processing goes on.
 
 pub mod protocol;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentError, ToolCall};
@@ -37,8 +38,11 @@ use crate::ids::SessionId;
 use crate::tools::{self, ToolEnv};
 use protocol::{MAX_REQUEST_BYTES, Request, Response, VERSION, valid_id};
 
-/// How often the request folder is rescanned when no event came.
+/// How soon a postponed request is tried again (and how often the folder
+/// is polled when it cannot be watched).
 const RESCAN: Duration = Duration::from_secs(3);
+/// How often responses nobody picked up are looked for.
+const SWEEP: Duration = Duration::from_secs(600);
 /// Responses nobody picked up are removed after this long.
 const RESPONSE_TTL: Duration = Duration::from_secs(3600);
 
@@ -87,62 +91,63 @@ impl Ipc {
         Self { dirs, bridge }
     }
 
-    /// Watches and processes until `cancel`.
+    /// Watches and processes until `cancel`. Idle, it sleeps: it wakes for
+    /// a new request file, to retry postponed requests every few seconds,
+    /// and to sweep old responses now and then.
     pub async fn run(self, cancel: CancellationToken) {
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
-                let _ = tx.try_send(());
-            }
-        })
-        .and_then(|mut w| {
-            use notify::Watcher;
-            w.watch(&self.dirs.requests, notify::RecursiveMode::NonRecursive)?;
-            Ok(w)
-        });
-        let _watcher = match watcher {
+        let mut watcher = match watch::RequestWatcher::start(&self.dirs.requests) {
             Ok(w) => Some(w),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the IPC folder; relying on rescans");
+                tracing::warn!(error = %e, "cannot watch the IPC folder; polling it every {RESCAN:?}");
                 None
             }
         };
-        let mut sweep = tokio::time::Instant::now();
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.scan().await;
-            if sweep.elapsed() > Duration::from_secs(60) {
-                self.sweep_responses();
-                sweep = tokio::time::Instant::now();
-            }
+            let postponed = self.scan().await;
+            let rescan = async {
+                match &mut watcher {
+                    Some(w) if !postponed => w.changed().await,
+                    Some(w) => {
+                        tokio::select! {
+                            _ = w.changed() => {}
+                            _ = tokio::time::sleep(RESCAN) => {}
+                        }
+                    }
+                    None => tokio::time::sleep(RESCAN).await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = rx.recv() => {}
-                _ = tokio::time::sleep(RESCAN) => {}
+                _ = rescan => {}
+                _ = sweep.tick() => self.sweep_responses(),
             }
         }
     }
 
-    /// Handles every request file present now, oldest first.
-    pub async fn scan(&self) {
+    /// Handles every request file present now, oldest first. Returns
+    /// whether one was postponed (to be tried again on a timer).
+    pub async fn scan(&self) -> bool {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dirs.requests) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    !name.starts_with('.') && p.is_file()
-                })
+                .filter(|p| watch::visible_name(p) && p.is_file())
                 .collect(),
             Err(e) => {
                 tracing::error!(error = %e, dir = %self.dirs.requests.display(), "cannot read the IPC request folder");
-                return;
+                return true;
             }
         };
         files.sort();
+        let mut postponed = false;
         for path in files {
             if let Err(Skip::Later(why)) = self.handle(&path).await {
                 tracing::warn!(file = %path.display(), %why, "IPC request postponed");
+                postponed = true;
             }
         }
+        postponed
     }
 
     async fn handle(&self, path: &Path) -> Result<(), Skip> {

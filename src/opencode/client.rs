@@ -77,6 +77,11 @@ impl Client {
         Self { http, base, auth }
     }
 
+    /// The server's address.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
     fn url(&self, path: &str) -> Url {
         let mut url = self.base.clone();
         url.set_path(path);

@@ -45,8 +45,14 @@ impl OpenCode {
             client,
             hub,
             model,
-            reachable: std::sync::atomic::AtomicBool::new(true),
+            // Unknown until the first call answers: health says unreachable.
+            reachable: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// `GET /global/health`: the server's version when it is healthy.
+    pub async fn check_health(&self) -> Result<String, AgentError> {
+        self.note(self.client.health().await)
     }
 
     fn note<T>(&self, r: Result<T, AgentError>) -> Result<T, AgentError> {

@@ -1,7 +1,7 @@
 //! A managed `opencode serve`, for when `OPENCODE_URL` is not given.
 //!
-//! Started on a free loopback port (`--port 0`; the real port is parsed from
-//! its "listening on" line) with the workspace as its working directory and
+//! Started on a free loopback port chosen by the bridge (`--port 0` would
+//! try 4096 first), with the workspace as its working directory and
 //! headless settings: `OPENCODE_CLIENT=serve` and a permission config that
 //! never asks a person. On Linux the child gets `PR_SET_PDEATHSIG`, so a
 //! `kill -9` of the bridge does not leave an orphan server behind. Stopped
@@ -29,8 +29,8 @@ pub enum ServerError {
         bin: PathBuf,
         source: std::io::Error,
     },
-    #[error("opencode serve did not report a listening address within {0:?}")]
-    NoAddress(Duration),
+    #[error("cannot find a free loopback port for opencode serve: {0}")]
+    NoPort(std::io::Error),
     #[error("OPENCODE_CONFIG_CONTENT is not a JSON object: {0}")]
     BadConfig(String),
 }
@@ -99,22 +99,36 @@ pub fn headless_config(user: Option<&str>) -> Result<String, ServerError> {
 }
 
 impl ManagedServer {
-    /// Starts `opencode serve` in `workspace` and waits for its address.
-    pub async fn start(
+    /// Starts `opencode serve` in `workspace` on a free loopback port and
+    /// returns at once: the caller finds out that it answers through its
+    /// health route. (`--port 0` would try 4096 first, so the port is
+    /// chosen here.) Its output goes to our logs.
+    pub fn spawn(
         bin: &Path,
         workspace: &Path,
         auth: Option<(&str, &str)>,
     ) -> Result<Self, ServerError> {
         let config = headless_config(std::env::var("OPENCODE_CONFIG_CONTENT").ok().as_deref())?;
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(ServerError::NoPort)?
+            .port();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}")).expect("a valid url");
         let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
-            .current_dir(workspace)
-            .env("OPENCODE_CLIENT", "serve")
-            .env("OPENCODE_CONFIG_CONTENT", config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args([
+            "serve",
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .current_dir(workspace)
+        .env("OPENCODE_CLIENT", "serve")
+        .env("OPENCODE_CONFIG_CONTENT", config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         // The child asks for exactly the credentials the bridge's client sends.
         match auth {
             Some((user, password)) => cmd
@@ -140,27 +154,15 @@ impl ManagedServer {
         })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let wait = Duration::from_secs(60);
-        let url = tokio::time::timeout(wait, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "opencode", "{line}");
-                if let Some(rest) = line.split("listening on ").nth(1)
-                    && let Ok(url) = Url::parse(rest.trim())
-                {
-                    return Some(url);
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .ok_or(ServerError::NoAddress(wait))?;
-        // Keep draining its output into our logs; both end with the child.
+        // Drain its output into our logs; both end with the child.
         tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(target: "opencode", "{line}");
+                if line.contains("listening on ") {
+                    tracing::info!(target: "opencode", "{line}");
+                } else {
+                    tracing::debug!(target: "opencode", "{line}");
+                }
             }
         });
         tokio::spawn(async move {
@@ -171,6 +173,11 @@ impl ManagedServer {
         });
         tracing::info!(%url, bin = %bin.display(), "started opencode serve");
         Ok(Self { child, url })
+    }
+
+    /// Resolves when the server process has exited, with its status.
+    pub async fn exited(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
     }
 
     /// SIGTERM, then SIGKILL after `grace`.

@@ -97,7 +97,7 @@ async fn cap_is_never_exceeded_and_every_chat_runs() {
     let queue = ChatQueue::new(3, POLICY);
     let _ = start(&queue, worker.clone());
     for i in 0..10 {
-        queue.notify(&jid(i), true);
+        queue.notify(&jid(i), Wake::Message);
     }
     settle(Duration::from_secs(10)).await;
     assert_eq!(worker.max_running.load(Ordering::SeqCst), 3);
@@ -117,14 +117,14 @@ async fn a_busy_chat_does_not_starve_others() {
     let r0 = runs_of_0.clone();
     *worker.on_start.lock().unwrap() = Some(Box::new(move |chat| {
         if *chat == jid(0) && r0.fetch_add(1, Ordering::SeqCst) < 5 {
-            q.notify(chat, true);
+            q.notify(chat, Wake::Message);
         }
     }));
     let _ = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     tokio::task::yield_now().await;
-    queue.notify(&jid(1), true);
-    queue.notify(&jid(2), true);
+    queue.notify(&jid(1), Wake::Message);
+    queue.notify(&jid(2), Wake::Message);
     settle(Duration::from_secs(20)).await;
     let order: Vec<_> = worker.starts().into_iter().map(|s| s.0).collect();
     assert_eq!(&order[..4], &[jid(0), jid(1), jid(2), jid(0)]);
@@ -136,10 +136,10 @@ async fn messages_during_a_run_get_exactly_one_more_run() {
     let worker = FakeWorker::new(Duration::from_secs(2), |_, _| Outcome::Done);
     let queue = ChatQueue::new(5, POLICY);
     let _ = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     settle(Duration::from_millis(500)).await;
     for _ in 0..3 {
-        queue.notify(&jid(0), true); // three messages while running
+        queue.notify(&jid(0), Wake::Message); // three messages while running
     }
     settle(Duration::from_secs(10)).await;
     let starts = worker.starts();
@@ -157,7 +157,7 @@ async fn failures_back_off_then_park_until_next_message() {
     });
     let queue = ChatQueue::new(5, POLICY);
     let _ = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     settle(Duration::from_secs(100)).await; // 5 + 10 + 20 + 40 = 75 s of backoff
     let starts = worker.starts();
     let gaps = gaps_s(&starts);
@@ -181,13 +181,15 @@ async fn failures_back_off_then_park_until_next_message() {
         )]
     );
 
-    // A wake-up that is not a new message leaves it parked.
-    queue.notify(&jid(0), false);
+    // A wake-up that is not a new message leaves it parked: a due task
+    // waits for the person's next message like everything else.
+    queue.notify(&jid(0), Wake::MoreWork);
+    queue.notify(&jid(0), Wake::TaskDue);
     settle(Duration::from_secs(120)).await;
     assert_eq!(worker.starts().len(), 5);
 
     // The chat's next message releases it with a fresh attempt count.
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     settle(Duration::from_secs(1)).await;
     let starts = worker.starts();
     assert_eq!(starts.len(), 6);
@@ -207,7 +209,7 @@ async fn an_agent_outage_is_waited_out_without_parking() {
     });
     let queue = ChatQueue::new(5, POLICY);
     let _ = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     settle(Duration::from_secs(700)).await;
     let starts = worker.starts();
     let gaps = gaps_s(&starts);
@@ -232,7 +234,7 @@ async fn retry_recovers_and_resets() {
     });
     let queue = ChatQueue::new(5, POLICY);
     let _ = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     settle(Duration::from_secs(30)).await;
     assert_eq!(worker.starts().len(), 3);
     assert!(worker.parked.lock().unwrap().is_empty());
@@ -250,9 +252,9 @@ async fn a_waiting_retry_shows_in_status_and_does_not_block_others() {
     });
     let queue = ChatQueue::new(1, POLICY);
     let _ = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
+    queue.notify(&jid(0), Wake::Message);
     settle(Duration::from_millis(1500)).await;
-    queue.notify(&jid(1), true);
+    queue.notify(&jid(1), Wake::Message);
     settle(Duration::from_millis(10)).await;
     let snap = queue.snapshot();
     assert!(
@@ -266,8 +268,8 @@ async fn cancel_stops_dispatching() {
     let worker = FakeWorker::new(Duration::from_secs(100), |_, _| Outcome::Done);
     let queue = ChatQueue::new(1, POLICY);
     let (cancel, tracker) = start(&queue, worker.clone());
-    queue.notify(&jid(0), true);
-    queue.notify(&jid(1), true);
+    queue.notify(&jid(0), Wake::Message);
+    queue.notify(&jid(1), Wake::Message);
     settle(Duration::from_secs(1)).await;
     cancel.cancel();
     tracker.close();
@@ -295,7 +297,7 @@ async fn a_restored_parked_chat_waits_for_its_next_message() {
     let _run = start(&q, w.clone());
     q.restore_parked(&jid(1), 5, "model down".into());
     // Work that is not a person's message does not release it.
-    q.notify(&jid(1), false);
+    q.notify(&jid(1), Wake::MoreWork);
     settle(Duration::from_secs(60)).await;
     assert!(w.starts().is_empty());
     assert_eq!(
@@ -309,9 +311,9 @@ async fn a_restored_parked_chat_waits_for_its_next_message() {
         )]
     );
     // A chat the queue already knows is not overwritten.
-    q.notify(&jid(2), true);
+    q.notify(&jid(2), Wake::Message);
     q.restore_parked(&jid(2), 1, "stale".into());
-    q.notify(&jid(1), true);
+    q.notify(&jid(1), Wake::Message);
     settle(Duration::from_secs(1)).await;
     let started: Vec<_> = w.starts().into_iter().map(|s| (s.0, s.1)).collect();
     assert_eq!(started, vec![(jid(2), 1), (jid(1), 1)]);

@@ -521,7 +521,9 @@ impl Store {
     }
 
     /// Records that a prompt covering messages up to `up_to_seq` is about
-    /// to be sent, so a crash can be reconciled at start-up.
+    /// to be sent, so a crash can be reconciled at start-up. Returns the
+    /// tool ledger's position, from which [`Store::tools_sent_since`] counts
+    /// what this run's own tool calls send.
     pub async fn begin_run(
         &self,
         chat: &ChatJid,
@@ -529,7 +531,7 @@ impl Store {
         prompt: &PromptId,
         up_to_seq: i64,
         attempts: u32,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let (chat, session, prompt) = (chat.clone(), session.clone(), prompt.clone());
         self.call(move |c| {
             c.execute(
@@ -540,7 +542,28 @@ impl Store {
                    attempts = excluded.attempts, reason = NULL, updated_at = excluded.updated_at",
                 params![chat.as_str(), session.as_str(), prompt.as_str(), up_to_seq, attempts, now_ms()],
             )?;
-            Ok(())
+            Ok(c.query_row(
+                "SELECT COALESCE(MAX(rowid), 0) FROM ipc_requests",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Whether a tool call made in `session` and recorded after the ledger
+    /// position `mark` sent a message (to any chat). Only the session's own
+    /// calls count: another chat's agent sending into this chat does not.
+    pub async fn tools_sent_since(&self, session: &SessionId, mark: i64) -> Result<bool> {
+        let session = session.clone();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM ipc_requests WHERE rowid > ?2 AND session_id = ?1
+                   AND ok = 1 AND tool = 'send_message'
+                   AND json_extract(response, '$.result.sent') = 1)",
+                params![session.as_str(), mark],
+                |r| r.get(0),
+            )?)
         })
         .await
     }
@@ -786,18 +809,6 @@ impl Store {
             Ok(c.query_row(
                 "SELECT state || ' ' || COALESCE(last_error, '-') FROM outbox WHERE seq = ?1",
                 [seq],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-    }
-
-    pub async fn last_outbox_seq(&self, chat: &ChatJid) -> Result<i64> {
-        let chat = chat.clone();
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM outbox WHERE chat = ?1",
-                params![chat.as_str()],
                 |r| r.get(0),
             )?)
         })

@@ -1,0 +1,341 @@
+//! The running bridge: [`App::start`] builds its parts, [`App::run`] runs
+//! them until shutdown.
+//!
+//! Start-up does only what can fail for good and must be reported at once:
+//! open the store, bind the HTTP port, open the channel, install the
+//! plugin, spawn a managed OpenCode. Nothing in it waits for OpenCode:
+//! `/health` is served from the moment `run` begins and reports
+//! `opencode-unreachable` until OpenCode answers, while runs that need it
+//! are retried by the queue.
+//!
+//! `run` starts, in order: the HTTP server (so health answers first), the
+//! OpenCode event hub and readiness check, the queue, the sender, the IPC
+//! processor (tool calls left from before a restart go first, so their
+//! messages precede the final answers of the runs they belong to), the
+//! scheduler and the WhatsApp link; then it queues every chat with work
+//! left. Every task is on one tracker under one cancellation token.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::Retryable;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::Agent;
+use crate::bridge::Bridge;
+use crate::channel::Channel;
+use crate::channel::fake::FakeChannel;
+use crate::channel::whatsapp::WhatsAppChannel;
+use crate::config::{ChannelKind, Config};
+use crate::ipc::{self, IpcDirs};
+use crate::opencode::OpenCode;
+use crate::opencode::client::Client;
+use crate::opencode::events::EventHub;
+use crate::opencode::server::{ManagedServer, ServerError};
+use crate::queue::{ChatQueue, RetryPolicy};
+use crate::store::{Store, StoreError};
+use crate::{http, scheduler, sender};
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("fake channel store {path}: {source}")]
+    FakeChannel {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("workspace {path}: {source}")]
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("starting opencode: {0}")]
+    OpenCode(#[from] ServerError),
+    #[error("cannot listen on {addr} (PB_HTTP_ADDR): {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// File in the data directory holding the HTTP address of the running bridge.
+pub const HTTP_ADDR_FILE: &str = "http-addr";
+
+/// The bridge, started and ready to run.
+pub struct App {
+    config: Config,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    channel: Arc<dyn Channel>,
+    fake: Option<FakeChannel>,
+    whatsapp: Option<WhatsAppChannel>,
+    ipc_dirs: IpcDirs,
+    managed: Option<ManagedServer>,
+    client: Client,
+}
+
+impl App {
+    /// Opens the store, binds the HTTP port (before anything is spawned, so
+    /// a port clash is reported at once), opens the channel, installs the
+    /// plugin and, without `OPENCODE_URL`, spawns OpenCode.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let db = config.db_path();
+        let store = tokio::task::spawn_blocking(move || Store::open(&db))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))??;
+        let workspace_err = |path: PathBuf| move |source| StartError::Workspace { path, source };
+        std::fs::create_dir_all(&config.workspace)
+            .map_err(workspace_err(config.workspace.clone()))?;
+        let workspace = std::path::absolute(&config.workspace)
+            .map_err(workspace_err(config.workspace.clone()))?;
+
+        let listen_err = |source| StartError::Listen {
+            addr: config.http_addr,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(listen_err)?;
+        let addr = listener.local_addr().map_err(listen_err)?;
+
+        let (channel, fake, whatsapp): (Arc<dyn Channel>, _, _) = match config.channel {
+            ChannelKind::WhatsApp => {
+                let wa = WhatsAppChannel::new(store.clone(), whatsapp_options(&config));
+                (Arc::new(wa.clone()), None, Some(wa))
+            }
+            ChannelKind::Fake => {
+                let path = config.data_dir.join("fake-phone.sqlite3");
+                let fake = FakeChannel::open(&path)
+                    .map_err(|source| StartError::FakeChannel { path, source })?;
+                (Arc::new(fake.clone()), Some(fake), None)
+            }
+        };
+
+        // The agent's tools: the plugin shim in the workspace, IPC through data/ipc.
+        let ipc_dirs = IpcDirs::new(
+            std::path::absolute(config.ipc_dir()).map_err(workspace_err(config.ipc_dir()))?,
+        );
+        ipc_dirs
+            .create()
+            .map_err(workspace_err(ipc_dirs.root.clone()))?;
+        ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout)
+            .map_err(workspace_err(workspace.join(".opencode")))?;
+
+        let (managed, url) = match &config.opencode_url {
+            Some(url) => (None, url.clone()),
+            None => {
+                let bin = crate::opencode::server::find_binary(config.opencode_bin.as_deref())
+                    .ok_or(ServerError::NotFound)?;
+                let auth = config
+                    .opencode_password
+                    .as_ref()
+                    .map(|p| (config.opencode_username.as_str(), p.expose()));
+                let server = ManagedServer::spawn(&bin, &workspace, auth)?;
+                let url = server.url.clone();
+                (Some(server), url)
+            }
+        };
+        let auth = config
+            .opencode_password
+            .clone()
+            .map(|p| (config.opencode_username.clone(), p));
+        let client = Client::new(url, auth);
+        Ok(Self {
+            config,
+            store,
+            listener,
+            addr,
+            channel,
+            fake,
+            whatsapp,
+            ipc_dirs,
+            managed,
+            client,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs until `shutdown` resolves, then stops every task (waiting up to
+    /// 10 s) and the OpenCode server it started, if any.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let Self {
+            config,
+            store,
+            listener,
+            addr,
+            channel,
+            fake,
+            whatsapp,
+            ipc_dirs,
+            managed,
+            client,
+        } = self;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let hub = EventHub::new();
+        tracker.spawn(hub.clone().run(
+            client.clone(),
+            config.stream_watchdog,
+            config.permission,
+            cancel.clone(),
+        ));
+        let opencode = Arc::new(OpenCode::new(
+            client.clone(),
+            hub,
+            config.opencode_model.clone(),
+        ));
+        let agent: Arc<dyn Agent> = opencode.clone();
+        let queue = ChatQueue::new(
+            config.max_concurrent_sessions,
+            RetryPolicy {
+                base: config.retry_base,
+                max_delay: Duration::from_secs(300),
+                attempts: config.retry_attempts,
+            },
+        );
+        let bridge = Bridge::new(
+            config.clone(),
+            store.clone(),
+            channel.clone(),
+            agent,
+            queue.clone(),
+        );
+
+        // Health first: it answers while everything else comes up.
+        let app = http::router(http::AppState {
+            bridge: bridge.clone(),
+            fake,
+        });
+        tracker.spawn({
+            let cancel = cancel.clone();
+            async move {
+                if let Err(e) = http::serve(listener, app, cancel).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }
+        });
+        if let Err(e) = std::fs::write(config.data_dir.join(HTTP_ADDR_FILE), addr.to_string()) {
+            tracing::warn!(error = %e, "cannot write the http-addr file (status will not find the bridge)");
+        }
+        tracker.spawn(wait_for_opencode(opencode, cancel.clone()));
+        if let Some(server) = managed {
+            tracker.spawn(supervise_managed(server, cancel.clone()));
+        }
+
+        tracker.spawn(queue.run(Arc::new(bridge.clone()), cancel.clone(), tracker.clone()));
+        tracker.spawn(sender::run(
+            store.clone(),
+            channel,
+            bridge.outbox_wake(),
+            cancel.clone(),
+        ));
+
+        let ipc = ipc::Ipc::new(ipc_dirs, bridge.clone());
+        ipc.scan().await;
+        tracker.spawn(ipc.run(cancel.clone()));
+
+        let dispatch_queue = bridge.queue().clone();
+        let scheduler = scheduler::Scheduler::new(
+            store.clone(),
+            bridge.tasks_wake(),
+            Arc::new(scheduler::SystemClock),
+            Arc::new(move |chat: &crate::ids::ChatJid| {
+                dispatch_queue.notify(chat, crate::queue::Wake::TaskDue)
+            }),
+        );
+        tracker.spawn(scheduler.run(cancel.clone()));
+
+        if let Some(wa) = whatsapp {
+            tracker.spawn(wa.supervise(Arc::new(bridge.clone()), cancel.clone()));
+        }
+
+        let resumed = bridge.resume_pending().await?;
+        tracing::info!(http = %addr, opencode = %client.base(), channel = ?config.channel, resumed, "pocketbrain is running");
+        if config.channel == ChannelKind::Fake {
+            tracing::warn!(
+                "PB_CHANNEL=fake: no WhatsApp; send messages with POST http://{addr}/fake/inbox and read replies at GET /fake/outbox"
+            );
+        }
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(15), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop within 15 s");
+        }
+        let _ = std::fs::remove_file(config.data_dir.join(HTTP_ADDR_FILE));
+        Ok(())
+    }
+}
+
+/// The WhatsApp channel's settings from the configuration.
+pub fn whatsapp_options(config: &Config) -> crate::channel::whatsapp::WhatsAppOptions {
+    use crate::channel::whatsapp::{Governor, WhatsAppOptions};
+    WhatsAppOptions {
+        device_db: config.whatsapp_db(),
+        pair_phone: config.whatsapp_phone.clone(),
+        chunk_limit: config.wa_chunk_limit,
+        read_receipts: config.read_receipts,
+        governor: Governor {
+            per_chat_per_minute: config.wa_per_chat_per_minute,
+            per_minute: config.wa_per_minute,
+            jitter: Duration::from_millis(800),
+        },
+        transport: None,
+        http: None,
+    }
+}
+
+/// Checks OpenCode's health until it answers (backing off up to 5 s
+/// between tries), so health turns `opencode-ok` without waiting for a run.
+/// Logs once when it starts waiting and once when OpenCode answers.
+async fn wait_for_opencode(opencode: Arc<OpenCode>, cancel: CancellationToken) {
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times();
+    let mut told = false;
+    let check = (|| opencode.check_health()).retry(backoff).notify(|e, _| {
+        if !told {
+            told = true;
+            tracing::warn!(code = "opencode-unreachable", error = %e, "waiting for OpenCode; messages are kept and answered once it is up");
+        }
+    });
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        r = check => {
+            if let Ok(version) = r {
+                tracing::info!(%version, "OpenCode is healthy");
+            }
+        }
+    }
+}
+
+/// Holds the managed OpenCode: stops it on shutdown, and says so when it
+/// exits by itself (health then reports it unreachable).
+async fn supervise_managed(mut server: ManagedServer, cancel: CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => server.stop(Duration::from_secs(5)).await,
+        status = server.exited() => {
+            tracing::error!(code = "opencode-unreachable", status = ?status, "the managed opencode serve exited; restart pocketbrain");
+        }
+    }
+}
