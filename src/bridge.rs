@@ -603,3 +603,6 @@ impl Worker for Bridge {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

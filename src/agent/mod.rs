@@ -96,3 +96,6 @@ pub trait Agent: Send + Sync + 'static {
     /// A short health code: `opencode-ok`, `opencode-unreachable`, `opencode-stream-down`.
     fn health_code(&self) -> &'static str;
 }
+
+#[cfg(test)]
+pub mod fake;
