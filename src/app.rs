@@ -237,6 +237,9 @@ impl App {
         }
 
         tracker.spawn(queue.run(Arc::new(bridge.clone()), cancel.clone(), tracker.clone()));
+        if let Some(events) = channel.take_events() {
+            tracker.spawn(sender::apply_events(store.clone(), events, cancel.clone()));
+        }
         tracker.spawn(sender::run(
             store.clone(),
             channel,

@@ -57,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         r = r
             .route("/fake/inbox", post(fake_inbox))
             .route("/fake/outbox", get(fake_outbox).delete(fake_clear))
-            .route("/fake/link", post(fake_link));
+            .route("/fake/link", post(fake_link))
+            .route("/fake/receipt", post(fake_receipt));
     }
     r.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
@@ -334,6 +335,55 @@ async fn fake_link(
         .expect("route exists only with the fake channel")
         .set_connected(req.connected);
     Ok(Json(json!({ "connected": req.connected })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptReq {
+    /// The id of a message the fake phone received.
+    id: String,
+    /// `delivered`, `read` or `refused`.
+    state: String,
+    reason: Option<String>,
+}
+
+/// The fake phone reports on a message it received, as WhatsApp does.
+async fn fake_receipt(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    use crate::channel::{ChannelEvent, Receipt};
+    let req: ReceiptReq = parse_body(body)?;
+    if req.id.is_empty() || req.id.len() > 128 {
+        return Err(ApiError::bad("id: 1 to 128 bytes"));
+    }
+    let id = MessageId::new(MessageId::base_of(&req.id));
+    let event = match req.state.as_str() {
+        "delivered" => ChannelEvent::Receipt {
+            id,
+            receipt: Receipt::Delivered,
+        },
+        "read" => ChannelEvent::Receipt {
+            id,
+            receipt: Receipt::Read,
+        },
+        "refused" => ChannelEvent::Refused {
+            id,
+            reason: req
+                .reason
+                .unwrap_or_else(|| "refused by the fake phone".into()),
+        },
+        other => {
+            return Err(ApiError::bad(format!(
+                "state: {other:?} is not delivered, read or refused"
+            )));
+        }
+    };
+    s.fake
+        .expect("route exists only with the fake channel")
+        .report(event)
+        .await;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// Serves until `shutdown` resolves; lets open requests finish for up to 5 s.

@@ -9,6 +9,12 @@
 //! never counts towards giving up. Rows are read from the store on every pass, so
 //! anything left by a crash goes out after a restart: the id chosen before
 //! the first attempt lets the channel drop a duplicate.
+//!
+//! Policy is here, not in the channels: a row whose chat is no longer
+//! registered is never sent (it is marked failed), and what a channel reports
+//! about sent messages ([`ChannelEvent`]: receipts, refusals) is applied to
+//! the outbox by [`apply_events`]. States only move forward:
+//! sent → delivered → read.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use backon::BackoffBuilder;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Channel, ChannelError, Outgoing};
+use crate::channel::{Channel, ChannelError, ChannelEvent, Outgoing, Receipt};
 use crate::store::Store;
 
 /// How long a row may keep failing for passing reasons, with the link up,
@@ -95,6 +101,44 @@ pub async fn run(
     }
 }
 
+/// Applies the channel's reports to the outbox until the stream ends or
+/// `cancel`.
+pub async fn apply_events(
+    store: Store,
+    mut events: tokio::sync::mpsc::Receiver<ChannelEvent>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        if let Err(e) = apply_event(&store, &event).await {
+            tracing::error!(error = %e, ?event, "cannot record a channel report");
+        }
+    }
+}
+
+/// Applies one report; returns whether an outbox row changed.
+pub async fn apply_event(store: &Store, event: &ChannelEvent) -> crate::store::Result<bool> {
+    match event {
+        ChannelEvent::Receipt { id, receipt } => {
+            let state = match receipt {
+                Receipt::Delivered => "delivered",
+                Receipt::Read => "read",
+            };
+            store.outbox_receipt(id.as_str(), state).await
+        }
+        ChannelEvent::Refused { id, reason } => {
+            tracing::warn!(id = %id, %reason, "the channel refused a sent message; marked failed");
+            store.outbox_refused(id.as_str(), reason).await
+        }
+    }
+}
+
 /// One pass over the pending rows. `Ok(None)`: all delivered.
 /// `Ok(Some(hint))`: something must be retried (after `hint` if the channel
 /// said when).
@@ -122,6 +166,14 @@ async fn deliver_pending(
     let mut retry: Option<Option<Duration>> = None;
     for row in rows {
         if blocked.contains(&row.chat) {
+            continue;
+        }
+        // Never start a conversation with a chat that is not registered
+        // (it may have been unregistered after the row was queued).
+        if store.registered(&row.chat).await?.is_none() {
+            tracing::warn!(chat = %row.chat, id = %row.id, "chat is not registered; message not sent, marked failed");
+            let reason = format!("{} is not a registered chat", row.chat);
+            store.outbox_record(row.seq, Err((reason, true))).await?;
             continue;
         }
         let msg = Outgoing {
@@ -254,6 +306,24 @@ mod tests {
         }
     }
 
+    /// A store in which the test's chats are registered.
+    fn store_with_chats(dir: &std::path::Path) -> Store {
+        let path = dir.join("pb.sqlite3");
+        let store = Store::open(&path).unwrap();
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for (i, jid) in ["15551111111@s.whatsapp.net", "15552222222@s.whatsapp.net"]
+            .iter()
+            .enumerate()
+        {
+            c.execute(
+                "INSERT INTO registered_chats (jid, name, folder, registered_at) VALUES (?1, 'x', ?2, 0)",
+                rusqlite::params![jid, format!("c{i}")],
+            )
+            .unwrap();
+        }
+        store
+    }
+
     fn pending_ids(rows: &[crate::store::OutboxRow]) -> Vec<&str> {
         rows.iter().map(|r| r.id.as_str()).collect()
     }
@@ -261,7 +331,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_row_that_keeps_failing_is_given_up_and_unblocks_its_chat() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+        let store = store_with_chats(dir.path());
         let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
         let b = ChatJid::parse("15552222222@s.whatsapp.net").unwrap();
         for (chat, id) in [(&a, "A1"), (&a, "A2"), (&b, "B1")] {
@@ -310,7 +380,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lost_link_gives_failing_rows_a_fresh_allowance() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+        let store = store_with_chats(dir.path());
         let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
         let seq = store
             .enqueue_outbox(&a, &MessageId::new("A1"), "hi")
@@ -361,5 +431,49 @@ mod tests {
         assert_eq!(merge_retry(Some(Some(s(30))), Some(s(5))), Some(s(5)));
         assert_eq!(merge_retry(Some(Some(s(30))), None), None);
         assert_eq!(merge_retry(Some(None), Some(s(30))), None);
+    }
+
+    /// A row whose chat is not (or no longer) registered is never handed
+    /// to the channel: it is marked failed and its chat's order is kept.
+    #[tokio::test(start_paused = true)]
+    async fn a_row_for_an_unregistered_chat_is_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_chats(dir.path());
+        let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
+        let stranger = ChatJid::parse("15559999999@s.whatsapp.net").unwrap();
+        for (chat, id) in [(&stranger, "S1"), (&a, "A1")] {
+            store
+                .enqueue_outbox(chat, &MessageId::new(id), id)
+                .await
+                .unwrap();
+        }
+        let ch = Scripted::new();
+        let mut failing = Failing::default();
+        assert_eq!(
+            deliver_pending(&store, &ch, &mut failing).await.unwrap(),
+            None
+        );
+        assert_eq!(ch.sent(), ["A1"]);
+        let rows = store
+            .call(|c| {
+                let mut s = c.prepare("SELECT id, state, last_error FROM outbox ORDER BY seq")?;
+                let r = s.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })?;
+                Ok(r.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].0, "S1");
+        assert_eq!(rows[0].1, "failed");
+        assert_eq!(
+            rows[0].2.as_deref(),
+            Some("15559999999@s.whatsapp.net is not a registered chat")
+        );
+        assert_eq!(rows[1].1, "sent");
     }
 }

@@ -516,3 +516,57 @@ async fn bad_input_gets_clear_errors_and_nothing_breaks() {
     assert_eq!(w.agent_requests().len(), 1);
     assert_eq!(w.health().await["status"], "ok");
 }
+
+/// Core policy holds for every channel, the fake one included: a reply to a
+/// chat unregistered before it could be sent is never sent, and receipts
+/// the phone reports move the outbox row forward only.
+#[tokio::test]
+async fn the_core_decides_who_is_sent_to_and_applies_receipts() {
+    let mut w = World::new().await;
+    w.model.set_default(Reply::text("Noted."));
+    w.register(DM, "Ann", &[]);
+    w.register(DM2, "Bob", &[]);
+    w.start_bridge().await;
+
+    // Receipts: delivered, then read; a late "delivered" does not go back.
+    w.say(DM2, "B1", "hello").await;
+    w.wait_outbox(DM2, 1, T).await;
+    let id = w.outbox(Some(DM2)).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for state in ["delivered", "read", "delivered"] {
+        let (status, body) = w
+            .post_raw(
+                "/fake/receipt",
+                json!({"id": id, "state": state}).to_string(),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    w.wait_health(T, |h| h["store"]["outbox_read"] == 1).await;
+    let h = w.health().await;
+    assert_eq!(h["store"]["outbox_delivered"], 0, "{h}");
+    let (status, _) = w
+        .post_raw(
+            "/fake/receipt",
+            json!({"id": id, "state": "lost"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // The guard: the reply waits for the link; the chat is unregistered
+    // meanwhile; when the link is back the reply is failed, not sent.
+    w.set_link(false).await;
+    w.say(DM, "A1", "remember this").await;
+    w.wait_health(T, |h| h["store"]["outbox_pending"] == 1)
+        .await;
+    let (ok, out, err) = w.cli(&["chats", "unregister", DM]);
+    assert!(ok, "{out}{err}");
+    w.set_link(true).await;
+    w.wait_health(T, |h| {
+        h["store"]["outbox_failed"] == 1 && h["store"]["outbox_pending"] == 0
+    })
+    .await;
+    assert!(w.outbox(Some(DM)).await.is_empty());
+}

@@ -6,6 +6,8 @@
 //! a resend of an already received message id is ignored, the way WhatsApp
 //! ignores a message id it has seen. `POST /fake/link` takes the link down
 //! and up: while down, sends fail and replies wait in the outbox.
+//! `POST /fake/receipt` reports a delivery or read receipt, or a refusal,
+//! the way WhatsApp's server does.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, params};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use super::{Channel, ChannelError, LinkStatus, Outgoing};
+use super::{Channel, ChannelError, ChannelEvent, LinkStatus, Outgoing};
 use crate::ids::{ChatJid, MessageId};
 
 /// One message the fake phone received.
@@ -34,6 +36,8 @@ pub struct Received {
 pub struct FakeChannel {
     conn: Arc<Mutex<Connection>>,
     link: Arc<watch::Sender<LinkStatus>>,
+    events: mpsc::Sender<ChannelEvent>,
+    events_rx: Arc<Mutex<Option<mpsc::Receiver<ChannelEvent>>>>,
 }
 
 fn status(up: bool) -> LinkStatus {
@@ -63,9 +67,12 @@ impl FakeChannel {
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 chat TEXT NOT NULL, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, timestamp INTEGER NOT NULL)",
         )?;
+        let (events, rx) = super::event_stream();
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             link: Arc::new(watch::Sender::new(status(true))),
+            events,
+            events_rx: Arc::new(Mutex::new(Some(rx))),
         })
     }
 
@@ -99,6 +106,12 @@ impl FakeChannel {
             .await
     }
 
+    /// The phone reports a receipt for a message it received, as WhatsApp
+    /// would. Waits while the core is behind.
+    pub async fn report(&self, event: ChannelEvent) {
+        let _ = self.events.send(event).await;
+    }
+
     /// Takes the link up or down.
     pub fn set_connected(&self, up: bool) {
         self.link.send_replace(status(up));
@@ -128,6 +141,13 @@ impl Channel for FakeChannel {
 
     fn link(&self) -> watch::Receiver<LinkStatus> {
         self.link.subscribe()
+    }
+
+    fn take_events(&self) -> Option<mpsc::Receiver<ChannelEvent>> {
+        self.events_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn new_message_id(&self) -> MessageId {

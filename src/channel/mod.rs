@@ -4,6 +4,10 @@
 //! Inbound messages are pushed by each channel into the bridge
 //! (`Bridge::accept`); outbound messages are pulled from the outbox by the
 //! sender and handed to [`Channel::send`] one at a time, in order per chat.
+//! What a channel learns about messages already sent (delivery and read
+//! receipts, a refusal after sending) comes back as [`ChannelEvent`]s, which
+//! the core applies to the outbox: policy lives in the core, so every
+//! channel, the fake one included, obeys the same rules.
 
 pub mod fake;
 pub mod wa_format;
@@ -12,7 +16,7 @@ pub mod whatsapp;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::ids::{ChatJid, MessageId};
 
@@ -57,6 +61,37 @@ pub struct LinkStatus {
     pub message: String,
 }
 
+/// How far a sent message got, as the recipient's side reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    Delivered,
+    Read,
+}
+
+/// What a channel reports about a message it sent. `id` is the outbox
+/// row's id (a split message's parts report their base id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelEvent {
+    Receipt {
+        id: MessageId,
+        receipt: Receipt,
+    },
+    /// The server refused a message after taking it (a nack).
+    Refused {
+        id: MessageId,
+        reason: String,
+    },
+}
+
+/// How many channel events may wait for the core before a channel's event
+/// handler waits too.
+pub const EVENT_BACKLOG: usize = 1024;
+
+/// The sending half a channel keeps, and the stream the core reads.
+pub fn event_stream() -> (mpsc::Sender<ChannelEvent>, mpsc::Receiver<ChannelEvent>) {
+    mpsc::channel(EVENT_BACKLOG)
+}
+
 /// A way to reach people.
 pub trait Channel: Send + Sync + 'static {
     /// Delivers one message. Sending the same `id` twice must not show the
@@ -66,6 +101,11 @@ pub trait Channel: Send + Sync + 'static {
     fn link(&self) -> watch::Receiver<LinkStatus>;
     /// A new message id in the channel's own format.
     fn new_message_id(&self) -> MessageId;
+    /// The channel's event stream, taken once by the core (later calls and
+    /// channels with nothing to report give `None`).
+    fn take_events(&self) -> Option<mpsc::Receiver<ChannelEvent>> {
+        None
+    }
     /// Sends read receipts for processed messages `(id, sender)`. Best effort.
     fn mark_read<'a>(
         &'a self,

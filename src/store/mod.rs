@@ -166,6 +166,8 @@ pub struct StoreSummary {
     pub messages: i64,
     pub outbox_pending: i64,
     pub outbox_failed: i64,
+    pub outbox_delivered: i64,
+    pub outbox_read: i64,
     pub runs_in_flight: i64,
     pub runs_parked: i64,
 }
@@ -823,7 +825,9 @@ impl Store {
                         (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
                         (SELECT COUNT(*) FROM outbox WHERE state = 'failed'),
                         (SELECT COUNT(*) FROM runs WHERE state = 'running'),
-                        (SELECT COUNT(*) FROM runs WHERE state = 'parked')",
+                        (SELECT COUNT(*) FROM runs WHERE state = 'parked'),
+                        (SELECT COUNT(*) FROM outbox WHERE state = 'delivered'),
+                        (SELECT COUNT(*) FROM outbox WHERE state = 'read')",
                 [],
                 |r| {
                     Ok(StoreSummary {
@@ -834,6 +838,8 @@ impl Store {
                         outbox_failed: r.get(4)?,
                         runs_in_flight: r.get(5)?,
                         runs_parked: r.get(6)?,
+                        outbox_delivered: r.get(7)?,
+                        outbox_read: r.get(8)?,
                     })
                 },
             )?)

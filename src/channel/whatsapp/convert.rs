@@ -366,3 +366,15 @@ mod tests {
         }
     }
 }
+
+/// The receipt a WhatsApp receipt type stands for, if it moves an outbox row.
+pub fn receipt(
+    kind: whatsapp_rust::types::presence::ReceiptType,
+) -> Option<crate::channel::Receipt> {
+    use whatsapp_rust::types::presence::ReceiptType;
+    match kind {
+        ReceiptType::Delivered => Some(crate::channel::Receipt::Delivered),
+        ReceiptType::Read | ReceiptType::Played => Some(crate::channel::Receipt::Read),
+        _ => None,
+    }
+}

@@ -18,9 +18,9 @@
 //! Outbound. Markdown becomes WhatsApp formatting and long texts are split
 //! (`wa_format`); each part goes out with an id derived from the outbox row's
 //! id, so a resend after a crash is recognised by WhatsApp as the same
-//! message. A governor spaces sends per chat and globally, with jitter, and
-//! nothing is ever sent to a chat that is not registered. Server acks and
-//! receipts move outbox rows to delivered / read.
+//! message. A governor spaces sends per chat and globally, with jitter.
+//! Receipts and server refusals are reported as [`ChannelEvent`]s; the core
+//! applies them (and decides who may be sent to).
 
 pub mod convert;
 
@@ -34,10 +34,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use whatsapp_rust::anyhow;
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::types::presence::ReceiptType;
 use whatsapp_rust::wacore_binary::JidExt;
 
-use super::{Channel, ChannelError, LinkStatus, Outgoing};
+use super::{Channel, ChannelError, ChannelEvent, LinkStatus, Outgoing};
 use crate::ids::{ChatJid, MessageId};
 use crate::store::{Inbound, Store};
 
@@ -105,6 +104,8 @@ struct Shared {
     opts: WhatsAppOptions,
     /// Send times in the last minute, for the governor.
     sent: Mutex<SendLog>,
+    events: tokio::sync::mpsc::Sender<ChannelEvent>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<ChannelEvent>>>,
 }
 
 /// Recent send times, per chat and overall.
@@ -144,6 +145,7 @@ pub fn render_qr(code: &str) -> Option<String> {
 
 impl WhatsAppChannel {
     pub fn new(store: Store, opts: WhatsAppOptions) -> Self {
+        let (events, events_rx) = super::event_stream();
         Self {
             shared: Arc::new(Shared {
                 client: Mutex::new(None),
@@ -152,6 +154,8 @@ impl WhatsAppChannel {
                 store,
                 opts,
                 sent: Mutex::default(),
+                events,
+                events_rx: Mutex::new(Some(events_rx)),
             }),
         }
     }
@@ -356,36 +360,33 @@ impl WhatsAppChannel {
                 ),
             ),
             Event::Receipt(r) => {
-                let state = match r.r#type {
-                    ReceiptType::Delivered => Some("delivered"),
-                    ReceiptType::Read | ReceiptType::Played => Some("read"),
-                    _ => None,
-                };
-                if let Some(state) = state {
+                if let Some(receipt) = convert::receipt(r.r#type.clone()) {
                     for id in &r.message_ids {
-                        let _ = self
-                            .shared
-                            .store
-                            .outbox_receipt(MessageId::base_of(id), state)
-                            .await;
+                        self.report(ChannelEvent::Receipt {
+                            id: MessageId::new(MessageId::base_of(id)),
+                            receipt,
+                        })
+                        .await;
                     }
                 }
             }
             Event::ServerAck(a) if a.class.as_deref().is_none_or(|c| c == "message") => {
                 if let Some(code) = &a.error {
                     tracing::warn!(id = %a.id, %code, "WhatsApp refused a message");
-                    let _ = self
-                        .shared
-                        .store
-                        .outbox_refused(
-                            MessageId::base_of(&a.id),
-                            &format!("refused by WhatsApp (code {code})"),
-                        )
-                        .await;
+                    self.report(ChannelEvent::Refused {
+                        id: MessageId::new(MessageId::base_of(&a.id)),
+                        reason: format!("refused by WhatsApp (code {code})"),
+                    })
+                    .await;
                 }
             }
             _ => {}
         }
+    }
+
+    /// Hands an event to the core (which applies it to the outbox).
+    async fn report(&self, event: ChannelEvent) {
+        let _ = self.shared.events.send(event).await;
     }
 
     fn end(&self, ending: Ending) {
@@ -490,19 +491,6 @@ pub(crate) fn classify(e: SendError) -> ChannelError {
 impl Channel for WhatsAppChannel {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
-            // Never start a conversation with a chat that is not registered.
-            let registered = self
-                .shared
-                .store
-                .registered(&msg.chat)
-                .await
-                .map_err(|e| ChannelError::Transient(e.to_string()))?;
-            if registered.is_none() {
-                return Err(ChannelError::Rejected(format!(
-                    "{} is not a registered chat",
-                    msg.chat
-                )));
-            }
             let client = self
                 .client()
                 .filter(|c| c.is_logged_in())
@@ -522,6 +510,14 @@ impl Channel for WhatsAppChannel {
             }
             Ok(())
         })
+    }
+
+    fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<ChannelEvent>> {
+        self.shared
+            .events_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn link(&self) -> watch::Receiver<LinkStatus> {
