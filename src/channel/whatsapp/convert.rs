@@ -116,6 +116,18 @@ pub fn inbound(info: &MessageInfo, message: &wa::Message) -> Result<Converted, S
     })
 }
 
+/// The receipt a WhatsApp receipt type stands for, if it moves an outbox row.
+pub fn receipt(
+    kind: whatsapp_rust::types::presence::ReceiptType,
+) -> Option<crate::channel::Receipt> {
+    use whatsapp_rust::types::presence::ReceiptType;
+    match kind {
+        ReceiptType::Delivered => Some(crate::channel::Receipt::Delivered),
+        ReceiptType::Read | ReceiptType::Played => Some(crate::channel::Receipt::Read),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,17 +376,5 @@ mod tests {
             let c = ChatJid::parse(s).unwrap();
             assert_eq!(chat_jid(&to_jid(&c).unwrap()).unwrap(), c);
         }
-    }
-}
-
-/// The receipt a WhatsApp receipt type stands for, if it moves an outbox row.
-pub fn receipt(
-    kind: whatsapp_rust::types::presence::ReceiptType,
-) -> Option<crate::channel::Receipt> {
-    use whatsapp_rust::types::presence::ReceiptType;
-    match kind {
-        ReceiptType::Delivered => Some(crate::channel::Receipt::Delivered),
-        ReceiptType::Read | ReceiptType::Played => Some(crate::channel::Receipt::Read),
-        _ => None,
     }
 }
