@@ -342,6 +342,18 @@ struct E2eResult {
     inbox_post: Dist,
     paired_ratio_p50: f64,
     opencode_version: String,
+    /// CPU the idle bridge used after the runs, as a share of one core.
+    idle_cpu: f64,
+    idle_window: Duration,
+}
+
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 /// Assistant messages in a transcript that have finished.
@@ -474,8 +486,17 @@ async fn bench_e2e() -> E2eResult {
     ratios.sort_by(f64::total_cmp);
     let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
 
+    // Idle: no traffic, OpenCode up, everything warmed.
+    let pid = world.bridge.as_ref().unwrap().child.id();
+    let idle_window = Duration::from_secs(10);
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(idle_window).await;
+    let idle_cpu = (cpu_seconds(pid) - before) / idle_window.as_secs_f64();
+
     let _ = world.stop_bridge().await;
     E2eResult {
+        idle_cpu,
+        idle_window,
         bridge: Dist::new(bridge_samples[WARMUP..].to_vec()),
         bare: Dist::new(bare_samples[WARMUP..].to_vec()),
         inbox_post: Dist::new(post_samples[WARMUP..].to_vec()),
@@ -925,6 +946,12 @@ fn main() {
     println!(
         "\nWith n = {} samples (nearest-rank percentiles), p99 is the maximum.",
         e2e.bridge.n()
+    );
+    println!(
+        "\nIdle bridge after the runs (fake channel, OpenCode up, no traffic), \
+         /proc CPU time over {} s: **{:.2}% of one core** (target < 1%).",
+        e2e.idle_window.as_secs(),
+        e2e.idle_cpu * 100.0
     );
 
     println!(
