@@ -4,11 +4,12 @@
 //! beside a running bridge), and the bridge reads registrations per message,
 //! so registering or unregistering takes effect without a restart.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Command as ClapCommand, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{Config, ConfigArgs};
+use crate::config::Config;
 use crate::ids::{ChatJid, Folder};
 use crate::router::TriggerRule;
 use crate::store::{RegisteredChat, Store};
@@ -21,9 +22,36 @@ use crate::store::{RegisteredChat, Store};
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub config: Config,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments and environment; on a refused value
+    /// prints clap's message, which names the setting, and exits.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the program name first) and the environment, where a
+    /// blank variable counts as unset.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::parse_with(crate::config::unset_blank_env(Self::command()), args)
+    }
+
+    pub(crate) fn parse_with<I, T>(mut cmd: ClapCommand, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut matches = cmd.try_get_matches_from_mut(args)?;
+        Self::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,7 +193,8 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
-    let config = Config::from_args(&cli.config)?;
+    cli.config.validate()?;
+    let config = cli.config;
     match cli.command {
         Command::Serve => Ok(crate::App::start(config)
             .await?

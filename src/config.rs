@@ -1,101 +1,302 @@
 //! One typed configuration, from flags and environment (a flag wins over
-//! its variable), validated at start-up with errors that name the setting.
-//! Secrets are wrapped so `Debug` and logs never show them.
+//! its variable; a variable that is set but blank counts as unset).
+//!
+//! clap parses every value, with its ranges and enums, and refuses a bad one
+//! at start-up. Each value is named after its variable
+//! (`--run-timeout <PB_RUN_TIMEOUT>`), so clap's message names the variable
+//! whether the value came from a flag or from the environment.
+//! [`Config::validate`] adds the rules clap cannot check without echoing the
+//! value. Secrets are wrapped so `Debug` and logs never show them.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use clap::Args;
+use clap::builder::{BoolishValueParser, RangedU64ValueParser};
+use clap::{Args, ValueEnum};
 
-/// Raw settings as given; `Config::from_args` validates them.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ConfigArgs {
-    /// Directory for the bridge's database and state [env: PB_DATA_DIR; default ./data]
-    #[arg(long, env = "PB_DATA_DIR", global = true, hide_env = true)]
-    pub data_dir: Option<String>,
-    /// Workspace OpenCode works in; chats get PB_WORKSPACE/chats/<folder> [env: PB_WORKSPACE; default ./workspace]
-    #[arg(long, env = "PB_WORKSPACE", global = true, hide_env = true)]
-    pub workspace: Option<String>,
-    /// Address of the health/metrics (and fake channel) HTTP server [env: PB_HTTP_ADDR; default 127.0.0.1:8787]
-    #[arg(long, env = "PB_HTTP_ADDR", global = true, hide_env = true)]
-    pub http_addr: Option<String>,
-    /// Channel: whatsapp or fake [env: PB_CHANNEL; default whatsapp]
-    #[arg(long, env = "PB_CHANNEL", global = true, hide_env = true)]
-    pub channel: Option<String>,
-    /// The assistant's name, used for the group trigger "@<name>" [env: ASSISTANT_NAME; default Andy]
-    #[arg(long, env = "ASSISTANT_NAME", global = true, hide_env = true)]
-    pub assistant_name: Option<String>,
-    /// true when the assistant has its own WhatsApp number [env: ASSISTANT_HAS_OWN_NUMBER; default false]
-    #[arg(long, env = "ASSISTANT_HAS_OWN_NUMBER", global = true, hide_env = true)]
-    pub assistant_has_own_number: Option<String>,
-    /// Most chats with a run at the same time [env: MAX_CONCURRENT_SESSIONS; default 5]
-    #[arg(long, env = "MAX_CONCURRENT_SESSIONS", global = true, hide_env = true)]
-    pub max_concurrent_sessions: Option<String>,
-    /// URL of a running `opencode serve`; unset: the bridge starts one [env: OPENCODE_URL]
-    #[arg(long, env = "OPENCODE_URL", global = true, hide_env = true)]
-    pub opencode_url: Option<String>,
-    /// OpenCode server password (HTTP basic auth) [env: OPENCODE_SERVER_PASSWORD]
-    #[arg(long, env = "OPENCODE_SERVER_PASSWORD", global = true, hide_env = true)]
-    pub opencode_password: Option<String>,
-    /// OpenCode server user name [env: OPENCODE_SERVER_USERNAME; default opencode]
-    #[arg(long, env = "OPENCODE_SERVER_USERNAME", global = true, hide_env = true)]
-    pub opencode_username: Option<String>,
-    /// Model as provider/model; unset: OpenCode's configured default [env: OPENCODE_MODEL]
-    #[arg(long, env = "OPENCODE_MODEL", global = true, hide_env = true)]
-    pub opencode_model: Option<String>,
-    /// The opencode binary to start when OPENCODE_URL is unset [env: OPENCODE_BIN; default: PATH, then .tools/]
-    #[arg(long, env = "OPENCODE_BIN", global = true, hide_env = true)]
-    pub opencode_bin: Option<String>,
-    /// IANA time zone for prompts and schedules [env: TZ; default UTC]
-    #[arg(long, env = "TZ", global = true, hide_env = true)]
-    pub tz: Option<String>,
-    /// Longest a run may take before it is aborted [env: PB_RUN_TIMEOUT; default 10m]
-    #[arg(long, env = "PB_RUN_TIMEOUT", global = true, hide_env = true)]
-    pub run_timeout: Option<String>,
-    /// First retry delay of a failed run, doubling per attempt [env: PB_RETRY_BASE; default 5s]
-    #[arg(long, env = "PB_RETRY_BASE", global = true, hide_env = true)]
-    pub retry_base: Option<String>,
-    /// Attempts before a failing run is parked [env: PB_RETRY_ATTEMPTS; default 5]
-    #[arg(long, env = "PB_RETRY_ATTEMPTS", global = true, hide_env = true)]
-    pub retry_attempts: Option<String>,
-    /// Answer to OpenCode permission requests: allow or reject [env: PB_PERMISSION; default allow]
-    #[arg(long, env = "PB_PERMISSION", global = true, hide_env = true)]
-    pub permission: Option<String>,
-    /// Largest inbound message text in bytes [env: PB_MAX_TEXT_BYTES; default 65536]
-    #[arg(long, env = "PB_MAX_TEXT_BYTES", global = true, hide_env = true)]
-    pub max_text_bytes: Option<String>,
-    /// Most messages one prompt carries (the newest win) [env: PB_MAX_BATCH; default 100]
-    #[arg(long, env = "PB_MAX_BATCH", global = true, hide_env = true)]
-    pub max_batch: Option<String>,
-    /// How long an agent tool waits for the bridge before telling the model it is queued [env: PB_IPC_TIMEOUT; default 30s]
-    #[arg(long, env = "PB_IPC_TIMEOUT", global = true, hide_env = true)]
-    pub ipc_timeout: Option<String>,
-    /// Phone number (digits, with country code) to pair with a code instead of a QR code [env: PB_WHATSAPP_PHONE]
-    #[arg(long, env = "PB_WHATSAPP_PHONE", global = true, hide_env = true)]
+/// Validated configuration: parsed by clap, then [`Config::validate`].
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Directory for the bridge's database and state
+    #[arg(
+        long,
+        env = "PB_DATA_DIR",
+        value_name = "PB_DATA_DIR",
+        default_value = "./data",
+        global = true,
+        hide_env_values = true
+    )]
+    pub data_dir: PathBuf,
+    /// Workspace OpenCode works in; chats get PB_WORKSPACE/chats/<folder>
+    #[arg(
+        long,
+        env = "PB_WORKSPACE",
+        value_name = "PB_WORKSPACE",
+        default_value = "./workspace",
+        global = true,
+        hide_env_values = true
+    )]
+    pub workspace: PathBuf,
+    /// Address of the health/metrics (and fake channel) HTTP server
+    #[arg(
+        long,
+        env = "PB_HTTP_ADDR",
+        value_name = "PB_HTTP_ADDR",
+        default_value = "127.0.0.1:8787",
+        global = true,
+        hide_env_values = true
+    )]
+    pub http_addr: SocketAddr,
+    /// Channel: WhatsApp, or fake (an HTTP stand-in for trying it out, /fake/*)
+    #[arg(
+        long,
+        env = "PB_CHANNEL",
+        value_name = "PB_CHANNEL",
+        value_enum,
+        default_value_t = ChannelKind::WhatsApp,
+        global = true,
+        hide_env_values = true
+    )]
+    pub channel: ChannelKind,
+    /// The assistant's name, used for the group trigger "@<name>"
+    #[arg(
+        long,
+        env = "ASSISTANT_NAME",
+        value_name = "ASSISTANT_NAME",
+        value_parser = parse_assistant_name,
+        default_value = "Andy",
+        global = true,
+        hide_env_values = true
+    )]
+    pub assistant_name: String,
+    /// true when the assistant has its own WhatsApp number
+    #[arg(
+        long,
+        env = "ASSISTANT_HAS_OWN_NUMBER",
+        value_name = "ASSISTANT_HAS_OWN_NUMBER",
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        default_value = "false",
+        global = true,
+        hide_env_values = true
+    )]
+    pub assistant_has_own_number: bool,
+    /// Most chats with a run at the same time
+    #[arg(
+        long,
+        env = "MAX_CONCURRENT_SESSIONS",
+        value_name = "MAX_CONCURRENT_SESSIONS",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=64),
+        default_value = "5",
+        global = true,
+        hide_env_values = true
+    )]
+    pub max_concurrent_sessions: usize,
+    /// URL of a running `opencode serve`; unset: the bridge starts one
+    #[arg(
+        long,
+        env = "OPENCODE_URL",
+        value_name = "OPENCODE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub opencode_url: Option<reqwest::Url>,
+    /// OpenCode server password (HTTP basic auth)
+    #[arg(
+        long,
+        env = "OPENCODE_SERVER_PASSWORD",
+        value_name = "OPENCODE_SERVER_PASSWORD",
+        value_parser = Secret::parse,
+        global = true,
+        hide_env_values = true
+    )]
+    pub opencode_password: Option<Secret>,
+    /// OpenCode server user name
+    #[arg(
+        long,
+        env = "OPENCODE_SERVER_USERNAME",
+        value_name = "OPENCODE_SERVER_USERNAME",
+        default_value = "opencode",
+        global = true,
+        hide_env_values = true
+    )]
+    pub opencode_username: String,
+    /// Model as provider/model; unset: OpenCode's configured default
+    #[arg(
+        long,
+        env = "OPENCODE_MODEL",
+        value_name = "OPENCODE_MODEL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub opencode_model: Option<ModelRef>,
+    /// The opencode binary to start when OPENCODE_URL is unset; unset: PATH, then .tools/
+    #[arg(
+        long,
+        env = "OPENCODE_BIN",
+        value_name = "OPENCODE_BIN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub opencode_bin: Option<PathBuf>,
+    /// IANA time zone for prompts and schedules
+    #[arg(
+        long,
+        env = "TZ",
+        value_name = "TZ",
+        value_parser = parse_tz,
+        default_value = "UTC",
+        global = true,
+        hide_env_values = true
+    )]
+    pub tz: Tz,
+    /// Longest a run may take before it is aborted
+    #[arg(
+        long,
+        env = "PB_RUN_TIMEOUT",
+        value_name = "PB_RUN_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "10m",
+        global = true,
+        hide_env_values = true
+    )]
+    pub run_timeout: Duration,
+    /// First retry delay of a failed run, doubling per attempt
+    #[arg(
+        long,
+        env = "PB_RETRY_BASE",
+        value_name = "PB_RETRY_BASE",
+        value_parser = parse_duration,
+        default_value = "5s",
+        global = true,
+        hide_env_values = true
+    )]
+    pub retry_base: Duration,
+    /// Attempts before a failing run is parked
+    #[arg(
+        long,
+        env = "PB_RETRY_ATTEMPTS",
+        value_name = "PB_RETRY_ATTEMPTS",
+        value_parser = clap::value_parser!(u32).range(1..=20),
+        default_value = "5",
+        global = true,
+        hide_env_values = true
+    )]
+    pub retry_attempts: u32,
+    /// Answer to OpenCode permission requests
+    #[arg(
+        long,
+        env = "PB_PERMISSION",
+        value_name = "PB_PERMISSION",
+        value_enum,
+        default_value_t = PermissionPolicy::Allow,
+        global = true,
+        hide_env_values = true
+    )]
+    pub permission: PermissionPolicy,
+    /// Largest inbound message text in bytes
+    #[arg(
+        long,
+        env = "PB_MAX_TEXT_BYTES",
+        value_name = "PB_MAX_TEXT_BYTES",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_048_576),
+        default_value = "65536",
+        global = true,
+        hide_env_values = true
+    )]
+    pub max_text_bytes: usize,
+    /// Most messages one prompt carries (the newest win)
+    #[arg(
+        long,
+        env = "PB_MAX_BATCH",
+        value_name = "PB_MAX_BATCH",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000),
+        default_value = "100",
+        global = true,
+        hide_env_values = true
+    )]
+    pub max_batch: usize,
+    /// How long an agent tool waits for the bridge before telling the model it is queued
+    #[arg(
+        long,
+        env = "PB_IPC_TIMEOUT",
+        value_name = "PB_IPC_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "30s",
+        global = true,
+        hide_env_values = true
+    )]
+    pub ipc_timeout: Duration,
+    /// Phone number (digits, with country code) to pair with a code instead of a QR code
+    #[arg(
+        long,
+        env = "PB_WHATSAPP_PHONE",
+        value_name = "PB_WHATSAPP_PHONE",
+        value_parser = parse_phone,
+        global = true,
+        hide_env_values = true
+    )]
     pub whatsapp_phone: Option<String>,
-    /// Longest WhatsApp message before a reply is split, in characters [env: PB_WA_CHUNK_LIMIT; default 4000]
-    #[arg(long, env = "PB_WA_CHUNK_LIMIT", global = true, hide_env = true)]
-    pub wa_chunk_limit: Option<String>,
-    /// Send read receipts for processed messages: true or false [env: PB_READ_RECEIPTS; default true]
-    #[arg(long, env = "PB_READ_RECEIPTS", global = true, hide_env = true)]
-    pub read_receipts: Option<String>,
-    /// Most WhatsApp messages per minute to one chat [env: PB_WA_PER_CHAT_PER_MINUTE; default 12]
+    /// Longest WhatsApp message before a reply is split, in characters
+    #[arg(
+        long,
+        env = "PB_WA_CHUNK_LIMIT",
+        value_name = "PB_WA_CHUNK_LIMIT",
+        value_parser = RangedU64ValueParser::<usize>::new().range(200..=60_000),
+        default_value = "4000",
+        global = true,
+        hide_env_values = true
+    )]
+    pub wa_chunk_limit: usize,
+    /// Send read receipts for processed messages
+    #[arg(
+        long,
+        env = "PB_READ_RECEIPTS",
+        value_name = "PB_READ_RECEIPTS",
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        default_value = "true",
+        global = true,
+        hide_env_values = true
+    )]
+    pub read_receipts: bool,
+    /// Most WhatsApp messages per minute to one chat
     #[arg(
         long,
         env = "PB_WA_PER_CHAT_PER_MINUTE",
+        value_name = "PB_WA_PER_CHAT_PER_MINUTE",
+        value_parser = clap::value_parser!(u32).range(1..=600),
+        default_value = "12",
         global = true,
-        hide_env = true
+        hide_env_values = true
     )]
-    pub wa_per_chat_per_minute: Option<String>,
-    /// Most WhatsApp messages per minute overall [env: PB_WA_PER_MINUTE; default 40]
-    #[arg(long, env = "PB_WA_PER_MINUTE", global = true, hide_env = true)]
-    pub wa_per_minute: Option<String>,
-    /// Event stream silence after which it is reconnected [env: PB_STREAM_WATCHDOG; default 30s]
-    #[arg(long, env = "PB_STREAM_WATCHDOG", global = true, hide_env = true)]
-    pub stream_watchdog: Option<String>,
+    pub wa_per_chat_per_minute: u32,
+    /// Most WhatsApp messages per minute overall
+    #[arg(
+        long,
+        env = "PB_WA_PER_MINUTE",
+        value_name = "PB_WA_PER_MINUTE",
+        value_parser = clap::value_parser!(u32).range(1..=3000),
+        default_value = "40",
+        global = true,
+        hide_env_values = true
+    )]
+    pub wa_per_minute: u32,
+    /// Event stream silence after which it is reconnected
+    #[arg(
+        long,
+        env = "PB_STREAM_WATCHDOG",
+        value_name = "PB_STREAM_WATCHDOG",
+        value_parser = parse_duration,
+        default_value = "30s",
+        global = true,
+        hide_env_values = true
+    )]
+    pub stream_watchdog: Duration,
 }
 
 /// A secret string: never printed.
@@ -106,6 +307,11 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// clap's parser: never fails, so clap never echoes the value.
+    fn parse(value: &str) -> Result<Secret, std::convert::Infallible> {
+        Ok(Secret(value.to_owned()))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -114,13 +320,14 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ChannelKind {
+    #[value(name = "whatsapp")]
     WhatsApp,
     Fake,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PermissionPolicy {
     Allow,
     Reject,
@@ -133,35 +340,18 @@ pub struct ModelRef {
     pub model: String,
 }
 
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub data_dir: PathBuf,
-    pub workspace: PathBuf,
-    pub http_addr: SocketAddr,
-    pub channel: ChannelKind,
-    pub assistant_name: String,
-    pub assistant_has_own_number: bool,
-    pub max_concurrent_sessions: usize,
-    pub opencode_url: Option<reqwest::Url>,
-    pub opencode_username: String,
-    pub opencode_password: Option<Secret>,
-    pub opencode_model: Option<ModelRef>,
-    pub opencode_bin: Option<PathBuf>,
-    pub tz: Tz,
-    pub run_timeout: Duration,
-    pub retry_base: Duration,
-    pub retry_attempts: u32,
-    pub permission: PermissionPolicy,
-    pub max_text_bytes: usize,
-    pub max_batch: usize,
-    pub stream_watchdog: Duration,
-    pub ipc_timeout: Duration,
-    pub whatsapp_phone: Option<String>,
-    pub wa_chunk_limit: usize,
-    pub read_receipts: bool,
-    pub wa_per_chat_per_minute: u32,
-    pub wa_per_minute: u32,
+impl FromStr for ModelRef {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.trim().split_once('/') {
+            Some((p, model)) if !p.is_empty() && !model.is_empty() => Ok(ModelRef {
+                provider: p.into(),
+                model: model.into(),
+            }),
+            _ => Err("expected provider/model".into()),
+        }
+    }
 }
 
 /// A setting that failed validation; the message names it.
@@ -173,313 +363,99 @@ pub struct ConfigError {
     pub why: String,
 }
 
-/// Parses `90s`, `5m`, `2h`, `1d`, `250ms`; a bare number is milliseconds.
+/// Parses a duration with `humantime` (`90s`, `10m`, `1h30m`, `2h 5m`,
+/// `1d`, `500ms`); a bare number is milliseconds. Zero is refused.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    if num.is_empty() {
-        return Err(format!(
-            "{value:?} is not a duration (examples: 90s, 5m, 2h, 1d, 500ms)"
-        ));
+    let d = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_millis(v.parse().map_err(|_| "is too large".to_owned())?)
+    } else {
+        humantime::parse_duration(v).map_err(|e| match e {
+            humantime::DurationError::UnknownUnit { unit, .. } => format!(
+                "unknown unit {unit:?} (examples: 90s, 10m, 1h30m, 1d, 500ms; a bare number is ms)"
+            ),
+            humantime::DurationError::NumberOverflow => "is too large".to_owned(),
+            _ => "is not a duration (examples: 90s, 10m, 1h30m, 1d, 500ms)".to_owned(),
+        })?
+    };
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
     }
-    let n: u64 = num.parse().map_err(|_| format!("{value:?} is too large"))?;
-    let ms = match unit.trim() {
-        "" | "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {value:?} (use ms, s, m, h or d)"
-            ));
-        }
-    }
-    .ok_or_else(|| format!("{value:?} is too large"))?;
-    if ms == 0 {
-        return Err(format!("{value:?} must be greater than zero"));
-    }
-    Ok(Duration::from_millis(ms))
+    Ok(d)
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+fn parse_assistant_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("use one word of at most 64 bytes, without spaces".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// An IANA name; a leading `:` (POSIX's "implementation-defined" form, as in
+/// `TZ=:Europe/Berlin`) is ignored.
+fn parse_tz(value: &str) -> Result<Tz, String> {
+    value
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .map_err(|_| "not an IANA time zone (example: Europe/Berlin)".into())
+}
+
+/// Digits with country code; `+`, spaces and dashes are dropped.
+fn parse_phone(value: &str) -> Result<String, String> {
+    let digits: String = value
+        .chars()
+        .filter(|c| !matches!(c, '+' | ' ' | '-'))
+        .collect();
+    if digits.len() < 7 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            "expected a phone number with country code, digits only (e.g. 4915112345678)".into(),
+        );
+    }
+    Ok(digits)
+}
+
+/// Drops the environment variable of every argument whose variable is set
+/// but blank, so it counts as unset, as `${VAR:-}` in compose.yaml leaves
+/// it (clap would parse the empty string and refuse it).
+pub fn unset_blank_env(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|a| {
+        let blank = a
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|v| v.to_str().is_some_and(|s| s.trim().is_empty()));
+        if blank {
+            a.env(None::<&'static str>)
+        } else {
+            a
+        }
+    })
 }
 
 impl Config {
-    /// Validates raw settings.
-    pub fn from_args(a: &ConfigArgs) -> Result<Self, ConfigError> {
-        fn err(setting: &'static str, flag: &'static str, why: impl Into<String>) -> ConfigError {
-            ConfigError {
-                setting,
-                flag,
-                why: why.into(),
-            }
-        }
-        fn number<T: std::str::FromStr + PartialOrd + fmt::Display>(
-            v: Option<&str>,
-            default: T,
-            min: T,
-            max: T,
-            setting: &'static str,
-            flag: &'static str,
-        ) -> Result<T, ConfigError> {
-            let Some(v) = v else { return Ok(default) };
-            match v.parse::<T>() {
-                Ok(n) if n >= min && n <= max => Ok(n),
-                _ => Err(err(
-                    setting,
-                    flag,
-                    format!("expected a whole number from {min} to {max}, got {v:?}"),
-                )),
-            }
-        }
-        let duration = |v: Option<&str>, default: Duration, setting, flag| match v {
-            None => Ok(default),
-            Some(v) => parse_duration(v).map_err(|why| err(setting, flag, why)),
+    /// What clap does not check: an OpenCode URL is http(s) and carries no
+    /// credentials (a URL is logged; clap would echo a refused one).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |why: &str| ConfigError {
+            setting: "OPENCODE_URL",
+            flag: "--opencode-url",
+            why: why.into(),
         };
-
-        let http_addr = non_empty(&a.http_addr).unwrap_or("127.0.0.1:8787");
-        let http_addr = http_addr.parse().map_err(|_| {
-            err(
-                "PB_HTTP_ADDR",
-                "--http-addr",
-                format!("expected host:port such as 127.0.0.1:8787, got {http_addr:?}"),
-            )
-        })?;
-        let channel = match non_empty(&a.channel).unwrap_or("whatsapp") {
-            "whatsapp" => ChannelKind::WhatsApp,
-            "fake" => ChannelKind::Fake,
-            other => {
+        if let Some(url) = &self.opencode_url {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(err("use an http:// or https:// URL"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
                 return Err(err(
-                    "PB_CHANNEL",
-                    "--channel",
-                    format!("expected whatsapp or fake, got {other:?}"),
+                    "leave the user and password out of the URL; set OPENCODE_SERVER_USERNAME and OPENCODE_SERVER_PASSWORD",
                 ));
             }
-        };
-        let assistant_name = non_empty(&a.assistant_name).unwrap_or("Andy").to_owned();
-        if assistant_name.len() > 64
-            || assistant_name
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(err(
-                "ASSISTANT_NAME",
-                "--assistant-name",
-                "use one word of at most 64 bytes, without spaces",
-            ));
         }
-        let assistant_has_own_number = match non_empty(&a.assistant_has_own_number)
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                return Err(err(
-                    "ASSISTANT_HAS_OWN_NUMBER",
-                    "--assistant-has-own-number",
-                    format!("expected true or false, got {other:?}"),
-                ));
-            }
-        };
-        let opencode_url = match non_empty(&a.opencode_url) {
-            None => None,
-            Some(u) => {
-                let url = reqwest::Url::parse(u).map_err(|e| {
-                    err(
-                        "OPENCODE_URL",
-                        "--opencode-url",
-                        format!("{u:?} is not a URL: {e}"),
-                    )
-                })?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(err(
-                        "OPENCODE_URL",
-                        "--opencode-url",
-                        "use an http:// or https:// URL",
-                    ));
-                }
-                // Credentials in the URL would be logged with it.
-                if !url.username().is_empty() || url.password().is_some() {
-                    return Err(err(
-                        "OPENCODE_URL",
-                        "--opencode-url",
-                        "leave the user and password out of the URL; set OPENCODE_SERVER_USERNAME and OPENCODE_SERVER_PASSWORD",
-                    ));
-                }
-                Some(url)
-            }
-        };
-        let opencode_model = match non_empty(&a.opencode_model) {
-            None => None,
-            Some(m) => match m.split_once('/') {
-                Some((p, model)) if !p.is_empty() && !model.is_empty() => Some(ModelRef {
-                    provider: p.into(),
-                    model: model.into(),
-                }),
-                _ => {
-                    return Err(err(
-                        "OPENCODE_MODEL",
-                        "--opencode-model",
-                        format!("expected provider/model, got {m:?}"),
-                    ));
-                }
-            },
-        };
-        let tz_name = non_empty(&a.tz).unwrap_or("UTC");
-        let tz: Tz = tz_name.trim_start_matches(':').parse().map_err(|_| {
-            err(
-                "TZ",
-                "--tz",
-                format!("{tz_name:?} is not an IANA time zone (example: Europe/Berlin)"),
-            )
-        })?;
-        let permission = match non_empty(&a.permission).unwrap_or("allow") {
-            "allow" => PermissionPolicy::Allow,
-            "reject" => PermissionPolicy::Reject,
-            other => {
-                return Err(err(
-                    "PB_PERMISSION",
-                    "--permission",
-                    format!("expected allow or reject, got {other:?}"),
-                ));
-            }
-        };
-
-        Ok(Config {
-            data_dir: PathBuf::from(non_empty(&a.data_dir).unwrap_or("./data")),
-            workspace: PathBuf::from(non_empty(&a.workspace).unwrap_or("./workspace")),
-            http_addr,
-            channel,
-            assistant_name,
-            assistant_has_own_number,
-            max_concurrent_sessions: number(
-                non_empty(&a.max_concurrent_sessions),
-                5,
-                1,
-                64,
-                "MAX_CONCURRENT_SESSIONS",
-                "--max-concurrent-sessions",
-            )?,
-            opencode_url,
-            opencode_username: non_empty(&a.opencode_username)
-                .unwrap_or("opencode")
-                .to_owned(),
-            opencode_password: non_empty(&a.opencode_password).map(|p| Secret(p.to_owned())),
-            opencode_model,
-            opencode_bin: non_empty(&a.opencode_bin).map(PathBuf::from),
-            tz,
-            run_timeout: duration(
-                non_empty(&a.run_timeout),
-                Duration::from_secs(600),
-                "PB_RUN_TIMEOUT",
-                "--run-timeout",
-            )?,
-            retry_base: duration(
-                non_empty(&a.retry_base),
-                Duration::from_secs(5),
-                "PB_RETRY_BASE",
-                "--retry-base",
-            )?,
-            retry_attempts: number(
-                non_empty(&a.retry_attempts),
-                5,
-                1,
-                20,
-                "PB_RETRY_ATTEMPTS",
-                "--retry-attempts",
-            )?,
-            permission,
-            max_text_bytes: number(
-                non_empty(&a.max_text_bytes),
-                65_536,
-                1,
-                1_048_576,
-                "PB_MAX_TEXT_BYTES",
-                "--max-text-bytes",
-            )?,
-            max_batch: number(
-                non_empty(&a.max_batch),
-                100,
-                1,
-                10_000,
-                "PB_MAX_BATCH",
-                "--max-batch",
-            )?,
-            stream_watchdog: duration(
-                non_empty(&a.stream_watchdog),
-                Duration::from_secs(30),
-                "PB_STREAM_WATCHDOG",
-                "--stream-watchdog",
-            )?,
-            whatsapp_phone: match non_empty(&a.whatsapp_phone) {
-                None => None,
-                Some(p) => {
-                    let digits: String = p
-                        .chars()
-                        .filter(|c| !matches!(c, '+' | ' ' | '-'))
-                        .collect();
-                    if digits.len() < 7
-                        || digits.len() > 15
-                        || !digits.bytes().all(|b| b.is_ascii_digit())
-                    {
-                        return Err(err(
-                            "PB_WHATSAPP_PHONE",
-                            "--whatsapp-phone",
-                            "expected a phone number with country code, digits only (e.g. 4915112345678)",
-                        ));
-                    }
-                    Some(digits)
-                }
-            },
-            wa_chunk_limit: number(
-                non_empty(&a.wa_chunk_limit),
-                4000,
-                200,
-                60_000,
-                "PB_WA_CHUNK_LIMIT",
-                "--wa-chunk-limit",
-            )?,
-            read_receipts: match non_empty(&a.read_receipts)
-                .map(str::to_ascii_lowercase)
-                .as_deref()
-            {
-                None | Some("true" | "1" | "yes") => true,
-                Some("false" | "0" | "no") => false,
-                Some(other) => {
-                    return Err(err(
-                        "PB_READ_RECEIPTS",
-                        "--read-receipts",
-                        format!("expected true or false, got {other:?}"),
-                    ));
-                }
-            },
-            wa_per_chat_per_minute: number(
-                non_empty(&a.wa_per_chat_per_minute),
-                12,
-                1,
-                600,
-                "PB_WA_PER_CHAT_PER_MINUTE",
-                "--wa-per-chat-per-minute",
-            )?,
-            wa_per_minute: number(
-                non_empty(&a.wa_per_minute),
-                40,
-                1,
-                3000,
-                "PB_WA_PER_MINUTE",
-                "--wa-per-minute",
-            )?,
-            ipc_timeout: duration(
-                non_empty(&a.ipc_timeout),
-                Duration::from_secs(30),
-                "PB_IPC_TIMEOUT",
-                "--ipc-timeout",
-            )?,
-        })
+        Ok(())
     }
 
     /// The bridge's database file.
@@ -500,109 +476,294 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::{Mutex, PoisonError};
 
-    #[test]
-    fn defaults_are_valid() {
-        let c = Config::from_args(&ConfigArgs::default()).unwrap();
-        assert_eq!(c.channel, ChannelKind::WhatsApp);
-        assert_eq!(c.max_concurrent_sessions, 5);
-        assert_eq!(c.assistant_name, "Andy");
-        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8787");
-        assert_eq!(c.retry_base, Duration::from_secs(5));
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    /// The environment is process-wide: tests that set it take turns.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    /// Parses `pocketbrain <args>` as `main` does, with `env` as the only
+    /// settings in the environment (the caller's own are ignored), then
+    /// validates. An error reads as the user would see it.
+    fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<Config, String> {
+        let cmd = {
+            let _turn = ENV.lock().unwrap_or_else(PoisonError::into_inner);
+            let before: Vec<_> = env.iter().map(|(k, _)| std::env::var_os(k)).collect();
+            for (k, v) in env {
+                // SAFETY: the variables are set and restored under ENV, and
+                // only these tests read them. Other threads of the test
+                // binary read the environment through std, which locks it.
+                unsafe { std::env::set_var(k, v) };
+            }
+            // clap reads each variable here, when the argument is built.
+            let cmd = Cli::command().mut_args(|a| {
+                let given = a
+                    .get_env()
+                    .is_some_and(|name| env.iter().any(|(k, _)| name == *k));
+                if given {
+                    a
+                } else {
+                    a.env(None::<&'static str>)
+                }
+            });
+            let cmd = unset_blank_env(cmd);
+            for ((k, _), old) in env.iter().zip(before) {
+                // SAFETY: as above.
+                unsafe {
+                    match old {
+                        Some(v) => std::env::set_var(k, v),
+                        None => std::env::remove_var(k),
+                    }
+                }
+            }
+            cmd
+        };
+        let argv = std::iter::once("pocketbrain").chain(args.iter().copied());
+        let cli = Cli::parse_with(cmd, argv).map_err(|e| e.to_string())?;
+        cli.config.validate().map_err(|e| e.to_string())?;
+        Ok(cli.config)
     }
 
-    #[test]
-    fn errors_name_the_setting() {
-        let cases: Vec<(ConfigArgs, &str)> = vec![
-            (
-                ConfigArgs {
-                    max_concurrent_sessions: Some("0".into()),
-                    ..Default::default()
-                },
-                "MAX_CONCURRENT_SESSIONS",
-            ),
-            (
-                ConfigArgs {
-                    tz: Some("Mars/Olympus".into()),
-                    ..Default::default()
-                },
-                "TZ",
-            ),
-            (
-                ConfigArgs {
-                    opencode_model: Some("gpt".into()),
-                    ..Default::default()
-                },
-                "OPENCODE_MODEL",
-            ),
-            (
-                ConfigArgs {
-                    channel: Some("telegram".into()),
-                    ..Default::default()
-                },
-                "PB_CHANNEL",
-            ),
-            (
-                ConfigArgs {
-                    http_addr: Some("nope".into()),
-                    ..Default::default()
-                },
-                "PB_HTTP_ADDR",
-            ),
-            (
-                ConfigArgs {
-                    opencode_url: Some("ftp://x".into()),
-                    ..Default::default()
-                },
-                "OPENCODE_URL",
-            ),
-            (
-                ConfigArgs {
-                    run_timeout: Some("0s".into()),
-                    ..Default::default()
-                },
-                "PB_RUN_TIMEOUT",
-            ),
-        ];
-        for (args, setting) in cases {
-            let e = Config::from_args(&args).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("invalid {setting} ")), "{e}");
+    fn refused(env: &[(&str, &str)], args: &[&str]) -> String {
+        match parse(env, args) {
+            Ok(c) => panic!("{env:?} {args:?} was accepted: {c:?}"),
+            Err(e) => e,
         }
     }
 
     #[test]
-    fn password_never_shows_in_debug() {
-        let c = Config::from_args(&ConfigArgs {
-            opencode_password: Some("hunter2".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(c.opencode_password.unwrap().expose(), "hunter2");
-        // Nor can it ride in OPENCODE_URL, which is logged.
-        let e = Config::from_args(&ConfigArgs {
-            opencode_url: Some("http://opencode:hunter2@127.0.0.1:4096".into()),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+    fn defaults_are_valid() {
+        let c = parse(&[], &["serve"]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.workspace, PathBuf::from("./workspace"));
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.channel, ChannelKind::WhatsApp);
+        assert_eq!(c.assistant_name, "Andy");
+        assert!(!c.assistant_has_own_number);
+        assert_eq!(c.max_concurrent_sessions, 5);
+        assert_eq!(c.opencode_url, None);
+        assert_eq!(c.opencode_password, None);
+        assert_eq!(c.opencode_username, "opencode");
+        assert_eq!(c.opencode_model, None);
+        assert_eq!(c.opencode_bin, None);
+        assert_eq!(c.tz, Tz::UTC);
+        assert_eq!(c.run_timeout, Duration::from_secs(600));
+        assert_eq!(c.retry_base, Duration::from_secs(5));
+        assert_eq!(c.retry_attempts, 5);
+        assert_eq!(c.permission, PermissionPolicy::Allow);
+        assert_eq!(c.max_text_bytes, 65_536);
+        assert_eq!(c.max_batch, 100);
+        assert_eq!(c.ipc_timeout, Duration::from_secs(30));
+        assert_eq!(c.whatsapp_phone, None);
+        assert_eq!(c.wa_chunk_limit, 4000);
+        assert!(c.read_receipts);
+        assert_eq!(c.wa_per_chat_per_minute, 12);
+        assert_eq!(c.wa_per_minute, 40);
+        assert_eq!(c.stream_watchdog, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_variable_is_refused_by_name() {
+        let cases = [
+            ("PB_RUN_TIMEOUT", "ten minutes", "is not a duration"),
+            ("PB_RUN_TIMEOUT", "0s", "must be greater than zero"),
+            (
+                "PB_RETRY_BASE",
+                "5 fortnights",
+                "unknown unit \"fortnights\"",
+            ),
+            ("MAX_CONCURRENT_SESSIONS", "0", "0 is not in 1..=64"),
+            ("PB_MAX_BATCH", "lots", "invalid digit"),
+            (
+                "PB_CHANNEL",
+                "telegram",
+                "[possible values: whatsapp, fake]",
+            ),
+            ("PB_PERMISSION", "ask", "[possible values: allow, reject]"),
+            ("PB_READ_RECEIPTS", "maybe", "value was not a boolean"),
+            ("PB_HTTP_ADDR", "nope", "invalid socket address"),
+            ("OPENCODE_MODEL", "gpt", "expected provider/model"),
+            ("PB_WHATSAPP_PHONE", "12ab", "digits only"),
+            ("ASSISTANT_NAME", "Andy Bot", "one word"),
+        ];
+        for (var, value, why) in cases {
+            let e = refused(&[(var, value)], &["serve"]);
+            let flag = format!(
+                "--{}",
+                var.trim_start_matches("PB_")
+                    .to_lowercase()
+                    .replace('_', "-")
+            );
+            assert!(
+                e.contains(&format!("invalid value '{value}' for '{flag} <{var}>'"))
+                    && e.contains(why),
+                "{var}={value}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_hold_at_both_ends() {
+        let cases: [(&str, u64, u64); 7] = [
+            ("MAX_CONCURRENT_SESSIONS", 1, 64),
+            ("PB_RETRY_ATTEMPTS", 1, 20),
+            ("PB_MAX_TEXT_BYTES", 1, 1_048_576),
+            ("PB_MAX_BATCH", 1, 10_000),
+            ("PB_WA_CHUNK_LIMIT", 200, 60_000),
+            ("PB_WA_PER_CHAT_PER_MINUTE", 1, 600),
+            ("PB_WA_PER_MINUTE", 1, 3000),
+        ];
+        for (var, min, max) in cases {
+            for ok in [min, max] {
+                assert!(
+                    parse(&[(var, &ok.to_string())], &["serve"]).is_ok(),
+                    "{var}={ok}"
+                );
+            }
+            for bad in [min - 1, max + 1] {
+                let e = refused(&[(var, &bad.to_string())], &["serve"]);
+                assert!(
+                    e.contains(&format!("<{var}>'"))
+                        && e.contains(&format!("{bad} is not in {min}..={max}")),
+                    "{var}={bad}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_its_variable_before_or_after_the_command() {
+        let env = [("PB_MAX_BATCH", "7")];
+        assert_eq!(parse(&env, &["serve"]).unwrap().max_batch, 7);
+        assert_eq!(
+            parse(&env, &["--max-batch", "9", "serve"])
+                .unwrap()
+                .max_batch,
+            9
+        );
+        assert_eq!(
+            parse(&env, &["chats", "list", "--max-batch", "9"])
+                .unwrap()
+                .max_batch,
+            9
+        );
+        let e = refused(&[], &["status", "--max-batch", "0"]);
+        assert!(e.contains("'--max-batch <PB_MAX_BATCH>'"), "{e}");
+        let e = refused(&[], &["serve", "--tz", "Mars/Olympus"]);
         assert!(
-            e.starts_with("invalid OPENCODE_URL ") && !e.contains("hunter2"),
+            e.contains("'--tz <TZ>'") && e.contains("not an IANA time zone"),
             "{e}"
         );
     }
 
     #[test]
+    fn a_blank_variable_counts_as_unset() {
+        let env = [
+            ("OPENCODE_MODEL", ""),
+            ("PB_WHATSAPP_PHONE", ""),
+            ("MAX_CONCURRENT_SESSIONS", " "),
+            ("PB_READ_RECEIPTS", ""),
+        ];
+        let c = parse(&env, &["serve"]).unwrap();
+        assert_eq!(c.opencode_model, None);
+        assert_eq!(c.whatsapp_phone, None);
+        assert_eq!(c.max_concurrent_sessions, 5);
+        assert!(c.read_receipts);
+    }
+
+    #[test]
+    fn values_are_parsed_into_their_types() {
+        let c = parse(
+            &[
+                ("OPENCODE_MODEL", "anthropic/claude-sonnet-4-5"),
+                ("PB_WHATSAPP_PHONE", "+49 151-1234 5678"),
+                ("PB_CHANNEL", "fake"),
+                ("PB_PERMISSION", "reject"),
+                ("ASSISTANT_HAS_OWN_NUMBER", "yes"),
+                ("PB_READ_RECEIPTS", "0"),
+                ("PB_RUN_TIMEOUT", "1h30m"),
+                ("PB_IPC_TIMEOUT", "2500"),
+                ("OPENCODE_URL", "http://127.0.0.1:4096"),
+            ],
+            // TZ is not set here: other tests' clocks may read it.
+            &["--tz", ":Europe/Berlin", "serve"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.opencode_model,
+            Some(ModelRef {
+                provider: "anthropic".into(),
+                model: "claude-sonnet-4-5".into()
+            })
+        );
+        assert_eq!(c.whatsapp_phone.as_deref(), Some("4915112345678"));
+        assert_eq!(c.tz, Tz::Europe__Berlin);
+        assert_eq!(c.channel, ChannelKind::Fake);
+        assert_eq!(c.permission, PermissionPolicy::Reject);
+        assert!(c.assistant_has_own_number);
+        assert!(!c.read_receipts);
+        assert_eq!(c.run_timeout, Duration::from_secs(5400));
+        assert_eq!(c.ipc_timeout, Duration::from_millis(2500));
+        assert_eq!(c.opencode_url.unwrap().as_str(), "http://127.0.0.1:4096/");
+    }
+
+    #[test]
+    fn opencode_url_rules_keep_their_messages() {
+        assert_eq!(
+            refused(&[("OPENCODE_URL", "ftp://x")], &["serve"]),
+            "invalid OPENCODE_URL (--opencode-url): use an http:// or https:// URL"
+        );
+        // Credentials would be logged with the URL; the refusal never shows them.
+        let e = refused(
+            &[("OPENCODE_URL", "http://opencode:hunter2@127.0.0.1:4096")],
+            &["serve"],
+        );
+        assert!(
+            e.starts_with("invalid OPENCODE_URL (--opencode-url): leave the user and password out")
+                && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_never_shows_in_debug() {
+        let c = parse(&[("OPENCODE_SERVER_PASSWORD", "hunter2")], &["serve"]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.opencode_password.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
     fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("1500"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("5 weeks").is_err());
-        assert!(parse_duration("99999999999999999999d").is_err());
+        let ok = [
+            ("90s", 90_000),
+            ("5m", 300_000),
+            ("2h", 7_200_000),
+            ("1d", 86_400_000),
+            ("250ms", 250),
+            ("1h30m", 5_400_000),
+            ("1h 30m", 5_400_000),
+            (" 10m ", 600_000),
+            ("1500", 1500),
+        ];
+        for (v, ms) in ok {
+            assert_eq!(parse_duration(v), Ok(Duration::from_millis(ms)), "{v}");
+        }
+        let bad = [
+            ("0", "greater than zero"),
+            ("0s", "greater than zero"),
+            ("", "not a duration"),
+            ("-5s", "not a duration"),
+            ("5 fortnights", "unknown unit"),
+            ("99999999999999999999", "too large"),
+            ("99999999999999999999d", "too large"),
+        ];
+        for (v, why) in bad {
+            let e = parse_duration(v).unwrap_err();
+            assert!(e.contains(why), "{v}: {e}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::bridge::Bridge;
 use crate::channel::fake::FakeChannel;
@@ -60,30 +61,36 @@ pub fn router(state: AppState) -> Router {
             .route("/fake/link", post(fake_link))
             .route("/fake/receipt", post(fake_receipt));
     }
-    r.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(refuse_declared_oversize))
-        .with_state(state)
+    limit_bodies(r).with_state(state)
 }
 
-/// Refuses a body whose declared length is over the limit before reading
-/// any of it, so a well-behaved client gets its 413 instead of a reset
-/// connection. Undeclared (chunked) bodies are capped while being read.
-async fn refuse_declared_oversize(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let declared = req
+/// Caps request bodies at [`MAX_BODY_BYTES`] with tower-http: a body whose
+/// declared length is over the limit is refused before any of it is read,
+/// so a well-behaved client gets its 413 instead of a reset connection; an
+/// undeclared (chunked) one fails once the limit is read, which
+/// [`parse_body`] reports as a 413. axum's own limit is off: this one
+/// replaces it.
+fn limit_bodies<S: Clone + Send + Sync + 'static>(r: Router<S>) -> Router<S> {
+    r.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_response(json_refusal))
+}
+
+/// tower-http refuses a declared oversize body in plain text; every refusal
+/// here is `{"error": ...}`.
+async fn json_refusal(res: Response) -> Response {
+    let plain = res
         .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > MAX_BODY_BYTES as u64 => ApiError(
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && plain {
+        ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body of {n} bytes is over the limit of {MAX_BODY_BYTES} bytes"),
+            format!("request body is over the limit of {MAX_BODY_BYTES} bytes"),
         )
-        .into_response(),
-        _ => next.run(req).await,
+        .into_response()
+    } else {
+        res
     }
 }
 
@@ -461,6 +468,74 @@ mod tests {
             let e = validate_inbox(req(body.clone()), 100, id).unwrap_err();
             assert!(e.1.contains(want), "{body}: {}", e.1);
         }
+    }
+
+    /// A route that reads its body like the fake channel's, behind the
+    /// same limit; the flag tells whether the handler ran.
+    fn limited_echo() -> (Router, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = ran.clone();
+        let echo = move |body: Result<Bytes, BytesRejection>| async move {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            parse_body::<Value>(body).map(Json)
+        };
+        (limit_bodies(Router::new().route("/", post(echo))), ran)
+    }
+
+    async fn send(app: Router, req: axum::extract::Request) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_declared_oversize_body_is_refused_unread() {
+        let (app, ran) = limited_echo();
+        let req = axum::http::Request::post("/")
+            .header("content-length", MAX_BODY_BYTES + 1)
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        let (status, body) = send(app, req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body["error"],
+            "request body is over the limit of 2097152 bytes"
+        );
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_oversize_body_is_refused_while_read() {
+        let (app, ran) = limited_echo();
+        // Chunked: no length is declared, 3 MiB arrive in 64 KiB pieces.
+        let chunks = (0..48).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 64 << 10])));
+        let req = axum::http::Request::post("/")
+            .body(axum::body::Body::from_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .unwrap();
+        let (status, body) = send(app, req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body["error"],
+            "request body is over the limit of 2097152 bytes"
+        );
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_body_at_the_limit_is_read() {
+        let (app, _) = limited_echo();
+        let mut json = vec![b' '; MAX_BODY_BYTES - 2];
+        json.extend_from_slice(b"{}");
+        let req = axum::http::Request::post("/")
+            .body(axum::body::Body::from(json))
+            .unwrap();
+        assert_eq!(send(app, req).await, (StatusCode::OK, json!({})));
     }
 
     #[test]

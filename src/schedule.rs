@@ -3,9 +3,9 @@
 //! - `cron`: five standard fields, evaluated in the task's time zone (so
 //!   "0 9 * * 1-5" is 9:00 local on both sides of a daylight-saving change;
 //!   croner applies Vixie-cron's rules for the skipped and repeated hour).
-//! - `interval`: `90s`, `5m`, `2h`, `1d`, `250ms`; a bare number is
-//!   milliseconds. Runs are anchored to the previous *due* time, so slow runs
-//!   do not make the schedule drift.
+//! - `interval`: `90s`, `5m`, `2h`, `1h30m`, `1d`, `250ms` (humantime's
+//!   forms); a bare number is milliseconds. Runs are anchored to the previous
+//!   *due* time, so slow runs do not make the schedule drift.
 //! - `once`: an ISO 8601 time, local (`2026-12-24T18:00`) or with an offset.
 //!
 //! After downtime a task is due once (catch-up), then `next_after` skips the
@@ -75,7 +75,7 @@ impl Schedule {
                     )));
                 }
                 let d = crate::config::parse_duration(value)
-                    .map_err(|e| err(format!("invalid interval: {e}")))?;
+                    .map_err(|e| err(format!("invalid interval {value:?}: {e}")))?;
                 if d < MIN_INTERVAL {
                     return Err(err(format!(
                         "interval {value:?} is shorter than the minimum of 10s"

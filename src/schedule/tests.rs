@@ -130,7 +130,7 @@ fn invalid_schedules_say_what_is_wrong() {
         ("cron", "0 0 31 2 *", "never runs"),
         ("interval", "0", "greater than zero"),
         ("interval", "-5m", "negative"),
-        ("interval", "5 weeks", "unknown unit"),
+        ("interval", "5 fortnights", "unknown unit"),
         ("interval", "5s", "minimum of 10s"),
         ("once", "tomorrow", "not ISO 8601"),
         ("daily", "x", "unknown schedule type"),
