@@ -475,6 +475,19 @@ impl Config {
 }
 
 #[cfg(test)]
+impl Config {
+    /// The defaults `pocketbrain serve` has with no environment, for unit
+    /// tests of other modules.
+    pub fn defaults_for_tests() -> Config {
+        use clap::CommandFactory;
+        let cmd = crate::cli::Cli::command().mut_args(|a| a.env(None::<&'static str>));
+        crate::cli::Cli::parse_with(cmd, ["pocketbrain", "serve"])
+            .expect("the defaults parse")
+            .config
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::sync::{Mutex, PoisonError};
 

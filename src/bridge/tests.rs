@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::agent::fake::FakeAgent;
 use crate::channel::fake::FakeChannel;
-use crate::config::ConfigArgs;
 use crate::ids::{Folder, MessageId};
 use crate::queue::RetryPolicy;
 use crate::router::TriggerRule;
@@ -26,7 +25,7 @@ fn jid(s: &str) -> ChatJid {
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::from_args(&ConfigArgs::default()).unwrap();
+    let mut config = Config::defaults_for_tests();
     config.data_dir = dir.path().join("data");
     config.workspace = dir.path().join("workspace");
     config.assistant_has_own_number = true;
