@@ -1,4 +1,5 @@
-//! The command line: `serve`, `chats list|register|unregister`, `status`.
+//! The command line: `serve`, `chats list|register|unregister`, `tasks`,
+//! `whatsapp logout`, `health`, `status`.
 //!
 //! The management commands work on the database directly (WAL lets them run
 //! beside a running bridge), and the bridge reads registrations per message,
@@ -73,6 +74,10 @@ pub enum Command {
         #[command(subcommand)]
         command: WhatsappCommand,
     },
+    /// Ask the running bridge whether it is up (for container health
+    /// checks): prints its status and codes; exits non-zero when it does
+    /// not answer or its store fails.
+    Health,
     /// Show what the bridge is doing.
     Status {
         /// Print JSON.
@@ -178,6 +183,8 @@ pub enum CliError {
     Serve(#[from] crate::StartError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
 }
 
 /// Runs a parsed command line.
@@ -206,6 +213,39 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             command: WhatsappCommand::Logout { force },
         } => whatsapp_logout(&config, force).await,
         Command::Status { json } => status(&config, json).await,
+        Command::Health => health(&config).await,
+    }
+}
+
+async fn health(config: &Config) -> Result<(), CliError> {
+    let addr = bridge_addr(config);
+    let unhealthy = |why: String| CliError::Unhealthy(format!("bridge at {addr}: {why}"));
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|e| unhealthy(e.to_string()))?
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .map_err(|e| unhealthy(format!("no answer ({e})")))?;
+    let ok = response.status().is_success();
+    let h: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| unhealthy(format!("unreadable answer ({e})")))?;
+    let codes: Vec<&str> = h["codes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    println!(
+        "{} {}",
+        h["status"].as_str().unwrap_or("?"),
+        codes.join(" ")
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(unhealthy(format!("status {}", h["status"])))
     }
 }
 

@@ -41,6 +41,17 @@ pub struct Config {
         hide_env_values = true
     )]
     pub workspace: PathBuf,
+    /// Folder for the agent's tool calls. OpenCode must see it at the same
+    /// path: with OpenCode in another container, a volume both mount
+    /// there (never the data folder itself) [default: PB_DATA_DIR/ipc]
+    #[arg(
+        long = "ipc-dir",
+        env = "PB_IPC_DIR",
+        value_name = "PB_IPC_DIR",
+        global = true,
+        hide_env_values = true
+    )]
+    pub ipc_dir_setting: Option<PathBuf>,
     /// Address of the health/metrics (and fake channel) HTTP server
     #[arg(
         long,
@@ -465,7 +476,9 @@ impl Config {
 
     /// The folder both the bridge and the plugin use for tool calls.
     pub fn ipc_dir(&self) -> PathBuf {
-        self.data_dir.join("ipc")
+        self.ipc_dir_setting
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ipc"))
     }
 
     /// WhatsApp's device store (its own file, apart from the bridge's database).
