@@ -1,5 +1,6 @@
-//! The IPC file format, version 1, mirrored by `.opencode/pocketbrain/ipc.ts`.
-//! Shared fixtures in `tests/fixtures/ipc/` pin both sides.
+//! The IPC file format, version 1, mirrored by the plugin's
+//! `opencode-plugin/pocketbrain/ipc.ts`. Shared fixtures in
+//! `opencode-plugin/fixtures/ipc/` pin both sides.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,7 +90,7 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!(
-            "{}/tests/fixtures/ipc/{name}",
+            "{}/opencode-plugin/fixtures/ipc/{name}",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap()
