@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
-# Installs what the tests (and a local run) need into the git-ignored .tools/
-# folder: OpenCode, pinned. Idempotent: does nothing when the pin is present.
+# Installs what the tests (and a local run) need. Idempotent: does nothing
+# when everything is in place.
+# - OpenCode, pinned, into the git-ignored .tools/.
+# - The plugin package's dependencies (opencode-plugin/node_modules: the
+#   plugin's own, and its type checker, linter and test runner), exactly as
+#   its lock file says (npm ci).
+# - The dependencies of the manifest the bridge installs into a workspace
+#   (opencode-plugin/runtime/node_modules): the black-box tests link them into
+#   each test workspace, so OpenCode need not install them per test.
 set -euo pipefail
 OPENCODE_VERSION=1.18.33
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools"
 bin="$tools/node_modules/.bin/opencode"
+plugin="$root/opencode-plugin"
 
-plugin_ok() { [ -f "$root/.opencode/node_modules/@opencode-ai/plugin/package.json" ]; }
-if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "$OPENCODE_VERSION" ] && plugin_ok; then
+opencode_ok() { [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "$OPENCODE_VERSION" ]; }
+# A folder's node_modules is current when it was installed from its lock
+# file as the lock is now (recorded in node_modules/.pocketbrain-lock).
+lock_sum() { sha256sum "$1/package-lock.json" | cut -d' ' -f1; }
+deps_ok() { [ -f "$1/node_modules/.pocketbrain-lock" ] && [ "$(cat "$1/node_modules/.pocketbrain-lock")" = "$(lock_sum "$1")" ]; }
+npm_ci() {
+  echo "install-tools: installing the dependencies of ${1#"$root"/} from its lock file" >&2
+  npm ci --prefix "$1" --no-audit --no-fund --loglevel=error >&2
+  lock_sum "$1" >"$1/node_modules/.pocketbrain-lock"
+}
+
+if opencode_ok && deps_ok "$plugin" && deps_ok "$plugin/runtime"; then
   exit 0
 fi
 if ! command -v npm >/dev/null; then
@@ -20,18 +38,12 @@ if ! command -v npm >/dev/null; then
     exit 1
   fi
 fi
-if ! [ -x "$bin" ] || [ "$("$bin" --version 2>/dev/null)" != "$OPENCODE_VERSION" ]; then
+if ! opencode_ok; then
   mkdir -p "$tools"
   echo "install-tools: installing opencode-ai@$OPENCODE_VERSION into $tools" >&2
   npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "opencode-ai@$OPENCODE_VERSION" >&2
   got=$("$bin" --version)
   [ "$got" = "$OPENCODE_VERSION" ] || { echo "install-tools: expected opencode $OPENCODE_VERSION, got $got" >&2; exit 1; }
 fi
-# The plugin shim's dependencies, from its lock file (tests link them into
-# each test workspace so OpenCode need not install them per test).
-if ! plugin_ok; then
-  echo "install-tools: installing the plugin shim's dependencies" >&2
-  # npm install, not npm ci: the lock lacks other platforms' optional packages,
-  # which npm ci rejects; install still follows the lock for this platform.
-  npm install --prefix "$root/.opencode" --no-audit --no-fund --loglevel=error >&2
-fi
+deps_ok "$plugin" || npm_ci "$plugin"
+deps_ok "$plugin/runtime" || npm_ci "$plugin/runtime"

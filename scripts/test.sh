@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, clippy, unit tests, and the
-# black-box tests against a real `opencode serve` (installed into .tools/
-# on first use). Extra arguments go to the test runner.
+# Runs every check and test: the OpenCode plugin's type check, lint and
+# tests; then formatting, clippy, unit tests, and the black-box tests against
+# a real `opencode serve` (installed into .tools/ on first use). Extra
+# arguments go to the Rust test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-tools.sh
+
+(
+  cd opencode-plugin
+  npm run --silent typecheck
+  npm run --silent lint
+  npm test --silent
+)
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -63,15 +63,9 @@ pub struct Effects {
     pub tasks: bool,
 }
 
-/// The tool names the plugin may ask for.
-pub const TOOLS: &[&str] = &[
-    "send_message",
-    "schedule_task",
-    "list_tasks",
-    "pause_task",
-    "resume_task",
-    "cancel_task",
-];
+/// The tool names the plugin may ask for (defined with the IPC protocol).
+pub use crate::ipc::protocol::TOOLS;
+use crate::ipc::protocol::{MAX_PROMPT_CHARS, MAX_TEXT_CHARS};
 
 fn str_arg<'a>(args: &'a Value, name: &str) -> Result<Option<&'a str>, ToolError> {
     match args.get(name) {
@@ -184,6 +178,13 @@ pub fn execute(
         "send_message" => {
             let chat = target(c, caller, args)?;
             let text = required(args, "text")?;
+            // Characters, as the plugin's schema counts them.
+            if text.chars().count() > MAX_TEXT_CHARS {
+                return Err(fail(
+                    "invalid_arguments",
+                    format!("`text` is over {MAX_TEXT_CHARS} characters; send it in parts"),
+                ));
+            }
             let Some(out) = (env.outgoing)(text) else {
                 return Ok((
                     json!({ "sent": false, "text": "Nothing to send: the text was empty or only <internal> notes." }),
@@ -204,10 +205,10 @@ pub fn execute(
             let chat = target(c, caller, args)?;
             let prompt = required(args, "prompt")?;
             // Characters, as the plugin's schema counts them.
-            if prompt.chars().count() > 20_000 {
+            if prompt.chars().count() > MAX_PROMPT_CHARS {
                 return Err(fail(
                     "invalid_arguments",
-                    "`prompt` is over 20000 characters",
+                    format!("`prompt` is over {MAX_PROMPT_CHARS} characters"),
                 ));
             }
             let kind = required(args, "schedule_type")?;

@@ -1,7 +1,5 @@
-// PocketBrain's tools for the agent. This file only wires them up; each tool
-// lives in ../pocketbrain/tools.ts and talks to the bridge through ../pocketbrain/ipc.ts.
-import type { Plugin } from "@opencode-ai/plugin"
-import { IpcClient } from "../pocketbrain/ipc"
-import { makeTools } from "../pocketbrain/tools"
-
-export const PocketBrain: Plugin = async () => ({ tool: makeTools(IpcClient.fromConfig()) })
+// Lets OpenCode run from this repository's root load PocketBrain's plugin,
+// which is the package in opencode-plugin/. A workspace gets the package's
+// own entry instead: the bridge installs opencode-plugin/plugin/ and
+// opencode-plugin/pocketbrain/ into <workspace>/.opencode/ (src/ipc/mod.rs).
+export { PocketBrain } from "../../opencode-plugin/plugin/pocketbrain.ts"

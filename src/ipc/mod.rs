@@ -421,29 +421,69 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, dir.join(name))
 }
 
-/// The plugin's files, embedded so the workspace always has the shim that
-/// matches this bridge.
+/// What OpenCode needs of the plugin package (`opencode-plugin/`) at run
+/// time, embedded so the workspace always has the plugin that matches this
+/// bridge: its entry, the modules the entry imports (OpenCode runs the `.ts`
+/// sources as they are), and the manifest and lock of `@opencode-ai/plugin`
+/// (the package's own `package.json` also lists its test tools). Paths are
+/// relative to `<workspace>/.opencode/`; the package keeps the same layout,
+/// so the relative imports hold in both places.
 const PLUGIN_FILES: &[(&str, &str)] = &[
     (
         "plugin/pocketbrain.ts",
-        include_str!("../../.opencode/plugin/pocketbrain.ts"),
+        include_str!("../../opencode-plugin/plugin/pocketbrain.ts"),
+    ),
+    (
+        "pocketbrain/contract.ts",
+        include_str!("../../opencode-plugin/pocketbrain/contract.ts"),
     ),
     (
         "pocketbrain/ipc.ts",
-        include_str!("../../.opencode/pocketbrain/ipc.ts"),
+        include_str!("../../opencode-plugin/pocketbrain/ipc.ts"),
+    ),
+    (
+        "pocketbrain/spec.ts",
+        include_str!("../../opencode-plugin/pocketbrain/spec.ts"),
     ),
     (
         "pocketbrain/tools.ts",
-        include_str!("../../.opencode/pocketbrain/tools.ts"),
+        include_str!("../../opencode-plugin/pocketbrain/tools.ts"),
     ),
-    ("package.json", include_str!("../../.opencode/package.json")),
+    (
+        "pocketbrain/tools/cancel_task.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/cancel_task.ts"),
+    ),
+    (
+        "pocketbrain/tools/list_tasks.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/list_tasks.ts"),
+    ),
+    (
+        "pocketbrain/tools/pause_task.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/pause_task.ts"),
+    ),
+    (
+        "pocketbrain/tools/resume_task.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/resume_task.ts"),
+    ),
+    (
+        "pocketbrain/tools/schedule_task.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/schedule_task.ts"),
+    ),
+    (
+        "pocketbrain/tools/send_message.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/send_message.ts"),
+    ),
+    (
+        "package.json",
+        include_str!("../../opencode-plugin/runtime/package.json"),
+    ),
     (
         "package-lock.json",
-        include_str!("../../.opencode/package-lock.json"),
+        include_str!("../../opencode-plugin/runtime/package-lock.json"),
     ),
 ];
 
-/// Writes the plugin shim and its config into `<workspace>/.opencode/`,
+/// Writes the plugin and its config into `<workspace>/.opencode/`,
 /// touching only files whose content changed.
 pub fn install_plugin(workspace: &Path, ipc_root: &Path, timeout: Duration) -> std::io::Result<()> {
     let base = workspace.join(".opencode");
@@ -590,5 +630,92 @@ mod tests {
             before,
             "unchanged files are not rewritten"
         );
+    }
+
+    /// The `.ts` files under `dir`, relative to `base`.
+    fn ts_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                ts_files(base, &path, out);
+            } else if path.extension().is_some_and(|e| e == "ts") {
+                let rel = path.strip_prefix(base).unwrap();
+                out.push(rel.to_str().unwrap().to_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn every_runtime_module_of_the_plugin_package_is_embedded() {
+        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("opencode-plugin");
+        let mut on_disk = Vec::new();
+        for dir in ["plugin", "pocketbrain"] {
+            ts_files(&package, &package.join(dir), &mut on_disk);
+        }
+        on_disk.sort();
+        let mut embedded: Vec<&str> = PLUGIN_FILES
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| p.ends_with(".ts"))
+            .collect();
+        embedded.sort();
+        assert_eq!(
+            embedded, on_disk,
+            "PLUGIN_FILES must list every module in opencode-plugin/plugin and opencode-plugin/pocketbrain"
+        );
+    }
+
+    /// Module specifiers in `import ... from "x"`, `export ... from "x"`
+    /// (also where a long list of names ends a line `} from "x"`) and `import "x"`.
+    fn specifiers(source: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        for line in source.lines().map(str::trim_start) {
+            if !["import ", "export ", "} "]
+                .iter()
+                .any(|p| line.starts_with(p))
+            {
+                continue;
+            }
+            let tail = match line.rfind(" from \"") {
+                Some(i) => &line[i + 7..],
+                None if line.starts_with("import \"") => &line[8..],
+                None => continue,
+            };
+            if let Some(end) = tail.find('"') {
+                out.push(&tail[..end]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_installed_plugin_finds_all_it_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        let base = dir.path().join(".opencode");
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(base.join("package.json")).unwrap())
+                .unwrap();
+        let mut imports = 0;
+        for (rel, source) in PLUGIN_FILES.iter().filter(|(p, _)| p.ends_with(".ts")) {
+            for spec in specifiers(source) {
+                imports += 1;
+                if spec.starts_with('.') {
+                    let target = base.join(rel).parent().unwrap().join(spec);
+                    assert!(
+                        target.is_file(),
+                        "{rel} imports {spec}, which is not installed"
+                    );
+                } else if !spec.starts_with("node:") {
+                    assert!(
+                        manifest["dependencies"][spec].is_string(),
+                        "{rel} imports {spec}, which the installed package.json does not list"
+                    );
+                }
+            }
+        }
+        assert!(imports > 10, "the import scan found {imports} imports");
+        let entry = std::fs::read_to_string(base.join("plugin/pocketbrain.ts")).unwrap();
+        assert!(entry.contains("export const PocketBrain"));
     }
 }

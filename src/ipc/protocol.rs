@@ -1,12 +1,34 @@
-//! The IPC file format, version 1, mirrored by `.opencode/pocketbrain/ipc.ts`.
-//! Shared fixtures in `tests/fixtures/ipc/` pin both sides.
+//! The IPC file format, version 1, mirrored by the plugin's
+//! `opencode-plugin/pocketbrain/ipc.ts`.
+//!
+//! The constants below are the bridge's one definition of what both sides
+//! agree on; the plugin's is `opencode-plugin/pocketbrain/contract.ts`. The
+//! plugin writes its definition to `opencode-plugin/fixtures/contract.json`
+//! (its tests check that file is current) and the tests here check these
+//! constants against it. Shared request and response fixtures in
+//! `opencode-plugin/fixtures/ipc/` pin the format on both sides.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const VERSION: u32 = 1;
+/// The tools the plugin may ask for, without OpenCode's `pocketbrain_` prefix.
+pub const TOOLS: &[&str] = &[
+    "send_message",
+    "schedule_task",
+    "list_tasks",
+    "pause_task",
+    "resume_task",
+    "cancel_task",
+];
 /// Largest request file read.
 pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
+/// Longest request id, in characters.
+pub const MAX_REQUEST_ID_CHARS: usize = 80;
+/// `send_message`: longest `text`, in characters.
+pub const MAX_TEXT_CHARS: usize = 60_000;
+/// `schedule_task`: longest `prompt`, in characters.
+pub const MAX_PROMPT_CHARS: usize = 20_000;
 
 /// A tool call, as the plugin writes it to `requests/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +98,7 @@ impl Response {
 
 /// Whether `id` is safe as a file name and looks like a request id.
 pub fn valid_id(id: &str) -> bool {
-    id.len() <= 80
+    id.len() <= MAX_REQUEST_ID_CHARS
         && id.starts_with("req_")
         && id
             .bytes()
@@ -87,12 +109,99 @@ pub fn valid_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/opencode-plugin/fixtures");
+
     fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/ipc/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+        std::fs::read_to_string(format!("{FIXTURES}/ipc/{name}")).unwrap()
+    }
+
+    /// The IPC fixtures whose name starts with `prefix`, with their content.
+    fn fixtures(prefix: &str) -> Vec<(String, String)> {
+        let mut names: Vec<String> = std::fs::read_dir(format!("{FIXTURES}/ipc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let text = fixture(&n);
+                (n, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn constants_match_the_plugins_contract() {
+        let contract: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{FIXTURES}/contract.json")).unwrap(),
+        )
+        .unwrap();
+        let ours = serde_json::json!({
+            "protocol_version": VERSION,
+            "tools": TOOLS,
+            "limits": {
+                "max_request_bytes": MAX_REQUEST_BYTES,
+                "max_request_id_chars": MAX_REQUEST_ID_CHARS,
+                "send_message_text_chars": MAX_TEXT_CHARS,
+                "schedule_task_prompt_chars": MAX_PROMPT_CHARS,
+            },
+        });
+        assert_eq!(
+            ours, contract,
+            "src/ipc/protocol.rs and opencode-plugin/pocketbrain/contract.ts disagree \
+             (opencode-plugin/fixtures/contract.json is written from the latter by `npm run contract`)"
+        );
+    }
+
+    #[test]
+    fn every_request_fixture_is_a_request_for_a_known_tool() {
+        let all = fixtures("request-");
+        let mut tools: Vec<String> = Vec::new();
+        for (name, text) in &all {
+            let r: Request = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.version, VERSION, "{name}");
+            assert!(valid_id(&r.id), "{name}: {}", r.id);
+            assert!(TOOLS.contains(&r.tool.as_str()), "{name}: {}", r.tool);
+            assert!(r.args.is_object(), "{name}");
+            assert!(text.len() as u64 <= MAX_REQUEST_BYTES, "{name}");
+            // Nothing is lost or added by our types: they write it back the same.
+            assert_eq!(
+                serde_json::to_value(&r).unwrap(),
+                serde_json::from_str::<Value>(text).unwrap(),
+                "{name}"
+            );
+            tools.push(r.tool);
+        }
+        tools.sort();
+        let mut expected: Vec<&str> = TOOLS.to_vec();
+        expected.sort();
+        assert_eq!(tools, expected, "one request fixture per tool");
+    }
+
+    #[test]
+    fn every_response_fixture_is_written_as_the_bridge_writes_it() {
+        let all = fixtures("response-");
+        assert!(all.len() >= 2);
+        for (name, text) in &all {
+            let r: Response = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.version, VERSION, "{name}");
+            assert!(valid_id(&r.id), "{name}");
+            let rebuilt = match (&r.result, &r.error) {
+                (Some(result), None) if r.ok => {
+                    assert!(result["text"].is_string(), "{name}: results carry text");
+                    Response::ok(&r.id, result.clone())
+                }
+                (None, Some(e)) if !r.ok => Response::error(&r.id, &e.code, e.message.clone()),
+                _ => panic!("{name}: ok with a result, or not ok with an error"),
+            };
+            assert_eq!(
+                serde_json::to_value(rebuilt).unwrap(),
+                serde_json::from_str::<Value>(text).unwrap(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -138,7 +247,7 @@ mod tests {
             "../etc/passwd",
             "req_a/b",
             "x_1",
-            &format!("req_{}", "a".repeat(90)),
+            &format!("req_{}", "a".repeat(MAX_REQUEST_ID_CHARS)),
         ] {
             assert!(!valid_id(bad), "{bad}");
         }

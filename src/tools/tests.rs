@@ -237,6 +237,13 @@ async fn arguments_are_validated_with_actionable_errors() {
     run(&store, ANN, "schedule_task", prompt(20_000)).unwrap();
     let e = run(&store, ANN, "schedule_task", prompt(20_001)).unwrap_err();
     assert!(e.message.contains("over 20000 characters"), "{}", e.message);
+    // So does the text limit.
+    let text = |n| json!({"text": "ä".repeat(n)});
+    let (sent, _) = run(&store, ANN, "send_message", text(MAX_TEXT_CHARS)).unwrap();
+    assert_eq!(sent["sent"], true);
+    let e = run(&store, ANN, "send_message", text(MAX_TEXT_CHARS + 1)).unwrap_err();
+    assert_eq!(e.code, "invalid_arguments");
+    assert!(e.message.contains("over 60000 characters"), "{}", e.message);
 }
 
 #[tokio::test]

@@ -225,8 +225,10 @@ impl World {
     /// Model only: the bridge will start its own OpenCode.
     pub async fn without_opencode() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // The plugin's dependencies, installed once by install-tools.sh.
-        let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join(".opencode/node_modules");
+        // The plugin's run-time dependencies (the manifest the bridge installs
+        // into the workspace), installed once by install-tools.sh.
+        let shim =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("opencode-plugin/runtime/node_modules");
         assert!(
             shim.is_dir(),
             "{} is missing: run scripts/install-tools.sh",

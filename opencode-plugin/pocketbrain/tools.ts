@@ -1,0 +1,53 @@
+// The agent's PocketBrain tools, built from the specs in ./tools/. Each call
+// goes through a Caller (the file IPC client); the bridge decides what is
+// allowed (by the calling session, never by arguments) and writes the text
+// the model sees.
+import { type ToolContext, type ToolDefinition, tool } from "@opencode-ai/plugin"
+import { MAX_RESULT_CHARS, TOOL_PREFIX } from "./contract.ts"
+import type { Caller, Outcome } from "./ipc.ts"
+import type { ToolSpec } from "./spec.ts"
+import { spec as cancelTask } from "./tools/cancel_task.ts"
+import { spec as listTasks } from "./tools/list_tasks.ts"
+import { spec as pauseTask } from "./tools/pause_task.ts"
+import { spec as resumeTask } from "./tools/resume_task.ts"
+import { spec as scheduleTask } from "./tools/schedule_task.ts"
+import { spec as sendMessage } from "./tools/send_message.ts"
+
+/** Every tool, in the order the model sees them. */
+export const SPECS = [sendMessage, scheduleTask, listTasks, pauseTask, resumeTask, cancelTask] as const
+
+/** The text the model gets for an outcome. */
+export function render(outcome: Outcome): string {
+  if (outcome.kind === "timeout") {
+    return (
+      `PocketBrain did not answer within ${Math.round(outcome.waitedMs / 1000)} s (request ${outcome.id}). ` +
+      "The request is queued and will be carried out when PocketBrain is back; do not repeat it."
+    )
+  }
+  const r = outcome.response
+  const text = r.ok ? r.result.text : `Error (${r.error.code}): ${r.error.message}`
+  return text.length > MAX_RESULT_CHARS ? `${text.slice(0, MAX_RESULT_CHARS)}\n[truncated]` : text
+}
+
+/** OpenCode passes the call id too, though its type does not name it. */
+type Context = Pick<ToolContext, "sessionID" | "messageID" | "agent"> & { callID?: string; abort?: AbortSignal }
+
+function execute(caller: Caller, spec: ToolSpec) {
+  return async (args: Record<string, unknown>, ctx: Context): Promise<string> => {
+    try {
+      return render(await caller.call(spec.name, args, ctx, ctx.abort))
+    } catch (e) {
+      return `Error: ${(e as Error).message}`
+    }
+  }
+}
+
+/** The tools as OpenCode wants them: `pocketbrain_<name>` → definition. */
+export function makeTools(caller: Caller): Record<string, ToolDefinition> {
+  return Object.fromEntries(
+    SPECS.map((spec) => [
+      `${TOOL_PREFIX}${spec.name}`,
+      tool<ToolDefinition["args"]>({ description: spec.description, args: spec.args, execute: execute(caller, spec) }),
+    ]),
+  )
+}

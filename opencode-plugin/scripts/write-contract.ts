@@ -1,0 +1,10 @@
+// Writes fixtures/contract.json from pocketbrain/contract.ts (npm run contract).
+// The plugin's tests fail while the file is stale; the bridge's tests check
+// their own constants against it.
+import { writeFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { contractJson } from "../pocketbrain/contract.ts"
+
+const path = fileURLToPath(new URL("../fixtures/contract.json", import.meta.url))
+writeFileSync(path, `${JSON.stringify(contractJson(), null, 2)}\n`)
+console.log(`wrote ${path}`)

@@ -1,0 +1,137 @@
+// The request and response files, against the fixtures the bridge's tests read too.
+import assert from "node:assert/strict"
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { after, test } from "node:test"
+import { LIMITS, PROTOCOL_VERSION, TOOL_NAMES, type ToolName } from "../pocketbrain/contract.ts"
+import { buildRequest, type CallContext, IpcClient, newRequestId, type Request, type Response, validRequestId } from "../pocketbrain/ipc.ts"
+import { z } from "../pocketbrain/spec.ts"
+import { SPECS } from "../pocketbrain/tools.ts"
+import { fixtureNames, readFixture } from "./fixtures.ts"
+
+const scratch = mkdtempSync(join(tmpdir(), "pb-plugin-test-"))
+after(() => rmSync(scratch, { recursive: true, force: true }))
+let dirs = 0
+const ipcDir = () => join(scratch, `ipc${dirs++}`)
+
+function contextOf(r: Request): CallContext {
+  return {
+    sessionID: r.context.session_id,
+    messageID: r.context.message_id,
+    callID: r.context.call_id ?? undefined,
+    agent: r.context.agent ?? undefined,
+  }
+}
+
+/** Answers the first request that appears in `dir` with `answer(request)`, as the bridge does. */
+async function fakeBridge(dir: string, answer: (r: Request) => Response): Promise<Request> {
+  const requests = join(dir, "requests")
+  for (let i = 0; i < 500; i++) {
+    const names = (() => {
+      try {
+        return readdirSync(requests).filter((n) => !n.startsWith("."))
+      } catch {
+        return []
+      }
+    })()
+    const name = names[0]
+    if (name) {
+      const request = JSON.parse(readFileSync(join(requests, name), "utf8")) as Request
+      const responses = join(dir, "responses")
+      writeFileSync(join(scratch, "response.tmp"), JSON.stringify(answer(request)))
+      rmSync(responses, { recursive: true, force: true })
+      await import("node:fs/promises").then((fs) => fs.mkdir(responses, { recursive: true }))
+      renameSync(join(scratch, "response.tmp"), join(responses, `${request.id}.json`))
+      rmSync(join(requests, name))
+      return request
+    }
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  throw new Error("no request appeared")
+}
+
+test("there is a request fixture for every tool", () => {
+  assert.deepEqual(fixtureNames("request-"), TOOL_NAMES.map((n) => `request-${n}.json`).sort())
+})
+
+for (const name of fixtureNames("request-")) {
+  test(`${name}: the plugin writes requests byte for byte in this shape`, () => {
+    const fixture = readFixture<Request>(name)
+    assert.equal(fixture.version, PROTOCOL_VERSION)
+    assert.ok(validRequestId(fixture.id), fixture.id)
+    assert.ok(TOOL_NAMES.includes(fixture.tool), fixture.tool)
+    const built = buildRequest(fixture.id, fixture.tool, fixture.args, contextOf(fixture), new Date(fixture.created_at))
+    assert.equal(JSON.stringify(built), readFileSync(new URL(`../fixtures/ipc/${name}`, import.meta.url), "utf8").trim())
+  })
+
+  test(`${name}: its arguments pass the tool's schema, with no unknown key`, () => {
+    const fixture = readFixture<Request>(name)
+    const spec = SPECS.find((s) => s.name === fixture.tool)
+    assert.ok(spec)
+    z.object(spec.args).strict().parse(fixture.args)
+  })
+}
+
+test("a call writes the request and returns the bridge's response", async () => {
+  const fixture = readFixture<Request>("request-send_message.json")
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const client = new IpcClient(dir, 5000)
+  const [outcome, seen] = await Promise.all([
+    client.call(fixture.tool, fixture.args, contextOf(fixture)),
+    fakeBridge(dir, (r) => ({ ...reply, id: r.id })),
+  ])
+  assert.ok(validRequestId(seen.id))
+  assert.deepEqual({ ...seen, id: fixture.id, created_at: fixture.created_at }, fixture)
+  assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: seen.id } })
+  assert.deepEqual(readdirSync(join(dir, "responses")), [], "the response is taken")
+})
+
+test("without an answer in time the request stays queued", async () => {
+  const dir = ipcDir()
+  const outcome = await new IpcClient(dir, 40).call("list_tasks", {}, { sessionID: "ses_a", messageID: "msg_a" })
+  assert.equal(outcome.kind, "timeout")
+  assert.ok(outcome.kind === "timeout" && outcome.waitedMs >= 40)
+  assert.deepEqual(readdirSync(join(dir, "requests")), [`${outcome.id}.json`])
+})
+
+test("an aborted call stops waiting", async () => {
+  const started = Date.now()
+  const outcome = await new IpcClient(ipcDir(), 10000).call("list_tasks", {}, { sessionID: "s", messageID: "m" }, AbortSignal.abort())
+  assert.equal(outcome.kind, "timeout")
+  assert.ok(Date.now() - started < 2000)
+})
+
+test("a request over the size limit is refused before anything is written", async () => {
+  const dir = ipcDir()
+  const text = "\u0001".repeat(LIMITS.maxRequestBytes / 6 + 1) // JSON writes each as \u0001
+  await assert.rejects(new IpcClient(dir, 1000).call("send_message", { text }, { sessionID: "s", messageID: "m" }), /takes at most 262144/)
+  assert.throws(() => readdirSync(join(dir, "requests")))
+})
+
+test("the longest text and prompt the schemas allow fit in a request", () => {
+  const longest = (tool: ToolName, args: Record<string, unknown>) =>
+    Buffer.byteLength(JSON.stringify(buildRequest(newRequestId(), tool, args, { sessionID: "s", messageID: "m" })))
+  assert.ok(longest("send_message", { text: "€".repeat(LIMITS.sendMessageTextChars) }) <= LIMITS.maxRequestBytes)
+  assert.ok(longest("schedule_task", { prompt: "€".repeat(LIMITS.scheduleTaskPromptChars) }) <= LIMITS.maxRequestBytes)
+})
+
+test("request ids are safe file names within the bridge's limit", () => {
+  for (let i = 0; i < 100; i++) assert.ok(validRequestId(newRequestId()))
+  for (const bad of ["", "../etc/passwd", "req_a/b", "x_1", `req_${"a".repeat(LIMITS.maxRequestIdChars)}`]) {
+    assert.ok(!validRequestId(bad), bad)
+  }
+})
+
+test("no configuration: the call fails with a message the model can relay", async () => {
+  const client = IpcClient.fromConfig(join(scratch, "missing.json"))
+  await assert.rejects(client.call("list_tasks", {}, { sessionID: "s", messageID: "m" }), /not configured/)
+})
+
+test("pocketbrain.json sets the folder and timeout", () => {
+  const path = join(scratch, "pocketbrain.json")
+  writeFileSync(path, JSON.stringify({ ipc_dir: "/data/ipc", timeout_ms: 1234 }))
+  const client = IpcClient.fromConfig(path)
+  assert.deepEqual([client.dir, client.timeoutMs], ["/data/ipc", 1234])
+})
