@@ -60,17 +60,22 @@
 //! # Chunking rules ([`chunk`])
 //!
 //! Lengths are in `char`s. Each chunk is at most `limit` long (a `limit` of
-//! 0 counts as 1). A chunk ends at the last break that fits, preferring, in
-//! this order: a paragraph break (a whitespace run holding a blank line), a
-//! line break, a space — all outside any formatting span — then a line
-//! break, then a space inside a ```` ``` ```` block, then a space inside an
-//! inline span (`*bold*`, `_italic_`, `~strike~`, `` `code` ``,
-//! ```` ```mono``` ````), then a no-break space, and only when the window
-//! holds no whitespace at all is a single over-long word cut (never between
-//! a character and the combining marks, variation selectors, skin tones or
-//! joiner glued to it, unless that cluster alone is longer than the limit).
-//! A break outside every span always wins over one inside, so a span is cut
-//! only when no boundary outside it fits in the chunk.
+//! 0 counts as 1). Cuts fall only between grapheme clusters (extended, as
+//! segmented by `unicode-segmentation`), so a flag, an emoji with its skin
+//! tone, a ZWJ sequence or a letter with its combining marks is never cut in
+//! half, unless that one cluster alone is longer than the limit. Whitespace
+//! means a cluster made only of whitespace (a space carrying a combining
+//! mark is not one).
+//!
+//! A chunk ends at the last break that fits, preferring, in this order: a
+//! paragraph break (a whitespace run holding a blank line), a line break, a
+//! space — all outside any formatting span — then a line break, then a
+//! space inside a ```` ``` ```` block, then a space inside an inline span
+//! (`*bold*`, `_italic_`, `~strike~`, `` `code` ``, ```` ```mono``` ````),
+//! then a no-break space, and only when the window holds no whitespace at
+//! all is a single over-long word cut, at the last cluster boundary that
+//! fits. A break outside every span always wins over one inside, so a span
+//! is cut only when no boundary outside it fits in the chunk.
 //!
 //! A ```` ``` ```` block cut in two gets a closing fence line appended to
 //! the first part (```` "\n```" ````) and an opening one prepended to the
@@ -92,6 +97,7 @@
 use std::ops::Range;
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Opens and closes a WhatsApp monospace block.
 const FENCE: &str = "```";
@@ -122,10 +128,10 @@ pub fn to_whatsapp(markdown: &str) -> String {
 /// ```` ``` ````. Only whitespace at the cuts is dropped; see the module
 /// documentation for the exact guarantee.
 pub fn chunk(text: &str, limit: usize) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    plan(&chars, limit)
+    let text = Chars::new(text);
+    plan(&text, limit)
         .iter()
-        .map(|piece| piece.render(&chars))
+        .map(|piece| piece.render(&text.c))
         .collect()
 }
 
@@ -788,7 +794,7 @@ const P_WORD: u8 = 2;
 const P_CODE_LINE: u8 = 3;
 const P_CODE_WORD: u8 = 4;
 const P_SPAN: u8 = 5;
-const P_GLUE: u8 = 6;
+const P_NO_BREAK: u8 = 6;
 const PRIORITIES: usize = 7;
 
 /// One chunk: `chars[start..end]`, with a fence added before and/or after.
@@ -816,23 +822,37 @@ impl Piece {
     }
 }
 
-/// Whitespace, as trimmed at the cuts.
-fn is_ws(c: char) -> bool {
-    c.is_whitespace()
+/// The text to cut, as chars, with its grapheme clusters.
+struct Chars {
+    c: Vec<char>,
+    /// `edge[k]`: whether a cluster starts at `k` (or `k` is the end).
+    edge: Vec<bool>,
+    /// `ws[k]`: whether `c[k]` is in a cluster of whitespace only; such
+    /// clusters are what the cuts may drop.
+    ws: Vec<bool>,
+}
+
+impl Chars {
+    fn new(text: &str) -> Chars {
+        let mut c = Vec::with_capacity(text.len());
+        let mut edge = Vec::with_capacity(text.len() + 1);
+        let mut ws = Vec::with_capacity(text.len());
+        for cluster in text.graphemes(true) {
+            let blank = cluster.chars().all(char::is_whitespace);
+            for (k, ch) in cluster.chars().enumerate() {
+                c.push(ch);
+                edge.push(k == 0);
+                ws.push(blank);
+            }
+        }
+        edge.push(true);
+        Chars { c, edge, ws }
+    }
 }
 
 /// No-break spaces: cut at only when nothing better fits.
-fn is_glue(c: char) -> bool {
+fn is_no_break_space(c: char) -> bool {
     matches!(c, '\u{a0}' | '\u{2007}' | '\u{202f}')
-}
-
-/// Characters that belong to the one before them.
-fn is_extend(c: char) -> bool {
-    matches!(c as u32,
-        0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x0610..=0x061A
-        | 0x064B..=0x065F | 0x0E31 | 0x0E34..=0x0E3A | 0x1AB0..=0x1AFF
-        | 0x1DC0..=0x1DFF | 0x200C..=0x200D | 0x20D0..=0x20FF | 0xFE00..=0xFE0F
-        | 0xFE20..=0xFE2F | 0x1F3FB..=0x1F3FF | 0xE0020..=0xE007F | 0xE0100..=0xE01EF)
 }
 
 /// A ```` ``` ```` block: first backtick of the opening fence, the newline
@@ -862,7 +882,8 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(c: &[char], fenced: bool) -> Layout {
+    fn new(text: &Chars, fenced: bool) -> Layout {
+        let (c, ws) = (&text.c, &text.ws);
         let n = c.len();
         let mut regions = Vec::new();
         let mut spans = Vec::new();
@@ -912,12 +933,12 @@ impl Layout {
         let (mut ri, mut si) = (0, 0);
         let mut k = 0;
         while k < n {
-            if !is_ws(c[k]) {
+            if !ws[k] {
                 k += 1;
                 continue;
             }
             let s = k;
-            while k < n && is_ws(c[k]) {
+            while k < n && ws[k] {
                 k += 1;
             }
             let e = k;
@@ -951,11 +972,11 @@ impl Layout {
                 };
                 (Some(p), false)
             };
-            let glued = c[s..e].iter().all(|&x| is_glue(x));
+            let no_break = c[s..e].iter().all(|&x| is_no_break_space(x));
             runs.push(Run {
                 s,
                 e,
-                priority: priority.map(|p| if glued { P_GLUE } else { p }),
+                priority: priority.map(|p| if no_break { P_NO_BREAK } else { p }),
                 code,
             });
         }
@@ -1068,13 +1089,14 @@ fn wa_closer(c: &[char], i: usize, le: usize, no_ticks: &mut [usize; 3]) -> Opti
 }
 
 /// Where the chunks are, as pieces of `chars`.
-fn plan(c: &[char], limit: usize) -> Vec<Piece> {
+fn plan(text: &Chars, limit: usize) -> Vec<Piece> {
+    let (c, ws) = (&text.c, &text.ws);
     let limit = limit.max(1);
     let fenced = limit >= MIN_FENCED_LIMIT;
-    let layout = Layout::new(c, fenced);
+    let layout = Layout::new(text, fenced);
     let runs = &layout.runs;
     let mut rest_end = c.len();
-    while rest_end > 0 && is_ws(c[rest_end - 1]) {
+    while rest_end > 0 && ws[rest_end - 1] {
         rest_end -= 1;
     }
     let mut pieces = Vec::new();
@@ -1083,7 +1105,7 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
     loop {
         let budget = limit - if reopen { FENCE_COST } else { 0 };
         let mut first = pos;
-        while first < rest_end && is_ws(c[first]) {
+        while first < rest_end && ws[first] {
             first += 1;
         }
         if first >= rest_end {
@@ -1135,12 +1157,13 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
             continue;
         }
 
-        // No whitespace to cut at: cut the word, keeping clusters whole.
-        let back_off = |mut p: usize| {
-            while p > first + 1 && (is_extend(c[p]) || c[p - 1] == '\u{200d}') {
-                p -= 1;
-            }
-            p
+        // No whitespace to cut at: cut the word at the last cluster edge
+        // that fits, or inside the first cluster when it alone is longer.
+        let back_off = |end: usize| {
+            (first + 1..=end)
+                .rev()
+                .find(|&p| text.edge[p])
+                .unwrap_or(end)
         };
         let (mut p, mut close) = layout.code_split(first, back_off(pos + budget));
         if !fenced {
@@ -1150,6 +1173,12 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
             (p, close) = layout.code_split(first, back_off(pos + budget - FENCE_COST));
         }
         debug_assert!(p > first, "empty piece at {pos}");
+        if !reopen && c[pos..p].iter().all(|x| x.is_whitespace()) {
+            // A cut inside a cluster that starts with a space (one carrying
+            // combining marks) would leave a blank chunk: drop the space.
+            pos = p;
+            continue;
+        }
         pieces.push(Piece {
             start: pos,
             end: p,
@@ -1611,6 +1640,29 @@ cargo install pocketbrain
         );
         let family = "👨\u{200d}👩\u{200d}👧";
         assert_eq!(chunk(&format!("ab{family}"), 5), vec!["ab", family]);
+        assert_eq!(chunk("🇩🇪🇫🇷🇯🇵", 3), vec!["🇩🇪", "🇫🇷", "🇯🇵"]);
+        assert_eq!(chunk("👍🏽👋🏿", 3), vec!["👍🏽", "👋🏿"]);
+    }
+
+    #[test]
+    fn a_space_carrying_a_mark_is_not_a_break() {
+        assert_eq!(chunk("ab \u{301}cd", 3), vec!["ab", " \u{301}c", "d"]);
+        assert_eq!(chunk("ab \u{301}cd ef", 6), vec!["ab \u{301}cd", "ef"]);
+    }
+
+    #[test]
+    fn a_cluster_longer_than_the_limit_is_cut() {
+        let long = format!("e{}", "\u{301}".repeat(5));
+        assert_eq!(
+            chunk(&format!("{long} xy"), 4),
+            vec![
+                format!("e{}", "\u{301}".repeat(3)),
+                "\u{301}".repeat(2),
+                "xy".to_string()
+            ]
+        );
+        // A space starting such a cluster is not left alone in a chunk.
+        assert_eq!(chunk(" \u{301}", 1), vec!["\u{301}"]);
     }
 
     #[test]
@@ -1709,20 +1761,34 @@ cargo install pocketbrain
 
     // ---- property tests ---------------------------------------------------
 
-    /// Checks the exact no-loss guarantee on the plan, and that each chunk
-    /// is its piece rendered.
+    fn is_ws(c: char) -> bool {
+        c.is_whitespace()
+    }
+
+    /// Checks the exact no-loss guarantee on the plan, that each chunk is
+    /// its piece rendered, and that pieces start and end between clusters
+    /// unless a cluster is longer than fits in a chunk.
     fn check_lossless(text: &str, limit: usize) -> Result<(), TestCaseError> {
-        let chars: Vec<char> = text.chars().collect();
-        let pieces = plan(&chars, limit);
+        let t = Chars::new(text);
+        let chars = &t.c;
+        let pieces = plan(&t, limit);
         let chunks = chunk(text, limit);
         prop_assert_eq!(pieces.len(), chunks.len());
         let mut at = 0;
         for (k, piece) in pieces.iter().enumerate() {
-            prop_assert_eq!(&piece.render(&chars), &chunks[k]);
+            prop_assert_eq!(&piece.render(chars), &chunks[k]);
             prop_assert!(piece.start >= at && piece.start < piece.end);
             prop_assert!(chars[at..piece.start].iter().all(|&c| is_ws(c)));
             let reopened = k > 0 && pieces[k - 1].close;
             prop_assert_eq!(piece.reopen, reopened);
+            for p in [piece.start, piece.end] {
+                if !t.edge[p] {
+                    let s = (0..p).rev().find(|&q| t.edge[q]).unwrap_or(0);
+                    let e = (p..=chars.len()).find(|&q| t.edge[q]).unwrap_or(p);
+                    let room = limit.max(1).saturating_sub(2 * FENCE_COST);
+                    prop_assert!(e - s > room, "cut at {p} inside a cluster {s}..{e}");
+                }
+            }
             at = piece.end;
         }
         prop_assert!(chars[at..].iter().all(|&c| is_ws(c)));
@@ -1734,6 +1800,53 @@ cargo install pocketbrain
 
     fn no_ws(s: &str) -> String {
         s.chars().filter(|&c| !is_ws(c)).collect()
+    }
+
+    /// `text` without the clusters of whitespace only at either end.
+    fn trim_blank_clusters(text: &str) -> &str {
+        let blank = |g: &str| g.chars().all(char::is_whitespace);
+        let start = text
+            .grapheme_indices(true)
+            .find(|(_, g)| !blank(g))
+            .map_or(text.len(), |(i, _)| i);
+        let end = text
+            .grapheme_indices(true)
+            .rev()
+            .find(|(_, g)| !blank(g))
+            .map_or(start, |(i, g)| i + g.len());
+        &text[start..end]
+    }
+
+    /// Words, spaces and line breaks, flags, emoji with skin tones, ZWJ
+    /// sequences, and letters or spaces carrying combining marks.
+    fn clustered() -> impl Strategy<Value = String> {
+        use prop::sample::select;
+        let token = prop_oneof![
+            4 => "[a-zA-Z0-9]{1,8}",
+            3 => Just(" ".to_string()),
+            1 => Just("\n".to_string()),
+            1 => Just("\n\n".to_string()),
+            2 => select(vec!["🇩🇪", "🇫🇷", "🇯🇵", "🇧🇷", "🇺🇳"]).prop_map(str::to_string),
+            2 => (
+                select(vec!["👍", "👋", "🧑", "👩", "✌"]),
+                select(vec!["\u{1f3fb}", "\u{1f3fc}", "\u{1f3fd}", "\u{1f3fe}", "\u{1f3ff}"]),
+            )
+                .prop_map(|(emoji, tone)| format!("{emoji}{tone}")),
+            2 => select(vec![
+                "👨\u{200d}👩\u{200d}👧",
+                "👨\u{200d}👩\u{200d}👧\u{200d}👦",
+                "👩🏽\u{200d}💻",
+                "🏳\u{fe0f}\u{200d}🌈",
+                "🧑🏿\u{200d}🤝\u{200d}🧑🏻",
+            ])
+            .prop_map(str::to_string),
+            2 => (
+                "[a-z ]",
+                prop::collection::vec(select(vec!['\u{301}', '\u{308}', '\u{323}', '\u{20dd}']), 1..4),
+            )
+                .prop_map(|(base, marks)| base + &marks.into_iter().collect::<String>()),
+        ];
+        prop::collection::vec(token, 0..150).prop_map(|t| t.concat())
     }
 
     fn markdownish() -> impl Strategy<Value = String> {
@@ -1866,6 +1979,52 @@ cargo install pocketbrain
         }
 
         #[test]
+        fn chunks_never_split_a_cluster(
+            text in clustered(),
+            limit in prop_oneof![0usize..24, 24usize..400],
+        ) {
+            let chunks = chunk(&text, limit);
+            let limit = limit.max(1);
+            let edges: std::collections::HashSet<usize> = text
+                .grapheme_indices(true)
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let longer = |at: usize| {
+                text.grapheme_indices(true)
+                    .any(|(i, g)| i < at && at < i + g.len() && g.chars().count() > limit)
+            };
+            // Each chunk is the next piece of the text, after whitespace
+            // only (nothing here makes a code block, so no fences are added).
+            let mut at = 0;
+            for c in &chunks {
+                let size = c.chars().count();
+                prop_assert!(size <= limit || c.graphemes(true).count() == 1, "{size} > {limit}");
+                prop_assert!(!c.trim().is_empty());
+                let rest = &text[at..];
+                let start = std::iter::once(0)
+                    .chain(
+                        rest.char_indices()
+                            .take_while(|(_, ch)| ch.is_whitespace())
+                            .map(|(i, ch)| i + ch.len_utf8()),
+                    )
+                    .find(|&i| rest[i..].starts_with(c.as_str()));
+                prop_assert!(start.is_some(), "{c:?} is not next in {rest:?}");
+                let start = at + start.unwrap_or(0);
+                let end = start + c.len();
+                for cut in [start, end] {
+                    prop_assert!(
+                        edges.contains(&cut) || longer(cut),
+                        "cut at byte {cut} splits a cluster of {text:?}"
+                    );
+                }
+                at = end;
+            }
+            prop_assert!(text[at..].chars().all(char::is_whitespace));
+            check_lossless(&text, limit)?;
+        }
+
+        #[test]
         fn render_never_panics_and_fits(md in any_text(), limit in limit()) {
             for c in render(&md, limit) {
                 prop_assert!(c.chars().count() <= limit);
@@ -1875,7 +2034,7 @@ cargo install pocketbrain
 
         #[test]
         fn text_that_fits_is_one_chunk(text in any_text()) {
-            let trimmed = text.trim_matches(is_ws);
+            let trimmed = trim_blank_clusters(&text);
             let limit = trimmed.chars().count().max(1);
             let chunks = chunk(&text, limit);
             if trimmed.is_empty() {
