@@ -183,6 +183,7 @@ struct Table {
     rows: usize,
 }
 
+#[derive(Default)]
 struct Writer<'s> {
     /// The Markdown (line endings normalised); event ranges index it.
     src: &'s str,
@@ -218,18 +219,7 @@ impl<'s> Writer<'s> {
             src,
             urls: bare_urls(src),
             out: String::with_capacity(src.len()),
-            containers: Vec::new(),
-            lists: Vec::new(),
-            line_open: false,
-            breaks: 0,
-            last_end: 0,
-            after_block: false,
-            spans: Vec::new(),
-            styles: [0; 3],
-            pending: String::new(),
-            captures: Vec::new(),
-            code: None,
-            table: None,
+            ..Writer::default()
         }
     }
 
@@ -258,8 +248,8 @@ impl<'s> Writer<'s> {
                 self.block_end(&range);
             }
             Event::TaskListMarker(done) => self.task(done),
-            // Math and footnotes are not enabled; were they, their source
-            // text would do.
+            // Math and footnotes are not enabled; were they, their text
+            // would do.
             Event::Html(text)
             | Event::InlineHtml(text)
             | Event::InlineMath(text)
@@ -272,43 +262,26 @@ impl<'s> Writer<'s> {
     }
 
     fn start(&mut self, tag: Tag<'_>, range: &Range<usize>) {
+        if is_block(&tag) {
+            self.block_start(range.start);
+        }
         match tag {
-            Tag::Paragraph | Tag::HtmlBlock => self.block_start(range.start),
-            Tag::Heading { .. } => {
-                self.block_start(range.start);
-                self.open_style('*');
-            }
+            Tag::Heading { .. } => self.open_style('*'),
             Tag::BlockQuote(_) => {
-                self.block_start(range.start);
                 // A blank line before the quote is not part of it.
                 self.flush_breaks();
                 self.containers.push(Container::Quote);
             }
-            Tag::CodeBlock(_) => {
-                self.block_start(range.start);
-                self.code = Some(String::new());
-            }
-            Tag::List(first) => {
-                self.block_start(range.start);
-                self.lists.push(first);
-            }
+            Tag::CodeBlock(_) => self.code = Some(String::new()),
+            Tag::List(first) => self.lists.push(first),
             Tag::Item => {
-                self.block_start(range.start);
                 let marker = self.item_marker(range.start);
                 self.containers.push(Container::Item {
                     width: marker.chars().count(),
                     marker: Some(marker),
                 });
             }
-            Tag::Table(_) => {
-                self.block_start(range.start);
-                self.table = Some(Table::default());
-            }
-            Tag::TableHead | Tag::TableRow => {
-                if let Some(table) = &mut self.table {
-                    table.row.clear();
-                }
-            }
+            Tag::Table(_) => self.table = Some(Table::default()),
             Tag::TableCell => self.captures.push(Capture {
                 text: String::new(),
                 link: None,
@@ -327,36 +300,24 @@ impl<'s> Writer<'s> {
                     }),
                 });
             }
-            // Not enabled.
-            Tag::FootnoteDefinition(_)
-            | Tag::DefinitionList
-            | Tag::DefinitionListTitle
-            | Tag::DefinitionListDefinition
-            | Tag::Superscript
-            | Tag::Subscript
-            | Tag::MetadataBlock(_) => {}
+            _ => {}
         }
     }
 
     fn end(&mut self, tag: TagEnd, range: &Range<usize>) {
         match tag {
-            TagEnd::Paragraph | TagEnd::HtmlBlock => self.block_end(range),
-            TagEnd::Heading(_) => {
+            TagEnd::Heading(_) | TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => {
                 self.close_span();
-                self.block_end(range);
             }
             TagEnd::BlockQuote(_) => {
                 self.containers.pop();
-                self.block_end(range);
             }
             TagEnd::CodeBlock => {
                 let code = self.code.take().unwrap_or_default();
                 self.code_block(&code);
-                self.block_end(range);
             }
             TagEnd::List(_) => {
                 self.lists.pop();
-                self.block_end(range);
             }
             TagEnd::Item => {
                 if let Some(Container::Item {
@@ -367,7 +328,6 @@ impl<'s> Writer<'s> {
                     self.start_line();
                 }
                 self.containers.pop();
-                self.block_end(range);
             }
             TagEnd::TableCell => {
                 let cell = self.captures.pop().map(|c| c.text).unwrap_or_default();
@@ -393,17 +353,22 @@ impl<'s> Writer<'s> {
                         .collect();
                     self.table_line(&head.join(", "));
                 }
-                self.block_end(range);
             }
-            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => self.close_span(),
             TagEnd::Link | TagEnd::Image => self.link_end(),
-            TagEnd::FootnoteDefinition
-            | TagEnd::DefinitionList
-            | TagEnd::DefinitionListTitle
-            | TagEnd::DefinitionListDefinition
-            | TagEnd::Superscript
-            | TagEnd::Subscript
-            | TagEnd::MetadataBlock(_) => {}
+            _ => {}
+        }
+        if matches!(
+            tag,
+            TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::BlockQuote(_)
+                | TagEnd::CodeBlock
+                | TagEnd::HtmlBlock
+                | TagEnd::List(_)
+                | TagEnd::Item
+                | TagEnd::Table
+        ) {
+            self.block_end(range);
         }
     }
 
@@ -414,12 +379,8 @@ impl<'s> Writer<'s> {
     fn block_start(&mut self, at: usize) {
         if self.line_open {
             let between = self.src.get(self.last_end..at).unwrap_or("");
-            let gap = if between.matches('\n').count() >= 2 {
-                2
-            } else {
-                1
-            };
-            self.breaks = self.breaks.max(gap);
+            let blank_line = between.matches('\n').count() >= 2;
+            self.breaks = self.breaks.max(1 + usize::from(blank_line));
         }
         self.after_block = false;
     }
@@ -697,6 +658,22 @@ impl<'s> Writer<'s> {
         };
         self.put(&shown);
     }
+}
+
+/// The blocks whose start begins a new line (table rows and cells are
+/// laid out by the table).
+fn is_block(tag: &Tag<'_>) -> bool {
+    matches!(
+        tag,
+        Tag::Paragraph
+            | Tag::Heading { .. }
+            | Tag::BlockQuote(_)
+            | Tag::CodeBlock(_)
+            | Tag::HtmlBlock
+            | Tag::List(_)
+            | Tag::Item
+            | Tag::Table(_)
+    )
 }
 
 fn style_index(style: char) -> usize {
