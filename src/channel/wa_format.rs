@@ -3,73 +3,79 @@
 //! The agent answers in Markdown; WhatsApp understands a smaller, different
 //! syntax. [`to_whatsapp`] rewrites one into the other, [`chunk`] cuts text
 //! into messages of bounded length, and [`render`] does both. Everything
-//! here is pure: no I/O, no Markdown crate.
+//! here is pure: no I/O.
 //!
 //! # Conversion rules ([`to_whatsapp`])
 //!
-//! A line-based pass recognises blocks; an inline pass rewrites the text of
-//! each line (spans never cross a line).
+//! The Markdown is parsed by `pulldown-cmark` (CommonMark, plus GitHub's
+//! tables, strikethrough and task lists); the small renderer below turns its
+//! events into WhatsApp text. Whatever the parser reads as plain text comes
+//! out as that text: `snake_case`, a lone `*`, `\*` (as `*`), `&amp;` (as
+//! `&`). Line endings `\r\n` and `\r` are read as `\n`.
 //!
 //! Blocks:
-//! - Code fences (```` ``` ```` or `~~~`, any indentation) become
-//!   ```` ``` ```` lines: the language tag is dropped, the content is copied
-//!   verbatim (only the fence's own indentation is removed from each line),
-//!   and an unclosed fence is closed at the end of the text.
-//! - A GitHub pipe table (a header row followed by a `|---|:--:|` separator
-//!   row with as many cells) becomes one line per body row:
-//!   `Header: cell, Header: cell`. Empty cells are skipped, cells beyond the
-//!   header are given without a label, and a table with no body rows gives
-//!   its header cells joined by `, `. Cells split at pipes that are neither
-//!   escaped (`\|`) nor inside a code span. Pipe lines with no separator row
-//!   are left as they are (inline rules still apply).
-//! - Headings `#` … `######` become `*text*` (bold) on their own line. A
-//!   closing sequence of `#`s (one preceded by a space, as in CommonMark) is
-//!   removed, so `## C#` keeps its `#`. Bold inside a heading is merged into
-//!   the heading's bold.
-//! - Horizontal rules (`---`, `***`, `___`, `- - -`, … alone on a line)
-//!   become `———`. A `---` under a paragraph is also a rule (setext headings
-//!   are not recognised).
-//! - List items `* x`, `+ x`, `- x` become `- x`, keeping the indentation;
-//!   numbered items `1. x` / `1) x` are kept. Task items become `☐ x` /
-//!   `☑ x` (`- [ ] x`, `- [x] x`), or `1. ☐ x` when numbered.
-//! - Blockquotes are kept as `> ` (nesting as `> > `); their content goes
-//!   through the heading, rule, list and inline rules.
-//! - Trailing whitespace is removed from every line outside code, runs of
-//!   two or more blank lines (three or more newlines) become one blank line,
-//!   and the whole text is trimmed.
+//! - Blocks keep the author's spacing: two blocks are separated by a blank
+//!   line when the source had one between them, else by a line break. Soft
+//!   and hard line breaks stay line breaks. Outside code, trailing spaces
+//!   are removed from every line; the whole text is trimmed.
+//! - Headings (`#` … `######`, or a line underlined with `===` or `---`)
+//!   become `*text*` (bold) on their own line; bold inside a heading is
+//!   merged into the heading's bold, and an empty heading disappears.
+//! - Thematic breaks (`---`, `***`, `___`, `- - -`, …) become `———`.
+//! - Bullet items become `- x`; ordered items `N. x` or `N) x`, numbered on
+//!   from the list's first number. Task items become `☐ x` / `☑ x`, or
+//!   `N. ☐ x` when numbered. A nested list is indented by the width of its
+//!   parent's marker (2 for `- `, 3 for `1. `), and so are an item's
+//!   continuation lines.
+//! - Quotes become `> ` lines (nested: `> > `); a blank line inside a quote
+//!   is `>`.
+//! - Code blocks (fenced or indented) become ```` ``` ```` lines at the
+//!   start of a line, even inside a list or quote: the language tag is
+//!   dropped and the content is copied verbatim. An unclosed fence runs to
+//!   the end of the text and is closed there.
+//! - A table becomes one line per body row: `Header: cell, Header: cell`.
+//!   Empty cells are skipped, and a table with no body rows gives its
+//!   header cells joined by `, `. As in GitHub's tables, a row's cells
+//!   beyond the header's are dropped, a `|` inside a cell (code spans
+//!   included) must be escaped as `\|`, and a line right under a table is
+//!   one more row unless it starts another block.
+//! - HTML blocks pass through as text.
 //!
-//! Inline (never inside code spans or blocks):
-//! - `**b**`, `__b__` → `*b*`; `*i*`, `_i_` → `_i_`; `***x***` → `*_x_*`;
-//!   `~~s~~` → `~s~` (a single `~` is left alone). A marker opens only
-//!   before a non-space and closes only after one; `_` does not open or
-//!   close inside a word, so `snake_case` is safe. Unmatched markers stay.
-//!   The same style nested in itself is not doubled.
-//! - `` `code` `` is kept verbatim (a span whose content holds a backtick
-//!   keeps its original delimiters).
-//! - `[text](url "title")` → `text (url)`; just `url` when the text is the
-//!   url, ignoring an `http(s)://` prefix and a trailing `/`, and just the
-//!   address for `[a@b.c](mailto:a@b.c)`. `![alt](url)` → `alt (url)`, or
-//!   `url` without alt. Autolinks `<https://x>` → `https://x`. Bare
-//!   `http(s)://` URLs are copied untouched. A link whose bare url holds
-//!   `[` or `]` is not recognised (real urls encode them; `<url>` works).
-//! - Backslash escapes of ASCII punctuation (`\*`, `\_`, `\#`, …) give the
-//!   character itself.
-//! - HTML-like tags are left alone.
+//! Inline:
+//! - Strong → `*b*`, emphasis → `_i_`, strikethrough (`~~s~~` or `~s~`) →
+//!   `~s~`. A style nested in itself is not doubled; `***x***` is emphasis
+//!   around strong, `_*x*_`. Emphasis delimiters inside a bare
+//!   `http(s)://` URL are kept as they were, so such a URL stays intact
+//!   (CommonMark does not see bare URLs).
+//! - Code spans → `` `code` ``; code holding a backtick gets a longer
+//!   backtick fence (`` `` a ` b `` ``).
+//! - Links → `text (url)`; just `url` when the text is empty or repeats the
+//!   url (ignoring an `http(s)://` prefix and a trailing `/`); just the text
+//!   when the url is empty, or for `[a@b.c](mailto:a@b.c)`. Autolinks
+//!   `<https://x>` → `https://x`. Reference links resolve to their
+//!   definitions (which disappear); an undefined `[ref][1]` stays text.
+//!   Images → `alt (url)`, or `url` without alt.
+//! - Inline HTML passes through as text.
 //!
 //! # Chunking rules ([`chunk`])
 //!
 //! Lengths are in `char`s. Each chunk is at most `limit` long (a `limit` of
-//! 0 counts as 1). A chunk ends at the last break that fits, preferring, in
-//! this order: a paragraph break (a whitespace run holding a blank line), a
-//! line break, a space — all outside any formatting span — then a line
-//! break, then a space inside a ```` ``` ```` block, then a space inside an
-//! inline span (`*bold*`, `_italic_`, `~strike~`, `` `code` ``,
-//! ```` ```mono``` ````), then a no-break space, and only when the window
-//! holds no whitespace at all is a single over-long word cut (never between
-//! a character and the combining marks, variation selectors, skin tones or
-//! joiner glued to it, unless that cluster alone is longer than the limit).
-//! A break outside every span always wins over one inside, so a span is cut
-//! only when no boundary outside it fits in the chunk.
+//! 0 counts as 1). Cuts fall only between grapheme clusters (extended, as
+//! segmented by `unicode-segmentation`), so a flag, an emoji with its skin
+//! tone, a ZWJ sequence or a letter with its combining marks is never cut in
+//! half, unless that one cluster alone is longer than the limit. Whitespace
+//! means a cluster made only of whitespace (a space carrying a combining
+//! mark is not one).
+//!
+//! A chunk ends at the last break that fits, preferring, in this order: a
+//! paragraph break (a whitespace run holding a blank line), a line break, a
+//! space — all outside any formatting span — then a line break, then a
+//! space inside a ```` ``` ```` block, then a space inside an inline span
+//! (`*bold*`, `_italic_`, `~strike~`, `` `code` ``, ```` ```mono``` ````),
+//! then a no-break space, and only when the window holds no whitespace at
+//! all is a single over-long word cut, at the last cluster boundary that
+//! fits. A break outside every span always wins over one inside, so a span
+//! is cut only when no boundary outside it fits in the chunk.
 //!
 //! A ```` ``` ```` block cut in two gets a closing fence line appended to
 //! the first part (```` "\n```" ````) and an opening one prepended to the
@@ -88,7 +94,10 @@
 //! its first line's indentation only when it continues a code block. Text
 //! that is empty or only whitespace gives no chunks.
 
-use std::collections::HashMap;
+use std::ops::Range;
+
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Opens and closes a WhatsApp monospace block.
 const FENCE: &str = "```";
@@ -96,43 +105,33 @@ const FENCE: &str = "```";
 const FENCE_COST: usize = 4;
 /// Below this limit code blocks are not re-fenced when split.
 const MIN_FENCED_LIMIT: usize = 16;
-/// What a horizontal rule becomes.
+/// What a thematic break becomes.
 const RULE: &str = "———";
-/// Deepest nesting of emphasis and links interpreted; deeper stays literal.
-const MAX_DEPTH: u8 = 16;
-/// Longest link text, or link title, looked at when matching a link.
-const MAX_LINK_TEXT: usize = 2_000;
 
 /// Markdown → WhatsApp text, by the rules in the module documentation.
 pub fn to_whatsapp(markdown: &str) -> String {
     let text = markdown.replace("\r\n", "\n").replace('\r', "\n");
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut out = Vec::with_capacity(lines.len());
-    let mut i = 0;
-    while i < lines.len() {
-        if let Some(fence) = Fence::open(lines[i]) {
-            i = fence.convert(&lines, i, &mut out);
-        } else if let Some(next) = table(&lines, i, &mut out) {
-            i = next;
-        } else {
-            out.push(Line::Text(convert_line(lines[i])));
-            i += 1;
-        }
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let mut writer = Writer::new(&text);
+    for (event, range) in Parser::new_ext(&text, options).into_offset_iter() {
+        writer.event(event, range);
     }
-    assemble(out)
+    writer.out.trim().to_string()
 }
 
 /// Splits text into chunks of at most `limit` characters (chars, not
-/// bytes), preferring paragraph, then line, then word boundaries, and never
-/// cutting inside a formatting span while a boundary outside it fits. A
-/// code block longer than the limit is cut at line boundaries and each part
-/// is closed and reopened with ```` ``` ````. Only whitespace at the cuts is
-/// dropped; see the module documentation for the exact guarantee.
+/// bytes), preferring paragraph, then line, then word boundaries, never
+/// cutting a grapheme cluster, and never cutting inside a formatting span
+/// while a boundary outside it fits. A code block longer than the limit is
+/// cut at line boundaries and each part is closed and reopened with
+/// ```` ``` ````. Only whitespace at the cuts is dropped; see the module
+/// documentation for the exact guarantee.
 pub fn chunk(text: &str, limit: usize) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    plan(&chars, limit)
+    let text = Chars::new(text);
+    plan(&text, limit)
         .iter()
-        .map(|piece| piece.render(&chars))
+        .map(|piece| piece.render(&text.c))
         .collect()
 }
 
@@ -142,572 +141,546 @@ pub fn render(markdown: &str, limit: usize) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// Blocks
+// Rendering parser events
 // ---------------------------------------------------------------------------
 
-/// One output line: text is trimmed and blank-collapsed, code is not.
-enum Line {
-    Text(String),
-    Code(String),
+/// A quote or list item around the lines being written.
+enum Container {
+    Quote,
+    /// A list item: its marker until its first line is written, and the
+    /// indentation of its later lines.
+    Item {
+        marker: Option<String>,
+        width: usize,
+    },
 }
 
-fn assemble(lines: Vec<Line>) -> String {
-    let mut out = String::new();
-    let mut blank = false;
-    for line in lines {
-        let text = match line {
-            Line::Text(text) if text.trim().is_empty() => {
-                blank = true;
-                continue;
+/// An open emphasis-like span.
+enum Span {
+    /// A WhatsApp style: `*`, `_` or `~`.
+    Style(char),
+    /// Delimiters kept as they were (inside a bare URL).
+    Literal(String),
+}
+
+/// Text collected instead of written: a link's or image's text, or a
+/// table cell.
+struct Capture {
+    text: String,
+    link: Option<Target>,
+}
+
+/// Where a link or image points, and its text without formatting.
+struct Target {
+    url: String,
+    plain: String,
+}
+
+#[derive(Default)]
+struct Table {
+    head: Vec<String>,
+    row: Vec<String>,
+    rows: usize,
+}
+
+#[derive(Default)]
+struct Writer<'s> {
+    /// The Markdown (line endings normalised); event ranges index it.
+    src: &'s str,
+    /// Bare `http(s)://` URLs in `src`, in order.
+    urls: Vec<Range<usize>>,
+    out: String,
+    containers: Vec<Container>,
+    /// For each open list, the next item's number (`None`: bullets).
+    lists: Vec<Option<u64>>,
+    /// Whether the current output line has been started (prefix written).
+    line_open: bool,
+    /// Line breaks owed before the next text: 1, or 2 for a blank line.
+    breaks: usize,
+    /// Where, in `src`, the last text or block ended.
+    last_end: usize,
+    /// Whether a block has ended since the last text.
+    after_block: bool,
+    spans: Vec<Span>,
+    /// How many spans of each WhatsApp style are open: `*`, `_`, `~`.
+    styles: [usize; 3],
+    /// Opening markers not written yet: they go out with the next text, and
+    /// a span that closes before any text leaves nothing.
+    pending: String,
+    captures: Vec<Capture>,
+    /// The code block being collected.
+    code: Option<String>,
+    table: Option<Table>,
+}
+
+impl<'s> Writer<'s> {
+    fn new(src: &'s str) -> Self {
+        Writer {
+            src,
+            urls: bare_urls(src),
+            out: String::with_capacity(src.len()),
+            ..Writer::default()
+        }
+    }
+
+    fn event(&mut self, event: Event<'_>, range: Range<usize>) {
+        match event {
+            Event::Start(tag) => self.start(tag, &range),
+            Event::End(tag) => self.end(tag, &range),
+            Event::Text(text) => {
+                if let Some(code) = &mut self.code {
+                    code.push_str(&text);
+                } else {
+                    self.content(&range);
+                    self.add_plain(&text);
+                    self.put(&text);
+                }
             }
-            Line::Text(text) => text.trim_end().to_string(),
-            Line::Code(code) => code,
+            Event::Code(code) => {
+                self.content(&range);
+                self.add_plain(&code);
+                self.put(&code_span(&code));
+            }
+            Event::SoftBreak | Event::HardBreak => self.put("\n"),
+            Event::Rule => {
+                self.block_start(range.start);
+                self.put(RULE);
+                self.block_end(&range);
+            }
+            Event::TaskListMarker(done) => self.task(done),
+            // Math and footnotes are not enabled; were they, their text
+            // would do.
+            Event::Html(text)
+            | Event::InlineHtml(text)
+            | Event::InlineMath(text)
+            | Event::DisplayMath(text)
+            | Event::FootnoteReference(text) => {
+                self.content(&range);
+                self.put(&text);
+            }
+        }
+    }
+
+    fn start(&mut self, tag: Tag<'_>, range: &Range<usize>) {
+        if is_block(&tag) {
+            self.block_start(range.start);
+        }
+        match tag {
+            Tag::Heading { .. } => self.open_style('*'),
+            Tag::BlockQuote(_) => {
+                // A blank line before the quote is not part of it.
+                self.flush_breaks();
+                self.containers.push(Container::Quote);
+            }
+            Tag::CodeBlock(_) => self.code = Some(String::new()),
+            Tag::List(first) => self.lists.push(first),
+            Tag::Item => {
+                let marker = self.item_marker(range.start);
+                self.containers.push(Container::Item {
+                    width: marker.chars().count(),
+                    marker: Some(marker),
+                });
+            }
+            Tag::Table(_) => self.table = Some(Table::default()),
+            Tag::TableCell => self.captures.push(Capture {
+                text: String::new(),
+                link: None,
+            }),
+            Tag::Emphasis => self.open_span(range.start, '_', 1),
+            Tag::Strong => self.open_span(range.start, '*', 2),
+            Tag::Strikethrough => self.open_span(range.start, '~', 2),
+            Tag::Link { dest_url, .. } | Tag::Image { dest_url, .. } => {
+                self.resume(range.start);
+                self.flush_pending();
+                self.captures.push(Capture {
+                    text: String::new(),
+                    link: Some(Target {
+                        url: dest_url.to_string(),
+                        plain: String::new(),
+                    }),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, tag: TagEnd, range: &Range<usize>) {
+        match tag {
+            TagEnd::Heading(_) | TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => {
+                self.close_span();
+            }
+            TagEnd::BlockQuote(_) => {
+                self.containers.pop();
+            }
+            TagEnd::CodeBlock => {
+                let code = self.code.take().unwrap_or_default();
+                self.code_block(&code);
+            }
+            TagEnd::List(_) => {
+                self.lists.pop();
+            }
+            TagEnd::Item => {
+                if let Some(Container::Item {
+                    marker: Some(_), ..
+                }) = self.containers.last()
+                {
+                    // An empty item still shows its marker.
+                    self.start_line();
+                }
+                self.containers.pop();
+            }
+            TagEnd::TableCell => {
+                let cell = self.captures.pop().map(|c| c.text).unwrap_or_default();
+                if let Some(table) = &mut self.table {
+                    table.row.push(cell.trim().to_string());
+                }
+            }
+            TagEnd::TableHead => {
+                if let Some(table) = &mut self.table {
+                    table.head = std::mem::take(&mut table.row);
+                }
+            }
+            TagEnd::TableRow => self.table_row(),
+            TagEnd::Table => {
+                if let Some(table) = self.table.take()
+                    && table.rows == 0
+                {
+                    let head: Vec<&str> = table
+                        .head
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|h| !h.is_empty())
+                        .collect();
+                    self.table_line(&head.join(", "));
+                }
+            }
+            TagEnd::Link | TagEnd::Image => self.link_end(),
+            _ => {}
+        }
+        if matches!(
+            tag,
+            TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::BlockQuote(_)
+                | TagEnd::CodeBlock
+                | TagEnd::HtmlBlock
+                | TagEnd::List(_)
+                | TagEnd::Item
+                | TagEnd::Table
+        ) {
+            self.block_end(range);
+        }
+    }
+
+    // ---- layout -----------------------------------------------------------
+
+    /// A block starts at `at`: it goes on a new line, after a blank one when
+    /// the source has a blank line since the last text or block.
+    fn block_start(&mut self, at: usize) {
+        if self.line_open {
+            let between = self.src.get(self.last_end..at).unwrap_or("");
+            let blank_line = between.matches('\n').count() >= 2;
+            self.breaks = self.breaks.max(1 + usize::from(blank_line));
+        }
+        self.after_block = false;
+    }
+
+    fn block_end(&mut self, range: &Range<usize>) {
+        self.ended(range);
+        self.after_block = true;
+    }
+
+    /// Text or a block at `range` has been written: blank lines after it
+    /// (and quote markers on them) are gaps, not its own.
+    fn ended(&mut self, range: &Range<usize>) {
+        let body =
+            self.src[range.clone()].trim_end_matches(|c: char| c.is_whitespace() || c == '>');
+        self.last_end = self.last_end.max(range.start + body.len());
+    }
+
+    /// Inline content at `at`. In a tight list item text follows a nested
+    /// block with no paragraph of its own, so it starts a block itself.
+    fn resume(&mut self, at: usize) {
+        if self.after_block {
+            self.block_start(at);
+        }
+    }
+
+    fn content(&mut self, range: &Range<usize>) {
+        self.resume(range.start);
+        self.ended(range);
+    }
+
+    /// Writes owed line breaks; blank lines get the quote markers around
+    /// them.
+    fn flush_breaks(&mut self) {
+        if self.out.is_empty() {
+            self.breaks = 0;
+        }
+        for k in 0..self.breaks {
+            if k > 0 {
+                let prefix = self.prefix(true);
+                self.out.push_str(&prefix);
+            }
+            let kept = self.out.trim_end_matches([' ', '\t']).len();
+            self.out.truncate(kept);
+            self.out.push('\n');
+            self.line_open = false;
+        }
+        self.breaks = 0;
+    }
+
+    /// Gets the output ready for text on the current line.
+    fn start_line(&mut self) {
+        self.flush_breaks();
+        if !self.line_open {
+            let prefix = self.prefix(false);
+            self.out.push_str(&prefix);
+            self.line_open = true;
+        }
+    }
+
+    /// What starts a line: quote markers, and list markers or indentation.
+    /// A list item's marker is used once, on its first line.
+    fn prefix(&mut self, blank: bool) -> String {
+        let mut prefix = String::new();
+        for container in &mut self.containers {
+            match container {
+                Container::Quote => prefix.push_str("> "),
+                Container::Item { marker, width } => {
+                    if !blank && let Some(marker) = marker.take() {
+                        prefix.push_str(&marker);
+                    } else {
+                        prefix.extend(std::iter::repeat_n(' ', *width));
+                    }
+                }
+            }
+        }
+        prefix
+    }
+
+    /// Writes inline text; `\n` in it breaks the line.
+    fn put(&mut self, text: &str) {
+        if let Some(capture) = self.captures.last_mut() {
+            capture.text.push_str(&self.pending);
+            capture.text.push_str(text);
+            self.pending.clear();
+            return;
+        }
+        for (k, line) in text.split('\n').enumerate() {
+            if k > 0 {
+                self.breaks = self.breaks.max(1);
+            }
+            if !line.is_empty() {
+                self.start_line();
+                self.out.push_str(&self.pending);
+                self.out.push_str(line);
+                self.pending.clear();
+            }
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.put(&pending);
+        }
+    }
+
+    // ---- blocks -----------------------------------------------------------
+
+    fn item_marker(&mut self, at: usize) -> String {
+        match self.lists.last_mut() {
+            Some(Some(next)) => {
+                let number = *next;
+                *next += 1;
+                let after_digits = self.src[at..]
+                    .trim_start()
+                    .trim_start_matches(|c: char| c.is_ascii_digit());
+                let delimiter = if after_digits.starts_with(')') {
+                    ')'
+                } else {
+                    '.'
+                };
+                format!("{number}{delimiter} ")
+            }
+            _ => "- ".to_string(),
+        }
+    }
+
+    fn task(&mut self, done: bool) {
+        let mark = if done { '☑' } else { '☐' };
+        match self.containers.last_mut() {
+            Some(Container::Item {
+                marker: Some(marker),
+                ..
+            }) => {
+                if marker == "- " {
+                    marker.clear();
+                }
+                marker.push(mark);
+                marker.push(' ');
+            }
+            _ => self.put(&format!("{mark} ")),
+        }
+    }
+
+    /// A code block, its fences at the start of their lines.
+    fn code_block(&mut self, code: &str) {
+        let marker_pending = self.containers.iter().any(|c| {
+            matches!(
+                c,
+                Container::Item {
+                    marker: Some(_),
+                    ..
+                }
+            )
+        });
+        if marker_pending {
+            // An item that opens with code: its marker gets a line.
+            self.start_line();
+        }
+        if self.line_open {
+            self.breaks = self.breaks.max(1);
+        }
+        self.flush_breaks();
+        let body = code.strip_suffix('\n').unwrap_or(code);
+        self.out.push_str(FENCE);
+        self.out.push('\n');
+        if !body.is_empty() {
+            self.out.push_str(body);
+            self.out.push('\n');
+        }
+        self.out.push_str(FENCE);
+        self.line_open = true;
+    }
+
+    fn table_row(&mut self) {
+        let Some(table) = &mut self.table else {
+            return;
         };
-        if !out.is_empty() {
-            out.push('\n');
-            if blank {
-                out.push('\n');
-            }
-        }
-        out.push_str(&text);
-        blank = false;
-    }
-    out.trim().to_string()
-}
-
-/// An opening code fence.
-struct Fence {
-    ch: char,
-    len: usize,
-    indent: usize,
-}
-
-impl Fence {
-    fn open(line: &str) -> Option<Fence> {
-        let body = line.trim_start_matches([' ', '\t']);
-        let indent = line.len() - body.len();
-        let ch = body.chars().next().filter(|c| matches!(c, '`' | '~'))?;
-        let len = body.chars().take_while(|&c| c == ch).count();
-        if len < 3 || (ch == '`' && body[len..].contains('`')) {
-            return None;
-        }
-        Some(Fence { ch, len, indent })
-    }
-
-    fn closes(&self, line: &str) -> bool {
-        let t = line.trim();
-        t.chars().count() >= self.len && t.chars().all(|c| c == self.ch)
-    }
-
-    /// Emits the block that opens at `lines[start]`; returns the index of
-    /// the first line after it.
-    fn convert(&self, lines: &[&str], start: usize, out: &mut Vec<Line>) -> usize {
-        out.push(Line::Code(FENCE.to_string()));
-        let mut i = start + 1;
-        while let Some(line) = lines.get(i) {
-            i += 1;
-            if self.closes(line) {
-                break;
-            }
-            let strip = line
-                .bytes()
-                .take(self.indent)
-                .take_while(|b| matches!(b, b' ' | b'\t'))
-                .count();
-            out.push(Line::Code(line[strip..].to_string()));
-        }
-        out.push(Line::Code(FENCE.to_string()));
-        i
-    }
-}
-
-/// Converts the pipe table starting at `lines[i]`, if there is one; returns
-/// the index of the first line after it.
-fn table(lines: &[&str], i: usize, out: &mut Vec<Line>) -> Option<usize> {
-    let header = lines[i];
-    let separator = *lines.get(i + 1)?;
-    if !header.contains('|') || !separator.contains('|') || header.trim_start().starts_with('>') {
-        return None;
-    }
-    let labels = split_row(header);
-    let separators = split_row(separator);
-    if labels.len() != separators.len() || !separators.iter().all(|c| is_separator_cell(c)) {
-        return None;
-    }
-    let labels: Vec<String> = labels
-        .iter()
-        .map(|label| inline(label.trim(), Ctx::default()))
-        .collect();
-    let mut j = i + 2;
-    while let Some(row) = lines
-        .get(j)
-        .filter(|l| l.contains('|') && Fence::open(l).is_none())
-    {
-        let parts: Vec<String> = split_row(row)
+        table.rows += 1;
+        let parts: Vec<String> = table
+            .row
             .iter()
             .enumerate()
-            .filter_map(|(k, cell)| {
-                let value = inline(cell.trim(), Ctx::default());
-                if value.is_empty() {
-                    return None;
-                }
-                Some(match labels.get(k) {
-                    Some(label) if !label.is_empty() => format!("{label}: {value}"),
-                    _ => value,
-                })
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(k, value)| match table.head.get(k) {
+                Some(label) if !label.is_empty() => format!("{label}: {value}"),
+                _ => value.clone(),
             })
             .collect();
-        if !parts.is_empty() {
-            out.push(Line::Text(parts.join(", ")));
+        table.row.clear();
+        self.table_line(&parts.join(", "));
+    }
+
+    fn table_line(&mut self, line: &str) {
+        if line.is_empty() {
+            return;
         }
-        j += 1;
-    }
-    if j == i + 2 {
-        let head: Vec<&str> = labels
-            .iter()
-            .map(String::as_str)
-            .filter(|l| !l.is_empty())
-            .collect();
-        out.push(Line::Text(head.join(", ")));
-    }
-    Some(j)
-}
-
-/// The cells of a table row, split at pipes that are neither escaped nor
-/// inside a code span; escapes are kept for the inline pass to resolve.
-fn split_row(line: &str) -> Vec<String> {
-    let mut t = line.trim();
-    t = t.strip_prefix('|').unwrap_or(t);
-    if t.ends_with('|') && !t.ends_with("\\|") {
-        t = &t[..t.len() - 1];
-    }
-    let c: Vec<char> = t.chars().collect();
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut k = 0;
-    while k < c.len() {
-        match c[k] {
-            '\\' => {
-                cell.extend(&c[k..c.len().min(k + 2)]);
-                k += 2;
-            }
-            '`' => {
-                let n = run_len(&c, k, '`');
-                let end = find_tick_run(&c, k + n, n, c.len()).map_or(k + n, |j| j + n);
-                cell.extend(&c[k..end]);
-                k = end;
-            }
-            '|' => {
-                cells.push(std::mem::take(&mut cell));
-                k += 1;
-            }
-            x => {
-                cell.push(x);
-                k += 1;
-            }
+        if self.line_open {
+            self.breaks = self.breaks.max(1);
         }
+        self.put(line);
     }
-    cells.push(cell);
-    cells
-}
 
-fn is_separator_cell(cell: &str) -> bool {
-    let t = cell.trim();
-    let t = t.strip_prefix(':').unwrap_or(t);
-    let t = t.strip_suffix(':').unwrap_or(t);
-    !t.is_empty() && t.chars().all(|c| c == '-')
-}
+    // ---- inline -----------------------------------------------------------
 
-/// One line outside code blocks and tables.
-fn convert_line(line: &str) -> String {
-    let (depth, rest) = quote_prefix(line);
-    let body = convert_body(rest);
-    if depth == 0 {
-        return body;
-    }
-    let prefix = "> ".repeat(depth);
-    if body.is_empty() {
-        prefix.trim_end().to_string()
-    } else {
-        prefix + &body
-    }
-}
-
-/// How many `>` quote levels open the line, and what follows them.
-fn quote_prefix(line: &str) -> (usize, &str) {
-    let mut rest = line.trim_start_matches([' ', '\t']);
-    if !rest.starts_with('>') {
-        return (0, line);
-    }
-    let mut depth = 0;
-    while let Some(after) = rest.strip_prefix('>') {
-        depth += 1;
-        let after = after.strip_prefix(' ').unwrap_or(after);
-        let trimmed = after.trim_start_matches([' ', '\t']);
-        rest = if trimmed.starts_with('>') {
-            trimmed
+    /// Opens emphasis (`_`, delimiter length 1), strong (`*`, 2) or
+    /// strikethrough (`~`, up to 2) whose source starts at `at`.
+    fn open_span(&mut self, at: usize, style: char, len: usize) {
+        self.resume(at);
+        if self.in_url(at) {
+            let rest = &self.src[at..];
+            let lead = rest.chars().next().unwrap_or(style);
+            let delimiter: String = rest.chars().take_while(|&c| c == lead).take(len).collect();
+            self.pending.push_str(&delimiter);
+            self.spans.push(Span::Literal(delimiter));
         } else {
-            after
+            self.open_style(style);
+        }
+    }
+
+    fn open_style(&mut self, style: char) {
+        let open = &mut self.styles[style_index(style)];
+        *open += 1;
+        if *open == 1 {
+            self.pending.push(style);
+        }
+        self.spans.push(Span::Style(style));
+    }
+
+    fn close_span(&mut self) {
+        match self.spans.pop() {
+            Some(Span::Style(style)) => {
+                let open = &mut self.styles[style_index(style)];
+                *open -= 1;
+                if *open == 0 {
+                    if self.pending.ends_with(style) {
+                        self.pending.pop();
+                    } else {
+                        self.put(&style.to_string());
+                    }
+                }
+            }
+            Some(Span::Literal(delimiter)) => self.put(&delimiter),
+            None => {}
+        }
+    }
+
+    fn in_url(&self, at: usize) -> bool {
+        let k = self.urls.partition_point(|url| url.end <= at);
+        self.urls.get(k).is_some_and(|url| url.start < at)
+    }
+
+    /// Adds text to the innermost link's plain text.
+    fn add_plain(&mut self, text: &str) {
+        if let Some(target) = self.captures.iter_mut().rev().find_map(|c| c.link.as_mut()) {
+            target.plain.push_str(text);
+        }
+    }
+
+    fn link_end(&mut self) {
+        let Some(Capture {
+            text,
+            link: Some(Target { url, plain }),
+        }) = self.captures.pop()
+        else {
+            return;
         };
-    }
-    (depth, rest)
-}
-
-fn convert_body(line: &str) -> String {
-    if line.trim().is_empty() {
-        return String::new();
-    }
-    if is_rule(line) {
-        return RULE.to_string();
-    }
-    if let Some(heading) = heading(line) {
-        return heading;
-    }
-    if let Some(item) = list_item(line) {
-        return item;
-    }
-    inline(line, Ctx::default())
-}
-
-fn is_rule(line: &str) -> bool {
-    let t = line.trim();
-    let Some(mark) = t.chars().next().filter(|c| matches!(c, '-' | '*' | '_')) else {
-        return false;
-    };
-    t.chars().filter(|&c| c == mark).count() >= 3
-        && t.chars().all(|c| c == mark || c == ' ' || c == '\t')
-}
-
-fn heading(line: &str) -> Option<String> {
-    let body = line.trim_start_matches(' ');
-    if line.len() - body.len() > 3 {
-        return None;
-    }
-    let level = body.bytes().take_while(|&b| b == b'#').count();
-    if !(1..=6).contains(&level) {
-        return None;
-    }
-    let rest = &body[level..];
-    if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
-        return None;
-    }
-    let mut text = rest.trim();
-    let unclosed = text.trim_end_matches('#');
-    if unclosed.is_empty() {
-        text = "";
-    } else if unclosed.ends_with([' ', '\t']) {
-        text = unclosed.trim_end();
-    }
-    let ctx = Ctx {
-        bold: true,
-        ..Ctx::default()
-    };
-    let text = inline(text, ctx);
-    Some(if text.is_empty() {
-        String::new()
-    } else {
-        format!("*{text}*")
-    })
-}
-
-fn list_item(line: &str) -> Option<String> {
-    let body = line.trim_start_matches([' ', '\t']);
-    let indent = &line[..line.len() - body.len()];
-    let (marker, rest) = if let Some(rest) = body.strip_prefix(['-', '*', '+']) {
-        (None, rest)
-    } else {
-        let digits = body.bytes().take_while(u8::is_ascii_digit).count();
-        if !(1..=9).contains(&digits) || !body[digits..].starts_with(['.', ')']) {
-            return None;
-        }
-        (Some(&body[..=digits]), &body[digits + 1..])
-    };
-    if !rest.starts_with([' ', '\t']) {
-        return None;
-    }
-    let (task, rest) = task_box(rest.trim_start());
-    let text = inline(rest, Ctx::default());
-    Some(match (marker, task) {
-        (None, Some(task)) => format!("{indent}{task} {text}"),
-        (None, None) => format!("{indent}- {text}"),
-        (Some(number), Some(task)) => format!("{indent}{number} {task} {text}"),
-        (Some(number), None) => format!("{indent}{number} {text}"),
-    })
-}
-
-fn task_box(rest: &str) -> (Option<char>, &str) {
-    for (pattern, task) in [("[ ]", '☐'), ("[x]", '☑'), ("[X]", '☑')] {
-        if let Some(after) = rest.strip_prefix(pattern)
-            && (after.is_empty() || after.starts_with([' ', '\t']))
-        {
-            return (Some(task), after.trim_start());
-        }
-    }
-    (None, rest)
-}
-
-// ---------------------------------------------------------------------------
-// Inline spans
-// ---------------------------------------------------------------------------
-
-/// The styles already open around the text being converted.
-#[derive(Debug, Clone, Copy, Default)]
-struct Ctx {
-    bold: bool,
-    italic: bool,
-    strike: bool,
-    depth: u8,
-}
-
-fn inline(text: &str, ctx: Ctx) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    Inline {
-        c: &chars,
-        ctx,
-        dead: HashMap::new(),
-    }
-    .convert()
-}
-
-struct Inline<'a> {
-    c: &'a [char],
-    ctx: Ctx,
-    /// (delimiter, run length) → the position from which a search for its
-    /// closer has failed; later searches from there on are skipped, which
-    /// keeps pathological input from going quadratic.
-    dead: HashMap<(char, usize), usize>,
-}
-
-impl Inline<'_> {
-    fn convert(mut self) -> String {
-        let c = self.c;
-        let mut out = String::with_capacity(c.len());
-        let mut i = 0;
-        while i < c.len() {
-            let ch = c[i];
-            match ch {
-                '\\' => match c.get(i + 1) {
-                    Some(&p) if p.is_ascii_punctuation() => {
-                        out.push(p);
-                        i += 2;
-                    }
-                    _ => {
-                        out.push('\\');
-                        i += 1;
-                    }
-                },
-                '`' => {
-                    let n = run_len(c, i, '`');
-                    match self.code_close(i + n, n) {
-                        Some(j) => {
-                            out.push_str(&code_span(&c[i + n..j], n));
-                            i = j + n;
-                        }
-                        None => {
-                            out.extend(&c[i..i + n]);
-                            i += n;
-                        }
-                    }
-                }
-                '*' | '_' | '~' => match self.emphasis(i) {
-                    Some((text, end)) => {
-                        out.push_str(&text);
-                        i = end;
-                    }
-                    None => {
-                        let n = run_len(c, i, ch);
-                        out.extend(&c[i..i + n]);
-                        i += n;
-                    }
-                },
-                '[' | '!' => {
-                    let at = if ch == '!' { i + 1 } else { i };
-                    let link = (c.get(at) == Some(&'['))
-                        .then(|| parse_link(c, at))
-                        .flatten();
-                    match link {
-                        Some(link) => {
-                            out.push_str(&self.link(&link));
-                            i = link.end;
-                        }
-                        None => {
-                            out.push(ch);
-                            i += 1;
-                        }
-                    }
-                }
-                '<' => match autolink(c, i) {
-                    Some(end) => {
-                        out.extend(&c[i + 1..end - 1]);
-                        i = end;
-                    }
-                    None => {
-                        out.push('<');
-                        i += 1;
-                    }
-                },
-                _ => match bare_url(c, i) {
-                    Some(end) => {
-                        out.extend(&c[i..end]);
-                        i = end;
-                    }
-                    None => {
-                        out.push(ch);
-                        i += 1;
-                    }
-                },
-            }
-        }
-        out
-    }
-
-    fn mark_dead(&mut self, key: (char, usize), from: usize) {
-        self.dead
-            .entry(key)
-            .and_modify(|d| *d = (*d).min(from))
-            .or_insert(from);
-    }
-
-    fn is_dead(&self, key: (char, usize), from: usize) -> bool {
-        self.dead.get(&key).is_some_and(|&d| from >= d)
-    }
-
-    /// Where the backtick run of length `n` closing a code span opened
-    /// before `from` starts.
-    fn code_close(&mut self, from: usize, n: usize) -> Option<usize> {
-        if self.is_dead(('`', n), from) {
-            return None;
-        }
-        let found = find_tick_run(self.c, from, n, self.c.len());
-        if found.is_none() {
-            self.mark_dead(('`', n), from);
-        }
-        found
-    }
-
-    /// An emphasis or strikethrough span opening at `i`: its WhatsApp text
-    /// and the index after it.
-    fn emphasis(&mut self, i: usize) -> Option<(String, usize)> {
-        let c = self.c;
-        let ch = c[i];
-        let n = run_len(c, i, ch);
-        let fits = if ch == '~' { n == 2 } else { n <= 3 };
-        if !fits || self.ctx.depth >= MAX_DEPTH {
-            return None;
-        }
-        if c.get(i + n).is_none_or(|x| x.is_whitespace()) {
-            return None;
-        }
-        if ch == '_' && i > 0 && c[i - 1].is_alphanumeric() {
-            return None;
-        }
-        let j = self.closer(i + n, ch, n, 0)?;
-        let inner: String = c[i + n..j].iter().collect();
-        let mut ctx = self.ctx;
-        ctx.depth += 1;
-        let mut open = String::new();
-        if ch == '~' {
-            if !ctx.strike {
-                open.push('~');
-            }
-            ctx.strike = true;
+        let (text, plain, url) = (text.trim(), plain.trim(), url.trim());
+        let shown = if url.is_empty() || url.strip_prefix("mailto:") == Some(plain) {
+            text.to_string()
+        } else if text.is_empty() || same_target(plain, url) {
+            url.to_string()
         } else {
-            if n >= 2 {
-                if !ctx.bold {
-                    open.push('*');
-                }
-                ctx.bold = true;
-            }
-            if n != 2 {
-                if !ctx.italic {
-                    open.push('_');
-                }
-                ctx.italic = true;
-            }
-        }
-        let close: String = open.chars().rev().collect();
-        Some((format!("{open}{}{close}", inline(&inner, ctx)), j + n))
-    }
-
-    /// The start of the run of exactly `n` `ch`s that closes a span whose
-    /// content starts at `from`, skipping escapes, code, links, URLs and
-    /// nested spans of the same delimiter.
-    fn closer(&mut self, from: usize, ch: char, n: usize, nest: u8) -> Option<usize> {
-        if self.is_dead((ch, n), from) {
-            return None;
-        }
-        let c = self.c;
-        let mut k = from;
-        while k < c.len() {
-            if c[k] == ch {
-                let m = run_len(c, k, ch);
-                if m == n {
-                    let right_flanking = !c[k - 1].is_whitespace()
-                        && (ch != '_' || c.get(k + m).is_none_or(|x| !x.is_alphanumeric()));
-                    if right_flanking {
-                        return Some(k);
-                    }
-                    let left_flanking = c.get(k + m).is_some_and(|x| !x.is_whitespace())
-                        && (ch != '_' || !c[k - 1].is_alphanumeric());
-                    if left_flanking
-                        && nest < MAX_DEPTH
-                        && let Some(j) = self.closer(k + m, ch, n, nest + 1)
-                    {
-                        k = j + m;
-                        continue;
-                    }
-                }
-                k += m;
-            } else if let Some(end) = self.atom_end(k) {
-                k = end;
-            } else {
-                k += 1;
-            }
-        }
-        self.mark_dead((ch, n), from);
-        None
-    }
-
-    /// The end of an element at `k` that emphasis must not look into.
-    fn atom_end(&mut self, k: usize) -> Option<usize> {
-        let c = self.c;
-        match c[k] {
-            '\\' => c
-                .get(k + 1)
-                .filter(|p| p.is_ascii_punctuation())
-                .map(|_| k + 2),
-            '`' => {
-                let n = run_len(c, k, '`');
-                Some(self.code_close(k + n, n).map_or(k + n, |j| j + n))
-            }
-            '[' => parse_link(c, k).map(|l| l.end),
-            '!' if c.get(k + 1) == Some(&'[') => parse_link(c, k + 1).map(|l| l.end),
-            '<' => autolink(c, k),
-            _ => bare_url(c, k),
-        }
-    }
-
-    fn link(&self, link: &Link) -> String {
-        let raw: String = self.c[link.text.0..link.text.1].iter().collect();
-        let raw = raw.trim();
-        let url = link.url.trim();
-        let mut ctx = self.ctx;
-        ctx.depth += 1;
-        let text = if ctx.depth > MAX_DEPTH {
-            raw.to_string()
-        } else {
-            inline(raw, ctx)
+            format!("{text} ({url})")
         };
-        if url.is_empty() {
-            return text;
-        }
-        if url.strip_prefix("mailto:") == Some(raw) {
-            return raw.to_string();
-        }
-        if text.trim().is_empty() || same_target(raw, url) {
-            return url.to_string();
-        }
-        format!("{text} ({url})")
+        self.put(&shown);
+    }
+}
+
+/// The blocks whose start begins a new line (table rows and cells are
+/// laid out by the table).
+fn is_block(tag: &Tag<'_>) -> bool {
+    matches!(
+        tag,
+        Tag::Paragraph
+            | Tag::Heading { .. }
+            | Tag::BlockQuote(_)
+            | Tag::CodeBlock(_)
+            | Tag::HtmlBlock
+            | Tag::List(_)
+            | Tag::Item
+            | Tag::Table(_)
+    )
+}
+
+fn style_index(style: char) -> usize {
+    match style {
+        '*' => 0,
+        '_' => 1,
+        _ => 2,
     }
 }
 
@@ -723,204 +696,68 @@ fn same_target(text: &str, url: &str) -> bool {
     text == url || (!norm(url).is_empty() && norm(text) == norm(url))
 }
 
-fn code_span(content: &[char], n: usize) -> String {
-    let raw: String = content.iter().collect();
-    let padded = raw.len() >= 2 && raw.starts_with(' ') && raw.ends_with(' ');
-    let inner = if padded && !raw.trim().is_empty() {
-        &raw[1..raw.len() - 1]
-    } else {
-        &raw[..]
-    };
-    if inner.contains('`') {
-        let ticks = "`".repeat(n);
-        format!("{ticks}{raw}{ticks}")
-    } else {
-        format!("`{inner}`")
+/// A code span: between single backticks, or between a longer run than
+/// any inside (padded with spaces when the code starts or ends with one).
+fn code_span(code: &str) -> String {
+    let longest = code.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    if longest == 0 {
+        return format!("`{code}`");
     }
+    let ticks = "`".repeat(longest + 1);
+    let pad = if code.starts_with('`') || code.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{ticks}{pad}{code}{pad}{ticks}")
 }
 
-/// A parsed `[text](url)`: text bounds (exclusive of brackets), url, and
-/// the index after the closing parenthesis.
-struct Link {
-    text: (usize, usize),
-    url: String,
-    end: usize,
-}
-
-fn parse_link(c: &[char], open: usize) -> Option<Link> {
-    let stop = c.len().min(open + MAX_LINK_TEXT);
-    let mut depth = 0usize;
-    let mut k = open;
-    let close = loop {
-        if k >= stop {
-            return None;
+/// The bare `http(s)://` URLs in `src`, as byte ranges: up to whitespace,
+/// `<`, `>` or a backtick, without trailing punctuation or an unbalanced
+/// `)`.
+fn bare_urls(src: &str) -> Vec<Range<usize>> {
+    let lower = src.to_ascii_lowercase();
+    let mut urls = Vec::new();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("http") {
+        let start = from + found;
+        from = start + 4;
+        let rest = &lower[start..];
+        let scheme = if rest.starts_with("https://") {
+            8
+        } else if rest.starts_with("http://") {
+            7
+        } else {
+            continue;
+        };
+        if src[..start]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
+        {
+            continue;
         }
-        match c[k] {
-            '\\' => {
-                k += 2;
-                continue;
-            }
-            '`' => {
-                let n = run_len(c, k, '`');
-                k = find_tick_run(c, k + n, n, stop).map_or(k + n, |j| j + n);
-                continue;
-            }
-            '[' => depth += 1,
-            ']' => {
-                depth -= 1;
-                if depth == 0 {
-                    break k;
-                }
-            }
-            _ => {}
-        }
-        k += 1;
-    };
-    if c.get(close + 1) != Some(&'(') {
-        return None;
-    }
-    let mut k = skip_spaces(c, close + 2);
-    let mut url = String::new();
-    if c.get(k) == Some(&'<') {
-        let start = k + 1;
-        let end = (start..c.len()).find(|&x| matches!(c[x], '>' | '<'))?;
-        if c[end] != '>' {
-            return None;
-        }
-        url.extend(&c[start..end]);
-        k = end + 1;
-    } else {
-        let mut parens = 0usize;
-        while let Some(&x) = c.get(k) {
-            if x.is_whitespace() {
+        let len = src[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '`'))
+            .unwrap_or(src.len() - start);
+        let mut end = start + len;
+        let opened = src[start..end].matches('(').count();
+        let mut closed = src[start..end].matches(')').count();
+        while end > start + scheme {
+            let last = src[..end].chars().next_back().unwrap_or(' ');
+            if last == ')' && closed > opened {
+                closed -= 1;
+            } else if !".,;:!?'\"*_~]".contains(last) {
                 break;
             }
-            if matches!(x, '[' | ']') {
-                // Not in real URLs (they are percent-encoded); stopping here
-                // keeps runs of `[a](` from going quadratic.
-                return None;
-            }
-            if x == '\\' && c.get(k + 1).is_some_and(char::is_ascii_punctuation) {
-                url.push(c[k + 1]);
-                k += 2;
-                continue;
-            }
-            if x == '(' {
-                parens += 1;
-            } else if x == ')' {
-                if parens == 0 {
-                    break;
-                }
-                parens -= 1;
-            }
-            url.push(x);
-            k += 1;
+            end -= last.len_utf8();
+        }
+        if end > start + scheme {
+            urls.push(start..end);
+            from = end;
         }
     }
-    k = skip_spaces(c, k);
-    if let Some(&quote) = c.get(k)
-        && matches!(quote, '"' | '\'' | '(')
-    {
-        let end_quote = if quote == '(' { ')' } else { quote };
-        let stop = c.len().min(k + 1 + MAX_LINK_TEXT);
-        let end = (k + 1..stop).find(|&x| c[x] == end_quote)?;
-        k = skip_spaces(c, end + 1);
-    }
-    (c.get(k) == Some(&')')).then(|| Link {
-        text: (open + 1, close),
-        url,
-        end: k + 1,
-    })
-}
-
-/// `<scheme:…>` or `<a@b.c>` at `i`: the index after the `>`.
-fn autolink(c: &[char], i: usize) -> Option<usize> {
-    let end = (i + 1..c.len()).find(|&k| matches!(c[k], '>' | '<') || c[k].is_whitespace())?;
-    if c[end] != '>' || end == i + 1 {
-        return None;
-    }
-    let inner = &c[i + 1..end];
-    let uri = inner.iter().position(|&x| x == ':').is_some_and(|p| {
-        (2..=32).contains(&p)
-            && inner[0].is_ascii_alphabetic()
-            && inner[..p]
-                .iter()
-                .all(|x| x.is_ascii_alphanumeric() || matches!(x, '+' | '.' | '-'))
-    });
-    let email = {
-        let at = inner.iter().filter(|&&x| x == '@').count();
-        let pos = inner.iter().position(|&x| x == '@');
-        at == 1
-            && pos.is_some_and(|p| p > 0 && p + 1 < inner.len())
-            && inner
-                .iter()
-                .all(|x| x.is_ascii_alphanumeric() || ".!#$%&'*+/=?^_{|}~-@".contains(*x))
-    };
-    (uri || email).then_some(end + 1)
-}
-
-/// A bare `http(s)://` URL starting at `i`: the index after it, with
-/// trailing punctuation (and unbalanced `)`) left out.
-fn bare_url(c: &[char], i: usize) -> Option<usize> {
-    if !matches!(c[i], 'h' | 'H') || (i > 0 && c[i - 1].is_alphanumeric()) {
-        return None;
-    }
-    let starts = |p: &str| {
-        p.chars()
-            .enumerate()
-            .all(|(k, pc)| c.get(i + k).is_some_and(|x| x.eq_ignore_ascii_case(&pc)))
-    };
-    let prefix = if starts("https://") {
-        8
-    } else if starts("http://") {
-        7
-    } else {
-        return None;
-    };
-    let mut end = i;
-    while end < c.len() && !c[end].is_whitespace() && !matches!(c[end], '<' | '>' | '`') {
-        end += 1;
-    }
-    while end > i + prefix {
-        let last = c[end - 1];
-        let unbalanced = last == ')'
-            && c[i..end].iter().filter(|&&x| x == ')').count()
-                > c[i..end].iter().filter(|&&x| x == '(').count();
-        if unbalanced || ".,;:!?'\"*_~]".contains(last) {
-            end -= 1;
-        } else {
-            break;
-        }
-    }
-    (end > i + prefix).then_some(end)
-}
-
-fn run_len(c: &[char], i: usize, ch: char) -> usize {
-    c[i..].iter().take_while(|&&x| x == ch).count()
-}
-
-/// The start of the first run of exactly `n` backticks in `from..stop`.
-fn find_tick_run(c: &[char], from: usize, n: usize, stop: usize) -> Option<usize> {
-    let mut k = from;
-    while k < stop {
-        if c[k] == '`' {
-            let m = run_len(c, k, '`');
-            if m == n {
-                return Some(k);
-            }
-            k += m;
-        } else {
-            k += 1;
-        }
-    }
-    None
-}
-
-fn skip_spaces(c: &[char], mut k: usize) -> usize {
-    while c.get(k).is_some_and(|x| matches!(x, ' ' | '\t')) {
-        k += 1;
-    }
-    k
+    urls
 }
 
 // ---------------------------------------------------------------------------
@@ -934,7 +771,7 @@ const P_WORD: u8 = 2;
 const P_CODE_LINE: u8 = 3;
 const P_CODE_WORD: u8 = 4;
 const P_SPAN: u8 = 5;
-const P_GLUE: u8 = 6;
+const P_NO_BREAK: u8 = 6;
 const PRIORITIES: usize = 7;
 
 /// One chunk: `chars[start..end]`, with a fence added before and/or after.
@@ -962,23 +799,37 @@ impl Piece {
     }
 }
 
-/// Whitespace, as trimmed at the cuts.
-fn is_ws(c: char) -> bool {
-    c.is_whitespace()
+/// The text to cut, as chars, with its grapheme clusters.
+struct Chars {
+    c: Vec<char>,
+    /// `edge[k]`: whether a cluster starts at `k` (or `k` is the end).
+    edge: Vec<bool>,
+    /// `ws[k]`: whether `c[k]` is in a cluster of whitespace only; such
+    /// clusters are what the cuts may drop.
+    ws: Vec<bool>,
+}
+
+impl Chars {
+    fn new(text: &str) -> Chars {
+        let mut c = Vec::with_capacity(text.len());
+        let mut edge = Vec::with_capacity(text.len() + 1);
+        let mut ws = Vec::with_capacity(text.len());
+        for cluster in text.graphemes(true) {
+            let blank = cluster.chars().all(char::is_whitespace);
+            for (k, ch) in cluster.chars().enumerate() {
+                c.push(ch);
+                edge.push(k == 0);
+                ws.push(blank);
+            }
+        }
+        edge.push(true);
+        Chars { c, edge, ws }
+    }
 }
 
 /// No-break spaces: cut at only when nothing better fits.
-fn is_glue(c: char) -> bool {
+fn is_no_break_space(c: char) -> bool {
     matches!(c, '\u{a0}' | '\u{2007}' | '\u{202f}')
-}
-
-/// Characters that belong to the one before them.
-fn is_extend(c: char) -> bool {
-    matches!(c as u32,
-        0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x0610..=0x061A
-        | 0x064B..=0x065F | 0x0E31 | 0x0E34..=0x0E3A | 0x1AB0..=0x1AFF
-        | 0x1DC0..=0x1DFF | 0x200C..=0x200D | 0x20D0..=0x20FF | 0xFE00..=0xFE0F
-        | 0xFE20..=0xFE2F | 0x1F3FB..=0x1F3FF | 0xE0020..=0xE007F | 0xE0100..=0xE01EF)
 }
 
 /// A ```` ``` ```` block: first backtick of the opening fence, the newline
@@ -1008,7 +859,8 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(c: &[char], fenced: bool) -> Layout {
+    fn new(text: &Chars, fenced: bool) -> Layout {
+        let (c, ws) = (&text.c, &text.ws);
         let n = c.len();
         let mut regions = Vec::new();
         let mut spans = Vec::new();
@@ -1058,12 +910,12 @@ impl Layout {
         let (mut ri, mut si) = (0, 0);
         let mut k = 0;
         while k < n {
-            if !is_ws(c[k]) {
+            if !ws[k] {
                 k += 1;
                 continue;
             }
             let s = k;
-            while k < n && is_ws(c[k]) {
+            while k < n && ws[k] {
                 k += 1;
             }
             let e = k;
@@ -1097,11 +949,11 @@ impl Layout {
                 };
                 (Some(p), false)
             };
-            let glued = c[s..e].iter().all(|&x| is_glue(x));
+            let no_break = c[s..e].iter().all(|&x| is_no_break_space(x));
             runs.push(Run {
                 s,
                 e,
-                priority: priority.map(|p| if glued { P_GLUE } else { p }),
+                priority: priority.map(|p| if no_break { P_NO_BREAK } else { p }),
                 code,
             });
         }
@@ -1214,13 +1066,14 @@ fn wa_closer(c: &[char], i: usize, le: usize, no_ticks: &mut [usize; 3]) -> Opti
 }
 
 /// Where the chunks are, as pieces of `chars`.
-fn plan(c: &[char], limit: usize) -> Vec<Piece> {
+fn plan(text: &Chars, limit: usize) -> Vec<Piece> {
+    let (c, ws) = (&text.c, &text.ws);
     let limit = limit.max(1);
     let fenced = limit >= MIN_FENCED_LIMIT;
-    let layout = Layout::new(c, fenced);
+    let layout = Layout::new(text, fenced);
     let runs = &layout.runs;
     let mut rest_end = c.len();
-    while rest_end > 0 && is_ws(c[rest_end - 1]) {
+    while rest_end > 0 && ws[rest_end - 1] {
         rest_end -= 1;
     }
     let mut pieces = Vec::new();
@@ -1229,7 +1082,7 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
     loop {
         let budget = limit - if reopen { FENCE_COST } else { 0 };
         let mut first = pos;
-        while first < rest_end && is_ws(c[first]) {
+        while first < rest_end && ws[first] {
             first += 1;
         }
         if first >= rest_end {
@@ -1281,12 +1134,13 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
             continue;
         }
 
-        // No whitespace to cut at: cut the word, keeping clusters whole.
-        let back_off = |mut p: usize| {
-            while p > first + 1 && (is_extend(c[p]) || c[p - 1] == '\u{200d}') {
-                p -= 1;
-            }
-            p
+        // No whitespace to cut at: cut the word at the last cluster edge
+        // that fits, or inside the first cluster when it alone is longer.
+        let back_off = |end: usize| {
+            (first + 1..=end)
+                .rev()
+                .find(|&p| text.edge[p])
+                .unwrap_or(end)
         };
         let (mut p, mut close) = layout.code_split(first, back_off(pos + budget));
         if !fenced {
@@ -1296,6 +1150,12 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
             (p, close) = layout.code_split(first, back_off(pos + budget - FENCE_COST));
         }
         debug_assert!(p > first, "empty piece at {pos}");
+        if !reopen && c[pos..p].iter().all(|x| x.is_whitespace()) {
+            // A cut inside a cluster that starts with a space (one carrying
+            // combining marks) would leave a blank chunk: drop the space.
+            pos = p;
+            continue;
+        }
         pieces.push(Piece {
             start: pos,
             end: p,
@@ -1306,6 +1166,10 @@ fn plan(c: &[char], limit: usize) -> Vec<Piece> {
         pos = p;
     }
     pieces
+}
+
+fn run_len(c: &[char], i: usize, ch: char) -> usize {
+    c[i..].iter().take_while(|&&x| x == ch).count()
 }
 
 #[cfg(test)]
@@ -1334,7 +1198,8 @@ mod tests {
 
     #[test]
     fn bold_italic_and_nesting() {
-        assert_eq!(wa("***both***"), "*_both_*");
+        // CommonMark reads `***x***` as emphasis around strong.
+        assert_eq!(wa("***both***"), "_*both*_");
         assert_eq!(wa("**bold *and italic* here**"), "*bold _and italic_ here*");
         assert_eq!(wa("*italic **bold** more*"), "_italic *bold* more_");
         assert_eq!(wa("**outer **inner** outer**"), "*outer inner outer*");
@@ -1362,6 +1227,7 @@ mod tests {
         assert_eq!(wa(r"\_x\_ and \# and \\"), r"_x_ and # and \");
         assert_eq!(wa(r"\# not a heading"), "# not a heading");
         assert_eq!(wa(r"C:\path"), r"C:\path");
+        assert_eq!(wa("AT&T &amp; &copy;"), "AT&T & ©");
     }
 
     #[test]
@@ -1397,7 +1263,13 @@ mod tests {
         assert_eq!(wa("[empty]()"), "empty");
         assert_eq!(wa("[not a link] (x)"), "[not a link] (x)");
         assert_eq!(wa("[ref][1]"), "[ref][1]");
-        assert_eq!(wa("[v6](http://[::1]/)"), "[v6](http://[::1]/)");
+        // Brackets are allowed in a CommonMark link destination.
+        assert_eq!(wa("[v6](http://[::1]/)"), "v6 (http://[::1]/)");
+        assert_eq!(wa("[ref][1]\n\n[1]: https://r.dev"), "ref (https://r.dev)");
+        assert_eq!(
+            wa("[a\nb](https://u.dev) **[c](https://c.dev)**"),
+            "a\nb (https://u.dev) *c (https://c.dev)*"
+        );
     }
 
     #[test]
@@ -1420,12 +1292,21 @@ mod tests {
         );
         assert_eq!(wa("**https://x.dev**"), "*https://x.dev*");
         assert_eq!(wa("(see https://x.dev/a)."), "(see https://x.dev/a).");
+        assert_eq!(
+            wa("see https://x.dev/a_(b)_ ok"),
+            "see https://x.dev/a_(b)_ ok"
+        );
+        assert_eq!(wa("https://x.dev/~a~ and ~b~"), "https://x.dev/~a~ and ~b~");
     }
 
     #[test]
     fn html_like_tags_stay() {
         assert_eq!(wa("a <b>tag</b> <br/> x"), "a <b>tag</b> <br/> x");
         assert_eq!(wa("Vec<u8> and <T>"), "Vec<u8> and <T>");
+        assert_eq!(
+            wa("<div>\nhi\n</div>\n\nafter"),
+            "<div>\nhi\n</div>\n\nafter"
+        );
     }
 
     // ---- to_whatsapp: blocks ------------------------------------------
@@ -1441,6 +1322,10 @@ mod tests {
         assert_eq!(wa("#hashtag"), "#hashtag");
         assert_eq!(wa("####### seven"), "####### seven");
         assert_eq!(wa("Intro\n## Next\nbody"), "Intro\n*Next*\nbody");
+        assert_eq!(wa("a\n\n#\n\nb"), "a\n\nb");
+        // Setext headings: a `---` right under text underlines it.
+        assert_eq!(wa("Title\n==="), "*Title*");
+        assert_eq!(wa("text\n---\nmore"), "*text*\nmore");
     }
 
     #[test]
@@ -1451,6 +1336,12 @@ mod tests {
             "- a\n  - nested\n    - deeper"
         );
         assert_eq!(wa("* **Name**: desc"), "- *Name*: desc");
+        // Nesting is by CommonMark's rules, indented by the parent marker.
+        assert_eq!(wa("- a\n    - b"), "- a\n  - b");
+        assert_eq!(wa("1. a\n  - b"), "1. a\n- b");
+        assert_eq!(wa("- a\n\n  b\n- c"), "- a\n\n  b\n- c");
+        assert_eq!(wa("- a\n  continued"), "- a\n  continued");
+        assert_eq!(wa("-\n- b"), "-\n- b");
     }
 
     #[test]
@@ -1460,6 +1351,8 @@ mod tests {
             "1. one\n2. *two*\n10) ten"
         );
         assert_eq!(wa("1. a\n   1. nested"), "1. a\n   1. nested");
+        assert_eq!(wa("1. a\n1. b\n1. c"), "1. a\n2. b\n3. c");
+        assert_eq!(wa("3. x\n4. y"), "3. x\n4. y");
     }
 
     #[test]
@@ -1487,6 +1380,16 @@ mod tests {
             wa("1. step\n   ```sh\n   ls  -la\n     indented\n   ```"),
             "1. step\n```\nls  -la\n  indented\n```"
         );
+        assert_eq!(
+            wa("- a\n  ```\n  x\n  ```\n  after"),
+            "- a\n```\nx\n```\n  after"
+        );
+        assert_eq!(wa("- ```\n  code\n  ```"), "-\n```\ncode\n```");
+        assert_eq!(wa("> ```\n> code\n> ```"), "```\ncode\n```");
+        assert_eq!(
+            wa("text\n\n    indented code\n    more"),
+            "text\n\n```\nindented code\nmore\n```"
+        );
     }
 
     #[test]
@@ -1495,16 +1398,22 @@ mod tests {
         assert_eq!(wa(md), "Name: Ann, Age: 31\nName: Bob, Age: 42");
         let md = "Name | Age\n:--- | ---:\nAnn | 31";
         assert_eq!(wa(md), "Name: Ann, Age: 31");
+        // As on GitHub, a pipe in a cell is escaped even in code, and
+        // cells beyond the header's are dropped.
         let md =
-            "| **Key** | Value |\n| :-: | - |\n| a | `x|y` |\n| b |  |\n| c | d \\| e | extra |";
+            "| **Key** | Value |\n| :-: | - |\n| a | `x\\|y` |\n| b |  |\n| c | d \\| e | extra |";
         assert_eq!(
             wa(md),
-            "*Key*: a, Value: `x|y`\n*Key*: b\n*Key*: c, Value: d | e, extra"
+            "*Key*: a, Value: `x|y`\n*Key*: b\n*Key*: c, Value: d | e"
         );
+        assert_eq!(wa("| A | B |\n|---|---|\n| `x|y` |"), "A: `x, B: y`");
         let md = "| A | B |\n|---|---|";
         assert_eq!(wa(md), "A, B");
-        let md = "Before\n\n| A | B |\n|---|---|\n| 1 | 2 |\nAfter";
-        assert_eq!(wa(md), "Before\n\nA: 1, B: 2\nAfter");
+        let md = "Before\n\n| A | B |\n|---|---|\n| 1 | 2 |\n\nAfter";
+        assert_eq!(wa(md), "Before\n\nA: 1, B: 2\n\nAfter");
+        // As on GitHub, a line right under a table is one more row.
+        let md = "| A | B |\n|---|---|\n| 1 | 2 |\nAfter";
+        assert_eq!(wa(md), "A: 1, B: 2\nA: After");
     }
 
     #[test]
@@ -1531,6 +1440,10 @@ mod tests {
         assert_eq!(wa(">> nested"), "> > nested");
         assert_eq!(wa("> ## Title\n> * item"), "> *Title*\n> - item");
         assert_eq!(wa("a -> b"), "a -> b");
+        assert_eq!(wa("> a\nlazy"), "> a\n> lazy");
+        assert_eq!(wa("x\n\n> q\n\ny"), "x\n\n> q\n\ny");
+        assert_eq!(wa("> - a\n>\n> - b"), "> - a\n>\n> - b");
+        assert_eq!(wa("- > q\n  > r"), "- > q\n  > r");
     }
 
     #[test]
@@ -1538,6 +1451,7 @@ mod tests {
         assert_eq!(wa("\n\n  a  \n\n\n\n\nb\n\nc\n\n\n"), "a\n\nb\n\nc");
         assert_eq!(wa("a\n \t \n\nb"), "a\n\nb");
         assert_eq!(wa("line one  \nline two"), "line one\nline two");
+        assert_eq!(wa("line one\\\nline two"), "line one\nline two");
         assert_eq!(wa("a\r\n\r\n\r\n\r\nb"), "a\n\nb");
         assert_eq!(wa(""), "");
         assert_eq!(wa(" \n\n "), "");
@@ -1620,7 +1534,7 @@ def total(xs):
 cargo install pocketbrain
 ```
 2. Set `POCKETBRAIN_TOKEN` (see https://docs.example/env).
-3. *_Restart_* the service.
+3. _*Restart*_ the service.
 
 *Tip:* run `pocketbrain status` *after* restarting.";
         assert_eq!(wa(md), expected);
@@ -1703,6 +1617,29 @@ cargo install pocketbrain
         );
         let family = "👨\u{200d}👩\u{200d}👧";
         assert_eq!(chunk(&format!("ab{family}"), 5), vec!["ab", family]);
+        assert_eq!(chunk("🇩🇪🇫🇷🇯🇵", 3), vec!["🇩🇪", "🇫🇷", "🇯🇵"]);
+        assert_eq!(chunk("👍🏽👋🏿", 3), vec!["👍🏽", "👋🏿"]);
+    }
+
+    #[test]
+    fn a_space_carrying_a_mark_is_not_a_break() {
+        assert_eq!(chunk("ab \u{301}cd", 3), vec!["ab", " \u{301}c", "d"]);
+        assert_eq!(chunk("ab \u{301}cd ef", 6), vec!["ab \u{301}cd", "ef"]);
+    }
+
+    #[test]
+    fn a_cluster_longer_than_the_limit_is_cut() {
+        let long = format!("e{}", "\u{301}".repeat(5));
+        assert_eq!(
+            chunk(&format!("{long} xy"), 4),
+            vec![
+                format!("e{}", "\u{301}".repeat(3)),
+                "\u{301}".repeat(2),
+                "xy".to_string()
+            ]
+        );
+        // A space starting such a cluster is not left alone in a chunk.
+        assert_eq!(chunk(" \u{301}", 1), vec!["\u{301}"]);
     }
 
     #[test]
@@ -1801,20 +1738,34 @@ cargo install pocketbrain
 
     // ---- property tests ---------------------------------------------------
 
-    /// Checks the exact no-loss guarantee on the plan, and that each chunk
-    /// is its piece rendered.
+    fn is_ws(c: char) -> bool {
+        c.is_whitespace()
+    }
+
+    /// Checks the exact no-loss guarantee on the plan, that each chunk is
+    /// its piece rendered, and that pieces start and end between clusters
+    /// unless a cluster is longer than fits in a chunk.
     fn check_lossless(text: &str, limit: usize) -> Result<(), TestCaseError> {
-        let chars: Vec<char> = text.chars().collect();
-        let pieces = plan(&chars, limit);
+        let t = Chars::new(text);
+        let chars = &t.c;
+        let pieces = plan(&t, limit);
         let chunks = chunk(text, limit);
         prop_assert_eq!(pieces.len(), chunks.len());
         let mut at = 0;
         for (k, piece) in pieces.iter().enumerate() {
-            prop_assert_eq!(&piece.render(&chars), &chunks[k]);
+            prop_assert_eq!(&piece.render(chars), &chunks[k]);
             prop_assert!(piece.start >= at && piece.start < piece.end);
             prop_assert!(chars[at..piece.start].iter().all(|&c| is_ws(c)));
             let reopened = k > 0 && pieces[k - 1].close;
             prop_assert_eq!(piece.reopen, reopened);
+            for p in [piece.start, piece.end] {
+                if !t.edge[p] {
+                    let s = (0..p).rev().find(|&q| t.edge[q]).unwrap_or(0);
+                    let e = (p..=chars.len()).find(|&q| t.edge[q]).unwrap_or(p);
+                    let room = limit.max(1).saturating_sub(2 * FENCE_COST);
+                    prop_assert!(e - s > room, "cut at {p} inside a cluster {s}..{e}");
+                }
+            }
             at = piece.end;
         }
         prop_assert!(chars[at..].iter().all(|&c| is_ws(c)));
@@ -1826,6 +1777,53 @@ cargo install pocketbrain
 
     fn no_ws(s: &str) -> String {
         s.chars().filter(|&c| !is_ws(c)).collect()
+    }
+
+    /// `text` without the clusters of whitespace only at either end.
+    fn trim_blank_clusters(text: &str) -> &str {
+        let blank = |g: &str| g.chars().all(char::is_whitespace);
+        let start = text
+            .grapheme_indices(true)
+            .find(|(_, g)| !blank(g))
+            .map_or(text.len(), |(i, _)| i);
+        let end = text
+            .grapheme_indices(true)
+            .rev()
+            .find(|(_, g)| !blank(g))
+            .map_or(start, |(i, g)| i + g.len());
+        &text[start..end]
+    }
+
+    /// Words, spaces and line breaks, flags, emoji with skin tones, ZWJ
+    /// sequences, and letters or spaces carrying combining marks.
+    fn clustered() -> impl Strategy<Value = String> {
+        use prop::sample::select;
+        let token = prop_oneof![
+            4 => "[a-zA-Z0-9]{1,8}",
+            3 => Just(" ".to_string()),
+            1 => Just("\n".to_string()),
+            1 => Just("\n\n".to_string()),
+            2 => select(vec!["🇩🇪", "🇫🇷", "🇯🇵", "🇧🇷", "🇺🇳"]).prop_map(str::to_string),
+            2 => (
+                select(vec!["👍", "👋", "🧑", "👩", "✌"]),
+                select(vec!["\u{1f3fb}", "\u{1f3fc}", "\u{1f3fd}", "\u{1f3fe}", "\u{1f3ff}"]),
+            )
+                .prop_map(|(emoji, tone)| format!("{emoji}{tone}")),
+            2 => select(vec![
+                "👨\u{200d}👩\u{200d}👧",
+                "👨\u{200d}👩\u{200d}👧\u{200d}👦",
+                "👩🏽\u{200d}💻",
+                "🏳\u{fe0f}\u{200d}🌈",
+                "🧑🏿\u{200d}🤝\u{200d}🧑🏻",
+            ])
+            .prop_map(str::to_string),
+            2 => (
+                "[a-z ]",
+                prop::collection::vec(select(vec!['\u{301}', '\u{308}', '\u{323}', '\u{20dd}']), 1..4),
+            )
+                .prop_map(|(base, marks)| base + &marks.into_iter().collect::<String>()),
+        ];
+        prop::collection::vec(token, 0..150).prop_map(|t| t.concat())
     }
 
     fn markdownish() -> impl Strategy<Value = String> {
@@ -1958,6 +1956,52 @@ cargo install pocketbrain
         }
 
         #[test]
+        fn chunks_never_split_a_cluster(
+            text in clustered(),
+            limit in prop_oneof![0usize..24, 24usize..400],
+        ) {
+            let chunks = chunk(&text, limit);
+            let limit = limit.max(1);
+            let edges: std::collections::HashSet<usize> = text
+                .grapheme_indices(true)
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let longer = |at: usize| {
+                text.grapheme_indices(true)
+                    .any(|(i, g)| i < at && at < i + g.len() && g.chars().count() > limit)
+            };
+            // Each chunk is the next piece of the text, after whitespace
+            // only (nothing here makes a code block, so no fences are added).
+            let mut at = 0;
+            for c in &chunks {
+                let size = c.chars().count();
+                prop_assert!(size <= limit || c.graphemes(true).count() == 1, "{size} > {limit}");
+                prop_assert!(!c.trim().is_empty());
+                let rest = &text[at..];
+                let start = std::iter::once(0)
+                    .chain(
+                        rest.char_indices()
+                            .take_while(|(_, ch)| ch.is_whitespace())
+                            .map(|(i, ch)| i + ch.len_utf8()),
+                    )
+                    .find(|&i| rest[i..].starts_with(c.as_str()));
+                prop_assert!(start.is_some(), "{c:?} is not next in {rest:?}");
+                let start = at + start.unwrap_or(0);
+                let end = start + c.len();
+                for cut in [start, end] {
+                    prop_assert!(
+                        edges.contains(&cut) || longer(cut),
+                        "cut at byte {cut} splits a cluster of {text:?}"
+                    );
+                }
+                at = end;
+            }
+            prop_assert!(text[at..].chars().all(char::is_whitespace));
+            check_lossless(&text, limit)?;
+        }
+
+        #[test]
         fn render_never_panics_and_fits(md in any_text(), limit in limit()) {
             for c in render(&md, limit) {
                 prop_assert!(c.chars().count() <= limit);
@@ -1967,7 +2011,7 @@ cargo install pocketbrain
 
         #[test]
         fn text_that_fits_is_one_chunk(text in any_text()) {
-            let trimmed = text.trim_matches(is_ws);
+            let trimmed = trim_blank_clusters(&text);
             let limit = trimmed.chars().count().max(1);
             let chunks = chunk(&text, limit);
             if trimmed.is_empty() {
