@@ -431,7 +431,7 @@ fn parse_phone(value: &str) -> Result<String, String> {
 }
 
 /// Drops the environment variable of every argument whose variable is set
-/// but blank, so it counts as unset, as `${VAR:-}` in compose.yaml leaves
+/// but blank, so it counts as unset, as `${VAR:-}` in docker-compose.yml leaves
 /// it (clap would parse the empty string and refuse it).
 pub fn unset_blank_env(cmd: clap::Command) -> clap::Command {
     cmd.mut_args(|a| {

@@ -5,7 +5,7 @@
 //! and `.dockerignore`, and fails for any compiled-in file that is left out
 //! of the build context or not copied to its place beside `Cargo.toml`.
 //!
-//! The build context is the repository root (`build: .` in compose.yaml).
+//! The build context is the repository root (`build: .` in docker-compose.yml).
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -488,4 +488,49 @@ fn includes_are_resolved_against_their_file() {
         "const A: &str = include_str!(\"../../x/a.ts\");\n// include_str!(y)\nlet b = include_bytes!( \"b.bin\");\n#[path = \"other.rs\"]\n",
     );
     assert_eq!(refs, ["x/a.ts", "src/ipc/b.bin", "src/ipc/other.rs"]);
+}
+
+/// The runtime stage's own `COPY`s from the context (the entrypoint
+/// script): each source exists and is not excluded by `.dockerignore`, and
+/// the image's entrypoint is one of them.
+#[test]
+fn the_runtime_stage_finds_what_it_copies_from_the_context() {
+    let dockerfile = read("Dockerfile");
+    let dockerignore = read(".dockerignore");
+    let runtime = &dockerfile[dockerfile.rfind("\nFROM ").expect("a runtime stage")..];
+    let mut copied = Vec::new();
+    for line in runtime.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("COPY") {
+            continue;
+        }
+        let args: Vec<&str> = words.filter(|w| !w.starts_with("--chown")).collect();
+        if args.first().is_some_and(|a| a.starts_with("--from")) {
+            continue;
+        }
+        let (dest, sources) = args.split_last().expect("COPY source and destination");
+        for source in sources {
+            assert!(
+                root().join(source).exists(),
+                "the runtime stage copies {source}, which is not in the repository"
+            );
+            assert!(
+                !ignored(&dockerignore, &rel(Path::new(source))),
+                "{source} is excluded from the build context by .dockerignore"
+            );
+            copied.push((source.to_string(), dest.to_string()));
+        }
+    }
+    let entrypoint = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an ENTRYPOINT");
+    let entry: Vec<String> = serde_json::from_str(entrypoint).expect("ENTRYPOINT in JSON form");
+    assert!(
+        copied
+            .iter()
+            .any(|(_, dest)| dest.rsplit('/').next() == Some(entry[0].as_str())),
+        "the entrypoint {} is not copied into the image: {copied:?}",
+        entry[0]
+    );
 }
