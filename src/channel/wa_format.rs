@@ -48,7 +48,7 @@
 //!   `http(s)://` URL are kept as they were, so such a URL stays intact
 //!   (CommonMark does not see bare URLs).
 //! - Code spans → `` `code` ``; code holding a backtick gets a longer
-//!   backtick fence (`` `` a ` b `` ``).
+//!   backtick fence (``` ``a ` b`` ```).
 //! - Links → `text (url)`; just `url` when the text is empty or repeats the
 //!   url (ignoring an `http(s)://` prefix and a trailing `/`); just the text
 //!   when the url is empty, or for `[a@b.c](mailto:a@b.c)`. Autolinks
