@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigArgs};
 use crate::ids::{ChatJid, Folder};
-use crate::router::TriggerRule;
-use crate::store::{RegisteredChat, Store};
+use crate::model::{RegisteredChat, RunState, TriggerRule};
+use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -570,7 +570,7 @@ async fn status(config: &Config, json: bool) -> Result<(), CliError> {
         "runs: {} in flight, {} parked",
         summary.runs_in_flight, summary.runs_parked
     );
-    for r in runs.iter().filter(|r| r.state == "parked") {
+    for r in runs.iter().filter(|r| r.state == RunState::Parked) {
         println!(
             "  parked {} after {} attempts: {}",
             r.chat,

@@ -39,6 +39,7 @@ use whatsapp_rust::wacore_binary::JidExt;
 
 use super::{Channel, ChannelError, LinkStatus, Outgoing};
 use crate::ids::{ChatJid, MessageId};
+use crate::model::OutboxState;
 use crate::store::{Inbound, Store};
 
 /// Where inbound messages go (the bridge).
@@ -357,8 +358,8 @@ impl WhatsAppChannel {
             ),
             Event::Receipt(r) => {
                 let state = match r.r#type {
-                    ReceiptType::Delivered => Some("delivered"),
-                    ReceiptType::Read | ReceiptType::Played => Some("read"),
+                    ReceiptType::Delivered => Some(OutboxState::Delivered),
+                    ReceiptType::Read | ReceiptType::Played => Some(OutboxState::Read),
                     _ => None,
                 };
                 if let Some(state) = state {
