@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigArgs};
 use crate::ids::{ChatJid, Folder};
-use crate::model::{RegisteredChat, RunState, TriggerRule};
+use crate::model::{ContextMode, RegisteredChat, RunState, TriggerRule};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -418,7 +418,7 @@ async fn tasks_cmd(config: &Config, command: TasksCommand) -> Result<(), CliErro
             };
             let args = serde_json::json!({
                 "prompt": prompt, "schedule_type": kind, "schedule_value": value,
-                "context_mode": if isolated { "isolated" } else { "group" },
+                "context_mode": if isolated { ContextMode::Isolated } else { ContextMode::Group },
             });
             let v = operator(config, &store, caller, "schedule_task", args).await?;
             println!("{}", v["text"].as_str().unwrap_or_default());
