@@ -33,9 +33,9 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use pocketbrain::ids::{ChatJid, Folder, MessageId};
+use pocketbrain::model::{Inbound, RegisteredChat, StoredMessage, TriggerRule};
 use pocketbrain::prompt::{ChatContext, format_prompt};
-use pocketbrain::router::TriggerRule;
-use pocketbrain::store::{Inbound, RegisteredChat, Store, StoredMessage};
+use pocketbrain::store::Store;
 use support::{Reply, World};
 
 const INBOUND_N: usize = 5000;

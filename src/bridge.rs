@@ -23,10 +23,11 @@ use crate::agent::{Agent, AgentError, Recovered, RunSpec};
 use crate::channel::Channel;
 use crate::config::Config;
 use crate::ids::{ChatJid, Folder, PromptId, SessionId};
+use crate::model::{ContextMode, Inbound, RegisteredChat, RunState, StoredMessage, TaskRunStatus};
 use crate::queue::{ChatQueue, Outcome, Wake, Worker};
 use crate::router::should_run;
 use crate::store::tasks::{self, TaskRun};
-use crate::store::{Inbound, InboundOutcome, RegisteredChat, RunRecord, Store};
+use crate::store::{InboundOutcome, RunRecord, Store};
 use crate::{outbound, prompt};
 
 /// The bridge's moving parts; cheap to clone.
@@ -182,12 +183,12 @@ impl Bridge {
         }
         let runs = self.inner.store.runs().await?;
         for run in &runs {
-            if run.state == "running" && !chats.contains(&run.chat) {
+            if run.state == RunState::Running && !chats.contains(&run.chat) {
                 chats.push(run.chat.clone());
             }
         }
         for run in runs {
-            if run.state != "parked"
+            if run.state != RunState::Parked
                 || self
                     .inner
                     .store
@@ -254,7 +255,7 @@ impl Bridge {
 
         // A run the last process left in flight: find out what became of it.
         if let Some(run) = store.run_of(chat).await?
-            && run.state == "running"
+            && run.state == RunState::Running
         {
             self.recover(&reg, &dir, run).await?;
         }
@@ -289,7 +290,7 @@ impl Bridge {
         &self,
         reg: &RegisteredChat,
         dir: PathBuf,
-        batch: &[crate::store::StoredMessage],
+        batch: &[StoredMessage],
         attempt: u32,
     ) -> Result<(), RunError> {
         let (cfg, store, chat) = (&self.inner.config, &self.inner.store, &reg.jid);
@@ -372,7 +373,7 @@ impl Bridge {
             timeout: cfg.run_timeout,
         };
         // Left running by the last process: take its answer if it has one.
-        if run.status == "running"
+        if run.status == TaskRunStatus::Running
             && let (Some(s), Some(p)) = (run.session_id.clone(), run.prompt_id.clone())
         {
             match agent
@@ -390,7 +391,7 @@ impl Bridge {
                 }
             }
         }
-        let isolated = task.context_mode == "isolated";
+        let isolated = task.context_mode == ContextMode::Isolated;
         let session = if isolated {
             let title: String = format!("Task {}: {}", task.id, task.prompt)
                 .chars()

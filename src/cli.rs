@@ -12,8 +12,8 @@ use clap::{Command as ClapCommand, CommandFactory, FromArgMatches, Parser, Subco
 
 use crate::config::Config;
 use crate::ids::{ChatJid, Folder};
-use crate::router::TriggerRule;
-use crate::store::{RegisteredChat, Store};
+use crate::model::{ContextMode, RegisteredChat, RunState, TriggerRule};
+use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -487,7 +487,7 @@ async fn tasks_cmd(config: &Config, command: TasksCommand) -> Result<(), CliErro
             };
             let args = serde_json::json!({
                 "prompt": prompt, "schedule_type": kind, "schedule_value": value,
-                "context_mode": if isolated { "isolated" } else { "group" },
+                "context_mode": if isolated { ContextMode::Isolated } else { ContextMode::Group },
             });
             let v = operator(config, &store, caller, "schedule_task", args).await?;
             println!("{}", v["text"].as_str().unwrap_or_default());
@@ -639,7 +639,7 @@ async fn status(config: &Config, json: bool) -> Result<(), CliError> {
         "runs: {} in flight, {} parked",
         summary.runs_in_flight, summary.runs_parked
     );
-    for r in runs.iter().filter(|r| r.state == "parked") {
+    for r in runs.iter().filter(|r| r.state == RunState::Parked) {
         println!(
             "  parked {} after {} attempts: {}",
             r.chat,

@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: one typed configuration from flags and environment.
 //! - [`ids`]: newtype identifiers (`ChatJid`, `SessionId`, ...).
+//! - [`model`]: the domain types every layer shares (inbound and stored
+//!   messages, registered chats, trigger rules, row states).
 //! - [`store`]: SQLite (messages, chats, cursors, sessions, outbox, runs).
 //! - [`channel`]: the `Channel` trait, WhatsApp (`channel::whatsapp`) and the
 //!   fake channel.
@@ -32,6 +34,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod ipc;
+pub mod model;
 pub mod opencode;
 pub mod outbound;
 pub mod prompt;

@@ -8,7 +8,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::store::StoredMessage;
+use crate::model::StoredMessage;
 
 /// Escapes text for use in element content and attribute values.
 pub fn escape(value: &str) -> String {

@@ -19,6 +19,8 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
+use crate::model::ScheduleKind;
+
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub enum Schedule {
@@ -96,6 +98,15 @@ impl Schedule {
             other => Err(err(format!(
                 "unknown schedule type {other:?}; use cron, interval or once"
             ))),
+        }
+    }
+
+    /// Which kind of schedule this is (stored as the task's `schedule_type`).
+    pub fn kind(&self) -> ScheduleKind {
+        match self {
+            Schedule::Cron(_) => ScheduleKind::Cron,
+            Schedule::Interval(_) => ScheduleKind::Interval,
+            Schedule::Once(_) => ScheduleKind::Once,
         }
     }
 

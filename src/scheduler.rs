@@ -22,8 +22,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ChatJid;
+use crate::schedule::{Schedule, ScheduleError};
 use crate::store::Store;
-use crate::store::tasks::{self, Claim};
+use crate::store::tasks::{self, Claim, Task};
 
 /// Longest sleep without a wake-up (a safety net, not a tick).
 const MAX_SLEEP: Duration = Duration::from_secs(300);
@@ -114,7 +115,8 @@ impl Scheduler {
         let (claims, next) = self
             .store
             .tx(move |tx| {
-                let claims = tasks::claim_due(tx, now)?;
+                let claims =
+                    tasks::claim_due(tx, now.timestamp_millis(), |t, due| next_run(t, due, now))?;
                 let next = tasks::next_due(tx)?.and_then(|t| t.next_run);
                 Ok((claims, next))
             })
@@ -137,6 +139,20 @@ impl Scheduler {
         }
         Ok(next.and_then(DateTime::from_timestamp_millis))
     }
+}
+
+/// A task's next run (Unix ms) after its run due at `due_at`, dispatched at
+/// `now` (runs missed during downtime are skipped); `None` when the task is
+/// done, `Err` when its stored schedule no longer parses.
+fn next_run(t: &Task, due_at: i64, now: DateTime<Utc>) -> Result<Option<i64>, String> {
+    let tz: chrono_tz::Tz = t.tz.parse().unwrap_or(chrono_tz::Tz::UTC);
+    let schedule: Schedule = format!("{}:{}", t.schedule_type, t.schedule_value)
+        .parse()
+        .map_err(|e: ScheduleError| e.to_string())?;
+    let due_time = DateTime::from_timestamp_millis(due_at).unwrap_or(now);
+    Ok(schedule
+        .next_after(tz, due_time, now)
+        .map(|n| n.timestamp_millis()))
 }
 
 #[cfg(test)]

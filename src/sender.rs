@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Channel, ChannelError, ChannelEvent, Outgoing, Receipt};
+use crate::model::OutboxState;
 use crate::store::Store;
 
 /// How long a row may keep failing for passing reasons, with the link up,
@@ -127,8 +128,8 @@ pub async fn apply_event(store: &Store, event: &ChannelEvent) -> crate::store::R
     match event {
         ChannelEvent::Receipt { id, receipt } => {
             let state = match receipt {
-                Receipt::Delivered => "delivered",
-                Receipt::Read => "read",
+                Receipt::Delivered => OutboxState::Delivered,
+                Receipt::Read => OutboxState::Read,
             };
             store.outbox_receipt(id.as_str(), state).await
         }

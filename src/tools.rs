@@ -13,9 +13,10 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::ids::{ChatJid, MessageId};
+use crate::model::{ContextMode, RegisteredChat, TaskStatus};
 use crate::schedule::Schedule;
+use crate::store::Result as StoreResult;
 use crate::store::tasks::{self, Task};
-use crate::store::{RegisteredChat, Result as StoreResult};
 
 /// A tool failure the model can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,11 +135,11 @@ fn local(tz: Tz, ms: i64) -> String {
 }
 
 fn describe(t: &Task, tz: Tz, with_chat: bool) -> String {
-    let next = match (t.status.as_str(), t.next_run) {
-        ("active", Some(ms)) => format!("next {}", local(tz, ms)),
+    let next = match (t.status, t.next_run) {
+        (TaskStatus::Active, Some(ms)) => format!("next {}", local(tz, ms)),
         (s, _) => match &t.status_reason {
             Some(r) => format!("{s}: {r}"),
-            None => s.to_owned(),
+            None => s.to_string(),
         },
     };
     let mut prompt: String = t.prompt.chars().take(80).collect();
@@ -213,13 +214,12 @@ pub fn execute(
             }
             let kind = required(args, "schedule_type")?;
             let value = required(args, "schedule_value")?;
-            let mode = required(args, "context_mode")?;
-            if !matches!(mode, "group" | "isolated") {
-                return Err(fail(
+            let mode: ContextMode = required(args, "context_mode")?.parse().map_err(|_| {
+                fail(
                     "invalid_arguments",
                     "`context_mode` must be \"group\" or \"isolated\"",
-                ));
-            }
+                )
+            })?;
             let schedule = Schedule::parse(kind, value, env.tz, env.now)
                 .map_err(|e| fail("invalid_schedule", e.0))?;
             let next = schedule
@@ -233,11 +233,11 @@ pub fn execute(
                 id: new_task_id(),
                 chat: chat.jid.clone(),
                 prompt: prompt.to_owned(),
-                schedule_type: kind.to_owned(),
+                schedule_type: schedule.kind(),
                 schedule_value: stored_value,
-                context_mode: mode.to_owned(),
+                context_mode: mode,
                 tz: env.tz.name().to_owned(),
-                status: "active".into(),
+                status: TaskStatus::Active,
                 status_reason: None,
                 next_run: next,
                 created_at: env.now.timestamp_millis(),
@@ -273,13 +273,19 @@ pub fn execute(
         }
         "pause_task" => {
             let t = own_task(c, caller, args)?;
-            if t.status == "completed" {
+            if t.status == TaskStatus::Completed {
                 return Err(fail(
                     "invalid_arguments",
                     format!("task {} has completed; nothing to pause", t.id),
                 ));
             }
-            tasks::set_state(c, &t.id, "paused", Some("paused by the agent"), None)?;
+            tasks::set_state(
+                c,
+                &t.id,
+                TaskStatus::Paused,
+                Some("paused by the agent"),
+                None,
+            )?;
             effects.tasks = true;
             json!({ "task_id": t.id, "text": format!("Paused task {}. Resume it with pocketbrain_resume_task.", t.id) })
         }
@@ -299,7 +305,13 @@ pub fn execute(
                     ),
                 ));
             };
-            tasks::set_state(c, &t.id, "active", None, Some(next.timestamp_millis()))?;
+            tasks::set_state(
+                c,
+                &t.id,
+                TaskStatus::Active,
+                None,
+                Some(next.timestamp_millis()),
+            )?;
             effects.tasks = true;
             json!({ "task_id": t.id, "text": format!("Resumed task {}. Next run: {}.", t.id, local(tz, next.timestamp_millis())) })
         }

@@ -7,8 +7,8 @@ use super::*;
 use crate::agent::fake::FakeAgent;
 use crate::channel::fake::FakeChannel;
 use crate::ids::{Folder, MessageId};
+use crate::model::TriggerRule;
 use crate::queue::RetryPolicy;
-use crate::router::TriggerRule;
 
 const DM: &str = "491511111111@s.whatsapp.net";
 const MAIN: &str = "491510000000@s.whatsapp.net";

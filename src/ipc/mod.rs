@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{AgentError, ToolCall};
 use crate::bridge::Bridge;
 use crate::ids::SessionId;
+use crate::store::LedgerEntry;
 use crate::tools::{self, ToolEnv};
 use protocol::{MAX_REQUEST_BYTES, Request, Response, VERSION, valid_id};
 
@@ -208,6 +209,7 @@ impl Ipc {
             .ipc_response(&req.id)
             .await
             .map_err(|e| Skip::Later(e.to_string()))?
+            .and_then(|raw| serde_json::from_str::<Response>(&raw).ok())
         {
             tracing::info!(id = %req.id, "IPC request already handled; answering again");
             self.respond(path, &recorded);
@@ -315,7 +317,19 @@ impl Ipc {
                             tools::Effects::default(),
                         ),
                     };
-                crate::store::ipc_record(tx, &req2, &call_id, &caller2.jid, &resp)?;
+                let response_json = serde_json::to_string(&resp).unwrap_or_default();
+                crate::store::ipc_record(
+                    tx,
+                    &LedgerEntry {
+                        id: &req2.id,
+                        session_id: &req2.context.session_id,
+                        call_id: &call_id,
+                        tool: &req2.tool,
+                        chat: &caller2.jid,
+                        ok: resp.ok,
+                        response_json: &response_json,
+                    },
+                )?;
                 Ok(Some((resp, effects)))
             })
             .await

@@ -2,8 +2,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::ids::Folder;
-use crate::router::TriggerRule;
-use crate::store::RegisteredChat;
+use crate::model::{ContextMode, RegisteredChat, TaskStatus, TriggerRule};
 use crate::store::tasks::Task;
 
 const CHAT: &str = "491511111111@s.whatsapp.net";
@@ -63,11 +62,11 @@ impl Rig {
             id: id.into(),
             chat: ChatJid::parse(CHAT).unwrap(),
             prompt: "p".into(),
-            schedule_type: kind.into(),
+            schedule_type: kind.parse().unwrap(),
             schedule_value: value.into(),
-            context_mode: "group".into(),
+            context_mode: ContextMode::Group,
             tz: "Europe/Berlin".into(),
-            status: "active".into(),
+            status: TaskStatus::Active,
             status_reason: None,
             next_run: Some(next_run.timestamp_millis()),
             created_at: 0,
@@ -228,7 +227,7 @@ async fn a_once_task_completes_and_stays_completed() {
     rig.start();
     pass_time(Duration::from_secs(20)).await;
     let t = rig.task("t1").await;
-    assert_eq!((t.status.as_str(), t.next_run), ("completed", None));
+    assert_eq!((t.status, t.next_run), (TaskStatus::Completed, None));
     rig.cancel.cancel();
     // A new scheduler (a restart) does not run it again.
     let rig2 = Rig {
@@ -276,7 +275,7 @@ async fn a_task_of_an_unregistered_chat_is_paused_not_retried() {
     rig.start();
     pass_time(Duration::from_secs(300)).await;
     let t = rig.task("t1").await;
-    assert_eq!(t.status, "paused");
+    assert_eq!(t.status, TaskStatus::Paused);
     assert_eq!(
         t.status_reason.as_deref(),
         Some("chat 491511111111@s.whatsapp.net is no longer registered")

@@ -1,11 +1,15 @@
 //! Task rows. Functions take a `&Connection` so callers can combine them in
 //! one transaction (a tool's action and its IPC ledger entry; a scheduler
 //! claim and its run record).
+//!
+//! Schedule arithmetic is not done here: [`claim_due`] asks its caller for
+//! each due task's next run, so the store never parses a schedule.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, jid};
 use crate::ids::ChatJid;
+use crate::model::{ContextMode, ScheduleKind, TaskRunStatus, TaskStatus};
 
 /// A scheduled task.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -13,11 +17,11 @@ pub struct Task {
     pub id: String,
     pub chat: ChatJid,
     pub prompt: String,
-    pub schedule_type: String,
+    pub schedule_type: ScheduleKind,
     pub schedule_value: String,
-    pub context_mode: String,
+    pub context_mode: ContextMode,
     pub tz: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub status_reason: Option<String>,
     /// Unix ms; `None` unless active.
     pub next_run: Option<i64>,
@@ -86,7 +90,7 @@ pub fn list(c: &Connection, chat: Option<&ChatJid>) -> Result<Vec<Task>> {
 pub fn set_state(
     c: &Connection,
     id: &str,
-    status: &str,
+    status: TaskStatus,
     reason: Option<&str>,
     next_run: Option<i64>,
 ) -> Result<bool> {
@@ -121,7 +125,7 @@ pub struct TaskRun {
     pub queued_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
-    pub status: String,
+    pub status: TaskRunStatus,
     pub session_id: Option<String>,
     pub prompt_id: Option<String>,
     pub result: Option<String>,
@@ -160,11 +164,18 @@ pub enum Claim {
     Paused { task_id: String, reason: String },
 }
 
-/// Claims every active task due at `now`: in one transaction, advances its
-/// next run (or completes it) and queues a run record. A task whose
+/// Claims every active task due at `now_ms`: in one transaction, advances
+/// its next run (or completes it) and queues a run record. A task whose
 /// `next_run` changed meanwhile is left alone, so no due time fires twice.
-pub fn claim_due(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Claim>> {
-    let now_ms = now.timestamp_millis();
+///
+/// `next_after(task, due_at)` computes the task's next run (Unix ms) after
+/// the run due at `due_at`, `None` when the schedule has no further run,
+/// or `Err` with the reason its stored schedule is no longer valid.
+pub fn claim_due(
+    c: &Connection,
+    now_ms: i64,
+    next_after: impl Fn(&Task, i64) -> std::result::Result<Option<i64>, String>,
+) -> Result<Vec<Claim>> {
     let due: Vec<Task> = {
         let mut stmt = c.prepare(&format!(
             "SELECT {COLUMNS} FROM tasks WHERE status = 'active' AND next_run IS NOT NULL AND next_run <= ?1 ORDER BY next_run, id"
@@ -189,23 +200,17 @@ pub fn claim_due(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Result<V
             claims.push(pause(format!("chat {} is no longer registered", t.chat))?);
             continue;
         }
-        let tz: chrono_tz::Tz = t.tz.parse().unwrap_or(chrono_tz::Tz::UTC);
-        let schedule: crate::schedule::Schedule =
-            match format!("{}:{}", t.schedule_type, t.schedule_value).parse() {
-                Ok(s) => s,
-                Err(e) => {
-                    claims.push(pause(format!("schedule no longer valid: {e}"))?);
-                    continue;
-                }
-            };
-        let due_time = chrono::DateTime::from_timestamp_millis(due_at).unwrap_or(now);
-        let next = schedule
-            .next_after(tz, due_time, now)
-            .map(|n| n.timestamp_millis());
+        let next = match next_after(&t, due_at) {
+            Ok(next) => next,
+            Err(e) => {
+                claims.push(pause(format!("schedule no longer valid: {e}"))?);
+                continue;
+            }
+        };
         let status = if next.is_some() {
-            "active"
+            TaskStatus::Active
         } else {
-            "completed"
+            TaskStatus::Completed
         };
         let changed = c.execute(
             "UPDATE tasks SET next_run = ?2, status = ?3, status_reason = NULL, updated_at = ?4
@@ -284,8 +289,8 @@ pub fn finish_run(
     outcome: std::result::Result<&str, &str>,
 ) -> Result<()> {
     let (status, result, error) = match outcome {
-        Ok(r) => ("ok", Some(r), None),
-        Err(e) => ("error", None, Some(e)),
+        Ok(r) => (TaskRunStatus::Ok, Some(r), None),
+        Err(e) => (TaskRunStatus::Error, None, Some(e)),
     };
     c.execute(
         "UPDATE task_runs SET status = ?2, finished_at = ?3, result = ?4, error = ?5 WHERE id = ?1",

@@ -1,4 +1,8 @@
+use rusqlite::Connection;
+
 use super::*;
+use crate::ids::{ChatJid, Folder, MessageId, PromptId, SessionId};
+use crate::model::{RunState, TriggerRule};
 
 fn temp_db() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -289,7 +293,7 @@ async fn complete_run_moves_cursor_and_queues_reply_together() {
         )
         .await
         .unwrap();
-    assert_eq!(store.runs().await.unwrap()[0].state, "running");
+    assert_eq!(store.runs().await.unwrap()[0].state, RunState::Running);
     assert_eq!(store.chats_with_pending().await.unwrap(), vec![chat(DM)]);
 
     store

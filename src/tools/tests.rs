@@ -1,6 +1,6 @@
 use super::*;
 use crate::ids::Folder;
-use crate::router::TriggerRule;
+use crate::model::TriggerRule;
 use crate::store::Store;
 
 const MAIN: &str = "491510000001@s.whatsapp.net";

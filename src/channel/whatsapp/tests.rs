@@ -2,8 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::ids::Folder;
-use crate::router::TriggerRule;
-use crate::store::RegisteredChat;
+use crate::model::{RegisteredChat, TriggerRule};
 use whatsapp_rust::types::events;
 use whatsapp_rust::types::presence::ReceiptType;
 

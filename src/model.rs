@@ -1,0 +1,314 @@
+//! The domain types every layer shares: what arrives from a channel, the
+//! chats the agent answers, stored messages, trigger rules, and the states
+//! that rows move through.
+//!
+//! A leaf module: it knows only [`crate::ids`], so the store, the router,
+//! the queue and the edges can all speak it without importing each other.
+//! Each state enum is stored as a short string; `as_str` and `FromStr` are
+//! the one place that maps between the two, and the SQLite conversions
+//! (`ToSql`/`FromSql`) and serde use them, so the stored strings (and the
+//! JSON the CLI and tools print) stay exactly what they were.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+use crate::ids::{ChatJid, Folder, MessageId};
+
+/// A message as it arrives from a channel, already validated.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub chat: ChatJid,
+    /// The chat's display name when the channel knows it (group subject).
+    pub chat_name: Option<String>,
+    pub id: MessageId,
+    pub sender: String,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub timestamp_ms: i64,
+    pub from_me: bool,
+}
+
+/// A stored message, as the prompt needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub seq: i64,
+    pub id: MessageId,
+    pub sender: String,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub timestamp_ms: i64,
+    pub from_me: bool,
+}
+
+/// A chat the agent answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredChat {
+    pub jid: ChatJid,
+    pub name: String,
+    pub folder: Folder,
+    pub is_main: bool,
+    pub trigger: TriggerRule,
+}
+
+/// When a registered group's messages start a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerRule {
+    /// The message starts with `@<ASSISTANT_NAME>` (case-insensitive).
+    Mention,
+    /// Every message.
+    Always,
+    /// The message starts with this text (case-insensitive).
+    Prefix(String),
+}
+
+/// Why a trigger rule string is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid trigger rule {0:?}: use \"mention\", \"always\" or \"prefix:<text>\"")]
+pub struct TriggerRuleError(String);
+
+impl TriggerRule {
+    /// Parses `mention`, `always` or `prefix:<text>`.
+    pub fn parse(value: &str) -> Result<Self, TriggerRuleError> {
+        match value {
+            "mention" => Ok(Self::Mention),
+            "always" => Ok(Self::Always),
+            _ => match value.strip_prefix("prefix:") {
+                Some(p) if !p.trim().is_empty() && p.len() <= 64 => Ok(Self::Prefix(p.to_owned())),
+                _ => Err(TriggerRuleError(value.chars().take(80).collect())),
+            },
+        }
+    }
+
+    pub fn to_db(&self) -> String {
+        self.to_string()
+    }
+
+    pub fn from_db(value: &str) -> Result<Self, TriggerRuleError> {
+        Self::parse(value)
+    }
+
+    /// Whether `text` fires this rule.
+    pub fn matches(&self, text: &str, assistant_name: &str) -> bool {
+        let text = text.trim_start();
+        match self {
+            Self::Always => true,
+            Self::Mention => {
+                let Some(rest) =
+                    strip_prefix_ci(text, "@").and_then(|t| strip_prefix_ci(t, assistant_name))
+                else {
+                    return false;
+                };
+                // "@Andy," and "@Andy" fire; "@Andyson" does not.
+                rest.chars()
+                    .next()
+                    .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+            }
+            Self::Prefix(p) => strip_prefix_ci(text, p).is_some(),
+        }
+    }
+}
+
+impl fmt::Display for TriggerRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mention => f.write_str("mention"),
+            Self::Always => f.write_str("always"),
+            Self::Prefix(p) => write!(f, "prefix:{p}"),
+        }
+    }
+}
+
+fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let mut chars = text.char_indices();
+    for p in prefix.chars() {
+        let (_, c) = chars.next()?;
+        if !c.to_lowercase().eq(p.to_lowercase()) {
+            return None;
+        }
+    }
+    Some(chars.as_str())
+}
+
+/// A stored state string that names no known state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownState {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// Declares a state enum stored as a fixed string: `as_str`, `FromStr`,
+/// `Display` (padding honoured, for column output), serde as the string,
+/// and the SQLite conversions.
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident ($kind:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $s:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// The string stored in the database.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $s, )+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<Self, UnknownState> {
+                match s {
+                    $( $s => Ok(Self::$variant), )+
+                    _ => Err(UnknownState { kind: $kind, value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e: UnknownState| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// A chat's run record (`runs.state`).
+    RunState ("run state") {
+        /// A prompt was sent and its answer not yet committed.
+        Running = "running",
+        /// Given up on until the chat's next message.
+        Parked = "parked",
+    }
+}
+
+stored_enum! {
+    /// An outbox row's delivery state (`outbox.state`). Receipts move a
+    /// sent row forward only: sent → delivered → read.
+    OutboxState ("outbox state") {
+        Pending = "pending",
+        Sent = "sent",
+        Delivered = "delivered",
+        Read = "read",
+        /// Refused, or failed permanently; `last_error` says why.
+        Failed = "failed",
+    }
+}
+
+stored_enum! {
+    /// A scheduled task's status (`tasks.status`).
+    TaskStatus ("task status") {
+        Active = "active",
+        Paused = "paused",
+        Completed = "completed",
+    }
+}
+
+stored_enum! {
+    /// One task run's status (`task_runs.status`).
+    TaskRunStatus ("task run status") {
+        Queued = "queued",
+        Running = "running",
+        Ok = "ok",
+        Error = "error",
+    }
+}
+
+stored_enum! {
+    /// Where a task runs (`tasks.context_mode`): in the chat's own session,
+    /// or in a fresh session of its own.
+    ContextMode ("context mode") {
+        Group = "group",
+        Isolated = "isolated",
+    }
+}
+
+stored_enum! {
+    /// How a task's schedule value reads (`tasks.schedule_type`).
+    ScheduleKind ("schedule type") {
+        Cron = "cron",
+        Interval = "interval",
+        Once = "once",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mention_is_case_insensitive_and_word_bounded() {
+        let r = TriggerRule::Mention;
+        assert!(r.matches("@Andy what's up", "Andy"));
+        assert!(r.matches("  @andy, hi", "Andy"));
+        assert!(r.matches("@ANDY", "Andy"));
+        assert!(!r.matches("@Andyson hi", "Andy"));
+        assert!(!r.matches("hey @Andy", "Andy"));
+        assert!(!r.matches("Andy hi", "Andy"));
+        assert!(r.matches("@Ünal hallo", "ünal"));
+    }
+
+    #[test]
+    fn prefix_and_always_rules() {
+        assert!(TriggerRule::Prefix("!bot".into()).matches("!BOT do it", "Andy"));
+        assert!(!TriggerRule::Prefix("!bot".into()).matches("bot", "Andy"));
+        assert!(TriggerRule::Always.matches("anything", "Andy"));
+    }
+
+    #[test]
+    fn rule_strings_round_trip() {
+        for s in ["mention", "always", "prefix:!ai"] {
+            assert_eq!(TriggerRule::parse(s).unwrap().to_db(), s);
+        }
+        assert!(TriggerRule::parse("prefix:").is_err());
+        assert!(TriggerRule::parse("sometimes").is_err());
+    }
+
+    #[test]
+    fn state_strings_round_trip_and_pad() {
+        for s in ["pending", "sent", "delivered", "read", "failed"] {
+            assert_eq!(s.parse::<OutboxState>().unwrap().as_str(), s);
+        }
+        for s in ["queued", "running", "ok", "error"] {
+            assert_eq!(s.parse::<TaskRunStatus>().unwrap().to_string(), s);
+        }
+        assert_eq!(format!("{:<9}|", TaskStatus::Active), "active   |");
+        assert_eq!(
+            serde_json::to_value(ContextMode::Isolated).unwrap(),
+            "isolated"
+        );
+        let e = "sleeping".parse::<RunState>().unwrap_err();
+        assert_eq!(e.to_string(), "unknown run state \"sleeping\"");
+    }
+}
