@@ -7,6 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-tools.sh
+# tests/compose.rs validates docker-compose.yml with Debian's docker-compose,
+# which parses it without a Docker engine.
+if ! command -v docker-compose >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing docker-compose from Debian (to validate docker-compose.yml)" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >&2
+  else
+    echo "test.sh: docker-compose is needed (Debian: apt-get install docker-compose)" >&2
+    exit 1
+  fi
+fi
 
 (
   cd opencode-plugin
