@@ -21,21 +21,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
-use crate::bridge::Bridge;
 use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
 use crate::channel::whatsapp::WhatsAppChannel;
 use crate::config::{ChannelKind, Config};
+use crate::intake::Intake;
 use crate::ipc::{self, IpcDirs};
 use crate::opencode::OpenCode;
 use crate::opencode::client::Client;
 use crate::opencode::events::EventHub;
 use crate::opencode::server::{ManagedServer, ServerError};
-use crate::queue::{ChatQueue, RetryPolicy};
+use crate::queue::{ChatQueue, RetryPolicy, Wake};
+use crate::run::{RunSettings, Runner};
 use crate::store::{Store, StoreError};
 use crate::{http, scheduler, sender};
 
@@ -207,17 +209,24 @@ impl App {
                 attempts: config.retry_attempts,
             },
         );
-        let bridge = Bridge::new(
-            config.clone(),
+        let outbox_wake = Arc::new(Notify::new());
+        let tasks_wake = Arc::new(Notify::new());
+        let settings = RunSettings::from_config(&config);
+        let intake = Intake::new(
             store.clone(),
-            channel.clone(),
-            agent,
             queue.clone(),
+            config.assistant_has_own_number,
         );
 
         // Health first: it answers while everything else comes up.
         let app = http::router(http::AppState {
-            bridge: bridge.clone(),
+            store: store.clone(),
+            agent: agent.clone(),
+            channel: channel.clone(),
+            queue: queue.clone(),
+            intake: intake.clone(),
+            tasks_wake: tasks_wake.clone(),
+            max_text_bytes: config.max_text_bytes,
             fake,
         });
         tracker.spawn({
@@ -236,37 +245,59 @@ impl App {
             tracker.spawn(supervise_managed(server, cancel.clone()));
         }
 
-        tracker.spawn(queue.run(Arc::new(bridge.clone()), cancel.clone(), tracker.clone()));
+        let runner = Runner::new(
+            settings.clone(),
+            store.clone(),
+            agent.clone(),
+            channel.clone(),
+            queue.clone(),
+            outbox_wake.clone(),
+        );
+        tracker.spawn(
+            queue
+                .clone()
+                .run(Arc::new(runner), cancel.clone(), tracker.clone()),
+        );
         if let Some(events) = channel.take_events() {
             tracker.spawn(sender::apply_events(store.clone(), events, cancel.clone()));
         }
         tracker.spawn(sender::run(
             store.clone(),
-            channel,
-            bridge.outbox_wake(),
+            channel.clone(),
+            outbox_wake.clone(),
             cancel.clone(),
         ));
 
-        let ipc = ipc::Ipc::new(ipc_dirs, bridge.clone());
+        let ipc = ipc::Ipc::new(
+            ipc_dirs,
+            ipc::IpcDeps {
+                store: store.clone(),
+                agent,
+                channel,
+                persona: settings.persona,
+                tz: settings.tz,
+                workspace: settings.workspace,
+                outbox_wake,
+                tasks_wake: tasks_wake.clone(),
+            },
+        );
         ipc.scan().await;
         tracker.spawn(ipc.run(cancel.clone()));
 
-        let dispatch_queue = bridge.queue().clone();
+        let dispatch_queue = queue.clone();
         let scheduler = scheduler::Scheduler::new(
             store.clone(),
-            bridge.tasks_wake(),
+            tasks_wake,
             Arc::new(scheduler::SystemClock),
-            Arc::new(move |chat: &crate::ids::ChatJid| {
-                dispatch_queue.notify(chat, crate::queue::Wake::TaskDue)
-            }),
+            Arc::new(move |chat: &crate::ids::ChatJid| dispatch_queue.notify(chat, Wake::TaskDue)),
         );
         tracker.spawn(scheduler.run(cancel.clone()));
 
         if let Some(wa) = whatsapp {
-            tracker.spawn(wa.supervise(Arc::new(bridge.clone()), cancel.clone()));
+            tracker.spawn(wa.supervise(Arc::new(intake), cancel.clone()));
         }
 
-        let resumed = bridge.resume_pending().await?;
+        let resumed = crate::run::recover::resume_pending(&store, &queue).await?;
         tracing::info!(http = %addr, opencode = %client.base(), channel = ?config.channel, resumed, "pocketbrain is running");
         if config.channel == ChannelKind::Fake {
             tracing::warn!(

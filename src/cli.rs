@@ -335,7 +335,7 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
                 trigger,
             };
             store.register(reg).await?;
-            let dir = crate::bridge::ensure_chat_dir(&config.workspace, &folder, &name, &jid)?;
+            let dir = crate::workspace::ensure_chat_dir(&config.workspace, &folder, &name, &jid)?;
             println!(
                 "Registered {jid} as {name:?}{} in {}",
                 if main { " (main)" } else { "" },

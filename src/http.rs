@@ -5,6 +5,7 @@
 //! `4xx {"error": "<why>"}` naming the field or limit, it is logged, and
 //! nothing else is disturbed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
@@ -16,20 +17,34 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::bridge::Bridge;
+use crate::agent::Agent;
+use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
 use crate::ids::{ChatJid, MessageId};
+use crate::intake::Intake;
+use crate::queue::ChatQueue;
 use crate::store::Inbound;
+use crate::store::Store;
 
 /// Largest request body read at all; text limits are checked after parsing
 /// so the error can name them.
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// What the routes read and call.
 #[derive(Clone)]
 pub struct AppState {
-    pub bridge: Bridge,
+    pub store: Store,
+    pub agent: Arc<dyn Agent>,
+    pub channel: Arc<dyn Channel>,
+    pub queue: ChatQueue,
+    pub intake: Intake,
+    /// Notified when the CLI changed tasks (the scheduler sleeps on it).
+    pub tasks_wake: Arc<Notify>,
+    /// `PB_MAX_TEXT_BYTES`.
+    pub max_text_bytes: usize,
     pub fake: Option<FakeChannel>,
 }
 
@@ -95,7 +110,7 @@ async fn json_refusal(res: Response) -> Response {
 }
 
 async fn health(State(s): State<AppState>) -> Response {
-    let summary = s.bridge.store().summary().await;
+    let summary = s.store.summary().await;
     let (store_code, summary) = match summary {
         Ok(sum) => ("store-ok", Some(sum)),
         Err(e) => {
@@ -103,9 +118,9 @@ async fn health(State(s): State<AppState>) -> Response {
             ("store-error", None)
         }
     };
-    let opencode = s.bridge.agent().health_code();
-    let link = s.bridge.channel().link().borrow().clone();
-    let queue = s.bridge.queue().snapshot();
+    let opencode = s.agent.health_code();
+    let link = s.channel.link().borrow().clone();
+    let queue = s.queue.snapshot();
     let parked = queue
         .iter()
         .filter(|(_, p)| matches!(p, crate::queue::ChatPhase::Parked { .. }))
@@ -138,7 +153,7 @@ async fn health(State(s): State<AppState>) -> Response {
             "channel": { "code": link.code, "message": link.message },
         },
         "queue": {
-            "running": s.bridge.queue().running(),
+            "running": s.queue.running(),
             "chats": queue.iter().map(|(jid, p)| json!({ "chat": jid, "phase": p })).collect::<Vec<_>>(),
         },
         "store": summary,
@@ -153,7 +168,7 @@ async fn health(State(s): State<AppState>) -> Response {
 
 /// Wakes the scheduler after the CLI changed tasks in the database.
 async fn tasks_changed(State(s): State<AppState>) -> StatusCode {
-    s.bridge.tasks_wake().notify_one();
+    s.tasks_wake.notify_one();
     StatusCode::NO_CONTENT
 }
 
@@ -276,12 +291,10 @@ async fn fake_inbox(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: FakeInbox = parse_body(body)?;
-    let channel = s.bridge.channel().clone();
-    let msg = validate_inbox(req, s.bridge.config().max_text_bytes, || {
-        channel.new_message_id()
-    })?;
+    let channel = s.channel.clone();
+    let msg = validate_inbox(req, s.max_text_bytes, || channel.new_message_id())?;
     let id = msg.id.clone();
-    let outcome = s.bridge.accept(msg).await.map_err(|e| {
+    let outcome = s.intake.accept(msg).await.map_err(|e| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unavailable, try again: {e}"),

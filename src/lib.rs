@@ -14,25 +14,28 @@
 //! - [`queue`]: the per-chat queue: one run per chat, a global cap, retries.
 //! - [`prompt`]: the escaped prompt block a run sends.
 //! - [`agent`]: the `Agent` trait; [`opencode`] implements it over HTTP + SSE.
-//! - [`bridge`]: a run from pending messages to an outbox row.
+//! - [`intake`]: where channels hand over inbound messages (stored, then
+//!   the chat's queue woken).
+//! - [`run`]: the queue's worker: a conversation run, a task run, crash
+//!   recovery; [`workspace`]: the chat folders it runs in.
 //! - [`outbound`]: what of an answer is visible; [`sender`] delivers the outbox.
 //! - [`http`]: health and the fake channel's HTTP contract.
 //! - [`ipc`]: tool calls from the OpenCode plugin, through files; [`tools`]
 //!   carries them out; [`schedule`] parses task schedules and [`scheduler`]
 //!   fires them through the queue.
-//! - [`cli`]: the command line (`serve`, `chats`, `status`).
+//! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`, `status`).
 //!
 //! [`app`] wires them together: `App::start` builds them, `App::run` runs
 //! them until a shutdown future resolves.
 
 pub mod agent;
 pub mod app;
-pub mod bridge;
 pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod intake;
 pub mod ipc;
 pub mod model;
 pub mod opencode;
@@ -40,10 +43,12 @@ pub mod outbound;
 pub mod prompt;
 pub mod queue;
 pub mod router;
+pub mod run;
 pub mod schedule;
 pub mod scheduler;
 pub mod sender;
 pub mod store;
 pub mod tools;
+pub mod workspace;
 
 pub use app::{App, HTTP_ADDR_FILE, StartError};

@@ -3,6 +3,31 @@
 //! `<internal>…</internal>` blocks are the agent's private notes and are
 //! removed (an unclosed block hides everything after it: a note cut short
 //! must not leak). The rest is trimmed; nothing is sent when nothing is left.
+//! [`Persona::reply`] adds the assistant's name on a shared number.
+
+/// Who the assistant speaks as.
+#[derive(Debug, Clone)]
+pub struct Persona {
+    /// `ASSISTANT_NAME`.
+    pub name: String,
+    /// `ASSISTANT_HAS_OWN_NUMBER`: without one, replies carry the name.
+    pub own_number: bool,
+}
+
+impl Persona {
+    /// What is sent for an agent text: `<internal>` notes stripped, trimmed,
+    /// prefixed with the assistant's name on a shared number; `None` when
+    /// nothing is left.
+    pub fn reply(&self, answer: &str) -> Option<String> {
+        visible_text(answer).map(|t| {
+            if self.own_number {
+                t
+            } else {
+                format!("{}: {t}", self.name)
+            }
+        })
+    }
+}
 
 /// The text to send for an agent answer, or `None` when nothing remains.
 pub fn visible_text(answer: &str) -> Option<String> {

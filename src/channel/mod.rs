@@ -61,6 +61,12 @@ pub struct LinkStatus {
     pub message: String,
 }
 
+/// Where a channel hands inbound messages (the core's intake).
+pub trait InboundSink: Send + Sync + 'static {
+    /// Stores the message durably; an error means "do not acknowledge".
+    fn accept(&self, msg: crate::model::Inbound) -> BoxFuture<'_, Result<(), String>>;
+}
+
 /// How far a sent message got, as the recipient's side reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receipt {

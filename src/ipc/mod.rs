@@ -27,15 +27,20 @@ pub mod protocol;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::Agent;
 use crate::agent::{AgentError, ToolCall};
-use crate::bridge::Bridge;
+use crate::channel::Channel;
 use crate::ids::SessionId;
+use crate::outbound::Persona;
 use crate::store::LedgerEntry;
+use crate::store::Store;
 use crate::tools::{self, ToolEnv};
 use protocol::{MAX_REQUEST_BYTES, Request, Response, VERSION, valid_id};
 
@@ -80,16 +85,34 @@ enum Skip {
     Later(String),
 }
 
+/// What carrying out a tool call needs.
+#[derive(Clone)]
+pub struct IpcDeps {
+    pub store: Store,
+    /// For provenance: the tool calls OpenCode recorded.
+    pub agent: Arc<dyn Agent>,
+    /// For the ids of messages the tools send.
+    pub channel: Arc<dyn Channel>,
+    pub persona: Persona,
+    pub tz: chrono_tz::Tz,
+    pub workspace: PathBuf,
+    pub outbox_wake: Arc<Notify>,
+    pub tasks_wake: Arc<Notify>,
+}
+
 /// The request processor.
 #[derive(Clone)]
 pub struct Ipc {
     dirs: IpcDirs,
-    bridge: Bridge,
+    deps: Arc<IpcDeps>,
 }
 
 impl Ipc {
-    pub fn new(dirs: IpcDirs, bridge: Bridge) -> Self {
-        Self { dirs, bridge }
+    pub fn new(dirs: IpcDirs, deps: IpcDeps) -> Self {
+        Self {
+            dirs,
+            deps: Arc::new(deps),
+        }
     }
 
     /// Watches and processes until `cancel`. Idle, it sleeps: it wakes for
@@ -204,7 +227,7 @@ impl Ipc {
                 return Ok(());
             }
         };
-        let store = self.bridge.store();
+        let store = &self.deps.store;
         if let Some(recorded) = store
             .ipc_response(&req.id)
             .await
@@ -225,7 +248,7 @@ impl Ipc {
 
     /// Identity, provenance, then the action and its ledger row in one transaction.
     async fn act(&self, req: &Request) -> Result<Acted, Skip> {
-        let store = self.bridge.store();
+        let store = &self.deps.store;
         // These go into OpenCode URLs: only OpenCode's own id shapes.
         let oc_id = |id: &str, prefix: &str| {
             id.starts_with(prefix)
@@ -261,15 +284,13 @@ impl Ipc {
                 format!("{chat} is no longer registered"),
             )));
         };
-        let dir = self
-            .bridge
-            .chat_dir(&caller)
+        let dir = crate::workspace::chat_dir(&self.deps.workspace, &caller)
             .map_err(|e| Skip::Later(e.to_string()))?;
 
         // Provenance: the call must exist in OpenCode, as described.
         let calls = match self
-            .bridge
-            .agent()
+            .deps
+            .agent
             .tool_calls(&dir, &session, &req.context.message_id)
             .await
         {
@@ -288,16 +309,16 @@ impl Ipc {
             ));
         };
 
-        let tz = self.bridge.config().tz;
-        let bridge = self.bridge.clone();
+        let tz = self.deps.tz;
+        let deps = self.deps.clone();
         let (req2, caller2, call_id) = (req.clone(), caller.clone(), call.call_id.clone());
         let outcome = store
             .tx(move |tx| {
                 if crate::store::ipc_call_seen(tx, &req2.context.session_id, &call_id)? {
                     return Ok(None);
                 }
-                let outgoing = |t: &str| bridge.outgoing_text(t);
-                let new_id = || bridge.channel().new_message_id();
+                let outgoing = |t: &str| deps.persona.reply(t);
+                let new_id = || deps.channel.new_message_id();
                 let env = ToolEnv {
                     tz,
                     now: chrono::Utc::now(),
@@ -343,10 +364,10 @@ impl Ipc {
         };
         tracing::info!(id = %req.id, chat = %chat, tool = %req.tool, call = %call.call_id, from_plugin = req.context.call_id.is_some(), ok = resp.ok, "IPC request handled");
         if effects.outbox {
-            self.bridge.outbox_wake().notify_one();
+            self.deps.outbox_wake.notify_one();
         }
         if effects.tasks {
-            self.bridge.tasks_wake().notify_one();
+            self.deps.tasks_wake.notify_one();
         }
         Ok(Acted::Answer(resp))
     }

@@ -2,7 +2,7 @@
 //! has not seen yet. A chat's cursor is the seq of the last message a run
 //! covered; "pending" means after the cursor and not the bridge's own echo.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, jid, now_ms, registry::registered_in};
 use crate::ids::{ChatJid, MessageId};
@@ -88,31 +88,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredMessage>> {
         let chat = chat.clone();
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, id, sender, sender_name, text, timestamp, from_me FROM (
-                   SELECT * FROM messages
-                   WHERE chat = ?1 AND is_echo = 0
-                     AND seq > COALESCE((SELECT seq FROM cursors WHERE chat = ?1), 0)
-                   ORDER BY seq DESC LIMIT ?2)
-                 ORDER BY seq",
-            )?;
-            let rows = stmt
-                .query_map(params![chat.as_str(), limit as i64], |r| {
-                    Ok(StoredMessage {
-                        seq: r.get(0)?,
-                        id: MessageId::new(r.get::<_, String>(1)?),
-                        sender: r.get(2)?,
-                        sender_name: r.get(3)?,
-                        text: r.get(4)?,
-                        timestamp_ms: r.get(5)?,
-                        from_me: r.get(6)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-        .await
+        self.call(move |c| pending_in(c, &chat, limit)).await
     }
 
     /// Whether a person wrote in `chat` after message `seq` (echoes aside).
@@ -143,4 +119,35 @@ impl Store {
         })
         .await
     }
+}
+
+/// Messages after the chat's cursor that are not the bridge's own echoes,
+/// oldest first; at most the newest `limit` of them.
+pub(crate) fn pending_in(
+    c: &Connection,
+    chat: &ChatJid,
+    limit: usize,
+) -> Result<Vec<StoredMessage>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, id, sender, sender_name, text, timestamp, from_me FROM (
+           SELECT * FROM messages
+           WHERE chat = ?1 AND is_echo = 0
+             AND seq > COALESCE((SELECT seq FROM cursors WHERE chat = ?1), 0)
+           ORDER BY seq DESC LIMIT ?2)
+         ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map(params![chat.as_str(), limit as i64], |r| {
+            Ok(StoredMessage {
+                seq: r.get(0)?,
+                id: MessageId::new(r.get::<_, String>(1)?),
+                sender: r.get(2)?,
+                sender_name: r.get(3)?,
+                text: r.get(4)?,
+                timestamp_ms: r.get(5)?,
+                from_me: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }

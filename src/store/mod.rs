@@ -43,7 +43,7 @@ pub use outbox::OutboxRow;
 pub(crate) use outbox::insert_outbox;
 pub use registry::ChatRow;
 pub(crate) use registry::registered_in;
-pub use runs::RunRecord;
+pub use runs::{RunPlan, RunRecord};
 
 /// The model types the store reads and writes, re-exported for callers that
 /// only deal with the store.

@@ -134,16 +134,7 @@ impl Store {
 
     pub async fn session(&self, chat: &ChatJid) -> Result<Option<SessionId>> {
         let chat = chat.clone();
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT session_id FROM sessions WHERE chat = ?1",
-                params![chat.as_str()],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
-            .map(SessionId::new))
-        })
-        .await
+        self.call(move |c| session_in(c, &chat)).await
     }
 
     pub async fn set_session(&self, chat: &ChatJid, session: &SessionId) -> Result<()> {
@@ -263,4 +254,15 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
         is_main,
         trigger: TriggerRule::from_db(&trigger).map_err(|e| conv(e.into()))?,
     }))
+}
+
+/// The chat's OpenCode session, if it has one.
+pub(crate) fn session_in(c: &Connection, chat: &ChatJid) -> Result<Option<SessionId>> {
+    Ok(c.query_row(
+        "SELECT session_id FROM sessions WHERE chat = ?1",
+        params![chat.as_str()],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .map(SessionId::new))
 }

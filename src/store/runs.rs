@@ -2,12 +2,12 @@
 //! start-up) or parked with its reason. Completing a run is the one
 //! transaction that queues the reply and advances the cursor.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::outbox::insert_outbox;
 use super::{Result, Store, jid, now_ms};
 use crate::ids::{ChatJid, MessageId, PromptId, SessionId};
-use crate::model::RunState;
+use crate::model::{RegisteredChat, RunState, StoredMessage};
 
 /// A run in flight (left by a crash when found at start-up) or parked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,13 +121,53 @@ impl Store {
     /// The chat's run record, if any.
     pub async fn run_of(&self, chat: &ChatJid) -> Result<Option<RunRecord>> {
         let chat = chat.clone();
-        self.call(move |c| {
-            Ok(c.prepare_cached(&format!("{RUN_SELECT} WHERE chat = ?1"))?
-                .query_row(params![chat.as_str()], run_record)
-                .optional()?)
+        self.call(move |c| run_in(c, &chat)).await
+    }
+
+    /// Everything a run needs to decide what to do, read in one
+    /// transaction: the registration, a run left in flight by the last
+    /// process, the pending messages, the session and the next task run.
+    /// A chat no longer registered gets no plan; in the same transaction
+    /// its waiting task runs end and its tasks are paused, with the reason.
+    pub async fn plan_run(&self, chat: &ChatJid, max_batch: usize) -> Result<Option<RunPlan>> {
+        let chat = chat.clone();
+        self.tx(move |tx| {
+            let Some(reg) = super::registry::registered_in(tx, &chat)? else {
+                let (runs, paused) = super::tasks::abandon_unregistered(tx, &chat)?;
+                if runs + paused > 0 {
+                    tracing::info!(chat = %chat, runs, paused, "chat no longer registered: its task runs ended, its tasks paused");
+                }
+                return Ok(None);
+            };
+            Ok(Some(RunPlan {
+                run: run_in(tx, &chat)?,
+                batch: super::messages::pending_in(tx, &chat, max_batch)?,
+                session: super::registry::session_in(tx, &chat)?,
+                next_task: super::tasks::next_run_for(tx, &chat)?,
+                reg,
+            }))
         })
         .await
     }
+}
+
+/// What [`Store::plan_run`] read for one run.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub reg: RegisteredChat,
+    /// The chat's run record: parked, or left running by the last process
+    /// (to reconcile first).
+    pub run: Option<RunRecord>,
+    pub batch: Vec<StoredMessage>,
+    pub session: Option<SessionId>,
+    /// The oldest queued (or interrupted) task run of the chat.
+    pub next_task: Option<super::tasks::TaskRun>,
+}
+
+fn run_in(c: &Connection, chat: &ChatJid) -> Result<Option<RunRecord>> {
+    Ok(c.prepare_cached(&format!("{RUN_SELECT} WHERE chat = ?1"))?
+        .query_row(params![chat.as_str()], run_record)
+        .optional()?)
 }
 
 const RUN_SELECT: &str =

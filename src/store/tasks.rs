@@ -244,6 +244,21 @@ pub fn next_run_for(c: &Connection, chat: &ChatJid) -> Result<Option<TaskRun>> {
         .optional()?)
 }
 
+impl super::Store {
+    /// Whether the chat has a task run queued (or interrupted) still.
+    pub async fn has_task_run_waiting(&self, chat: &ChatJid) -> Result<bool> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM task_runs WHERE chat = ?1 AND status IN ('queued', 'running'))",
+                params![chat.as_str()],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+}
+
 /// Chats with task runs waiting (start-up scan).
 pub fn chats_with_open_runs(c: &Connection) -> Result<Vec<ChatJid>> {
     let mut stmt =

@@ -36,15 +36,10 @@ use whatsapp_rust::anyhow;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::wacore_binary::JidExt;
 
+pub use super::InboundSink;
 use super::{Channel, ChannelError, ChannelEvent, LinkStatus, Outgoing};
 use crate::ids::{ChatJid, MessageId};
-use crate::store::{Inbound, Store};
-
-/// Where inbound messages go (the bridge).
-pub trait InboundSink: Send + Sync + 'static {
-    /// Stores the message durably; an error means "do not acknowledge".
-    fn accept(&self, msg: Inbound) -> BoxFuture<'_, Result<(), String>>;
-}
+use crate::store::Store;
 
 /// Send-rate limits.
 #[derive(Debug, Clone, Copy)]

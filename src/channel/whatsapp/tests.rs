@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::ids::Folder;
-use crate::model::{RegisteredChat, TriggerRule};
+use crate::model::{Inbound, RegisteredChat, TriggerRule};
 use whatsapp_rust::types::events;
 use whatsapp_rust::types::presence::ReceiptType;
 

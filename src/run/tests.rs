@@ -3,10 +3,16 @@
 
 use std::sync::atomic::Ordering;
 
+use std::path::Path;
+
 use super::*;
+use crate::agent::Recovered;
 use crate::agent::fake::FakeAgent;
 use crate::channel::fake::FakeChannel;
+use crate::ids::PromptId;
 use crate::ids::{Folder, MessageId};
+use crate::intake::Intake;
+use crate::model::Inbound;
 use crate::model::TriggerRule;
 use crate::queue::RetryPolicy;
 
@@ -15,7 +21,9 @@ const MAIN: &str = "491510000000@s.whatsapp.net";
 
 struct Rig {
     _dir: tempfile::TempDir,
-    bridge: Bridge,
+    store: Store,
+    intake: Intake,
+    runner: Runner,
     agent: Arc<FakeAgent>,
 }
 
@@ -40,10 +48,21 @@ async fn rig() -> Rig {
             attempts: 3,
         },
     );
-    let bridge = Bridge::new(config, store, Arc::new(fake), agent.clone(), queue);
+    let intake = Intake::new(
+        store.clone(),
+        queue.clone(),
+        config.assistant_has_own_number,
+    );
+    let runner = Runner::new(
+        RunSettings::from_config(&config),
+        store.clone(),
+        agent.clone(),
+        Arc::new(fake),
+        queue,
+        Arc::new(Notify::new()),
+    );
     for (j, folder, main) in [(DM, "ann", false), (MAIN, "main", true)] {
-        bridge
-            .store()
+        store
             .register(RegisteredChat {
                 jid: jid(j),
                 name: folder.into(),
@@ -56,14 +75,16 @@ async fn rig() -> Rig {
     }
     Rig {
         _dir: dir,
-        bridge,
+        store,
+        intake,
+        runner,
         agent,
     }
 }
 
 impl Rig {
     async fn say(&self, chat: &str, id: &str, text: &str) {
-        self.bridge
+        self.intake
             .accept(Inbound {
                 chat: jid(chat),
                 chat_name: None,
@@ -79,12 +100,11 @@ impl Rig {
     }
 
     async fn run(&self, chat: &str) -> Outcome {
-        Worker::run(&self.bridge, jid(chat), 1).await
+        Worker::run(&self.runner, jid(chat), 1).await
     }
 
     async fn pending(&self, chat: &str) -> usize {
-        self.bridge
-            .store()
+        self.store
             .pending_messages(&jid(chat), 100)
             .await
             .unwrap()
@@ -93,8 +113,7 @@ impl Rig {
 
     async fn outbox(&self, chat: &str) -> Vec<String> {
         let chat = jid(chat);
-        self.bridge
-            .store()
+        self.store
             .call(move |c| {
                 let mut s = c.prepare("SELECT text FROM outbox WHERE chat = ?1 ORDER BY seq")?;
                 let rows = s.query_map([chat.as_str()], |r| r.get(0))?;
@@ -151,7 +170,7 @@ async fn a_failed_run_is_retried_even_when_another_chat_sent_into_it() {
         .await
         .unwrap();
     r.say(DM, "A1", "hi").await;
-    let store = r.bridge.store().clone();
+    let store = r.store.clone();
     r.agent.then(move |_| {
         Box::pin(async move {
             record_tool_send(&store, &main_session, &jid(DM), 1).await;
@@ -172,7 +191,7 @@ async fn a_failed_run_is_retried_even_when_another_chat_sent_into_it() {
 async fn a_failed_run_that_sent_with_its_own_tool_is_done() {
     let r = rig().await;
     r.say(DM, "A1", "hi").await;
-    let store = r.bridge.store().clone();
+    let store = r.store.clone();
     r.agent.then(move |spec| {
         Box::pin(async move {
             record_tool_send(&store, &spec.session, &jid(DM), 1).await;
@@ -202,7 +221,7 @@ async fn a_gone_session_is_replaced_on_the_retry() {
         })
     });
     assert!(matches!(r.run(DM).await, Outcome::Retry(_)));
-    assert_eq!(r.bridge.store().session(&jid(DM)).await.unwrap(), None);
+    assert_eq!(r.store.session(&jid(DM)).await.unwrap(), None);
 
     r.agent.answer("second");
     assert_eq!(r.run(DM).await, Outcome::Done);
@@ -230,7 +249,7 @@ async fn an_unreachable_agent_is_an_outage_and_keeps_the_messages() {
 async fn a_run_left_by_a_crash_is_recovered_without_resending() {
     let r = rig().await;
     r.say(DM, "A1", "hi").await;
-    let store = r.bridge.store();
+    let store = &r.store;
     let session = r.agent.create_session(Path::new("/"), "dm").await.unwrap();
     store.set_session(&jid(DM), &session).await.unwrap();
     let up_to = store.pending_messages(&jid(DM), 10).await.unwrap()[0].seq;
@@ -251,7 +270,7 @@ async fn a_run_left_by_a_crash_is_recovered_without_resending() {
 async fn an_unregistered_chat_is_not_run() {
     let r = rig().await;
     r.say(DM, "A1", "hi").await;
-    r.bridge.store().unregister(&jid(DM)).await.unwrap();
+    r.store.unregister(&jid(DM)).await.unwrap();
     assert_eq!(r.run(DM).await, Outcome::Done);
     assert!(r.agent.runs().is_empty());
     assert!(r.outbox(DM).await.is_empty());

@@ -1,0 +1,77 @@
+//! One conversation turn over a batch of new messages.
+
+use std::path::PathBuf;
+
+use super::{RunError, Runner};
+use crate::agent::{AgentError, RunSpec};
+use crate::ids::{MessageId, SessionId};
+use crate::model::{RegisteredChat, StoredMessage};
+use crate::prompt;
+
+impl Runner {
+    /// Sends the batch as one prompt and commits the answer. A failure
+    /// leaves the cursor alone (the queue retries), unless this run's own
+    /// tool calls already sent messages: then a retry would repeat them, and
+    /// the run counts as done.
+    pub(super) async fn converse(
+        &self,
+        reg: &RegisteredChat,
+        dir: PathBuf,
+        batch: &[StoredMessage],
+        stored_session: Option<SessionId>,
+        attempt: u32,
+    ) -> Result<(), RunError> {
+        let (settings, store, chat) = (&self.ctx.settings, &self.ctx.store, &reg.jid);
+        let (agent, channel) = (&self.ctx.agent, &self.ctx.channel);
+        let up_to = batch.last().map(|m| m.seq).unwrap_or_default();
+        let text = prompt::format_prompt(
+            &prompt::ChatContext {
+                name: &reg.name,
+                jid: chat.as_str(),
+                tz: settings.tz,
+                now: chrono::Utc::now(),
+            },
+            batch,
+        );
+        let session = self.session_for(reg, &dir, stored_session).await?;
+        let prompt_id = agent.new_prompt_id();
+        let ledger_mark = store
+            .begin_run(chat, &session, &prompt_id, up_to, attempt)
+            .await?;
+        tracing::info!(chat = %chat, session = %session, prompt = %prompt_id, messages = batch.len(), attempt, "run started");
+        let started = std::time::Instant::now();
+        channel.set_typing(chat, true).await;
+        let spec = RunSpec {
+            dir,
+            session: session.clone(),
+            prompt_id,
+            text,
+            timeout: settings.run_timeout,
+        };
+        let result = agent.run(spec).await;
+        channel.set_typing(chat, false).await;
+        let answer = match result {
+            Ok(a) => a,
+            Err(e) if store.tools_sent_since(&session, ledger_mark).await? => {
+                tracing::warn!(chat = %chat, error = %e, "run failed after its tools sent messages; not retried");
+                store.complete_run(chat, up_to, None).await?;
+                return Ok(());
+            }
+            Err(AgentError::SessionGone(_)) => {
+                // Gone for good: forget it so the retry makes a new one.
+                tracing::warn!(chat = %chat, session = %session, "OpenCode session is gone; a new one will be created");
+                store.clear_session(chat).await?;
+                return Err(RunError::Agent(AgentError::SessionGone(session)));
+            }
+            Err(e) => return Err(RunError::Agent(e)),
+        };
+        let sent = self.finish(chat, up_to, &answer).await?;
+        tracing::info!(chat = %chat, ms = started.elapsed().as_millis() as u64, replied = sent, "run finished");
+        let read: Vec<(MessageId, String)> = batch
+            .iter()
+            .map(|m| (m.id.clone(), m.sender.clone()))
+            .collect();
+        channel.mark_read(chat, &read).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! A run: from a chat's pending messages (or a due task) to an outbox row.
+//!
+//! ```text
+//! intake ──▶ store (messages) ──Wake──▶ queue ──Worker::run──▶ Runner ──▶ agent
+//!                                                               │
+//!   channel ◀── sender ◀── outbox ◀── reply + cursor (one tx) ◀─┘
+//! ```
+//!
+//! [`Runner`] is the queue's [`Worker`]. One run reads its plan in one store
+//! transaction ([`Store::plan_run`]: registration, a run left in flight,
+//! the pending messages, the session, the next task run), then:
+//!
+//! - reconciles a run the last process left in flight ([`recover`]);
+//! - answers the conversation if the batch starts a run (trigger rules):
+//!   formats the prompt, makes sure the chat has a live session, records the
+//!   run, waits for the answer, and commits the visible part of it to the
+//!   outbox in the one transaction that moves the cursor ([`conversation`]);
+//! - otherwise carries out one scheduled task run ([`task`]).
+//!
+//! It depends on narrow things only: the store, the [`Agent`] trait, the
+//! [`Channel`] trait (message ids, typing, read receipts), the queue (to ask
+//! for another round) and its [`RunSettings`].
+
+mod conversation;
+pub mod recover;
+mod task;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
+
+use crate::agent::{Agent, AgentError};
+use crate::channel::Channel;
+use crate::config::Config;
+use crate::ids::{ChatJid, SessionId};
+use crate::model::{RegisteredChat, RunState};
+use crate::outbound::Persona;
+use crate::queue::{ChatQueue, Outcome, Wake, Worker};
+use crate::router::should_run;
+use crate::store::Store;
+
+/// The settings a run uses.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Chat folders live in `workspace/chats/<folder>/`.
+    pub workspace: PathBuf,
+    pub persona: Persona,
+    pub tz: chrono_tz::Tz,
+    pub run_timeout: Duration,
+    pub max_batch: usize,
+}
+
+impl RunSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            workspace: config.workspace.clone(),
+            persona: Persona {
+                name: config.assistant_name.clone(),
+                own_number: config.assistant_has_own_number,
+            },
+            tz: config.tz,
+            run_timeout: config.run_timeout,
+            max_batch: config.max_batch,
+        }
+    }
+}
+
+/// Runs chats' work; the queue's [`Worker`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    ctx: Arc<Ctx>,
+}
+
+struct Ctx {
+    settings: RunSettings,
+    store: Store,
+    agent: Arc<dyn Agent>,
+    channel: Arc<dyn Channel>,
+    queue: ChatQueue,
+    outbox_wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Runner {
+    pub fn new(
+        settings: RunSettings,
+        store: Store,
+        agent: Arc<dyn Agent>,
+        channel: Arc<dyn Channel>,
+        queue: ChatQueue,
+        outbox_wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            ctx: Arc::new(Ctx {
+                settings,
+                store,
+                agent,
+                channel,
+                queue,
+                outbox_wake,
+            }),
+        }
+    }
+
+    /// One run for `chat`, as the queue sees its end.
+    async fn run_chat(&self, chat: ChatJid, attempt: u32) -> Outcome {
+        match self.try_run(&chat, attempt).await {
+            Ok(()) => Outcome::Done,
+            Err(RunError::Store(e)) => Outcome::Retry(format!("store: {e}")),
+            Err(RunError::Agent(e)) => {
+                if let Err(e) = self.ctx.store.clear_run(&chat).await {
+                    tracing::error!(chat = %chat, error = %e, "cannot clear run record");
+                }
+                match e {
+                    AgentError::Unreachable(_) => Outcome::Outage(e.to_string()),
+                    _ => Outcome::Retry(e.to_string()),
+                }
+            }
+            Err(RunError::Io(e)) => Outcome::Retry(format!("chat folder: {e}")),
+        }
+    }
+
+    async fn try_run(&self, chat: &ChatJid, attempt: u32) -> Result<(), RunError> {
+        let (settings, store) = (&self.ctx.settings, &self.ctx.store);
+        let Some(mut plan) = store.plan_run(chat, settings.max_batch).await? else {
+            return Ok(()); // unregistered since it was queued
+        };
+        let dir = crate::workspace::chat_dir(&settings.workspace, &plan.reg)?;
+
+        // A run the last process left in flight: find out what became of
+        // it, then plan again (its answer may have moved the cursor).
+        if let Some(run) = plan.run.take_if(|r| r.state == RunState::Running) {
+            self.recover(&plan.reg, &dir, run).await?;
+            match store.plan_run(chat, settings.max_batch).await? {
+                Some(p) => plan = p,
+                None => return Ok(()),
+            }
+        }
+
+        if should_run(&plan.reg, &plan.batch, &settings.persona.name) {
+            self.converse(&plan.reg, dir, &plan.batch, plan.session, attempt)
+                .await?;
+        } else {
+            if plan.run.is_some() {
+                store.clear_run(chat).await?;
+            }
+            // Conversation first; then one scheduled task run.
+            if let Some(run) = plan.next_task {
+                self.run_task(&plan.reg, &dir, plan.session, run).await?;
+            }
+        }
+        // More task runs waiting: go round again (behind other chats).
+        if store.has_task_run_waiting(chat).await? {
+            self.ctx.queue.notify(chat, Wake::MoreWork);
+        }
+        Ok(())
+    }
+
+    /// Commits a conversation run's answer: outbox row (if anything is
+    /// visible) and cursor in one transaction. Returns whether a reply was
+    /// queued.
+    async fn finish(&self, chat: &ChatJid, up_to: i64, answer: &str) -> Result<bool, RunError> {
+        let reply = self
+            .ctx
+            .settings
+            .persona
+            .reply(answer)
+            .map(|text| (self.ctx.channel.new_message_id(), text));
+        let queued = reply.is_some();
+        self.ctx.store.complete_run(chat, up_to, reply).await?;
+        if queued {
+            self.ctx.outbox_wake.notify_one();
+        } else {
+            tracing::info!(chat = %chat, "answer had nothing visible; nothing sent");
+        }
+        Ok(queued)
+    }
+
+    /// The chat's OpenCode session: `stored` if OpenCode still has it, else
+    /// a new one. A transient error keeps the stored one (the run fails and
+    /// is retried), so a hiccup never throws a conversation away.
+    async fn session_for(
+        &self,
+        reg: &RegisteredChat,
+        dir: &Path,
+        stored: Option<SessionId>,
+    ) -> Result<SessionId, RunError> {
+        let agent = &self.ctx.agent;
+        if let Some(id) = stored {
+            if agent.session_exists(dir, &id).await? {
+                return Ok(id);
+            }
+            tracing::warn!(chat = %reg.jid, session = %id, "OpenCode no longer has the chat's session; creating a new one");
+        }
+        let title = format!("WhatsApp: {}", reg.name);
+        let id = agent.create_session(dir, &title).await?;
+        self.ctx.store.set_session(&reg.jid, &id).await?;
+        tracing::info!(chat = %reg.jid, session = %id, "created OpenCode session");
+        Ok(id)
+    }
+}
+
+impl Worker for Runner {
+    fn run(&self, chat: ChatJid, attempt: u32) -> BoxFuture<'static, Outcome> {
+        let me = self.clone();
+        Box::pin(async move { me.run_chat(chat, attempt).await })
+    }
+
+    fn parked(&self, chat: ChatJid, attempts: u32, reason: String) -> BoxFuture<'static, ()> {
+        let store = self.ctx.store.clone();
+        Box::pin(async move {
+            if let Err(e) = store.park_run(&chat, attempts, &reason).await {
+                tracing::error!(chat = %chat, error = %e, "cannot record parked run");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
