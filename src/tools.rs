@@ -64,9 +64,20 @@ pub struct Effects {
     pub tasks: bool,
 }
 
-/// The tool names the plugin may ask for (defined with the IPC protocol).
-pub use crate::ipc::protocol::TOOLS;
-use crate::ipc::protocol::{MAX_PROMPT_CHARS, MAX_TEXT_CHARS};
+/// The tools the plugin may ask for, without OpenCode's `pocketbrain_`
+/// prefix (the plugin's own list is checked against this one).
+pub const TOOLS: &[&str] = &[
+    "send_message",
+    "schedule_task",
+    "list_tasks",
+    "pause_task",
+    "resume_task",
+    "cancel_task",
+];
+/// `send_message`: longest `text`, in characters.
+pub const MAX_TEXT_CHARS: usize = 60_000;
+/// `schedule_task`: longest `prompt`, in characters.
+pub const MAX_PROMPT_CHARS: usize = 20_000;
 
 fn str_arg<'a>(args: &'a Value, name: &str) -> Result<Option<&'a str>, ToolError> {
     match args.get(name) {

@@ -12,23 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const VERSION: u32 = 1;
-/// The tools the plugin may ask for, without OpenCode's `pocketbrain_` prefix.
-pub const TOOLS: &[&str] = &[
-    "send_message",
-    "schedule_task",
-    "list_tasks",
-    "pause_task",
-    "resume_task",
-    "cancel_task",
-];
+/// The tools and their argument limits are defined with the tools.
+pub use crate::tools::{MAX_PROMPT_CHARS, MAX_TEXT_CHARS, TOOLS};
 /// Largest request file read.
 pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
 /// Longest request id, in characters.
 pub const MAX_REQUEST_ID_CHARS: usize = 80;
-/// `send_message`: longest `text`, in characters.
-pub const MAX_TEXT_CHARS: usize = 60_000;
-/// `schedule_task`: longest `prompt`, in characters.
-pub const MAX_PROMPT_CHARS: usize = 20_000;
 
 /// A tool call, as the plugin writes it to `requests/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
