@@ -30,7 +30,7 @@ use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
 use crate::channel::whatsapp::WhatsAppChannel;
 use crate::config::{ChannelKind, Config};
-use crate::intake::Intake;
+use crate::intake::{Intake, OwnerChat};
 use crate::ipc::{self, IpcDirs};
 use crate::opencode::OpenCode;
 use crate::opencode::client::Client;
@@ -212,11 +212,16 @@ impl App {
         let outbox_wake = Arc::new(Notify::new());
         let tasks_wake = Arc::new(Notify::new());
         let settings = RunSettings::from_config(&config);
-        let intake = Intake::new(
+        let mut intake = Intake::new(
             store.clone(),
             queue.clone(),
             config.assistant_has_own_number,
         );
+        if config.auto_main {
+            intake = intake.with_owner_chat(OwnerChat {
+                workspace: config.workspace.clone(),
+            });
+        }
 
         // Health first: it answers while everything else comes up.
         let app = http::router(http::AppState {

@@ -275,6 +275,19 @@ pub struct Config {
         hide_env_values = true
     )]
     pub read_receipts: bool,
+    /// After pairing, make the account's own chat ("Message yourself") the
+    /// main chat, unless a main chat is registered already
+    #[arg(
+        long,
+        env = "PB_AUTO_MAIN",
+        value_name = "PB_AUTO_MAIN",
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        default_value = "true",
+        global = true,
+        hide_env_values = true
+    )]
+    pub auto_main: bool,
     /// Most WhatsApp messages per minute to one chat
     #[arg(
         long,

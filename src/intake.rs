@@ -5,9 +5,12 @@
 //! message in a registered chat wakes the chat's queue with
 //! [`Wake::Message`], the one wake that also releases a parked chat.
 
+use std::path::PathBuf;
+
 use futures_util::future::BoxFuture;
 
-use crate::model::Inbound;
+use crate::ids::{ChatJid, Folder};
+use crate::model::{Inbound, RegisteredChat, TriggerRule};
 use crate::queue::{ChatQueue, Wake};
 use crate::store::{InboundOutcome, Store};
 
@@ -18,6 +21,14 @@ pub struct Intake {
     queue: ChatQueue,
     /// `ASSISTANT_HAS_OWN_NUMBER`: then every `from_me` message is our echo.
     own_number: bool,
+    /// `PB_AUTO_MAIN`, and where the main chat's folder goes.
+    owner: Option<OwnerChat>,
+}
+
+/// Registering the account's own chat as the main chat after pairing.
+#[derive(Clone, Debug)]
+pub struct OwnerChat {
+    pub workspace: PathBuf,
 }
 
 impl Intake {
@@ -26,7 +37,60 @@ impl Intake {
             store,
             queue,
             own_number,
+            owner: None,
         }
+    }
+
+    /// After pairing, the account's own chat becomes the main chat (unless
+    /// one is registered already).
+    pub fn with_owner_chat(mut self, owner: OwnerChat) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The channel was linked to an account whose own chat is `own`.
+    /// Records `lid` as its other form, and registers `own` as the main
+    /// chat when that is wanted and no main chat exists. Says in one log
+    /// line what to do next.
+    pub async fn paired(&self, own: ChatJid, lid: Option<ChatJid>) -> crate::store::Result<bool> {
+        if let Some(lid) = lid {
+            self.store.record_aliases(vec![(lid, own.clone())]).await?;
+        }
+        let Some(owner) = &self.owner else {
+            tracing::info!(chat = %own, "paired. Next: register your main chat: pocketbrain chats register {own} --name Me --main");
+            return Ok(false);
+        };
+        let chats = self.store.list_chats().await?;
+        if let Some(main) = chats
+            .iter()
+            .filter_map(|c| c.registered.as_ref())
+            .find(|r| r.is_main)
+        {
+            tracing::info!(chat = %own, main = %main.jid, "paired. The main chat is registered already; nothing changed");
+            return Ok(false);
+        }
+        let folder = Folder::parse("main").expect("a valid folder");
+        if chats
+            .iter()
+            .filter_map(|c| c.registered.as_ref())
+            .any(|r| r.folder == folder || r.jid == own)
+        {
+            tracing::info!(chat = %own, "paired. Your own chat or the folder \"main\" is registered already; register the main chat yourself: pocketbrain chats register {own} --name Me --main");
+            return Ok(false);
+        }
+        let reg = RegisteredChat {
+            jid: own.clone(),
+            name: "Me".into(),
+            folder,
+            is_main: true,
+            trigger: TriggerRule::Always,
+        };
+        if let Err(e) = crate::workspace::chat_dir(&owner.workspace, &reg) {
+            tracing::warn!(error = %e, "cannot create the main chat's folder; it is made at its first run");
+        }
+        self.store.register(reg).await?;
+        tracing::info!(chat = %own, "paired. Your own chat is the main chat: on your phone open \"Message yourself\" and write to the assistant (PB_AUTO_MAIN=false turns this off)");
+        Ok(true)
     }
 
     /// Takes one validated inbound message: stores it, and wakes the chat's
@@ -56,5 +120,87 @@ impl crate::channel::InboundSink for Intake {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
+    }
+
+    fn paired(&self, own: ChatJid, lid: Option<ChatJid>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = Intake::paired(self, own, lid).await {
+                tracing::error!(error = %e, "cannot record the paired account's chat");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::RetryPolicy;
+
+    fn jid(s: &str) -> ChatJid {
+        ChatJid::parse(s).unwrap()
+    }
+
+    fn intake(dir: &std::path::Path, auto: bool) -> Intake {
+        let store = Store::open(&dir.join("pb.sqlite3")).unwrap();
+        let queue = ChatQueue::new(
+            1,
+            RetryPolicy {
+                base: std::time::Duration::from_secs(1),
+                max_delay: std::time::Duration::from_secs(1),
+                attempts: 1,
+            },
+        );
+        let i = Intake::new(store, queue, false);
+        if auto {
+            i.with_owner_chat(OwnerChat {
+                workspace: dir.join("ws"),
+            })
+        } else {
+            i
+        }
+    }
+
+    const OWN: &str = "491511234567@s.whatsapp.net";
+    const LID: &str = "100000000000001@lid";
+
+    #[tokio::test]
+    async fn pairing_makes_the_own_chat_the_main_chat_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intake(dir.path(), true);
+        assert!(i.paired(jid(OWN), Some(jid(LID))).await.unwrap());
+        let reg = i.store.registered(&jid(OWN)).await.unwrap().unwrap();
+        assert!(reg.is_main);
+        assert_eq!(reg.trigger, TriggerRule::Always);
+        assert!(dir.path().join("ws/chats/main/AGENTS.md").is_file());
+        // A message in "Message yourself" arriving under the LID is the main chat's.
+        assert_eq!(
+            i.store.registered(&jid(LID)).await.unwrap().map(|r| r.jid),
+            Some(jid(OWN))
+        );
+        // Pairing again changes nothing.
+        assert!(!i.paired(jid(OWN), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_registered_main_chat_or_auto_main_off_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intake(dir.path(), true);
+        i.store
+            .register(RegisteredChat {
+                jid: jid("491519999999@s.whatsapp.net"),
+                name: "Other".into(),
+                folder: Folder::parse("other").unwrap(),
+                is_main: true,
+                trigger: TriggerRule::Always,
+            })
+            .await
+            .unwrap();
+        assert!(!i.paired(jid(OWN), None).await.unwrap());
+        assert!(i.store.registered(&jid(OWN)).await.unwrap().is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let off = intake(dir.path(), false);
+        assert!(!off.paired(jid(OWN), None).await.unwrap());
+        assert!(off.store.registered(&jid(OWN)).await.unwrap().is_none());
     }
 }

@@ -65,6 +65,11 @@ pub struct LinkStatus {
 pub trait InboundSink: Send + Sync + 'static {
     /// Stores the message durably; an error means "do not acknowledge".
     fn accept(&self, msg: crate::model::Inbound) -> BoxFuture<'_, Result<(), String>>;
+    /// The channel was linked to an account: `own` is its own chat
+    /// ("Message yourself"), `lid` that chat's other form if known.
+    fn paired(&self, _own: ChatJid, _lid: Option<ChatJid>) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// How far a sent message got, as the recipient's side reports it.

@@ -245,6 +245,7 @@ impl WhatsAppChannel {
         }
         let backend = SqliteStore::new(&opts.device_db.to_string_lossy()).await?;
         let me = self.clone();
+        let paired_sink = sink.clone();
         let hook = Hook {
             sink,
             store: self.shared.store.clone(),
@@ -255,8 +256,13 @@ impl WhatsAppChannel {
             .skip_history_sync()
             .with_inbound_durability_hook(hook)
             .on_event(move |ev, client| {
-                let me = me.clone();
-                async move { me.on_event(&ev, client).await }
+                let (me, sink) = (me.clone(), paired_sink.clone());
+                async move {
+                    if let Event::PairSuccess(p) = &*ev {
+                        me.paired(p, sink.as_ref()).await;
+                    }
+                    me.on_event(&ev, client).await
+                }
             });
         if let Some(t) = &opts.transport {
             b = b.with_transport_factory(DynTransport(t.clone()));
@@ -376,6 +382,18 @@ impl WhatsAppChannel {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The phone linked this device: tell the core whose account it is
+    /// (its own "Message yourself" chat, and that chat's LID).
+    async fn paired(&self, p: &whatsapp_rust::types::events::PairSuccess, sink: &dyn InboundSink) {
+        match convert::chat_jid(&p.id) {
+            Ok(own) => {
+                let lid = convert::chat_jid(&p.lid).ok().filter(|l| *l != own);
+                sink.paired(own, lid).await;
+            }
+            Err(e) => tracing::warn!(?e, "paired, but the account's JID is not understood"),
         }
     }
 

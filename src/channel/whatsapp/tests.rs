@@ -395,3 +395,36 @@ async fn receipts_move_outbox_rows_forward_only() {
         "failed refused by WhatsApp (code 479)"
     );
 }
+
+/// Pairing tells the core whose account this is: its own chat without the
+/// device part, and its LID as the other form.
+#[tokio::test]
+async fn pairing_reports_the_accounts_own_chat() {
+    struct Recorder(Mutex<Vec<(ChatJid, Option<ChatJid>)>>);
+    impl InboundSink for Recorder {
+        fn accept(&self, _msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn paired(&self, own: ChatJid, lid: Option<ChatJid>) -> BoxFuture<'_, ()> {
+            self.0.lock().unwrap().push((own, lid));
+            Box::pin(async {})
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, ch) = offline(dir.path(), Arc::default()).await;
+    let sink = Recorder(Mutex::default());
+    let ev = events::PairSuccess::builder()
+        .id("491511234567:12@s.whatsapp.net".parse().unwrap())
+        .lid("100000000000001:12@lid".parse().unwrap())
+        .business_name(String::new())
+        .platform("android".into())
+        .build();
+    ch.paired(&ev, &sink).await;
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        vec![(
+            ChatJid::parse("491511234567@s.whatsapp.net").unwrap(),
+            Some(ChatJid::parse("100000000000001@lid").unwrap())
+        )]
+    );
+}
