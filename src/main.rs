@@ -4,12 +4,18 @@ use std::process::ExitCode;
 
 use pocketbrain::cli::{Cli, run};
 
+/// Our own lines at info; the WhatsApp library's reconnect chatter only
+/// when it is an error (the link's state changes are logged by the bridge,
+/// one line each, with their health code). `PB_LOG` replaces this.
+const DEFAULT_LOG: &str = "info,whatsapp_rust=error,wacore=error,waproto=error";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PB_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PB_LOG")
+                .unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -155,7 +155,11 @@ impl WhatsAppChannel {
         }
     }
 
+    /// Records the link state; logs one line when it changed.
     fn set_link(&self, s: LinkStatus) {
+        if *self.shared.link.borrow() == s {
+            return;
+        }
         let level_warn = !s.up && s.code != "whatsapp-connecting" && s.code != "whatsapp-pairing";
         if level_warn {
             tracing::warn!(code = s.code, message = %s.message, "WhatsApp link");

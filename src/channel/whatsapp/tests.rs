@@ -428,3 +428,24 @@ async fn pairing_reports_the_accounts_own_chat() {
         )]
     );
 }
+
+/// A link state is recorded (and logged) once; the same state again is not
+/// a change, so watchers such as the sender are not woken for nothing.
+#[tokio::test]
+async fn the_same_link_state_twice_is_one_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, ch) = offline(dir.path(), Arc::default()).await;
+    let mut link = ch.link();
+    link.mark_unchanged();
+    let down = || status(false, "whatsapp-reconnecting", "disconnected: stream error");
+    ch.set_link(down());
+    assert!(link.has_changed().unwrap());
+    link.mark_unchanged();
+    ch.set_link(down());
+    assert!(
+        !link.has_changed().unwrap(),
+        "a repeated state is no change"
+    );
+    ch.set_link(status(true, "whatsapp-connected", "connected"));
+    assert!(link.has_changed().unwrap());
+}
