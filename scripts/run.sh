@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Runs PocketBrain without Docker: installs the pinned OpenCode into .tools/
 # if needed and starts the bridge, which starts `opencode serve` itself
-# unless OPENCODE_URL is set. Settings come from the environment (see
-# pocketbrain.env.example); extra arguments go to `pocketbrain serve`.
+# unless OPENCODE_URL is set. Settings come from .env (see .env.example) and
+# the environment; OpenCode's config from opencode.json (see
+# opencode.json.example). Extra arguments go to `pocketbrain serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh
-if [ -f pocketbrain.env ]; then
-  set -a; . ./pocketbrain.env; set +a
+for f in .env pocketbrain.env; do
+  if [ -f "$f" ]; then
+    set -a; . "./$f"; set +a
+  fi
+done
+# State lives outside the repository: a workspace inside this git checkout
+# would make OpenCode also load the repository's own .opencode/ shim.
+state="${XDG_DATA_HOME:-$HOME/.local/share}/pocketbrain"
+export PB_DATA_DIR="${PB_DATA_DIR:-$state/data}"
+export PB_WORKSPACE="${PB_WORKSPACE:-$state/workspace}"
+if [ -z "${OPENCODE_CONFIG:-}" ] && [ -f opencode.json ]; then
+  export OPENCODE_CONFIG="$PWD/opencode.json"
 fi
 exec cargo run --release --locked -- serve "$@"
