@@ -7,10 +7,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh
+# KEY=VALUE lines of a settings file; a variable already in the
+# environment wins (so `PB_CHANNEL=fake scripts/run.sh` works).
+load_env() {
+  local line key
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in '' | '#'*) continue ;; esac
+    key="${line%%=*}"
+    [ -n "${!key+x}" ] && continue
+    eval "export $line"
+  done <"$1"
+}
 for f in .env pocketbrain.env; do
-  if [ -f "$f" ]; then
-    set -a; . "./$f"; set +a
-  fi
+  if [ -f "$f" ]; then load_env "$f"; fi
 done
 # State lives outside the repository: a workspace inside this git checkout
 # would make OpenCode also load the repository's own .opencode/ shim.
