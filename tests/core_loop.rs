@@ -570,3 +570,55 @@ async fn the_core_decides_who_is_sent_to_and_applies_receipts() {
     .await;
     assert!(w.outbox(Some(DM)).await.is_empty());
 }
+
+/// A provider that refuses the key: the person gets one clear reply, health
+/// names the problem, the chat is parked at once (no retry storm); when the
+/// key is fixed the next message is answered, the kept one with it.
+#[tokio::test]
+async fn a_refused_api_key_gets_one_clear_reply_and_a_health_code() {
+    let mut w = World::new().await;
+    w.model.on(
+        |r| !r.is_title_request() && r.last_user_text().contains("first"),
+        vec![Reply::error(401, "Incorrect API key provided")],
+    );
+    w.model.set_default(Reply::text("Working again."));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w.say(DM, "K1", "first question").await;
+
+    let texts = w.wait_outbox(DM, 1, T).await;
+    assert!(
+        texts[0].starts_with(
+            "Andy: I can't answer right now: the model provider refused the request (401)"
+        ),
+        "{texts:?}"
+    );
+    let h = w
+        .wait_health(T, |h| {
+            h["codes"].as_array().is_some_and(|c| {
+                c.contains(&"opencode-model-refused".into()) && c.contains(&"runs-parked".into())
+            })
+        })
+        .await;
+    assert_eq!(
+        h["queue"]["chats"][0]["phase"]["attempts"], 1,
+        "no retries: {h}"
+    );
+    let asked = w.agent_requests().len();
+    assert_quiet(&w, DM, 1, Duration::from_secs(2)).await;
+    assert_eq!(
+        w.agent_requests().len(),
+        asked,
+        "nothing retried on its own"
+    );
+
+    w.say(DM, "K2", "second try").await;
+    let texts = w.wait_outbox(DM, 2, T).await;
+    assert_eq!(texts[1], "Andy: Working again.");
+    let last = w.agent_requests().last().unwrap().last_user_text();
+    assert!(
+        last.contains("first question") && last.contains("second try"),
+        "{last}"
+    );
+    w.wait_health(T, |h| h["status"] == "ok").await;
+}

@@ -20,6 +20,10 @@ pub enum AgentError {
     /// The model (or the run) failed; OpenCode reported it.
     #[error("agent run failed: {0}")]
     Run(String),
+    /// The model provider refused the key or does not know the model: the
+    /// owner must fix the model settings; retrying cannot help until then.
+    #[error("{0}")]
+    ModelRefused(String),
     /// The run took longer than allowed and was aborted.
     #[error("agent run timed out after {0:?} and was aborted")]
     Timeout(Duration),

@@ -37,6 +37,8 @@ pub struct OpenCode {
     hub: EventHub,
     model: Option<ModelRef>,
     reachable: std::sync::atomic::AtomicBool,
+    /// The last run ended with the provider refusing the key or model.
+    model_refused: std::sync::atomic::AtomicBool,
 }
 
 impl OpenCode {
@@ -47,6 +49,7 @@ impl OpenCode {
             model,
             // Unknown until the first call answers: health says unreachable.
             reachable: std::sync::atomic::AtomicBool::new(false),
+            model_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -127,7 +130,7 @@ impl OpenCode {
             }
             match self.check(spec).await? {
                 Progress::Answered(text) => return Ok(text),
-                Progress::Failed(why) => return Err(AgentError::Run(why)),
+                Progress::Failed { refused, why } => return Err(failure(refused, why)),
                 Progress::Running if from_timer => {
                     if self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
                         stalled = 0;
@@ -161,11 +164,48 @@ enum Progress {
     NotSent,
     Running,
     Answered(String),
-    Failed(String),
+    /// The run failed; `refused`: the provider refused the key or model.
+    Failed {
+        refused: bool,
+        why: String,
+    },
     /// The agent stopped after a tool call was refused permission; OpenCode
     /// ends the turn there. Final once the session is idle. Carries the
     /// reply for the chat.
     Halted(String),
+}
+
+/// A failed run: the model provider refusing the key or not knowing the
+/// model is the owner's to fix (retrying cannot help); anything else may
+/// pass.
+fn run_failed(err: &serde_json::Value) -> Progress {
+    let name = err["name"].as_str().unwrap_or_default();
+    let status = err["data"]["statusCode"].as_u64();
+    let message = error_message(err);
+    if let Some(code @ (401 | 403)) = status {
+        Progress::Failed {
+            refused: true,
+            why: format!("the model provider refused the request ({code}): {message}"),
+        }
+    } else if name.contains("ModelNotFound") {
+        Progress::Failed {
+            refused: true,
+            why: format!("the configured model is not known: {message}"),
+        }
+    } else {
+        Progress::Failed {
+            refused: false,
+            why: message,
+        }
+    }
+}
+
+fn failure(refused: bool, why: String) -> AgentError {
+    if refused {
+        AgentError::ModelRefused(why)
+    } else {
+        AgentError::Run(why)
+    }
 }
 
 fn progress(transcript: &[TranscriptMessage], prompt: &str) -> Progress {
@@ -180,7 +220,7 @@ fn progress(transcript: &[TranscriptMessage], prompt: &str) -> Progress {
         return Progress::Running;
     };
     if let Some(err) = &last.info.error {
-        return Progress::Failed(error_message(err));
+        return run_failed(err);
     }
     match (&last.info.time.completed, last.info.finish.as_deref()) {
         (Some(_), Some("tool-calls")) => {
@@ -261,7 +301,15 @@ impl Agent for OpenCode {
                     )
                     .await,
             )?;
-            self.follow(&spec, rx).await
+            let result = self.follow(&spec, rx).await;
+            match &result {
+                Ok(_) => self.model_refused.store(false, Ordering::Relaxed),
+                Err(AgentError::ModelRefused(_)) => {
+                    self.model_refused.store(true, Ordering::Relaxed)
+                }
+                Err(_) => {}
+            }
+            result
         })
     }
 
@@ -271,7 +319,7 @@ impl Agent for OpenCode {
             match self.check(&spec).await? {
                 Progress::NotSent => Ok(Recovered::NotSent),
                 Progress::Answered(text) => Ok(Recovered::Answered(text)),
-                Progress::Failed(why) => Err(AgentError::Run(why)),
+                Progress::Failed { refused, why } => Err(failure(refused, why)),
                 unfinished => {
                     if self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
                         return self.follow(&spec, rx).await.map(Recovered::Answered);
@@ -318,6 +366,8 @@ impl Agent for OpenCode {
             "opencode-unreachable"
         } else if !self.hub.connected() {
             "opencode-stream-down"
+        } else if self.model_refused.load(Ordering::Relaxed) {
+            "opencode-model-refused"
         } else {
             "opencode-ok"
         }
@@ -388,7 +438,10 @@ mod tests {
         );
         assert_eq!(
             progress(&[msg(user.clone()), msg(failed)], "msg_u"),
-            Progress::Failed("APIError: bad".into())
+            Progress::Failed {
+                refused: false,
+                why: "APIError: bad".into()
+            }
         );
         let refused = json!({"info":{"id":"msg_a4","role":"assistant","parentID":"msg_u","finish":"tool-calls","time":{"completed":3}},
             "parts":[{"type":"tool","tool":"bash","state":{"status":"error",
@@ -415,5 +468,42 @@ mod tests {
             progress(&[msg(user), msg(failed_tool)], "msg_u"),
             Progress::Running
         );
+    }
+
+    /// A provider refusing the key (OpenCode's `APIError` with status 401
+    /// or 403) or an unknown model is the owner's to fix; other failures
+    /// (a 400, a 500) may pass and are retried.
+    #[test]
+    fn a_refused_key_or_unknown_model_is_told_apart() {
+        let api = |status: u64| json!({"name":"APIError","data":{"message":"Incorrect API key provided","statusCode":status,"isRetryable":false}});
+        assert_eq!(
+            run_failed(&api(401)),
+            Progress::Failed {
+                refused: true,
+                why: "the model provider refused the request (401): APIError: Incorrect API key provided".into()
+            }
+        );
+        assert!(matches!(
+            run_failed(&api(403)),
+            Progress::Failed { refused: true, .. }
+        ));
+        assert!(matches!(
+            run_failed(&api(400)),
+            Progress::Failed { refused: false, .. }
+        ));
+        assert!(matches!(
+            run_failed(&api(500)),
+            Progress::Failed { refused: false, .. }
+        ));
+        let unknown =
+            json!({"name":"ProviderModelNotFoundError","data":{"providerID":"x","modelID":"y"}});
+        assert!(matches!(
+            run_failed(&unknown),
+            Progress::Failed { refused: true, .. }
+        ));
+        assert!(matches!(
+            failure(true, "x".into()),
+            AgentError::ModelRefused(_)
+        ));
     }
 }

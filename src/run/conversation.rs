@@ -57,6 +57,21 @@ impl Runner {
                 store.complete_run(chat, up_to, None).await?;
                 return Ok(());
             }
+            Err(AgentError::ModelRefused(why)) => {
+                // Not the person's fault and not passing: tell them once,
+                // and park the chat (its next message tries again).
+                tracing::error!(chat = %chat, code = "opencode-model-refused", error = %why, "the model provider refused the run; fix the model settings (opencode.json)");
+                let notice = format!(
+                    "I can't answer right now: {why}. The owner needs to fix the model settings (opencode.json); your message is kept and answered when you write again."
+                );
+                if let Some(text) = settings.persona.reply(&notice) {
+                    store
+                        .enqueue_outbox(chat, &channel.new_message_id(), &text)
+                        .await?;
+                    self.ctx.outbox_wake.notify_one();
+                }
+                return Err(RunError::Agent(AgentError::ModelRefused(why)));
+            }
             Err(AgentError::SessionGone(_)) => {
                 // Gone for good: forget it so the retry makes a new one.
                 tracing::warn!(chat = %chat, session = %session, "OpenCode session is gone; a new one will be created");

@@ -125,6 +125,7 @@ impl Runner {
                 }
                 match e {
                     AgentError::Unreachable(_) => Outcome::Outage(e.to_string()),
+                    AgentError::ModelRefused(_) => Outcome::Park(e.to_string()),
                     _ => Outcome::Retry(e.to_string()),
                 }
             }

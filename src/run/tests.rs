@@ -275,3 +275,26 @@ async fn an_unregistered_chat_is_not_run() {
     assert!(r.agent.runs().is_empty());
     assert!(r.outbox(DM).await.is_empty());
 }
+
+/// A provider that refuses the key: one clear message in the chat, and the
+/// chat parked at once (no retries); the next message tries again.
+#[tokio::test(start_paused = true)]
+async fn a_refused_model_is_told_to_the_chat_once_and_parks() {
+    let r = rig().await;
+    r.say(DM, "A1", "hi").await;
+    r.agent.fail(AgentError::ModelRefused(
+        "the model provider refused the request (401): APIError: Incorrect API key provided".into(),
+    ));
+    assert!(matches!(r.run(DM).await, Outcome::Park(_)));
+    let out = r.outbox(DM).await;
+    assert_eq!(out.len(), 1);
+    assert!(
+        out[0].starts_with("I can't answer right now: the model provider refused"),
+        "{out:?}"
+    );
+    assert_eq!(r.pending(DM).await, 1, "the message is kept");
+
+    r.agent.answer("fixed");
+    assert_eq!(r.run(DM).await, Outcome::Done);
+    assert_eq!(r.outbox(DM).await[1], "fixed");
+}
