@@ -458,3 +458,48 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
         "the bridge used PB_DATA_DIR/ipc instead of the shared PB_IPC_DIR"
     );
 }
+
+/// The image's entrypoint hands the mounted folders to the bridge's user and
+/// runs the command as that user, never as root (run here as root, as
+/// Docker starts it, with `nobody` standing in for `pocketbrain`).
+#[test]
+fn the_entrypoint_drops_root_after_handing_over_the_folders() {
+    assert!(unsafe { libc::geteuid() } == 0, "needs root, as in CI");
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ipc, ws) = (
+        tmp.path().join("data"),
+        tmp.path().join("ipc"),
+        tmp.path().join("workspace"),
+    );
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("left-by-root.sqlite3"), b"").unwrap();
+    let out = Command::new(root().join("scripts/docker-entrypoint.sh"))
+        .args([
+            "sh",
+            "-c",
+            "id -u; touch \"$PB_DATA_DIR/mine\" \"$PB_IPC_DIR/mine\"",
+        ])
+        .env("PB_RUN_AS", "nobody")
+        .env("PB_DATA_DIR", &data)
+        .env("PB_IPC_DIR", &ipc)
+        .env("PB_WORKSPACE", &ws)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_ne!(uid, 0, "the command ran as root");
+    use std::os::unix::fs::MetadataExt;
+    for p in [
+        &data,
+        &ipc,
+        &ws,
+        &data.join("left-by-root.sqlite3"),
+        &data.join("mine"),
+    ] {
+        assert_eq!(std::fs::metadata(p).unwrap().uid(), uid, "{}", p.display());
+    }
+}
