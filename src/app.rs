@@ -368,13 +368,42 @@ async fn wait_for_opencode(opencode: Arc<OpenCode>, cancel: CancellationToken) {
     }
 }
 
-/// Holds the managed OpenCode: stops it on shutdown, and says so when it
-/// exits by itself (health then reports it unreachable).
+/// Holds the managed OpenCode: stops it on shutdown, and starts it again
+/// (same port, backing off up to a minute) when it exits by itself; health
+/// reports it unreachable meanwhile.
 async fn supervise_managed(mut server: ManagedServer, cancel: CancellationToken) {
-    tokio::select! {
-        _ = cancel.cancelled() => server.stop(Duration::from_secs(5)).await,
-        status = server.exited() => {
-            tracing::error!(code = "opencode-unreachable", status = ?status, "the managed opencode serve exited; restart pocketbrain");
+    let fresh = || {
+        backon::BackoffBuilder::build(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(60))
+                .without_max_times(),
+        )
+    };
+    let mut backoff = fresh();
+    loop {
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                server.stop(Duration::from_secs(5)).await;
+                return;
+            }
+            status = server.exited() => {
+                tracing::error!(code = "opencode-unreachable", status = ?status, "the managed opencode serve exited; starting it again");
+            }
+        }
+        // It ran for a while: a new crash starts the backoff over.
+        if started.elapsed() > Duration::from_secs(300) {
+            backoff = fresh();
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(60));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        if let Err(e) = server.respawn() {
+            tracing::error!(error = %e, "cannot start opencode serve again; the bridge keeps running without it");
+            return;
         }
     }
 }

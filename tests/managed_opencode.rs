@@ -106,3 +106,36 @@ async fn a_taken_http_port_is_refused_before_opencode_is_started() {
     );
     assert!(pids_with_cwd(&w.workspace()).is_empty());
 }
+
+/// A managed OpenCode that dies on its own is started again on the same
+/// port, and the chat is answered once it is back.
+#[tokio::test]
+async fn a_managed_opencode_that_dies_is_started_again() {
+    let mut w = World::without_opencode().await;
+    w.model.set_default(Reply::text("still here"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w.say(DM, "A1", "hi").await;
+    w.wait_outbox(DM, 1, T).await;
+
+    let pids = pids_with_cwd(&w.workspace());
+    assert_eq!(pids.len(), 1);
+    unsafe {
+        libc::kill(pids[0] as i32, libc::SIGKILL);
+    }
+    // A new process takes its place (on the same port: the bridge's
+    // client keeps its address).
+    let deadline = Instant::now() + T;
+    loop {
+        let now = pids_with_cwd(&w.workspace());
+        if now.len() == 1 && now != pids {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not started again: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.say(DM, "A2", "are you back?").await;
+    assert_eq!(w.wait_outbox(DM, 2, T).await[1], "Andy: still here");
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
+    wait_no_processes_in(&w).await;
+}

@@ -39,6 +39,10 @@ pub enum ServerError {
 pub struct ManagedServer {
     child: Child,
     pub url: Url,
+    /// How to start it again (same port, so the client's URL holds).
+    bin: PathBuf,
+    workspace: PathBuf,
+    auth: Option<(String, String)>,
 }
 
 /// Finds the opencode binary: explicit setting, then PATH, then the
@@ -108,12 +112,38 @@ impl ManagedServer {
         workspace: &Path,
         auth: Option<(&str, &str)>,
     ) -> Result<Self, ServerError> {
-        let config = headless_config(std::env::var("OPENCODE_CONFIG_CONTENT").ok().as_deref())?;
         let port = std::net::TcpListener::bind(("127.0.0.1", 0))
             .and_then(|l| l.local_addr())
             .map_err(ServerError::NoPort)?
             .port();
         let url = Url::parse(&format!("http://127.0.0.1:{port}")).expect("a valid url");
+        let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let child = Self::start_child(bin, workspace, auth.as_ref(), port)?;
+        tracing::info!(%url, bin = %bin.display(), "started opencode serve");
+        Ok(Self {
+            child,
+            url,
+            bin: bin.to_owned(),
+            workspace: workspace.to_owned(),
+            auth,
+        })
+    }
+
+    /// Starts it again on the same port, after it exited.
+    pub fn respawn(&mut self) -> Result<(), ServerError> {
+        let port = self.url.port().expect("a managed server's url has a port");
+        self.child = Self::start_child(&self.bin, &self.workspace, self.auth.as_ref(), port)?;
+        tracing::info!(url = %self.url, "started opencode serve again");
+        Ok(())
+    }
+
+    fn start_child(
+        bin: &Path,
+        workspace: &Path,
+        auth: Option<&(String, String)>,
+        port: u16,
+    ) -> Result<Child, ServerError> {
+        let config = headless_config(std::env::var("OPENCODE_CONFIG_CONTENT").ok().as_deref())?;
         let mut cmd = Command::new(bin);
         cmd.args([
             "serve",
@@ -171,8 +201,7 @@ impl ManagedServer {
                 tracing::info!(target: "opencode", "{line}");
             }
         });
-        tracing::info!(%url, bin = %bin.display(), "started opencode serve");
-        Ok(Self { child, url })
+        Ok(child)
     }
 
     /// Resolves when the server process has exited, with its status.
