@@ -95,6 +95,8 @@ impl EventHub {
         };
         let mut backoff = reconnect_backoff();
         let mut first = true;
+        // One warning per outage, not one per reconnect attempt.
+        let mut told_down = false;
         while !cancel.is_cancelled() {
             let mut es = match EventSource::new(client.global_events()) {
                 Ok(es) => es,
@@ -120,11 +122,17 @@ impl EventHub {
                     }
                     Ok(None) => break,
                     Ok(Some(Err(e))) => {
-                        tracing::warn!(code = "opencode-stream-down", error = %e, "OpenCode event stream failed; reconnecting");
+                        if told_down {
+                            tracing::debug!(error = %e, "OpenCode event stream still down");
+                        } else {
+                            tracing::warn!(code = "opencode-stream-down", error = %e, "OpenCode event stream failed; reconnecting until it is back");
+                            told_down = true;
+                        }
                         break;
                     }
                     Ok(Some(Ok(SseEvent::Open))) => {
                         opened = true;
+                        told_down = false;
                         self.connected.store(true, Ordering::Relaxed);
                         backoff = reconnect_backoff();
                         if !first {
