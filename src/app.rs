@@ -168,7 +168,7 @@ impl App {
     }
 
     /// Runs until `shutdown` resolves, then stops every task (waiting up to
-    /// 10 s) and the OpenCode server it started, if any.
+    /// 15 s), the OpenCode server it started included.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()>,

@@ -2,7 +2,7 @@
 //! channel implement [`Channel`]; the core never sees either protocol.
 //!
 //! Inbound messages are pushed by each channel into the bridge
-//! (`Bridge::accept`); outbound messages are pulled from the outbox by the
+//! (`Intake::accept`, through [`InboundSink`]); outbound messages are pulled from the outbox by the
 //! sender and handed to [`Channel::send`] one at a time, in order per chat.
 //! What a channel learns about messages already sent (delivery and read
 //! receipts, a refusal after sending) comes back as [`ChannelEvent`]s, which
