@@ -119,7 +119,7 @@ impl App {
             }
         };
 
-        // The agent's tools: the plugin shim in the workspace, IPC through data/ipc.
+        // The agent's tools: the plugin in the workspace, requests through PB_IPC_DIR.
         let ipc_dirs = IpcDirs::new(
             std::path::absolute(config.ipc_dir()).map_err(workspace_err(config.ipc_dir()))?,
         );
@@ -160,11 +160,6 @@ impl App {
             managed,
             client,
         })
-    }
-
-    /// The bound HTTP address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Runs until `shutdown` resolves, then stops every task (waiting up to
@@ -326,7 +321,7 @@ impl App {
 }
 
 /// The WhatsApp channel's settings from the configuration.
-pub fn whatsapp_options(config: &Config) -> crate::channel::whatsapp::WhatsAppOptions {
+fn whatsapp_options(config: &Config) -> crate::channel::whatsapp::WhatsAppOptions {
     use crate::channel::whatsapp::{Governor, WhatsAppOptions};
     WhatsAppOptions {
         device_db: config.whatsapp_db(),

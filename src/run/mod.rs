@@ -150,20 +150,27 @@ impl Runner {
             }
         }
 
-        if should_run(&plan.reg, &plan.batch, &settings.persona.name) {
+        // Whether task runs wait after this run. One claimed while it runs
+        // wakes the queue itself (the chat is then marked dirty).
+        let more_tasks = if should_run(&plan.reg, &plan.batch, &settings.persona.name) {
             self.converse(&plan.reg, dir, &plan.batch, plan.session, attempt)
                 .await?;
+            plan.next_task.is_some()
         } else {
             if plan.run.is_some() {
                 store.clear_run(chat).await?;
             }
             // Conversation first; then one scheduled task run.
-            if let Some(run) = plan.next_task {
-                self.run_task(&plan.reg, &dir, plan.session, run).await?;
+            match plan.next_task {
+                Some(run) => {
+                    self.run_task(&plan.reg, &dir, plan.session, run).await?;
+                    store.has_task_run_waiting(chat).await?
+                }
+                None => false,
             }
-        }
-        // More task runs waiting: go round again (behind other chats).
-        if store.has_task_run_waiting(chat).await? {
+        };
+        if more_tasks {
+            // Go round again, behind other chats.
             self.ctx.queue.notify(chat, Wake::MoreWork);
         }
         Ok(())

@@ -24,6 +24,7 @@ struct Rig {
     store: Store,
     intake: Intake,
     runner: Runner,
+    queue: ChatQueue,
     agent: Arc<FakeAgent>,
 }
 
@@ -58,7 +59,7 @@ async fn rig() -> Rig {
         store.clone(),
         agent.clone(),
         Arc::new(fake),
-        queue,
+        queue.clone(),
         Arc::new(Notify::new()),
     );
     for (j, folder, main) in [(DM, "ann", false), (MAIN, "main", true)] {
@@ -78,6 +79,7 @@ async fn rig() -> Rig {
         store,
         intake,
         runner,
+        queue,
         agent,
     }
 }
@@ -297,4 +299,35 @@ async fn a_refused_model_is_told_to_the_chat_once_and_parks() {
     r.agent.answer("fixed");
     assert_eq!(r.run(DM).await, Outcome::Done);
     assert_eq!(r.outbox(DM).await[1], "fixed");
+}
+
+/// A conversation goes first; a task run already waiting then gets a round
+/// of its own (the chat is queued again), and runs in it.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_task_run_gets_the_next_round() {
+    let r = rig().await;
+    r.say(DM, "A1", "hi").await;
+    r.store
+        .call(|c| {
+            c.execute(
+                "INSERT INTO task_runs (task_id, chat, due_at, queued_at, status) VALUES ('t-gone', ?1, 0, 0, 'queued')",
+                [DM],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    r.agent.answer("answered");
+    assert_eq!(r.run(DM).await, Outcome::Done);
+    assert_eq!(r.outbox(DM).await, vec!["answered"]);
+    assert_eq!(
+        r.queue.snapshot(),
+        vec![(jid(DM), crate::queue::ChatPhase::Queued)],
+        "queued again for the task run"
+    );
+
+    // The next round takes the task run (its task is gone: it ends so).
+    assert_eq!(r.run(DM).await, Outcome::Done);
+    assert!(!r.store.has_task_run_waiting(&jid(DM)).await.unwrap());
+    assert_eq!(r.agent.runs().len(), 1, "no prompt for a cancelled task");
 }
