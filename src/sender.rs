@@ -171,7 +171,7 @@ async fn deliver_pending(
         }
         // Never start a conversation with a chat that is not registered
         // (it may have been unregistered after the row was queued).
-        if store.registered(&row.chat).await?.is_none() {
+        if !row.registered {
             tracing::warn!(chat = %row.chat, id = %row.id, "chat is not registered; message not sent, marked failed");
             let reason = format!("{} is not a registered chat", row.chat);
             store.outbox_record(row.seq, Err((reason, true))).await?;

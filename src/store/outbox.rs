@@ -19,6 +19,8 @@ pub struct OutboxRow {
     pub state: OutboxState,
     pub attempts: i64,
     pub last_error: Option<String>,
+    /// Its chat is registered (under this or its other form) now.
+    pub registered: bool,
 }
 
 impl Store {
@@ -29,7 +31,9 @@ impl Store {
             .await
     }
 
-    /// Outbox rows still to deliver, in delivery order.
+    /// Outbox rows still to deliver, in delivery order, each saying whether
+    /// its chat is still registered (read in the same call: the sender
+    /// needs both).
     pub async fn outbox_pending(&self) -> Result<Vec<OutboxRow>> {
         self.call(|c| {
             let mut stmt = c.prepare_cached(
@@ -45,9 +49,14 @@ impl Store {
                     state: r.get(4)?,
                     attempts: r.get(5)?,
                     last_error: r.get(6)?,
+                    registered: false,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            for row in &mut rows {
+                row.registered = super::registry::registered_in(c, &row.chat)?.is_some();
+            }
+            Ok(rows)
         })
         .await
     }
