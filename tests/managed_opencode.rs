@@ -80,8 +80,10 @@ async fn with_a_server_password_every_call_uses_basic_auth() {
     w.start_bridge().await;
     w.say(DM, "P1", "hi").await;
     assert_eq!(w.wait_outbox(DM, 1, T).await, vec!["Andy: authenticated"]);
-    let h = w.health().await;
-    assert_eq!(h["checks"]["opencode"], "opencode-ok", "{h}");
+    // Health is eventually consistent: the event stream may still be reopening.
+    let h = w
+        .wait_health(T, |h| h["checks"]["opencode"] == "opencode-ok")
+        .await;
     assert!(
         !h.to_string().contains("s3cret-pass"),
         "the password never shows"

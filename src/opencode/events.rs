@@ -5,8 +5,10 @@
 //! 10 s; when nothing arrives for the watchdog period the stream is dropped
 //! and reopened, and subscribers get [`HubEvent::Reconnected`] so they
 //! reconcile through the REST routes (SSE frames carry no ids, so a dropped
-//! stream cannot be resumed). `permission.asked` is answered here, per
-//! config, so a headless server never waits on a person.
+//! stream cannot be resumed). A stream that has not opened within
+//! [`OPEN_TIMEOUT`] is dropped too: a connection accepted at the instant
+//! OpenCode starts listening can hang without ever answering. `permission.asked`
+//! is answered here, per config, so a headless server never waits on a person.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
 use crate::config::PermissionPolicy;
+
+/// How long a new stream may take to open (OpenCode answers at once with
+/// `server.connected`), capped by the watchdog.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One OpenCode event.
 #[derive(Debug, Clone)]
@@ -107,15 +113,28 @@ impl EventHub {
             };
             let mut opened = false;
             loop {
+                let wait = if opened {
+                    watchdog
+                } else {
+                    watchdog.min(OPEN_TIMEOUT)
+                };
                 let next = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    n = tokio::time::timeout(watchdog, es.next()) => n,
+                    n = tokio::time::timeout(wait, es.next()) => n,
                 };
                 match next {
+                    Err(_) if !opened => {
+                        tracing::warn!(
+                            code = "opencode-stream-down",
+                            secs = wait.as_secs(),
+                            "OpenCode event stream did not open in time; reconnecting"
+                        );
+                        break;
+                    }
                     Err(_) => {
                         tracing::warn!(
                             code = "opencode-stream-quiet",
-                            secs = watchdog.as_secs(),
+                            secs = wait.as_secs(),
                             "OpenCode event stream went quiet; reconnecting"
                         );
                         break;
@@ -229,5 +248,46 @@ mod tests {
         assert!(hb.directory.is_none());
         assert!(OcEvent::parse("not json").is_none());
         assert!(OcEvent::parse(r#"{"type":"x"}"#).is_none());
+    }
+
+    /// A server that accepts the connection and never answers (as a starting
+    /// OpenCode can): the stream is reopened after the open timeout, not
+    /// after the (much longer) watchdog.
+    #[tokio::test]
+    async fn a_stream_that_never_opens_is_reopened() {
+        use std::sync::atomic::AtomicUsize;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        let hub = EventHub::new();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(hub.clone().run(
+            Client::new(url.parse().unwrap(), None),
+            Duration::from_secs(600),
+            PermissionPolicy::Allow,
+            cancel.clone(),
+        ));
+        let deadline = std::time::Instant::now() + OPEN_TIMEOUT * 4;
+        while accepted.load(Ordering::SeqCst) < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hanging stream was not reopened"
+            );
+            assert!(
+                !hub.connected(),
+                "a stream that never opened is not connected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
     }
 }
