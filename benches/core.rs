@@ -114,6 +114,7 @@ fn registration(chat: &ChatJid, folder: &str) -> RegisteredChat {
         folder: Folder::parse(folder).unwrap(),
         is_main: false,
         trigger: TriggerRule::Always,
+        profile: pocketbrain::model::Profile::Member,
     }
 }
 

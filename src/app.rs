@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
+use crate::approvals::{ApprovalSettings, Approvals};
 use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
 use crate::channel::whatsapp::WhatsAppChannel;
@@ -128,6 +129,16 @@ impl App {
             .map_err(workspace_err(ipc_dirs.root.clone()))?;
         ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout)
             .map_err(workspace_err(workspace.join(".opencode")))?;
+        // The chat profiles, as OpenCode agents every prompt names.
+        crate::profiles::install(&workspace)
+            .map_err(workspace_err(workspace.join(crate::profiles::CONFIG_FILE)))?;
+        if config.approval_timeout >= config.run_timeout {
+            tracing::warn!(
+                approval_timeout = ?config.approval_timeout,
+                run_timeout = ?config.run_timeout,
+                "PB_APPROVAL_TIMEOUT is not shorter than PB_RUN_TIMEOUT: a run waiting for the owner's approval is aborted before the approval expires"
+            );
+        }
 
         let (managed, url) = match &config.opencode_url {
             Some(url) => (None, url.clone()),
@@ -184,10 +195,14 @@ impl App {
         let tracker = TaskTracker::new();
 
         let hub = EventHub::new();
-        tracker.spawn(hub.clone().run(
-            client.clone(),
-            config.stream_watchdog,
-            config.permission,
+        tracker.spawn(
+            hub.clone()
+                .run(client.clone(), config.stream_watchdog, cancel.clone()),
+        );
+        let (asks_tx, asks_rx) = tokio::sync::mpsc::channel(256);
+        tracker.spawn(crate::opencode::events::forward_asks(
+            hub.clone(),
+            asks_tx.clone(),
             cancel.clone(),
         ));
         let opencode = Arc::new(OpenCode::new(
@@ -207,11 +222,28 @@ impl App {
         let outbox_wake = Arc::new(Notify::new());
         let tasks_wake = Arc::new(Notify::new());
         let settings = RunSettings::from_config(&config);
+        let approvals = Approvals::new(
+            store.clone(),
+            agent.clone(),
+            channel.clone(),
+            outbox_wake.clone(),
+            ApprovalSettings {
+                timeout: config.approval_timeout,
+                main_policy: config.permission,
+                persona: settings.persona.clone(),
+                workspace: config.workspace.clone(),
+            },
+        );
+        // (Each time the stream opens, OpenCode's pending requests are read
+        // again: what was asked while the bridge was down, what it forgot.)
+        drop(asks_tx);
+        tracker.spawn(approvals.clone().run(asks_rx, cancel.clone()));
         let mut intake = Intake::new(
             store.clone(),
             queue.clone(),
             config.assistant_has_own_number,
-        );
+        )
+        .with_approvals(approvals);
         if config.auto_main {
             intake = intake.with_owner_chat(OwnerChat {
                 workspace: config.workspace.clone(),

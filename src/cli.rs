@@ -12,7 +12,7 @@ use clap::{Command as ClapCommand, CommandFactory, FromArgMatches, Parser, Subco
 
 use crate::config::Config;
 use crate::ids::{ChatJid, Folder};
-use crate::model::{ContextMode, RegisteredChat, RunState, TriggerRule};
+use crate::model::{ContextMode, Profile, RegisteredChat, RunState, TriggerRule};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -110,9 +110,27 @@ pub enum ChatsCommand {
         /// When a group message starts a run: mention (default), always, prefix:<text>.
         #[arg(long, default_value = "mention")]
         trigger: String,
+        /// What its agent may do: main, member or guest (default: main for
+        /// the main chat, guest for groups, member for other chats).
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Change what a registered chat's agent may do; its next prompt uses it.
+    SetProfile {
+        /// The chat's JID.
+        jid: String,
+        /// main, member or guest.
+        profile: String,
     },
     /// Stop answering in a chat (its memory is kept).
     Unregister { jid: String },
+}
+
+fn parse_profile(s: &str) -> Result<Profile, CliError> {
+    s.trim()
+        .to_ascii_lowercase()
+        .parse()
+        .map_err(|_| CliError::Usage(format!("unknown profile {s:?}: use main, member or guest")))
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,7 +284,7 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
                             "jid": c.jid, "name": c.name, "is_group": c.is_group,
                             "last_activity_ms": c.last_activity_ms,
                             "registered": c.registered.as_ref().map(|r| serde_json::json!({
-                                "name": r.name, "folder": r.folder, "main": r.is_main, "trigger": r.trigger.to_string(),
+                                "name": r.name, "folder": r.folder, "main": r.is_main, "trigger": r.trigger.to_string(), "profile": r.profile,
                             })),
                         })
                     })
@@ -288,8 +306,8 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
             for c in chats {
                 let kind = if c.is_group { "group" } else { "dm" };
                 let reg = match &c.registered {
-                    Some(r) if r.is_main => format!("main ({})", r.folder),
-                    Some(r) => format!("yes ({}, {})", r.folder, r.trigger),
+                    Some(r) if r.is_main => format!("main ({}, {})", r.folder, r.profile),
+                    Some(r) => format!("yes ({}, {}, {})", r.folder, r.trigger, r.profile),
                     None => "no".into(),
                 };
                 let name = c
@@ -315,8 +333,13 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
             folder,
             main,
             trigger,
+            profile,
         } => {
             let jid = ChatJid::parse(&jid).map_err(|e| CliError::Usage(e.to_string()))?;
+            let profile = match profile {
+                Some(p) => parse_profile(&p)?,
+                None => Profile::default_for(&jid, main),
+            };
             let name = name.trim().to_owned();
             if name.is_empty() || name.len() > 128 {
                 return Err(CliError::Usage("--name must be 1 to 128 bytes".into()));
@@ -333,15 +356,26 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
                 folder: folder.clone(),
                 is_main: main,
                 trigger,
+                profile,
             };
             store.register(reg).await?;
             let dir = crate::workspace::ensure_chat_dir(&config.workspace, &folder, &name, &jid)?;
             println!(
-                "Registered {jid} as {name:?}{} in {}",
+                "Registered {jid} as {name:?}{} with profile {profile} in {}",
                 if main { " (main)" } else { "" },
                 dir.display()
             );
             Ok(())
+        }
+        ChatsCommand::SetProfile { jid, profile } => {
+            let jid = ChatJid::parse(&jid).map_err(|e| CliError::Usage(e.to_string()))?;
+            let profile = parse_profile(&profile)?;
+            if store.set_profile(&jid, profile).await? {
+                println!("{jid} now has profile {profile}; its next prompt uses it.");
+                Ok(())
+            } else {
+                Err(CliError::Usage(format!("{jid} is not registered")))
+            }
         }
         ChatsCommand::Unregister { jid } => {
             let jid = ChatJid::parse(&jid).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -415,6 +449,7 @@ async fn task_owner(store: &Store, id: &str) -> Result<RegisteredChat, CliError>
         folder: Folder::from_name("operator"),
         is_main: true,
         trigger: TriggerRule::Mention,
+        profile: Profile::Main,
     })
 }
 

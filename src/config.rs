@@ -171,11 +171,23 @@ pub struct Config {
         env = "PB_RUN_TIMEOUT",
         value_name = "PB_RUN_TIMEOUT",
         value_parser = parse_duration,
-        default_value = "10m",
+        default_value = "20m",
         global = true,
         hide_env_values = true
     )]
     pub run_timeout: Duration,
+    /// How long an approval request waits for the owner's answer before it
+    /// is refused (a run waiting for one keeps running: keep PB_RUN_TIMEOUT longer)
+    #[arg(
+        long,
+        env = "PB_APPROVAL_TIMEOUT",
+        value_name = "PB_APPROVAL_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "10m",
+        global = true,
+        hide_env_values = true
+    )]
+    pub approval_timeout: Duration,
     /// First retry delay of a failed run, doubling per attempt
     #[arg(
         long,
@@ -198,7 +210,8 @@ pub struct Config {
         hide_env_values = true
     )]
     pub retry_attempts: u32,
-    /// Answer to OpenCode permission requests
+    /// Answer to permission requests of the main chat's agent (other chats'
+    /// requests go to the owner: see PB_APPROVAL_TIMEOUT)
     #[arg(
         long,
         env = "PB_PERMISSION",
@@ -590,7 +603,8 @@ mod tests {
         assert_eq!(c.opencode_model, None);
         assert_eq!(c.opencode_bin, None);
         assert_eq!(c.tz, Tz::UTC);
-        assert_eq!(c.run_timeout, Duration::from_secs(600));
+        assert_eq!(c.run_timeout, Duration::from_secs(1200));
+        assert_eq!(c.approval_timeout, Duration::from_secs(600));
         assert_eq!(c.retry_base, Duration::from_secs(5));
         assert_eq!(c.retry_attempts, 5);
         assert_eq!(c.permission, PermissionPolicy::Allow);

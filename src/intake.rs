@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 
+use crate::approvals::{Approvals, parse_answer};
 use crate::ids::{ChatJid, Folder};
 use crate::model::{Inbound, RegisteredChat, TriggerRule};
 use crate::queue::{ChatQueue, Wake};
@@ -23,6 +24,8 @@ pub struct Intake {
     own_number: bool,
     /// `PB_AUTO_MAIN`, and where the main chat's folder goes.
     owner: Option<OwnerChat>,
+    /// Answers to approval requests, in the main chat.
+    approvals: Option<Approvals>,
 }
 
 /// Registering the account's own chat as the main chat after pairing.
@@ -38,7 +41,14 @@ impl Intake {
             queue,
             own_number,
             owner: None,
+            approvals: None,
         }
+    }
+
+    /// The owner's `yes/always/no CODE` in the main chat answers approvals.
+    pub fn with_approvals(mut self, approvals: Approvals) -> Self {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// After pairing, the account's own chat becomes the main chat (unless
@@ -84,6 +94,7 @@ impl Intake {
             folder,
             is_main: true,
             trigger: TriggerRule::Always,
+            profile: crate::model::Profile::Main,
         };
         if let Err(e) = crate::workspace::chat_dir(&owner.workspace, &reg) {
             tracing::warn!(error = %e, "cannot create the main chat's folder; it is made at its first run");
@@ -97,6 +108,7 @@ impl Intake {
     /// queue when it is registered, new, and not our own echo.
     pub async fn accept(&self, msg: Inbound) -> crate::store::Result<InboundOutcome> {
         let id = msg.id.clone();
+        let answer = parse_answer(&msg.text).is_some().then(|| msg.text.clone());
         let outcome = self.store.record_inbound(msg, self.own_number).await?;
         let chat = &outcome.chat;
         if outcome.duplicate {
@@ -105,10 +117,40 @@ impl Intake {
             tracing::debug!(chat = %chat, id = %id, "own message echoed back; not answered");
         } else if !outcome.registered {
             tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
+        } else if self.answered_approval(chat, &id, answer.as_deref()).await? {
+            tracing::debug!(chat = %chat, id = %id, "the owner's answer to an approval; not the agent's");
         } else {
             self.queue.notify(chat, Wake::Message);
         }
         Ok(outcome)
+    }
+
+    /// Whether `text` (in `chat`) answered an approval request; it is then
+    /// marked handled so no prompt carries it.
+    async fn answered_approval(
+        &self,
+        chat: &ChatJid,
+        id: &crate::ids::MessageId,
+        text: Option<&str>,
+    ) -> crate::store::Result<bool> {
+        let (Some(approvals), Some(text)) = (&self.approvals, text) else {
+            return Ok(false);
+        };
+        let Some(reg) = self.store.registered(chat).await? else {
+            return Ok(false);
+        };
+        match approvals.on_message(&reg, text).await {
+            Ok(true) => {
+                self.store.mark_handled(chat, id).await?;
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                // The message stays the agent's: nothing is lost.
+                tracing::warn!(chat = %chat, error = %e, "cannot answer the approval; the message goes to the agent");
+                Ok(false)
+            }
+        }
     }
 }
 
@@ -192,6 +234,7 @@ mod tests {
                 folder: Folder::parse("other").unwrap(),
                 is_main: true,
                 trigger: TriggerRule::Always,
+                profile: crate::model::Profile::Main,
             })
             .await
             .unwrap();

@@ -30,6 +30,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod approvals;
 pub mod channel;
 pub mod cli;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod ipc;
 pub mod model;
 pub mod opencode;
 pub mod outbound;
+pub mod profiles;
 pub mod prompt;
 pub mod queue;
 pub mod router;

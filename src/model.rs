@@ -50,6 +50,8 @@ pub struct RegisteredChat {
     pub folder: Folder,
     pub is_main: bool,
     pub trigger: TriggerRule,
+    /// What its agent may do (see [`Profile`]).
+    pub profile: Profile,
 }
 
 /// When a registered group's messages start a run.
@@ -223,6 +225,56 @@ stored_enum! {
         Read = "read",
         /// Refused, or failed permanently; `last_error` says why.
         Failed = "failed",
+    }
+}
+
+stored_enum! {
+    /// What a chat's agent may do (`registered_chats.profile`). Each is an
+    /// OpenCode agent definition the bridge installs into the workspace and
+    /// names in every prompt of the chat (see `crate::profiles`).
+    Profile ("profile") {
+        /// The owner's chat: everything allowed, as OpenCode is configured.
+        Main = "main",
+        /// A person the owner trusts somewhat (default for other DMs): its own
+        /// folder, the web; shell commands ask the owner, who may allow a
+        /// command pattern for good.
+        Member = "member",
+        /// Other people in a group (default for groups): like `member`, but
+        /// "always" allows only the exact command, never a pattern.
+        Guest = "guest",
+    }
+}
+
+impl Profile {
+    /// Every profile, in order of trust.
+    pub const ALL: [Profile; 3] = [Profile::Main, Profile::Member, Profile::Guest];
+
+    /// The default for a chat: main for the main chat, guest for groups,
+    /// member for other direct chats.
+    pub fn default_for(jid: &ChatJid, is_main: bool) -> Self {
+        if is_main {
+            Profile::Main
+        } else if jid.is_group() {
+            Profile::Guest
+        } else {
+            Profile::Member
+        }
+    }
+}
+
+stored_enum! {
+    /// An approval request's state (`approvals.state`).
+    ApprovalState ("approval state") {
+        /// Sent to the main chat; OpenCode waits for the answer.
+        Pending = "pending",
+        /// Answered yes (once or always).
+        Approved = "approved",
+        /// Answered no.
+        Rejected = "rejected",
+        /// Nobody answered within `PB_APPROVAL_TIMEOUT`; rejected.
+        Expired = "expired",
+        /// OpenCode no longer had the request (it restarted).
+        Gone = "gone",
     }
 }
 

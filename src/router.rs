@@ -46,6 +46,7 @@ mod tests {
             folder: Folder::parse("x").unwrap(),
             is_main,
             trigger,
+            profile: crate::model::Profile::Member,
         }
     }
 

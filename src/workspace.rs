@@ -41,3 +41,30 @@ pub fn ensure_chat_dir(
 pub fn chat_dir(workspace: &Path, reg: &RegisteredChat) -> std::io::Result<PathBuf> {
     ensure_chat_dir(workspace, &reg.folder, &reg.name, &reg.jid)
 }
+
+/// Writes a file the bridge owns into a folder the agent can write: through
+/// a fresh temporary file (never an existing one, never through a symlink)
+/// renamed over `path`, so a symlink planted at `path` is replaced, not
+/// followed. Unchanged content is left alone.
+pub fn write_owned_file(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let unchanged = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+        && std::fs::read_to_string(path).is_ok_and(|c| c == content);
+    if unchanged {
+        return Ok(());
+    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = parent.join(format!(".{name}.{}.pbtmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -142,6 +142,37 @@ impl Agent for FakeAgent {
         })
     }
 
+    fn answer_permission<'a>(
+        &'a self,
+        _dir: &'a Path,
+        _id: &'a str,
+        _reply: crate::agent::PermissionReply,
+        _message: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async move { self.check_up() })
+    }
+
+    fn pending_permissions<'a>(
+        &'a self,
+        _dir: &'a Path,
+    ) -> BoxFuture<'a, Result<Vec<crate::agent::PermissionAsk>, AgentError>> {
+        Box::pin(async move {
+            self.check_up()?;
+            Ok(Vec::new())
+        })
+    }
+
+    fn session_parent<'a>(
+        &'a self,
+        _dir: &'a Path,
+        _id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionId>, AgentError>> {
+        Box::pin(async move {
+            self.check_up()?;
+            Ok(None)
+        })
+    }
+
     fn health_code(&self) -> &'static str {
         if self.down.load(Ordering::Relaxed) {
             "opencode-unreachable"

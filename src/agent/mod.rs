@@ -48,6 +48,51 @@ pub struct RunSpec {
     pub prompt_id: PromptId,
     pub text: String,
     pub timeout: Duration,
+    /// The agent definition (chat profile) the prompt runs with; `None`:
+    /// the server's default agent.
+    pub agent: Option<String>,
+}
+
+/// A permission request of the agent runtime: may a tool call go ahead?
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionAsk {
+    /// The runtime's request id (answered with it).
+    pub id: String,
+    pub session: SessionId,
+    /// The instance (chat folder) the request lives in.
+    pub dir: PathBuf,
+    /// `bash`, `edit`, `webfetch`, `external_directory`, ...
+    pub permission: String,
+    /// What exactly: the commands or paths.
+    pub patterns: Vec<String>,
+    /// The patterns the runtime suggests for allowing it for good.
+    pub always: Vec<String>,
+    /// For a person: the whole command, or the patterns joined.
+    pub detail: String,
+}
+
+/// An answer to a [`PermissionAsk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionReply {
+    Once,
+    Reject,
+}
+
+impl PermissionReply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionReply::Once => "once",
+            PermissionReply::Reject => "reject",
+        }
+    }
+}
+
+/// What the approvals service hears from the runtime.
+#[derive(Debug, Clone)]
+pub enum AskEvent {
+    Asked(PermissionAsk),
+    /// Events may have been missed (stream reopened): list what is pending.
+    Resync,
 }
 
 /// What became of a prompt the bridge sent before it stopped.
@@ -97,6 +142,25 @@ pub trait Agent: Send + Sync + 'static {
         session: &'a SessionId,
         message_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ToolCall>, AgentError>>;
+    /// Answers a permission request; `message` reaches the model with a rejection.
+    fn answer_permission<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+        id: &'a str,
+        reply: PermissionReply,
+        message: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+    /// The permission requests waiting for an answer in `dir`.
+    fn pending_permissions<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Vec<PermissionAsk>, AgentError>>;
+    /// The session that started `id` (a subagent's session), if any.
+    fn session_parent<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionId>, AgentError>>;
     /// A short health code: `opencode-ok`, `opencode-unreachable`, `opencode-stream-down`.
     fn health_code(&self) -> &'static str;
 }

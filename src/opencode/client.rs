@@ -214,11 +214,15 @@ impl Client {
         prompt: &PromptId,
         text: &str,
         model: Option<&ModelRef>,
+        agent: Option<&str>,
     ) -> Result<(), AgentError> {
         let mut body = json!({
             "messageID": prompt.as_str(),
             "parts": [{ "type": "text", "text": text }],
         });
+        if let Some(a) = agent {
+            body["agent"] = json!(a);
+        }
         if let Some(m) = model {
             body["model"] = json!({ "providerID": m.provider, "modelID": m.model });
         }
@@ -303,16 +307,22 @@ impl Client {
         Ok(())
     }
 
-    /// `POST /permission/{id}/reply`.
+    /// `POST /permission/{id}/reply` (in the request's own instance: other
+    /// instances answer 404).
     pub async fn reply_permission(
         &self,
         dir: Option<&Path>,
         id: &str,
         reply: &str,
+        message: Option<&str>,
     ) -> Result<(), AgentError> {
+        let mut body = json!({ "reply": reply });
+        if let Some(m) = message {
+            body["message"] = json!(m);
+        }
         let req = self
             .request(Method::POST, &format!("/permission/{id}/reply"), dir)
-            .json(&json!({ "reply": reply }));
+            .json(&body);
         Self::expect_ok(
             "permission reply",
             self.send("permission reply", req, Duration::from_secs(10))
@@ -320,6 +330,36 @@ impl Client {
         )
         .await?;
         Ok(())
+    }
+}
+
+impl Client {
+    /// `GET /permission`: the instance's pending permission requests.
+    pub async fn permissions(&self, dir: &Path) -> Result<Vec<Value>, AgentError> {
+        let req = self.request(Method::GET, "/permission", Some(dir));
+        Self::json(
+            "permissions",
+            self.send("permissions", req, Duration::from_secs(30))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /session/{id}`: its `parentID` (a subagent's session has one).
+    pub async fn session_parent(
+        &self,
+        dir: &Path,
+        id: &SessionId,
+    ) -> Result<Option<SessionId>, AgentError> {
+        let req = self.request(Method::GET, &format!("/session/{id}"), Some(dir));
+        let resp = self
+            .send("get session", req, Duration::from_secs(30))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let v: Value = Self::json("get session", resp).await?;
+        Ok(v["parentID"].as_str().map(SessionId::new))
     }
 }
 

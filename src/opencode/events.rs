@@ -7,10 +7,11 @@
 //! reconcile through the REST routes (SSE frames carry no ids, so a dropped
 //! stream cannot be resumed). A stream that has not opened within
 //! [`OPEN_TIMEOUT`] is dropped too: a connection accepted at the instant
-//! OpenCode starts listening can hang without ever answering. `permission.asked`
-//! is answered here, per config, so a headless server never waits on a person.
+//! OpenCode starts listening can hang without ever answering. Permission
+//! requests are passed on by [`forward_asks`] to the approvals service,
+//! which answers those of the bridge's own sessions.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,7 +24,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
-use crate::config::PermissionPolicy;
+use crate::agent::{AskEvent, PermissionAsk};
+use crate::ids::SessionId;
 
 /// How long a new stream may take to open (OpenCode answers at once with
 /// `server.connected`), capped by the watchdog.
@@ -58,7 +60,7 @@ impl OcEvent {
 #[derive(Debug, Clone)]
 pub enum HubEvent {
     Event(Arc<OcEvent>),
-    /// The stream was reopened: events may have been missed.
+    /// The stream was (re)opened: events may have been missed.
     Reconnected,
 }
 
@@ -88,17 +90,7 @@ impl EventHub {
     }
 
     /// Reads the stream until `cancel`, reopening it when it fails or goes quiet.
-    pub async fn run(
-        self,
-        client: Client,
-        watchdog: Duration,
-        permission: PermissionPolicy,
-        cancel: CancellationToken,
-    ) {
-        let reply = match permission {
-            PermissionPolicy::Allow => "once",
-            PermissionPolicy::Reject => "reject",
-        };
+    pub async fn run(self, client: Client, watchdog: Duration, cancel: CancellationToken) {
         let mut backoff = reconnect_backoff();
         let mut first = true;
         // One warning per outage, not one per reconnect attempt.
@@ -156,8 +148,12 @@ impl EventHub {
                         backoff = reconnect_backoff();
                         if !first {
                             tracing::info!("OpenCode event stream reconnected");
-                            let _ = self.tx.send(HubEvent::Reconnected);
                         }
+                        // Also the first time: what happened before it opened
+                        // (a run started while OpenCode was coming up, a
+                        // permission request made while the bridge was down)
+                        // is read through the REST routes.
+                        let _ = self.tx.send(HubEvent::Reconnected);
                         first = false;
                     }
                     Ok(Some(Ok(SseEvent::Message(m)))) => {
@@ -167,7 +163,6 @@ impl EventHub {
                         };
                         match ev.kind.as_str() {
                             "server.heartbeat" | "server.connected" | "sync" => continue,
-                            "permission.asked" => answer_permission(&client, &ev, reply),
                             _ => {}
                         }
                         let _ = self.tx.send(HubEvent::Event(Arc::new(ev)));
@@ -207,27 +202,71 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-fn answer_permission(client: &Client, ev: &OcEvent, reply: &'static str) {
-    let Some(id) = ev.properties["id"].as_str().map(str::to_owned) else {
-        return;
+/// A permission request as OpenCode sends it (`permission.asked`
+/// properties, or one entry of `GET /permission`), in instance `dir`.
+pub fn permission_ask(v: &Value, dir: &Path) -> Option<PermissionAsk> {
+    let strings = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let dir = ev
-        .directory
-        .clone()
-        .filter(|d| d.starts_with('/'))
-        .map(PathBuf::from);
-    let client = client.clone();
-    let permission = ev.properties["permission"]
+    let patterns = strings("patterns");
+    let detail = v["metadata"]["command"]
         .as_str()
-        .unwrap_or("?")
-        .to_owned();
-    tracing::info!(%id, %permission, reply, session = ev.session_id().unwrap_or("?"), "answering OpenCode permission request");
-    // Short and bounded: one HTTP call with its own timeout.
-    tokio::spawn(async move {
-        if let Err(e) = client.reply_permission(dir.as_deref(), &id, reply).await {
-            tracing::warn!(%id, error = %e, "permission reply failed");
+        .or(v["metadata"]["filepath"].as_str())
+        .or(v["metadata"]["url"].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| patterns.join(", "));
+    Some(PermissionAsk {
+        id: v["id"].as_str()?.to_owned(),
+        session: SessionId::new(v["sessionID"].as_str()?),
+        dir: dir.to_owned(),
+        permission: v["permission"].as_str()?.to_owned(),
+        always: strings("always"),
+        patterns,
+        detail,
+    })
+}
+
+/// Passes the hub's permission requests on to `tx` (and a resync after a
+/// reconnect or a lag, when some may have been missed) until `cancel`.
+pub async fn forward_asks(
+    hub: EventHub,
+    tx: tokio::sync::mpsc::Sender<AskEvent>,
+    cancel: CancellationToken,
+) {
+    let mut rx = hub.subscribe();
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = rx.recv() => ev,
+        };
+        let out = match ev {
+            Ok(HubEvent::Event(ev)) if ev.kind == "permission.asked" => {
+                let dir = ev.directory.as_deref().filter(|d| d.starts_with('/'));
+                match dir.and_then(|d| permission_ask(&ev.properties, Path::new(d))) {
+                    Some(ask) => AskEvent::Asked(ask),
+                    None => {
+                        tracing::warn!(properties = %ev.properties, "unreadable permission request ignored");
+                        continue;
+                    }
+                }
+            }
+            Ok(HubEvent::Event(_)) => continue,
+            Ok(HubEvent::Reconnected) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                AskEvent::Resync
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if tx.send(out).await.is_err() {
+            return;
         }
-    });
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +287,20 @@ mod tests {
         assert!(hb.directory.is_none());
         assert!(OcEvent::parse("not json").is_none());
         assert!(OcEvent::parse(r#"{"type":"x"}"#).is_none());
+    }
+
+    #[test]
+    fn reads_a_permission_request() {
+        let v: Value = serde_json::from_str(r#"{"id":"per_1","sessionID":"ses_1","permission":"bash","patterns":["echo hi","ls /tmp"],"metadata":{"command":"echo hi; ls /tmp"},"always":["echo *","ls *"],"tool":{"messageID":"msg_1","callID":"call_2"}}"#).unwrap();
+        let ask = permission_ask(&v, Path::new("/w/chats/a")).unwrap();
+        assert_eq!(ask.id, "per_1");
+        assert_eq!(ask.session.as_str(), "ses_1");
+        assert_eq!(ask.permission, "bash");
+        assert_eq!(ask.patterns, ["echo hi", "ls /tmp"]);
+        assert_eq!(ask.always, ["echo *", "ls *"]);
+        assert_eq!(ask.detail, "echo hi; ls /tmp");
+        assert_eq!(ask.dir, Path::new("/w/chats/a"));
+        assert!(permission_ask(&serde_json::json!({"id": "per_2"}), Path::new("/w")).is_none());
     }
 
     /// A server that accepts the connection and never answers (as a starting
@@ -272,7 +325,6 @@ mod tests {
         let task = tokio::spawn(hub.clone().run(
             Client::new(url.parse().unwrap(), None),
             Duration::from_secs(600),
-            PermissionPolicy::Allow,
             cancel.clone(),
         ));
         let deadline = std::time::Instant::now() + OPEN_TIMEOUT * 4;

@@ -22,7 +22,9 @@ use futures_util::future::BoxFuture;
 use rand::RngExt;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::agent::{Agent, AgentError, Recovered, RunSpec, ToolCall};
+use crate::agent::{
+    Agent, AgentError, PermissionAsk, PermissionReply, Recovered, RunSpec, ToolCall,
+};
 use crate::config::ModelRef;
 use crate::ids::{PromptId, SessionId};
 use client::{Client, TranscriptMessage, error_message};
@@ -298,6 +300,7 @@ impl Agent for OpenCode {
                         &spec.prompt_id,
                         &spec.text,
                         self.model.as_ref(),
+                        spec.agent.as_deref(),
                     )
                     .await,
             )?;
@@ -359,6 +362,43 @@ impl Agent for OpenCode {
                 })
                 .collect())
         })
+    }
+
+    fn answer_permission<'a>(
+        &'a self,
+        dir: &'a Path,
+        id: &'a str,
+        reply: PermissionReply,
+        message: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async move {
+            self.note(
+                self.client
+                    .reply_permission(Some(dir), id, reply.as_str(), message)
+                    .await,
+            )
+        })
+    }
+
+    fn pending_permissions<'a>(
+        &'a self,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<Vec<PermissionAsk>, AgentError>> {
+        Box::pin(async move {
+            let list = self.note(self.client.permissions(dir).await)?;
+            Ok(list
+                .iter()
+                .filter_map(|v| events::permission_ask(v, dir))
+                .collect())
+        })
+    }
+
+    fn session_parent<'a>(
+        &'a self,
+        dir: &'a Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<SessionId>, AgentError>> {
+        Box::pin(async move { self.note(self.client.session_parent(dir, id).await) })
     }
 
     fn health_code(&self) -> &'static str {

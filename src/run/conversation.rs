@@ -47,6 +47,7 @@ impl Runner {
             prompt_id,
             text,
             timeout: settings.run_timeout,
+            agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };
         let result = agent.run(spec).await;
         channel.set_typing(chat, false).await;

@@ -33,6 +33,7 @@ impl Runner {
             prompt_id,
             text: String::new(),
             timeout: self.ctx.settings.run_timeout,
+            agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };
         match self.ctx.agent.recover(spec).await {
             Ok(Recovered::Answered(answer)) => {

@@ -35,6 +35,7 @@ impl Runner {
             prompt_id,
             text,
             timeout: settings.run_timeout,
+            agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };
         // Left running by the last process: take its answer if it has one.
         if run.status == TaskRunStatus::Running

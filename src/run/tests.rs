@@ -71,6 +71,7 @@ async fn rig() -> Rig {
                 folder: Folder::parse(folder).unwrap(),
                 is_main: main,
                 trigger: TriggerRule::Always,
+                profile: crate::model::Profile::default_for(&jid(j), main),
             })
             .await
             .unwrap();

@@ -31,6 +31,7 @@ impl Rig {
                 folder: Folder::parse("ann").unwrap(),
                 is_main: false,
                 trigger: TriggerRule::Mention,
+                profile: crate::model::Profile::Member,
             })
             .await
             .unwrap();

@@ -96,7 +96,7 @@ impl Store {
         let chat = chat.clone();
         self.call(move |c| {
             Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE chat = ?1 AND seq > ?2 AND is_echo = 0)",
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE chat = ?1 AND seq > ?2 AND is_echo = 0 AND handled = 0)",
                 params![chat.as_str(), seq],
                 |r| r.get(0),
             )?)
@@ -109,7 +109,7 @@ impl Store {
         self.call(|c| {
             let mut stmt = c.prepare(
                 "SELECT r.jid FROM registered_chats r
-                 WHERE EXISTS (SELECT 1 FROM messages m WHERE m.chat = r.jid AND m.is_echo = 0
+                 WHERE EXISTS (SELECT 1 FROM messages m WHERE m.chat = r.jid AND m.is_echo = 0 AND m.handled = 0
                    AND m.seq > COALESCE((SELECT seq FROM cursors WHERE chat = r.jid), 0))",
             )?;
             let rows = stmt
@@ -131,7 +131,7 @@ pub(crate) fn pending_in(
     let mut stmt = c.prepare_cached(
         "SELECT seq, id, sender, sender_name, text, timestamp, from_me FROM (
            SELECT * FROM messages
-           WHERE chat = ?1 AND is_echo = 0
+           WHERE chat = ?1 AND is_echo = 0 AND handled = 0
              AND seq > COALESCE((SELECT seq FROM cursors WHERE chat = ?1), 0)
            ORDER BY seq DESC LIMIT ?2)
          ORDER BY seq",

@@ -29,6 +29,7 @@ use rusqlite::{Connection, Transaction};
 
 use crate::ids::ChatJid;
 
+pub mod approvals;
 mod ipc;
 mod messages;
 mod outbox;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_outbox_runs.sql"),
     include_str!("migrations/0003_tasks_ipc.sql"),
     include_str!("migrations/0004_jid_aliases.sql"),
+    include_str!("migrations/0005_profiles_approvals.sql"),
 ];
 
 /// The schema version this code writes.

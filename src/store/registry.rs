@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, StoreError, jid, now_ms};
 use crate::ids::{ChatJid, Folder, SessionId};
-use crate::model::{RegisteredChat, TriggerRule};
+use crate::model::{Profile, RegisteredChat, TriggerRule};
 
 /// A chat the bridge has seen, registered or not.
 #[derive(Debug, Clone)]
@@ -56,17 +56,19 @@ impl Store {
                 )));
             }
             tx.execute(
-                "INSERT INTO registered_chats (jid, name, folder, is_main, trigger_rule, registered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO registered_chats (jid, name, folder, is_main, trigger_rule, registered_at, profile)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (jid) DO UPDATE SET name = excluded.name, folder = excluded.folder,
-                   is_main = excluded.is_main, trigger_rule = excluded.trigger_rule",
+                   is_main = excluded.is_main, trigger_rule = excluded.trigger_rule,
+                   profile = excluded.profile",
                 params![
                     reg.jid.as_str(),
                     reg.name,
                     reg.folder.as_str(),
                     reg.is_main,
                     reg.trigger.to_db(),
-                    now_ms()
+                    now_ms(),
+                    reg.profile.as_str()
                 ],
             )?;
             tx.execute(
@@ -81,6 +83,23 @@ impl Store {
                 params![reg.jid.as_str()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Changes a registered chat's profile; returns whether it is registered.
+    /// The next prompt of the chat uses it.
+    pub async fn set_profile(&self, chat: &ChatJid, profile: Profile) -> Result<bool> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            let Some(reg) = registered_in(c, &chat)? else {
+                return Ok(false);
+            };
+            c.execute(
+                "UPDATE registered_chats SET profile = ?2 WHERE jid = ?1",
+                params![reg.jid.as_str(), profile.as_str()],
+            )?;
+            Ok(true)
         })
         .await
     }
@@ -221,9 +240,9 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
     // phone number), in either direction.
     let row = c
         .prepare_cached(
-            "SELECT jid, name, folder, is_main, trigger_rule FROM registered_chats WHERE jid = ?1
+            "SELECT jid, name, folder, is_main, trigger_rule, profile FROM registered_chats WHERE jid = ?1
              UNION ALL
-             SELECT r.jid, r.name, r.folder, r.is_main, r.trigger_rule FROM registered_chats r
+             SELECT r.jid, r.name, r.folder, r.is_main, r.trigger_rule, r.profile FROM registered_chats r
                JOIN jid_aliases a ON (a.alias = r.jid AND a.canonical = ?1) OR (a.canonical = r.jid AND a.alias = ?1)
              LIMIT 1",
         )?
@@ -234,10 +253,11 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
                 r.get::<_, String>(2)?,
                 r.get::<_, bool>(3)?,
                 r.get::<_, String>(4)?,
+                r.get::<_, Profile>(5)?,
             ))
         })
         .optional()?;
-    let Some((jid, name, folder, is_main, trigger)) = row else {
+    let Some((jid, name, folder, is_main, trigger, profile)) = row else {
         return Ok(None);
     };
     let conv = |e: Box<dyn std::error::Error + Send + Sync>| {
@@ -253,6 +273,7 @@ pub(crate) fn registered_in(c: &Connection, chat: &ChatJid) -> Result<Option<Reg
         folder: Folder::parse(&folder).map_err(|e| conv(Box::new(e)))?,
         is_main,
         trigger: TriggerRule::from_db(&trigger).map_err(|e| conv(e.into()))?,
+        profile,
     }))
 }
 

@@ -34,6 +34,7 @@ fn reg(jid: &str, folder: &str, main: bool) -> RegisteredChat {
         folder: Folder::parse(folder).unwrap(),
         is_main: main,
         trigger: TriggerRule::Mention,
+        profile: crate::model::Profile::default_for(&chat(jid), main),
     }
 }
 

@@ -14,6 +14,7 @@ fn reg(jid: &str, name: &str, main: bool) -> RegisteredChat {
         folder: Folder::parse(&name.to_lowercase()).unwrap(),
         is_main: main,
         trigger: TriggerRule::Mention,
+        profile: crate::model::Profile::default_for(&ChatJid::parse(jid).unwrap(), main),
     }
 }
 

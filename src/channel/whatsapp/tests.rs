@@ -56,6 +56,7 @@ async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, W
             folder: Folder::parse("ann").unwrap(),
             is_main: false,
             trigger: TriggerRule::Mention,
+            profile: crate::model::Profile::Member,
         })
         .await
         .unwrap();
