@@ -33,11 +33,10 @@ pub fn agent_name(profile: Profile) -> &'static str {
 /// shape; for pattern objects the last matching pattern wins).
 pub fn permissions(profile: Profile) -> Value {
     match profile {
-        // Headless: nobody is asked in the owner's own chat.
+        // As OpenCode is configured (the managed one allows everything;
+        // what it still asks, PB_PERMISSION answers): only the question
+        // tool, which would wait on a person, is off.
         Profile::Main => json!({
-            "*": "allow",
-            "external_directory": "allow",
-            "doom_loop": "allow",
             "question": "deny",
         }),
         Profile::Member | Profile::Guest => json!({
@@ -128,9 +127,11 @@ mod tests {
             assert_eq!(perm["task"], "deny");
             assert_eq!(perm["edit"]["*.opencode*"], "deny");
         }
-        assert_eq!(
-            c["agent"]["pocketbrain-main"]["permission"]["external_directory"],
-            "allow"
+        // The owner's chat keeps OpenCode's own configuration.
+        assert!(
+            c["agent"]["pocketbrain-main"]["permission"]
+                .get("external_directory")
+                .is_none()
         );
     }
 

@@ -84,7 +84,8 @@ async fn asking_world(policy: &str) -> World {
             Reply::text(format!("tool said: {}", out.join(" | ")))
         },
     );
-    w.register(DM, "Ann", &[]);
+    // PB_PERMISSION answers the owner's own chat (other profiles ask the owner).
+    w.register(DM, "Ann", &["--profile", "main"]);
     w.start_bridge().await;
     w
 }

@@ -31,7 +31,9 @@ fn tool_messages(r: &ChatRequest) -> Vec<String> {
 /// A request of the chat whose memory file names `name`.
 fn of_chat(name: &'static str) -> impl Fn(&ChatRequest) -> bool + Send + Sync + 'static {
     move |r: &ChatRequest| {
-        !r.is_title_request() && r.system_text().contains(&format!("WhatsApp chat \"{name}\""))
+        !r.is_title_request()
+            && r.system_text()
+                .contains(&format!("WhatsApp chat \"{name}\""))
     }
 }
 
@@ -199,7 +201,10 @@ async fn yes_runs_once_always_allows_the_pattern_and_a_pending_approval_survives
     let ask = loop {
         let texts = w.outbox_texts(MAIN).await;
         if approvals_in(&texts) >= 2 {
-            break texts.into_iter().rfind(|t| t.contains("Approval needed")).unwrap();
+            break texts
+                .into_iter()
+                .rfind(|t| t.contains("Approval needed"))
+                .unwrap();
         }
         assert!(Instant::now() < deadline, "no second approval: {texts:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -207,7 +212,12 @@ async fn yes_runs_once_always_allows_the_pattern_and_a_pending_approval_survives
     assert!(ask.contains("\"always "), "{ask}");
     let code = code_of(&ask);
     w.say(MAIN, "M2", &format!("always {code}")).await;
-    wait_text(&w, MAIN, &format!("Allowed ({code}), and from now on also: echo *")).await;
+    wait_text(
+        &w,
+        MAIN,
+        &format!("Allowed ({code}), and from now on also: echo *"),
+    )
+    .await;
     wait_tool_result(&w, "RAN-TWO").await;
     wait_text(&w, ANN, "two done").await;
 
@@ -237,13 +247,23 @@ async fn an_unanswered_approval_expires_and_the_main_chat_is_not_asked() {
     w.say(GROUP, "G1", "try").await;
     let ask = wait_text(&w, MAIN, "Approval needed").await;
     let code = code_of(&ask);
-    wait_text(&w, MAIN, &format!("Request {code} was not answered in time")).await;
+    wait_text(
+        &w,
+        MAIN,
+        &format!("Request {code} was not answered in time"),
+    )
+    .await;
     let result = wait_tool_result(&w, "did not approve in time").await;
     assert!(result.contains("rejected permission"), "{result}");
     wait_text(&w, GROUP, "family done").await;
     // Too late: the answer changes nothing.
     w.say(MAIN, "M1", &format!("yes {code}")).await;
-    wait_text(&w, MAIN, &format!("Request {code} is closed already (expired)")).await;
+    wait_text(
+        &w,
+        MAIN,
+        &format!("Request {code} is closed already (expired)"),
+    )
+    .await;
 
     // The owner's own chat runs its shell without asking anyone.
     w.say(MAIN, "M2", "run it").await;
@@ -307,12 +327,16 @@ async fn a_permission_request_of_a_session_the_bridge_did_not_create_is_left_alo
     let ask = wait_text(&w, MAIN, "Approval needed").await;
     assert!(ask.contains("echo OURS"), "{ask}");
     // ...while the foreign one is still waiting, unanswered and not relayed.
-    assert!(foreign_pending(&w.opencode_get("/permission", "family").await));
+    assert!(foreign_pending(
+        &w.opencode_get("/permission", "family").await
+    ));
     assert_eq!(approvals_in(&w.outbox_texts(MAIN).await), 1);
     let code = code_of(&ask);
     w.say(MAIN, "M1", &format!("yes {code}")).await;
     wait_text(&w, GROUP, "ours done").await;
-    assert!(foreign_pending(&w.opencode_get("/permission", "family").await));
+    assert!(foreign_pending(
+        &w.opencode_get("/permission", "family").await
+    ));
 }
 
 #[tokio::test]
@@ -341,6 +365,11 @@ async fn profiles_are_set_at_registration_and_changed_without_a_restart() {
     assert!(ok && out.contains("now has profile member"), "{out}");
     let (ok, _, err) = w.cli(&["chats", "set-profile", BOB, "admin"]);
     assert!(!ok && err.contains("use main, member or guest"), "{err}");
-    let (ok, _, err) = w.cli(&["chats", "set-profile", "491519999999@s.whatsapp.net", "guest"]);
+    let (ok, _, err) = w.cli(&[
+        "chats",
+        "set-profile",
+        "491519999999@s.whatsapp.net",
+        "guest",
+    ]);
     assert!(!ok && err.contains("not registered"), "{err}");
 }
