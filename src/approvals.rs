@@ -19,7 +19,8 @@
 //! Requests of sessions that are not the bridge's are left alone. Pending
 //! requests survive a bridge restart (OpenCode keeps them); at start and
 //! after the event stream was reopened, OpenCode's pending list is read
-//! again: requests it no longer has are closed, ones missed are asked.
+//! again (for the chats with a pending request or a run in flight): requests
+//! it no longer has are closed, ones missed are asked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -411,8 +412,22 @@ impl Approvals {
             .iter()
             .map(|a| std::path::PathBuf::from(&a.directory))
             .collect();
-        for c in store.list_chats().await? {
-            if let Some(r) = c.registered {
+        // Only where a run is in flight can a request wait (reading an idle
+        // chat's list would boot its OpenCode instance for nothing).
+        let mut busy: Vec<ChatJid> = store
+            .runs()
+            .await?
+            .into_iter()
+            .filter(|r| r.state == crate::model::RunState::Running)
+            .map(|r| r.chat)
+            .collect();
+        busy.extend(
+            store
+                .call(|c| crate::store::tasks::chats_with_open_runs(c))
+                .await?,
+        );
+        for chat in busy {
+            if let Some(r) = store.registered(&chat).await? {
                 dirs.push(
                     self.inner
                         .settings
