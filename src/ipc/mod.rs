@@ -756,6 +756,10 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
         include_str!("../../opencode-plugin/pocketbrain/contract.ts"),
     ),
     (
+        "pocketbrain/env.ts",
+        include_str!("../../opencode-plugin/pocketbrain/env.ts"),
+    ),
+    (
         "pocketbrain/ipc.ts",
         include_str!("../../opencode-plugin/pocketbrain/ipc.ts"),
     ),
@@ -807,10 +811,22 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
 /// replaced by a real folder), and every file is written through a fresh
 /// temp file renamed over it, so a symlink planted as a plugin file is
 /// replaced, and its target left alone.
-pub fn install_plugin(workspace: &Path, ipc_root: &Path, timeout: Duration) -> std::io::Result<()> {
-    let config =
-        serde_json::json!({ "ipc_dir": ipc_root, "timeout_ms": timeout.as_millis() as u64 })
-            .to_string();
+///
+/// `secret_env` names variables the plugin removes from the environment of
+/// the agent's shell commands (besides the server password and names that
+/// look like keys, which it always removes).
+pub fn install_plugin(
+    workspace: &Path,
+    ipc_root: &Path,
+    timeout: Duration,
+    secret_env: &[String],
+) -> std::io::Result<()> {
+    let config = serde_json::json!({
+        "ipc_dir": ipc_root,
+        "timeout_ms": timeout.as_millis() as u64,
+        "secret_env": secret_env,
+    })
+    .to_string();
     let files = PLUGIN_FILES
         .iter()
         .map(|(p, c)| (*p, c.to_string()))
@@ -1012,7 +1028,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, ws.join(".opencode/plugin/pocketbrain.ts")).unwrap();
         std::os::unix::fs::symlink(&outside, ws.join(".opencode/pocketbrain.json")).unwrap();
         std::os::unix::fs::symlink(&outside_dir, ws.join(".opencode/pocketbrain")).unwrap();
-        install_plugin(&ws, Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(&ws, Path::new("/data/ipc"), Duration::from_secs(30), &[]).unwrap();
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
         assert!(std::fs::read_dir(&outside_dir).unwrap().next().is_none());
         let entry = ws.join(".opencode/plugin/pocketbrain.ts");
@@ -1029,16 +1045,31 @@ mod tests {
     #[test]
     fn plugin_install_writes_once_and_config_points_at_ipc() {
         let dir = tempfile::tempdir().unwrap();
-        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
         let cfg: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join(".opencode/pocketbrain.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(cfg, json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000}));
+        assert_eq!(
+            cfg,
+            json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000, "secret_env": []})
+        );
         let plugin = dir.path().join(".opencode/plugin/pocketbrain.ts");
         let before = std::fs::metadata(&plugin).unwrap().modified().unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             std::fs::metadata(&plugin).unwrap().modified().unwrap(),
             before,
@@ -1105,7 +1136,13 @@ mod tests {
     #[test]
     fn the_installed_plugin_finds_all_it_imports() {
         let dir = tempfile::tempdir().unwrap();
-        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
         let base = dir.path().join(".opencode");
         let manifest: Value =
             serde_json::from_str(&std::fs::read_to_string(base.join("package.json")).unwrap())
