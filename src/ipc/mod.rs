@@ -5,14 +5,20 @@
 //! `notify`, see [`watch`]; a request postponed because OpenCode or the
 //! store was unavailable is tried again every few seconds), acts, and
 //! writes `responses/<id>.json` for the plugin to read. Requests are handled
-//! one at a time in the order they were made.
+//! one at a time, round-robin across the sessions that made them (oldest
+//! first within each), a bounded share per session and pass, so a flood
+//! from one session cannot hold up another's. The agent can write in this
+//! folder: every file is opened through [`SafeDir`] (no symlink followed,
+//! regular files only, read up to the size limit through one handle).
 //!
 //! Trust. The calling chat is the chat the bridge itself mapped to the
 //! request's OpenCode session, never anything in the arguments. And because
 //! the agent can also write files (it has bash), every request is checked
-//! against OpenCode before anything happens: that session must hold a call
-//! of this tool, in that message, with these arguments. A request that fails
-//! the check is refused and logged as forged.
+//! against OpenCode before anything happens: that session must be running
+//! this call (by its call id) of this tool, in that message, with these
+//! arguments; a finished call counts only for a request file left from
+//! before this bridge started. A request that fails the check is refused,
+//! logged and counted as forged.
 //!
 //! At most once. Each action commits in one transaction with its ledger row
 //! (`ipc_requests`: request id, and session + call id). A request seen again
