@@ -166,8 +166,23 @@ async fn the_managed_opencode_gets_no_bridge_settings_and_a_random_password() {
     w.register(DM, "Ann", &[]);
     w.start_bridge().await;
 
-    let pids = pids_with_cwd(&w.workspace());
-    assert_eq!(pids.len(), 1);
+    // Between fork and exec the child still shows the bridge's own
+    // environment: wait until it runs the opencode binary.
+    let deadline = Instant::now() + T;
+    let pid = loop {
+        let pids = pids_with_cwd(&w.workspace());
+        let bridge = std::fs::canonicalize(env!("CARGO_BIN_EXE_pocketbrain")).unwrap();
+        let exec =
+            |p: &u32| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e != bridge);
+        if let [pid] = pids.as_slice()
+            && exec(pid)
+        {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "no opencode process: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pids = [pid];
     let environ = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap();
     let vars: Vec<String> = environ
         .split(|b| *b == 0)
