@@ -30,13 +30,13 @@ use crate::approvals::{ApprovalSettings, Approvals};
 use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
 use crate::channel::whatsapp::WhatsAppChannel;
-use crate::config::{ChannelKind, Config};
+use crate::config::{ChannelKind, Config, Secret};
 use crate::intake::{Intake, OwnerChat};
 use crate::ipc::{self, IpcDirs};
 use crate::opencode::OpenCode;
 use crate::opencode::client::Client;
 use crate::opencode::events::EventHub;
-use crate::opencode::server::{ManagedServer, ServerError};
+use crate::opencode::server::{self, ManagedServer, ServerError};
 use crate::queue::{ChatQueue, RetryPolicy, Wake};
 use crate::run::{RunSettings, Runner};
 use crate::store::{Store, StoreError};
@@ -127,7 +127,14 @@ impl App {
         ipc_dirs
             .create()
             .map_err(workspace_err(ipc_dirs.root.clone()))?;
-        ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout)
+        // Variables OpenCode's config reads, and those named in
+        // PB_OPENCODE_ENV: passed to a managed OpenCode, and hidden from
+        // the agent's shell by the plugin (which reads the list from its
+        // config file).
+        let mut extra_env = server::config_env_references(&workspace);
+        extra_env.extend(config.opencode_env.iter().cloned());
+        let secret_env: Vec<String> = extra_env.iter().cloned().collect();
+        ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout, &secret_env)
             .map_err(workspace_err(workspace.join(".opencode")))?;
         // The chat profiles, as OpenCode agents every prompt names.
         crate::profiles::install(&workspace)
@@ -140,24 +147,24 @@ impl App {
             );
         }
 
+        let mut password = config.opencode_password.clone();
         let (managed, url) = match &config.opencode_url {
             Some(url) => (None, url.clone()),
             None => {
-                let bin = crate::opencode::server::find_binary(config.opencode_bin.as_deref())
+                let bin = server::find_binary(config.opencode_bin.as_deref())
                     .ok_or(ServerError::NotFound)?;
-                let auth = config
-                    .opencode_password
-                    .as_ref()
-                    .map(|p| (config.opencode_username.as_str(), p.expose()));
-                let server = ManagedServer::spawn(&bin, &workspace, auth)?;
+                // Never unauthenticated: without a configured password, a
+                // random one for this start (restarts of the child reuse it).
+                let pass = password
+                    .get_or_insert_with(|| Secret::new(server::random_password()))
+                    .clone();
+                let auth = (config.opencode_username.as_str(), pass.expose());
+                let server = ManagedServer::spawn(&bin, &workspace, auth, extra_env)?;
                 let url = server.url.clone();
                 (Some(server), url)
             }
         };
-        let auth = config
-            .opencode_password
-            .clone()
-            .map(|p| (config.opencode_username.clone(), p));
+        let auth = password.map(|p| (config.opencode_username.clone(), p));
         let client = Client::new(url, auth);
         Ok(Self {
             config,

@@ -136,6 +136,18 @@ pub struct Config {
         hide_env_values = true
     )]
     pub opencode_username: String,
+    /// Extra environment variables (names, comma-separated) a managed
+    /// OpenCode gets besides its allow-list; the agent's shell never sees them
+    #[arg(
+        long,
+        env = "PB_OPENCODE_ENV",
+        value_name = "PB_OPENCODE_ENV",
+        value_delimiter = ',',
+        value_parser = parse_env_name,
+        global = true,
+        hide_env_values = true
+    )]
+    pub opencode_env: Vec<String>,
     /// Model as provider/model; unset: OpenCode's configured default
     #[arg(
         long,
@@ -341,6 +353,10 @@ pub struct Config {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -443,6 +459,26 @@ fn parse_tz(value: &str) -> Result<Tz, String> {
 }
 
 /// Digits with country code; `+`, spaces and dashes are dropped.
+/// An environment variable name: letters, digits and `_`, not starting
+/// with a digit; never one of the bridge's own `PB_*` settings.
+fn parse_env_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    let shaped = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !shaped {
+        return Err(format!("{name:?} is not an environment variable name"));
+    }
+    if name.starts_with("PB_") {
+        return Err(format!(
+            "{name} is a bridge setting; it is never passed to OpenCode"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn parse_phone(value: &str) -> Result<String, String> {
     let digits: String = value
         .chars()
@@ -588,6 +624,16 @@ mod tests {
     }
 
     #[test]
+    fn opencode_env_takes_variable_names_but_no_bridge_setting() {
+        let c = parse(&[("PB_OPENCODE_ENV", "AWS_REGION, MY_KEY")], &["serve"]).unwrap();
+        assert_eq!(c.opencode_env, vec!["AWS_REGION", "MY_KEY"]);
+        assert!(
+            refused(&[("PB_OPENCODE_ENV", "PB_DATA_DIR")], &["serve"]).contains("bridge setting")
+        );
+        assert!(refused(&[("PB_OPENCODE_ENV", "A-B")], &["serve"]).contains("PB_OPENCODE_ENV"));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let c = parse(&[], &["serve"]).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./data"));
@@ -602,6 +648,7 @@ mod tests {
         assert_eq!(c.opencode_username, "opencode");
         assert_eq!(c.opencode_model, None);
         assert_eq!(c.opencode_bin, None);
+        assert!(c.opencode_env.is_empty());
         assert_eq!(c.tz, Tz::UTC);
         assert_eq!(c.run_timeout, Duration::from_secs(1200));
         assert_eq!(c.approval_timeout, Duration::from_secs(600));

@@ -23,6 +23,8 @@
 //! - [`ipc`]: tool calls from the OpenCode plugin, through files; [`tools`]
 //!   carries them out; [`schedule`] parses task schedules and [`scheduler`]
 //!   fires them through the queue.
+//! - [`safe_dir`]: reading and writing in folders the agent can write,
+//!   never through a planted symlink.
 //! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`, `status`).
 //!
 //! [`app`] wires them together: `App::start` builds them, `App::run` runs
@@ -46,6 +48,7 @@ pub mod prompt;
 pub mod queue;
 pub mod router;
 pub mod run;
+pub mod safe_dir;
 pub mod schedule;
 pub mod scheduler;
 pub mod sender;

@@ -102,10 +102,11 @@ pub fn workspace_config() -> Value {
 pub const CONFIG_FILE: &str = ".opencode/opencode.json";
 
 /// Writes the agent definitions into `workspace` (the bridge owns this file:
-/// it is rewritten at every start).
+/// it is rewritten at every start, never through a planted symlink).
 pub fn install(workspace: &Path) -> std::io::Result<()> {
     let content = serde_json::to_string_pretty(&workspace_config()).expect("static json");
-    crate::workspace::write_owned_file(&workspace.join(CONFIG_FILE), &content)
+    crate::safe_dir::SafeDir::open_path(workspace, &[".opencode"])?
+        .write("opencode.json", content.as_bytes())
 }
 
 #[cfg(test)]

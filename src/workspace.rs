@@ -1,11 +1,16 @@
 //! The workspace OpenCode works in: one folder per registered chat under
 //! `PB_WORKSPACE/chats/<folder>/`, each with the `AGENTS.md` memory file
 //! OpenCode puts into the chat's system prompt.
+//!
+//! The agent can write here, so the bridge's own writes go through
+//! [`SafeDir`]: a symlink planted as `chats/`, as a chat folder or as
+//! `AGENTS.md` is replaced, never followed.
 
 use std::path::{Path, PathBuf};
 
 use crate::ids::{ChatJid, Folder};
 use crate::model::RegisteredChat;
+use crate::safe_dir::{Kind, SafeDir};
 
 /// The memory file a registered chat starts with.
 pub fn agents_md(name: &str, jid: &ChatJid) -> String {
@@ -28,10 +33,16 @@ pub fn ensure_chat_dir(
     jid: &ChatJid,
 ) -> std::io::Result<PathBuf> {
     let dir = workspace.join("chats").join(folder.as_str());
-    std::fs::create_dir_all(&dir)?;
-    let memory = dir.join("AGENTS.md");
-    if !memory.exists() {
-        std::fs::write(&memory, agents_md(name, jid))?;
+    let safe = SafeDir::open_path(workspace, &["chats", folder.as_str()])?;
+    let memory = std::ffi::OsStr::new("AGENTS.md");
+    match safe.stat(memory)? {
+        Some(s) if s.kind == Kind::File => {}
+        found => {
+            if found.is_some() {
+                tracing::warn!(folder = %folder.as_str(), "AGENTS.md was not a regular file (a planted symlink?); replaced");
+            }
+            safe.write("AGENTS.md", agents_md(name, jid).as_bytes())?;
+        }
     }
     std::path::absolute(&dir)
 }
@@ -42,29 +53,28 @@ pub fn chat_dir(workspace: &Path, reg: &RegisteredChat) -> std::io::Result<PathB
     ensure_chat_dir(workspace, &reg.folder, &reg.name, &reg.jid)
 }
 
-/// Writes a file the bridge owns into a folder the agent can write: through
-/// a fresh temporary file (never an existing one, never through a symlink)
-/// renamed over `path`, so a symlink planted at `path` is replaced, not
-/// followed. Unchanged content is left alone.
-pub fn write_owned_file(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let unchanged = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
-        && std::fs::read_to_string(path).is_ok_and(|c| c == content);
-    if unchanged {
-        return Ok(());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planted_agents_md_symlink_is_replaced_and_its_target_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("device.sqlite3");
+        std::fs::write(&outside, "keys").unwrap();
+        let ws = t.path().join("ws");
+        std::fs::create_dir_all(ws.join("chats/ann")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.join("chats/ann/AGENTS.md")).unwrap();
+        let jid = ChatJid::parse("491511111111@s.whatsapp.net").unwrap();
+        let folder = Folder::parse("ann").unwrap();
+        ensure_chat_dir(&ws, &folder, "Ann", &jid).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keys");
+        let memory = ws.join("chats/ann/AGENTS.md");
+        assert!(!memory.is_symlink());
+        assert!(std::fs::read_to_string(&memory).unwrap().contains("Ann"));
+        // An existing memory file is kept as it is.
+        std::fs::write(&memory, "my notes").unwrap();
+        ensure_chat_dir(&ws, &folder, "Ann", &jid).unwrap();
+        assert_eq!(std::fs::read_to_string(&memory).unwrap(), "my notes");
     }
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = parent.join(format!(".{name}.{}.pbtmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(content.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

@@ -362,7 +362,9 @@ async fn forged_and_replayed_requests_are_refused() {
         "req_forged_2.json",
         &forge("req_forged_2", "transfer the money", &call),
     );
-    // 3. A replay of the real call, word for word, under a new request id.
+    // 3. A replay of the real call, word for word, under a new request id:
+    // the call has finished, and only a request left from before a restart
+    // may stand for a finished call.
     drop_request(
         &w,
         "req_forged_3.json",
@@ -392,10 +394,14 @@ async fn forged_and_replayed_requests_are_refused() {
         );
     }
     assert_eq!(failed_reasons(&w).len(), 4);
-    assert!(
+    assert_eq!(
         failed_reasons(&w)
             .iter()
-            .any(|r| r.contains("already handled"))
+            .filter(|r| r.contains("no running tool call"))
+            .count(),
+        3,
+        "{:?}",
+        failed_reasons(&w)
     );
     assert_eq!(
         w.outbox_texts(DM).await,
@@ -558,4 +564,67 @@ async fn a_database_failure_inside_a_tool_is_rolled_back_and_tried_again() {
         .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(tasks, 1);
+}
+
+/// The agent can write in the tool-call folder: a symlink it plants as a
+/// request is moved aside unread, and one planted as a response is
+/// replaced by the answer; the files they point at stay as they were.
+#[tokio::test]
+async fn symlinks_planted_in_the_tool_call_folder_are_never_followed() {
+    let mut w = World::without_opencode().await;
+    // No OpenCode needed: nothing here gets as far as asking it.
+    w.set_env("OPENCODE_URL", "http://127.0.0.1:9");
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    let outside = w.dir.path().join("device-keys.json");
+    let precious = r#"{"version": 1, "id": "req_precious_1", "tool": "send_message"}"#;
+    std::fs::write(&outside, precious).unwrap();
+    let ipc = w.data_dir().join("ipc");
+
+    // A response the bridge will write, planted as a symlink first.
+    let victim = w.dir.path().join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, ipc.join("responses/req_v9_7.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, ipc.join("requests/req_link_1.json")).unwrap();
+    drop_request(
+        &w,
+        "req_v9_7.json",
+        r#"{"version": 9, "id": "req_v9_7", "tool": "send_message"}"#,
+    );
+
+    let response = ipc.join("responses/req_v9_7.json");
+    let deadline = std::time::Instant::now() + T;
+    while response.is_symlink() {
+        assert!(std::time::Instant::now() < deadline, "never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp: Value = serde_json::from_str(&wait_file(&response).await).unwrap();
+    assert_eq!(resp["error"]["code"], "unsupported_version");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+
+    let deadline = std::time::Instant::now() + T;
+    while !failed_reasons(&w).iter().any(|r| r.starts_with("symlink:")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            failed_reasons(&w)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), precious);
+    assert!(
+        !ipc.join("responses/req_precious_1.json").exists(),
+        "the target was never read as a request"
+    );
+    assert!(!ipc.join("requests/req_link_1.json").exists());
+    let moved: Vec<_> = std::fs::read_dir(ipc.join("failed"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("req_link_1.json"))
+        .collect();
+    assert_eq!(moved.len(), 1);
+    assert!(
+        moved[0].path().is_symlink(),
+        "moved aside as the link itself"
+    );
 }

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use support::*;
 
 const DM: &str = "491511111111@s.whatsapp.net";
@@ -140,4 +141,112 @@ async fn a_managed_opencode_that_dies_is_started_again() {
     assert_eq!(w.wait_outbox(DM, 2, T).await[1], "Andy: still here");
     assert_eq!(w.stop_bridge().await.code(), Some(0));
     wait_no_processes_in(&w).await;
+}
+
+/// The managed OpenCode gets an allow-list of the bridge's environment and
+/// a random password of its own (nothing configured); the agent's shell
+/// sees neither the password nor keys.
+#[tokio::test]
+async fn the_managed_opencode_gets_no_bridge_settings_and_a_random_password() {
+    let mut w = World::without_opencode().await;
+    w.set_env("PB_PROBE_SETTING", "bridge-only");
+    w.set_env("UNLISTED_VARIABLE", "not-for-opencode");
+    w.set_env("PROBE_API_KEY", "sk-probe-key");
+    w.set_env("PROBE_EXTRA", "extra-value");
+    w.set_env("PB_OPENCODE_ENV", "PROBE_EXTRA");
+    w.model.on(
+        |r| r.last_role() == "user" && r.last_user_text().contains("show env"),
+        vec![Reply::tool_call(
+            "bash",
+            json!({"command": "env", "description": "Shows the environment"}),
+        )],
+    );
+    w.model
+        .on(|r| r.last_role() == "tool", vec![Reply::text("seen")]);
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+
+    // Between fork and exec the child still shows the bridge's own
+    // environment: wait until it runs the opencode binary.
+    let deadline = Instant::now() + T;
+    let pid = loop {
+        let pids = pids_with_cwd(&w.workspace());
+        let bridge = std::fs::canonicalize(env!("CARGO_BIN_EXE_pocketbrain")).unwrap();
+        let exec =
+            |p: &u32| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e != bridge);
+        if let [pid] = pids.as_slice()
+            && exec(pid)
+        {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "no opencode process: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pids = [pid];
+    let environ = std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap();
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(
+        vars.iter().all(|v| !v.starts_with("PB_")),
+        "no bridge setting: {vars:?}"
+    );
+    assert!(!vars.iter().any(|v| v.starts_with("UNLISTED_VARIABLE=")));
+    assert!(vars.contains(&"PROBE_API_KEY=sk-probe-key".to_owned()));
+    assert!(vars.contains(&"PROBE_EXTRA=extra-value".to_owned()));
+    assert!(vars.iter().any(|v| v.starts_with("HOME=")));
+    let password = vars
+        .iter()
+        .find_map(|v| v.strip_prefix("OPENCODE_SERVER_PASSWORD="))
+        .expect("a password is always set")
+        .to_owned();
+    assert_eq!(password.len(), 64, "a random one");
+
+    // The bridge works with it; a caller without it is refused.
+    w.say(DM, "E1", "show env").await;
+    assert_eq!(w.wait_outbox(DM, 1, T).await, vec!["Andy: seen"]);
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", pids[0])).unwrap();
+    let args: Vec<&str> = cmdline.split('\0').collect();
+    let port = args[args.iter().position(|a| *a == "--port").unwrap() + 1];
+    let health = format!("http://127.0.0.1:{port}/global/health");
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&health).send().await.unwrap().status(), 401);
+    let authed = http
+        .get(&health)
+        .basic_auth("opencode", Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authed.status(), 200);
+
+    // What the agent's bash saw.
+    let request = w
+        .agent_requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.last_role() == "tool")
+        .expect("the tool result went back to the model");
+    let seen: String = request
+        .messages()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    assert!(seen.contains("HOME="), "the command ran: {seen}");
+    for hidden in [
+        "OPENCODE_SERVER_PASSWORD",
+        password.as_str(),
+        "sk-probe-key",
+        "PROBE_EXTRA",
+    ] {
+        assert!(!seen.contains(hidden), "the shell saw {hidden}: {seen}");
+    }
+    let h = w.health().await;
+    assert!(!h.to_string().contains(&password), "health never shows it");
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
 }

@@ -36,7 +36,21 @@ export interface Caller {
   call(tool: ToolName, args: Record<string, unknown>, ctx: CallContext, abort?: AbortSignal): Promise<Outcome>
 }
 
-type Config = { ipc_dir?: string; timeout_ms?: number }
+/** The plugin's config file, written by the bridge. */
+export type Config = { ipc_dir?: string; timeout_ms?: number; secret_env?: string[] }
+
+/** Where the bridge writes `pocketbrain.json`: the folder above this module's (`.opencode/`). */
+export const CONFIG_PATH = fileURLToPath(new URL("../pocketbrain.json", import.meta.url))
+
+/** Reads the plugin's config file; a missing or broken one is empty. */
+export function readConfig(path = CONFIG_PATH): Config {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as Config
+  } catch {
+    // Reported on first use: the tool tells the model the bridge is not set up.
+    return {}
+  }
+}
 
 const DEFAULT_TIMEOUT_MS = 30000
 
@@ -71,13 +85,8 @@ export class IpcClient implements Caller {
    * this module's (`.opencode/` in the workspace); PB_IPC_DIR and
    * PB_IPC_TIMEOUT_MS override it.
    */
-  static fromConfig(path = fileURLToPath(new URL("../pocketbrain.json", import.meta.url))): IpcClient {
-    let cfg: Config = {}
-    try {
-      cfg = JSON.parse(readFileSync(path, "utf8")) as Config
-    } catch {
-      // Reported on first use: the tool tells the model the bridge is not set up.
-    }
+  static fromConfig(path = CONFIG_PATH): IpcClient {
+    const cfg = readConfig(path)
     const dir = process.env.PB_IPC_DIR || cfg.ipc_dir || ""
     const timeout = Number(process.env.PB_IPC_TIMEOUT_MS || cfg.timeout_ms || DEFAULT_TIMEOUT_MS)
     return new IpcClient(dir, timeout)

@@ -5,14 +5,20 @@
 //! `notify`, see [`watch`]; a request postponed because OpenCode or the
 //! store was unavailable is tried again every few seconds), acts, and
 //! writes `responses/<id>.json` for the plugin to read. Requests are handled
-//! one at a time in the order they were made.
+//! one at a time, round-robin across the sessions that made them (oldest
+//! first within each), a bounded share per session and pass, so a flood
+//! from one session cannot hold up another's. The agent can write in this
+//! folder: every file is opened through [`SafeDir`] (no symlink followed,
+//! regular files only, read up to the size limit through one handle).
 //!
 //! Trust. The calling chat is the chat the bridge itself mapped to the
 //! request's OpenCode session, never anything in the arguments. And because
 //! the agent can also write files (it has bash), every request is checked
-//! against OpenCode before anything happens: that session must hold a call
-//! of this tool, in that message, with these arguments. A request that fails
-//! the check is refused and logged as forged.
+//! against OpenCode before anything happens: that session must be running
+//! this call (by its call id) of this tool, in that message, with these
+//! arguments; a finished call counts only for a request file left from
+//! before this bridge started. A request that fails the check is refused,
+//! logged and counted as forged.
 //!
 //! At most once. Each action commits in one transaction with its ledger row
 //! (`ipc_requests`: request id, and session + call id). A request seen again
@@ -26,9 +32,12 @@
 pub mod protocol;
 pub mod watch;
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -39,6 +48,7 @@ use crate::agent::{AgentError, ToolCall};
 use crate::channel::Channel;
 use crate::ids::SessionId;
 use crate::outbound::Persona;
+use crate::safe_dir::{Kind, Limited, ReadError, SafeDir};
 use crate::store::LedgerEntry;
 use crate::store::Store;
 use crate::tools::{self, ToolEnv};
@@ -47,10 +57,29 @@ use protocol::{MAX_REQUEST_BYTES, Request, Response, VERSION, valid_id};
 /// How soon a postponed request is tried again (and how often the folder
 /// is polled when it cannot be watched).
 const RESCAN: Duration = Duration::from_secs(3);
-/// How often responses nobody picked up are looked for.
+/// How often responses nobody picked up, and old failed requests, are looked for.
 const SWEEP: Duration = Duration::from_secs(600);
 /// Responses nobody picked up are removed after this long.
 const RESPONSE_TTL: Duration = Duration::from_secs(3600);
+/// Failed requests (and their `.reason` files) are kept this long...
+const FAILED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// ...and at most this many files, the oldest removed first.
+const FAILED_MAX_FILES: usize = 2000;
+/// Most requests of one OpenCode session acted on in one pass; the rest
+/// wait for the next pass, which follows at once.
+const PER_SESSION_PER_PASS: usize = 4;
+/// The argument names of every PocketBrain tool: a call's input may carry
+/// other keys (a model's stray key the plugin's schema dropped), never a
+/// different or missing value for one of these.
+const ARG_NAMES: &[&str] = &[
+    "text",
+    "chat",
+    "prompt",
+    "schedule_type",
+    "schedule_value",
+    "context_mode",
+    "task_id",
+];
 
 /// The IPC folders.
 #[derive(Debug, Clone)]
@@ -59,6 +88,14 @@ pub struct IpcDirs {
     pub requests: PathBuf,
     pub responses: PathBuf,
     pub failed: PathBuf,
+}
+
+/// The IPC folders, opened without following a symlink below the root
+/// (the agent can write in the tool-call folder).
+struct OpenDirs {
+    requests: SafeDir,
+    responses: SafeDir,
+    failed: SafeDir,
 }
 
 impl IpcDirs {
@@ -72,10 +109,17 @@ impl IpcDirs {
     }
 
     pub fn create(&self) -> std::io::Result<()> {
-        for d in [&self.requests, &self.responses, &self.failed] {
-            std::fs::create_dir_all(d)?;
-        }
-        Ok(())
+        self.open().map(drop)
+    }
+
+    /// Opens (creating, or replacing a planted symlink) the three folders.
+    fn open(&self) -> std::io::Result<OpenDirs> {
+        let root = SafeDir::open_root(&self.root)?;
+        Ok(OpenDirs {
+            requests: root.subdir("requests")?,
+            responses: root.subdir("responses")?,
+            failed: root.subdir("failed")?,
+        })
     }
 }
 
@@ -100,24 +144,66 @@ pub struct IpcDeps {
     pub tasks_wake: Arc<Notify>,
 }
 
+/// A request file, by name and inode (a file renamed over it is another).
+type FileKey = (OsString, u64);
+/// A request file's inode, size and mtime, and the session it named then.
+type SeenSession = (u64, u64, SystemTime, String);
+
 /// The request processor.
 #[derive(Clone)]
 pub struct Ipc {
     dirs: IpcDirs,
     deps: Arc<IpcDeps>,
+    /// Request files already there when this processor was made: left from
+    /// before a restart, so their tool calls may have finished meanwhile.
+    leftover: Arc<HashSet<FileKey>>,
+    /// Which session each request file (by name, inode, size and mtime)
+    /// belongs to, so a file left for a later pass is not read again
+    /// only to be scheduled.
+    sessions: Arc<Mutex<HashMap<OsString, SeenSession>>>,
+    /// Requests refused as forged since start.
+    forged: Arc<AtomicU64>,
+}
+
+/// What one pass over the request folder left.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// A request was postponed (to be tried again on a timer).
+    pub postponed: bool,
+    /// Requests were left for the next pass (a session over its share).
+    pub more: bool,
 }
 
 impl Ipc {
     pub fn new(dirs: IpcDirs, deps: IpcDeps) -> Self {
+        let leftover = dirs
+            .open()
+            .and_then(|d| {
+                let names = d.requests.names()?;
+                Ok(names
+                    .into_iter()
+                    .filter_map(|n| {
+                        let ino = d.requests.stat(&n).ok()??.inode;
+                        Some((n, ino))
+                    })
+                    .collect())
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, dir = %dirs.requests.display(), "cannot read the IPC request folder");
+                HashSet::new()
+            });
         Self {
             dirs,
             deps: Arc::new(deps),
+            leftover: Arc::new(leftover),
+            sessions: Arc::default(),
+            forged: Arc::default(),
         }
     }
 
     /// Watches and processes until `cancel`. Idle, it sleeps: it wakes for
     /// a new request file, to retry postponed requests every few seconds,
-    /// and to sweep old responses now and then.
+    /// and to sweep old responses and failed requests now and then.
     pub async fn run(self, cancel: CancellationToken) {
         let mut watcher = match watch::RequestWatcher::start(&self.dirs.requests) {
             Ok(w) => Some(w),
@@ -129,10 +215,19 @@ impl Ipc {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let postponed = self.scan().await;
+            let pass = self.scan_once().await;
+            if pass.more {
+                // Work left over: the next pass at once (new requests of
+                // other sessions join it), unless we are stopping.
+                if cancel.is_cancelled() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
             let rescan = async {
                 match &mut watcher {
-                    Some(w) if !postponed => w.changed().await,
+                    Some(w) if !pass.postponed => w.changed().await,
                     Some(w) => {
                         tokio::select! {
                             _ = w.changed() => {}
@@ -145,57 +240,173 @@ impl Ipc {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = rescan => {}
-                _ = sweep.tick() => self.sweep_responses(),
+                _ = sweep.tick() => self.sweep(),
             }
         }
     }
 
-    /// Handles every request file present now, oldest first. Returns
-    /// whether one was postponed (to be tried again on a timer).
+    /// Handles every request file present now (passes until none is left
+    /// over). Returns whether one was postponed.
     pub async fn scan(&self) -> bool {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dirs.requests) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| watch::visible_name(p) && p.is_file())
+        loop {
+            let pass = self.scan_once().await;
+            if !pass.more {
+                return pass.postponed;
+            }
+        }
+    }
+
+    /// One pass, fair across OpenCode sessions. Files that cannot be a
+    /// request of a session (unreadable, malformed, symlinks) are set aside
+    /// as they are met: each costs one bounded read and no OpenCode call.
+    /// The rest are grouped by session and acted on round-robin, oldest
+    /// first, at most [`PER_SESSION_PER_PASS`] per session: a session that
+    /// floods the folder delays another session's request by at most one
+    /// request per flooding session.
+    pub async fn scan_once(&self) -> Pass {
+        let dirs = match self.dirs.open() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, dir = %self.dirs.requests.display(), "cannot open the IPC folders");
+                return Pass {
+                    postponed: true,
+                    more: false,
+                };
+            }
+        };
+        let mut names: Vec<OsString> = match dirs.requests.names() {
+            Ok(n) => n
+                .into_iter()
+                .filter(|n| watch::visible_name(Path::new(n)))
                 .collect(),
             Err(e) => {
                 tracing::error!(error = %e, dir = %self.dirs.requests.display(), "cannot read the IPC request folder");
-                return true;
+                return Pass {
+                    postponed: true,
+                    more: false,
+                };
             }
         };
-        files.sort();
-        let mut postponed = false;
-        for path in files {
-            if let Err(Skip::Later(why)) = self.handle(&path).await {
-                tracing::warn!(file = %path.display(), %why, "IPC request postponed");
-                postponed = true;
+        names.sort();
+        let mut pass = Pass::default();
+        let mut keyed = Vec::new();
+        for name in names {
+            match self.session_of(&dirs, &name) {
+                Some(session) => keyed.push((session, name)),
+                // Not a request of any session: set aside now (cheap).
+                None => {
+                    if let Err(Skip::Later(why)) = self.handle(&dirs, &name).await {
+                        tracing::warn!(file = ?name, %why, "IPC request postponed");
+                        pass.postponed = true;
+                    }
+                }
             }
         }
-        postponed
+        {
+            let present: HashSet<&OsString> = keyed.iter().map(|(_, n)| n).collect();
+            let mut cache = self.sessions.lock().expect("ipc session cache");
+            cache.retain(|n, _| present.contains(n));
+        }
+        let (order, more) = fair_order(keyed, PER_SESSION_PER_PASS);
+        pass.more = more;
+        for name in order {
+            if let Err(Skip::Later(why)) = self.handle(&dirs, &name).await {
+                tracing::warn!(file = ?name, %why, "IPC request postponed");
+                pass.postponed = true;
+            }
+        }
+        pass
     }
 
-    async fn handle(&self, path: &Path) -> Result<(), Skip> {
-        let size = match std::fs::metadata(path) {
-            Ok(m) => m.len(),
-            Err(_) => return Ok(()), // taken meanwhile
-        };
-        if size > MAX_REQUEST_BYTES {
-            self.refuse(
-                path,
-                None,
-                "too_large",
-                &format!("request file is {size} bytes; the limit is {MAX_REQUEST_BYTES}"),
-            );
-            return Ok(());
+    /// The session a request file names, for scheduling only (the file is
+    /// read again, and checked in full, when it is acted on). `None`: not
+    /// a readable request.
+    fn session_of(&self, dirs: &OpenDirs, name: &OsStr) -> Option<String> {
+        let stat = dirs.requests.stat(name).ok()??;
+        if stat.kind != Kind::File {
+            return None;
         }
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return Err(Skip::Later(format!("cannot read: {e}"))),
+        let mut cache = self.sessions.lock().expect("ipc session cache");
+        if let Some((ino, len, mtime, session)) = cache.get(name)
+            && (*ino, *len, *mtime) == (stat.inode, stat.len, stat.modified)
+        {
+            return Some(session.clone());
+        }
+        let Ok(Limited::Whole(bytes)) = dirs.requests.read_limited(name, MAX_REQUEST_BYTES) else {
+            return None;
+        };
+        let req: Request = serde_json::from_slice(&bytes).ok()?;
+        if req.version != VERSION || !valid_id(&req.id) {
+            return None;
+        }
+        let session = req.context.session_id;
+        cache.insert(
+            name.to_owned(),
+            (
+                stat.inode,
+                bytes.len() as u64,
+                stat.modified,
+                session.clone(),
+            ),
+        );
+        Some(session)
+    }
+
+    async fn handle(&self, dirs: &OpenDirs, name: &OsStr) -> Result<(), Skip> {
+        let Some(stat) = dirs
+            .requests
+            .stat(name)
+            .map_err(|e| Skip::Later(format!("cannot stat: {e}")))?
+        else {
+            return Ok(()); // taken meanwhile
+        };
+        let bytes = match dirs.requests.read_limited(name, MAX_REQUEST_BYTES) {
+            Ok(Limited::Whole(b)) => b,
+            Ok(Limited::TooLarge(size)) => {
+                self.refuse(
+                    dirs,
+                    name,
+                    None,
+                    "too_large",
+                    &format!(
+                        "request file is {size} bytes or more; the limit is {MAX_REQUEST_BYTES}"
+                    ),
+                );
+                return Ok(());
+            }
+            Err(ReadError::NotFound) => return Ok(()), // taken meanwhile
+            Err(ReadError::Symlink) => {
+                self.refuse(
+                    dirs,
+                    name,
+                    None,
+                    "symlink",
+                    "request file is a symlink: not followed, not read",
+                );
+                return Ok(());
+            }
+            Err(ReadError::NotAFile) => {
+                self.refuse(
+                    dirs,
+                    name,
+                    None,
+                    "not_a_file",
+                    "request is not a regular file: not read",
+                );
+                return Ok(());
+            }
+            Err(ReadError::Io(e)) => return Err(Skip::Later(format!("cannot read: {e}"))),
         };
         let value: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                self.refuse(path, None, "malformed", &format!("malformed JSON: {e}"));
+                self.refuse(
+                    dirs,
+                    name,
+                    None,
+                    "malformed",
+                    &format!("malformed JSON: {e}"),
+                );
                 return Ok(());
             }
         };
@@ -204,7 +415,13 @@ impl Ipc {
             .filter(|i| valid_id(i))
             .map(str::to_owned);
         let Some(id) = id else {
-            self.refuse(path, None, "malformed", "no valid request id (req_...)");
+            self.refuse(
+                dirs,
+                name,
+                None,
+                "malformed",
+                "no valid request id (req_...)",
+            );
             return Ok(());
         };
         if value["version"].as_u64() != Some(VERSION as u64) {
@@ -212,14 +429,15 @@ impl Ipc {
                 "unsupported protocol version {}; this bridge speaks version {VERSION}",
                 value["version"]
             );
-            self.refuse(path, Some(&id), "unsupported_version", &why);
+            self.refuse(dirs, name, Some(&id), "unsupported_version", &why);
             return Ok(());
         }
         let req: Request = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(e) => {
                 self.refuse(
-                    path,
+                    dirs,
+                    name,
                     Some(&id),
                     "malformed",
                     &format!("malformed request: {e}"),
@@ -235,19 +453,22 @@ impl Ipc {
             .and_then(|raw| serde_json::from_str::<Response>(&raw).ok())
         {
             tracing::info!(id = %req.id, "IPC request already handled; answering again");
-            self.respond(path, &recorded);
+            self.respond(dirs, name, &recorded);
             return Ok(());
         }
-        let response = self.act(&req).await?;
+        let leftover = self.leftover.contains(&(name.to_owned(), stat.inode));
+        let response = self.act(&req, leftover).await?;
         match response {
-            Acted::Answer(resp) => self.respond(path, &resp),
-            Acted::Refused(code, why) => self.refuse(path, Some(&req.id), code, &why),
+            Acted::Answer(resp) => self.respond(dirs, name, &resp),
+            Acted::Refused(code, why) => self.refuse(dirs, name, Some(&req.id), code, &why),
         }
         Ok(())
     }
 
-    /// Identity, provenance, then the action and its ledger row in one transaction.
-    async fn act(&self, req: &Request) -> Result<Acted, Skip> {
+    /// Identity, provenance, then the action and its ledger row in one
+    /// transaction. `leftover`: the request file was there before this
+    /// bridge started, so its call may have finished while it was down.
+    async fn act(&self, req: &Request, leftover: bool) -> Result<Acted, Skip> {
         let store = &self.deps.store;
         // These go into OpenCode URLs: only OpenCode's own id shapes.
         let oc_id = |id: &str, prefix: &str| {
@@ -267,7 +488,8 @@ impl Ipc {
             .await
             .map_err(|e| Skip::Later(e.to_string()))?;
         let Some(chat) = chat else {
-            tracing::warn!(id = %req.id, session = %session, "IPC request from a session PocketBrain does not know: refused as forged");
+            let forged = self.forged.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(id = %req.id, session = %session, forged_total = forged, "IPC request from a session PocketBrain does not know: refused as forged");
             return Ok(Acted::Refused(
                 "forged",
                 "this session does not belong to a PocketBrain chat".into(),
@@ -298,14 +520,16 @@ impl Ipc {
             Err(AgentError::SessionGone(_)) => Vec::new(),
             Err(e) => return Err(Skip::Later(format!("cannot verify with OpenCode: {e}"))),
         };
-        let Some(call) = matching_call(&calls, req) else {
+        let Some(call) = matching_call(&calls, req, leftover) else {
+            let forged = self.forged.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
                 id = %req.id, chat = %chat, session = %session, tool = %req.tool,
-                call = ?req.context.call_id, "IPC request has no matching tool call in OpenCode: refused as forged"
+                call = ?req.context.call_id, leftover, forged_total = forged,
+                "IPC request has no running tool call with this call id and these arguments in OpenCode: refused as forged"
             );
             return Ok(Acted::Refused(
                 "forged",
-                "no matching tool call in this session: requests must come from the PocketBrain tools".into(),
+                "no running tool call with this call id and these arguments in this session: requests must come from the PocketBrain tools".into(),
             ));
         };
 
@@ -356,7 +580,8 @@ impl Ipc {
             .await
             .map_err(|e| Skip::Later(e.to_string()))?;
         let Some((resp, effects)) = outcome else {
-            tracing::warn!(id = %req.id, call = %call.call_id, "a second request for an already handled tool call: refused as forged");
+            let forged = self.forged.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(id = %req.id, call = %call.call_id, forged_total = forged, "a second request for an already handled tool call: refused as forged");
             return Ok(Acted::Refused(
                 "forged",
                 "this tool call was already handled".into(),
@@ -372,56 +597,117 @@ impl Ipc {
         Ok(Acted::Answer(resp))
     }
 
-    fn respond(&self, request: &Path, resp: &Response) {
-        if let Err(e) = write_atomic(
-            &self.dirs.responses,
+    fn respond(&self, dirs: &OpenDirs, request: &OsStr, resp: &Response) {
+        if let Err(e) = dirs.responses.write(
             &format!("{}.json", resp.id),
             &serde_json::to_vec(resp).unwrap_or_default(),
         ) {
             tracing::error!(id = %resp.id, error = %e, "cannot write IPC response");
             return;
         }
-        let _ = std::fs::remove_file(request);
+        let _ = dirs.requests.remove(request);
     }
 
-    /// Logs, answers with an error when an id is known, and moves the file aside.
-    fn refuse(&self, path: &Path, id: Option<&str>, code: &str, why: &str) {
-        tracing::warn!(file = %path.display(), id = ?id, code, reason = why, "IPC request refused");
+    /// Logs, answers with an error when an id is known, and moves the file
+    /// aside (a symlink is moved as the link, never read).
+    fn refuse(&self, dirs: &OpenDirs, name: &OsStr, id: Option<&str>, code: &str, why: &str) {
+        tracing::warn!(file = ?name, id = ?id, code, reason = why, "IPC request refused");
         if let Some(id) = id {
             let resp = Response::error(id, code, why);
-            let _ = write_atomic(
-                &self.dirs.responses,
+            let _ = dirs.responses.write(
                 &format!("{id}.json"),
                 &serde_json::to_vec(&resp).unwrap_or_default(),
             );
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
-        let dest = self.dirs.failed.join(format!("{stamp}-{name}"));
-        if std::fs::rename(path, &dest).is_ok() {
-            let _ = std::fs::write(dest.with_extension("reason"), format!("{code}: {why}\n"));
+        let dest = format!("{stamp}-{}", name.to_string_lossy());
+        if dirs
+            .requests
+            .rename_to(name, &dirs.failed, OsStr::new(&dest))
+            .is_ok()
+        {
+            let reason = Path::new(&dest).with_extension("reason");
+            let _ = dirs.failed.write(
+                &reason.to_string_lossy(),
+                format!("{code}: {why}\n").as_bytes(),
+            );
         } else {
-            let _ = std::fs::remove_file(path);
+            let _ = dirs.requests.remove(name);
         }
     }
 
-    fn sweep_responses(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.dirs.responses) else {
+    /// Removes responses nobody picked up, and failed requests past their
+    /// age or beyond the count kept.
+    fn sweep(&self) {
+        let Ok(dirs) = self.dirs.open() else {
             return;
         };
-        for e in rd.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > RESPONSE_TTL);
-            if old {
-                let _ = std::fs::remove_file(e.path());
+        let now = SystemTime::now();
+        prune(&dirs.responses, now, RESPONSE_TTL, usize::MAX);
+        prune(&dirs.failed, now, FAILED_TTL, FAILED_MAX_FILES);
+    }
+}
+
+/// Removes the entries of `dir` older than `ttl`, then the oldest beyond
+/// `max` (names that cannot be read are skipped).
+fn prune(dir: &SafeDir, now: SystemTime, ttl: Duration, max: usize) {
+    let Ok(names) = dir.names() else {
+        return;
+    };
+    let mut kept: Vec<(SystemTime, OsString)> = Vec::new();
+    for name in names {
+        let Ok(Some(stat)) = dir.stat(&name) else {
+            continue;
+        };
+        if stat.kind == Kind::Dir {
+            continue;
+        }
+        let old = now.duration_since(stat.modified).is_ok_and(|age| age > ttl);
+        if old {
+            let _ = dir.remove(&name);
+        } else {
+            kept.push((stat.modified, name));
+        }
+    }
+    if kept.len() > max {
+        kept.sort();
+        for (_, name) in &kept[..kept.len() - max] {
+            let _ = dir.remove(name);
+        }
+    }
+}
+
+/// The order in which one pass acts: round-robin over the keys (sessions)
+/// in the order each first appears, taking each key's items in the order
+/// given, at most `per_key` of each. Returns whether items were left out.
+fn fair_order<K: Eq + std::hash::Hash + Clone, T>(
+    items: Vec<(K, T)>,
+    per_key: usize,
+) -> (Vec<T>, bool) {
+    let mut keys: Vec<K> = Vec::new();
+    let mut queues: HashMap<K, std::collections::VecDeque<T>> = HashMap::new();
+    let mut more = false;
+    for (k, item) in items {
+        let q = queues.entry(k.clone()).or_insert_with(|| {
+            keys.push(k);
+            Default::default()
+        });
+        if q.len() < per_key {
+            q.push_back(item);
+        } else {
+            more = true;
+        }
+    }
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        for k in &keys {
+            if let Some(item) = queues.get_mut(k).and_then(|q| q.pop_front()) {
+                out.push(item);
             }
+        }
+        if out.len() == before {
+            return (out, more);
         }
     }
 }
@@ -431,29 +717,32 @@ enum Acted {
     Refused(&'static str, String),
 }
 
-/// The tool call in OpenCode that this request stands for: same tool, in the
-/// given message, with the given call id (when the plugin knew it), and
-/// arguments the model really gave (every key the request carries must
-/// equal the call's input; OpenCode may keep keys the schema dropped).
-fn matching_call<'a>(calls: &'a [ToolCall], req: &Request) -> Option<&'a ToolCall> {
+/// The tool call in OpenCode that this request stands for: same tool, the
+/// request's call id in the given message, and the arguments the model
+/// gave (every argument the request carries equal to the call's input, and
+/// no tool argument in the input that the request lacks). The call must be
+/// running, as it is while the plugin waits for the answer; a finished one
+/// (completed or error) is accepted only for a request left from before
+/// this bridge started (`leftover`), whose call may have timed out
+/// meanwhile.
+fn matching_call<'a>(calls: &'a [ToolCall], req: &Request, leftover: bool) -> Option<&'a ToolCall> {
     let tool = format!("pocketbrain_{}", req.tool);
     let args = req.args.as_object()?;
+    let call_id = req.context.call_id.as_deref()?;
     calls.iter().find(|c| {
+        let status_ok = match c.status.as_str() {
+            "running" => true,
+            "completed" | "error" => leftover,
+            _ => false,
+        };
         c.tool == tool
-            && req
-                .context
-                .call_id
-                .as_deref()
-                .is_none_or(|id| id == c.call_id)
-            && matches!(c.status.as_str(), "running" | "completed" | "error")
+            && c.call_id == call_id
+            && status_ok
             && args.iter().all(|(k, v)| c.input.get(k) == Some(v))
+            && ARG_NAMES
+                .iter()
+                .all(|k| args.contains_key(*k) || c.input.get(*k).is_none_or(Value::is_null))
     })
-}
-
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// What OpenCode needs of the plugin package (`opencode-plugin/`) at run
@@ -471,6 +760,10 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     (
         "pocketbrain/contract.ts",
         include_str!("../../opencode-plugin/pocketbrain/contract.ts"),
+    ),
+    (
+        "pocketbrain/env.ts",
+        include_str!("../../opencode-plugin/pocketbrain/env.ts"),
     ),
     (
         "pocketbrain/ipc.ts",
@@ -519,27 +812,43 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
 ];
 
 /// Writes the plugin and its config into `<workspace>/.opencode/`,
-/// touching only files whose content changed.
-pub fn install_plugin(workspace: &Path, ipc_root: &Path, timeout: Duration) -> std::io::Result<()> {
-    let base = workspace.join(".opencode");
-    let config =
-        serde_json::json!({ "ipc_dir": ipc_root, "timeout_ms": timeout.as_millis() as u64 })
-            .to_string();
+/// touching only files whose content changed. The agent can write there:
+/// every folder is opened without following a symlink (a planted one is
+/// replaced by a real folder), and every file is written through a fresh
+/// temp file renamed over it, so a symlink planted as a plugin file is
+/// replaced, and its target left alone.
+///
+/// `secret_env` names variables the plugin removes from the environment of
+/// the agent's shell commands (besides the server password and names that
+/// look like keys, which it always removes).
+pub fn install_plugin(
+    workspace: &Path,
+    ipc_root: &Path,
+    timeout: Duration,
+    secret_env: &[String],
+) -> std::io::Result<()> {
+    let config = serde_json::json!({
+        "ipc_dir": ipc_root,
+        "timeout_ms": timeout.as_millis() as u64,
+        "secret_env": secret_env,
+    })
+    .to_string();
     let files = PLUGIN_FILES
         .iter()
         .map(|(p, c)| (*p, c.to_string()))
         .chain(std::iter::once(("pocketbrain.json", config)));
+    let base = SafeDir::open_root(workspace)?.subdir(".opencode")?;
     for (rel, content) in files {
-        let path = base.join(rel);
-        if std::fs::read_to_string(&path).is_ok_and(|c| c == content) {
-            continue;
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        let name = parts.pop().expect("a file name");
+        let dir = base.subpath(&parts)?;
+        let same = matches!(
+            dir.read_limited(OsStr::new(name), content.len() as u64),
+            Ok(Limited::Whole(b)) if b == content.as_bytes()
+        );
+        if !same {
+            dir.write(name, content.as_bytes())?;
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let tmp = path.with_extension("pbtmp");
-        std::fs::write(&tmp, content)?;
-        std::fs::rename(&tmp, &path)?;
     }
     Ok(())
 }
@@ -585,52 +894,35 @@ mod tests {
                 json!({"text": "hi"}),
             ),
         ];
+        let ok = |r: &Request| matching_call(&calls, r, false).is_some();
+        assert!(ok(&req("send_message", json!({"text": "hi"}), Some("c1"))));
         assert!(
-            matching_call(
-                &calls,
-                &req("send_message", json!({"text": "hi"}), Some("c1"))
-            )
-            .is_some()
+            !ok(&req("send_message", json!({"text": "hi"}), None)),
+            "a request without a call id"
         );
         assert!(
-            matching_call(&calls, &req("send_message", json!({"text": "hi"}), None)).is_some(),
-            "without a call id: by tool and args"
-        );
-        assert!(
-            matching_call(
-                &calls,
-                &req("send_message", json!({"text": "bye"}), Some("c1"))
-            )
-            .is_none(),
+            !ok(&req("send_message", json!({"text": "bye"}), Some("c1"))),
             "other args"
         );
         assert!(
-            matching_call(
-                &calls,
-                &req(
-                    "send_message",
-                    json!({"text": "hi", "chat": "1@g.us"}),
-                    Some("c1")
-                )
-            )
-            .is_none(),
+            !ok(&req(
+                "send_message",
+                json!({"text": "hi", "chat": "1@g.us"}),
+                Some("c1")
+            )),
             "added args"
         );
         assert!(
-            matching_call(
-                &calls,
-                &req("send_message", json!({"text": "hi"}), Some("c9"))
-            )
-            .is_none(),
+            !ok(&req("send_message", json!({"text": "hi"}), Some("c9"))),
             "other call"
         );
         assert!(
-            matching_call(
-                &calls,
-                &req("cancel_task", json!({"text": "hi"}), Some("c1"))
-            )
-            .is_none(),
+            !ok(&req("cancel_task", json!({"text": "hi"}), Some("c1"))),
             "other tool"
+        );
+        assert!(
+            !ok(&req("send_message", json!({}), Some("c1"))),
+            "a tool argument left out"
         );
         let pending = vec![call(
             "pocketbrain_send_message",
@@ -638,28 +930,152 @@ mod tests {
             "pending",
             json!({"text": "hi"}),
         )];
-        assert!(
-            matching_call(
-                &pending,
-                &req("send_message", json!({"text": "hi"}), Some("c1"))
-            )
-            .is_none()
+        let r = req("send_message", json!({"text": "hi"}), Some("c1"));
+        assert!(matching_call(&pending, &r, false).is_none());
+        assert!(matching_call(&pending, &r, true).is_none());
+        // A stray key the model added (the plugin's schema dropped it) is
+        // not an argument of any tool: tolerated.
+        let stray = vec![call(
+            "pocketbrain_send_message",
+            "c1",
+            "running",
+            json!({"text": "hi", "mood": "happy"}),
+        )];
+        assert!(matching_call(&stray, &r, false).is_some());
+    }
+
+    #[test]
+    fn a_finished_call_counts_only_for_a_request_left_from_before_the_restart() {
+        let r = req("send_message", json!({"text": "hi"}), Some("c1"));
+        for status in ["completed", "error"] {
+            let calls = vec![call(
+                "pocketbrain_send_message",
+                "c1",
+                status,
+                json!({"text": "hi"}),
+            )];
+            assert!(
+                matching_call(&calls, &r, false).is_none(),
+                "{status}: a forged replay of a finished call"
+            );
+            assert!(
+                matching_call(&calls, &r, true).is_some(),
+                "{status}: left over"
+            );
+            let other = req("send_message", json!({"text": "other"}), Some("c1"));
+            assert!(
+                matching_call(&calls, &other, true).is_none(),
+                "{status}: left over, other args"
+            );
+        }
+    }
+
+    #[test]
+    fn one_pass_is_round_robin_over_sessions_with_a_share_each() {
+        // Session "a" floods 500 requests before "b" makes one.
+        let mut items: Vec<(&str, String)> = (0..500).map(|i| ("a", format!("a{i:03}"))).collect();
+        items.push(("b", "b000".into()));
+        items.push(("c", "c000".into()));
+        items.push(("a", "a500".into()));
+        let (order, more) = fair_order(items, 4);
+        assert!(more, "a's surplus waits for the next pass");
+        assert_eq!(
+            order,
+            vec!["a000", "b000", "c000", "a001", "a002", "a003"],
+            "b and c are acted on after one of a's requests"
         );
+        let (order, more) = fair_order(vec![("x", 1), ("x", 2), ("y", 3)], 4);
+        assert_eq!((order, more), (vec![1, 3, 2], false));
+    }
+
+    #[test]
+    fn failed_requests_are_pruned_by_age_and_count() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = SafeDir::open_root(t.path()).unwrap();
+        let now = SystemTime::now();
+        let set_age = |name: &str, age: Duration| {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(t.path().join(name))
+                .unwrap();
+            f.set_modified(now - age).unwrap();
+        };
+        for i in 0..6 {
+            let name = format!("f{i}.json");
+            dir.write(&name, b"{}").unwrap();
+            set_age(&name, Duration::from_secs(3600 * (i + 1)));
+        }
+        dir.write("ancient.json", b"{}").unwrap();
+        set_age("ancient.json", Duration::from_secs(8 * 24 * 3600));
+        prune(&dir, now, FAILED_TTL, 4);
+        let mut left: Vec<String> = dir
+            .names()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec!["f0.json", "f1.json", "f2.json", "f3.json"],
+            "past the age limit, then the oldest beyond the count, are gone"
+        );
+    }
+
+    #[test]
+    fn plugin_install_replaces_planted_symlinks_and_leaves_their_targets() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside.txt");
+        std::fs::write(&outside, "precious").unwrap();
+        let outside_dir = t.path().join("outside-dir");
+        std::fs::create_dir_all(&outside_dir).unwrap();
+        let ws = t.path().join("ws");
+        std::fs::create_dir_all(ws.join(".opencode/plugin")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.join(".opencode/plugin/pocketbrain.ts")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.join(".opencode/pocketbrain.json")).unwrap();
+        std::os::unix::fs::symlink(&outside_dir, ws.join(".opencode/pocketbrain")).unwrap();
+        install_plugin(&ws, Path::new("/data/ipc"), Duration::from_secs(30), &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+        assert!(std::fs::read_dir(&outside_dir).unwrap().next().is_none());
+        let entry = ws.join(".opencode/plugin/pocketbrain.ts");
+        assert!(!entry.is_symlink());
+        assert!(
+            std::fs::read_to_string(entry)
+                .unwrap()
+                .contains("export const PocketBrain")
+        );
+        assert!(!ws.join(".opencode/pocketbrain").is_symlink());
+        assert!(ws.join(".opencode/pocketbrain/ipc.ts").is_file());
     }
 
     #[test]
     fn plugin_install_writes_once_and_config_points_at_ipc() {
         let dir = tempfile::tempdir().unwrap();
-        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
         let cfg: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join(".opencode/pocketbrain.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(cfg, json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000}));
+        assert_eq!(
+            cfg,
+            json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000, "secret_env": []})
+        );
         let plugin = dir.path().join(".opencode/plugin/pocketbrain.ts");
         let before = std::fs::metadata(&plugin).unwrap().modified().unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             std::fs::metadata(&plugin).unwrap().modified().unwrap(),
             before,
@@ -726,7 +1142,13 @@ mod tests {
     #[test]
     fn the_installed_plugin_finds_all_it_imports() {
         let dir = tempfile::tempdir().unwrap();
-        install_plugin(dir.path(), Path::new("/data/ipc"), Duration::from_secs(30)).unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
         let base = dir.path().join(".opencode");
         let manifest: Value =
             serde_json::from_str(&std::fs::read_to_string(base.join("package.json")).unwrap())
