@@ -38,6 +38,7 @@ use crate::agent::Agent;
 use crate::agent::{AgentError, ToolCall};
 use crate::channel::Channel;
 use crate::ids::SessionId;
+use crate::metrics::ToolEnd;
 use crate::outbound::Persona;
 use crate::store::LedgerEntry;
 use crate::store::Store;
@@ -180,7 +181,7 @@ impl Ipc {
             Err(_) => return Ok(()), // taken meanwhile
         };
         if size > MAX_REQUEST_BYTES {
-            self.refuse(
+            self.refuse_unread(
                 path,
                 None,
                 "too_large",
@@ -195,7 +196,7 @@ impl Ipc {
         let value: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                self.refuse(path, None, "malformed", &format!("malformed JSON: {e}"));
+                self.refuse_unread(path, None, "malformed", &format!("malformed JSON: {e}"));
                 return Ok(());
             }
         };
@@ -204,7 +205,7 @@ impl Ipc {
             .filter(|i| valid_id(i))
             .map(str::to_owned);
         let Some(id) = id else {
-            self.refuse(path, None, "malformed", "no valid request id (req_...)");
+            self.refuse_unread(path, None, "malformed", "no valid request id (req_...)");
             return Ok(());
         };
         if value["version"].as_u64() != Some(VERSION as u64) {
@@ -212,13 +213,13 @@ impl Ipc {
                 "unsupported protocol version {}; this bridge speaks version {VERSION}",
                 value["version"]
             );
-            self.refuse(path, Some(&id), "unsupported_version", &why);
+            self.refuse_unread(path, Some(&id), "unsupported_version", &why);
             return Ok(());
         }
         let req: Request = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(e) => {
-                self.refuse(
+                self.refuse_unread(
                     path,
                     Some(&id),
                     "malformed",
@@ -240,8 +241,20 @@ impl Ipc {
         }
         let response = self.act(&req).await?;
         match response {
-            Acted::Answer(resp) => self.respond(path, &resp),
-            Acted::Refused(code, why) => self.refuse(path, Some(&req.id), code, &why),
+            Acted::Answer(resp) => {
+                let end = if resp.ok { ToolEnd::Ok } else { ToolEnd::Error };
+                crate::metrics::tool_call(&req.tool, end);
+                self.respond(path, &resp)
+            }
+            Acted::Refused(code, why) => {
+                let end = if code == "forged" {
+                    ToolEnd::Forged
+                } else {
+                    ToolEnd::Refused
+                };
+                crate::metrics::tool_call(&req.tool, end);
+                self.refuse(path, Some(&req.id), code, &why)
+            }
         }
         Ok(())
     }
@@ -382,6 +395,12 @@ impl Ipc {
             return;
         }
         let _ = std::fs::remove_file(request);
+    }
+
+    /// [`Self::refuse`] for a request refused before its tool was known.
+    fn refuse_unread(&self, path: &Path, id: Option<&str>, code: &str, why: &str) {
+        crate::metrics::tool_call("unknown", ToolEnd::Refused);
+        self.refuse(path, id, code, why);
     }
 
     /// Logs, answers with an error when an id is known, and moves the file aside.
