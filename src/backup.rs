@@ -132,8 +132,26 @@ fn copy_db(src: &Path, dst: &Path) -> Result<()> {
     from.busy_timeout(std::time::Duration::from_secs(10))?;
     let mut to = Connection::open(dst)?;
     {
-        let b = rusqlite::backup::Backup::new(&from, &mut to)?;
-        b.run_to_completion(-1, std::time::Duration::ZERO, None)?;
+        use rusqlite::backup::{Backup, StepResult};
+        let b = Backup::new(&from, &mut to)?;
+        // Every page in one step (-1): one read transaction, one snapshot.
+        // Busy or locked: another connection holds a lock; wait a little.
+        let mut tries = 0;
+        loop {
+            match b.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                _ => {
+                    return Err(BackupError::Invalid(format!(
+                        "{} stayed locked; try again",
+                        src.display()
+                    )));
+                }
+            }
+        }
     }
     let _: String = to.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
     Ok(())

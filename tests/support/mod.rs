@@ -370,6 +370,11 @@ impl World {
         &self.bridge.as_ref().expect("bridge running").base
     }
 
+    /// The running bridge's base URL (`http://host:port`).
+    pub fn base_url(&self) -> String {
+        self.base().to_owned()
+    }
+
     /// `kill -9` the bridge.
     pub fn kill9(&mut self) {
         let mut b = self.bridge.take().expect("bridge running");
