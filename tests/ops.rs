@@ -220,7 +220,7 @@ async fn token_guards_every_route_but_a_minimal_health() {
     w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
     w.set_env("PB_HTTP_ADDR", "0.0.0.0:0");
     w.set_env("PB_LOG_FORMAT", "json");
-    let (ok, _, err) = w.cli(&["serve"]);
+    let (ok, _, err) = w.cli_ending(&["serve"], Duration::from_secs(60));
     assert!(!ok, "served on 0.0.0.0 without a token");
     assert!(
         err.contains("is not a loopback address") && err.contains("PB_HTTP_TOKEN"),
