@@ -45,6 +45,22 @@ use crate::{http, scheduler, sender};
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(
+        "another bridge is running on the data folder {0} (it holds bridge.lock); stop it first"
+    )]
+    Locked(PathBuf),
+    #[error("cannot lock the data folder {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("fake channel store {path}: {source}")]
@@ -81,6 +97,8 @@ pub struct App {
     ipc_dirs: IpcDirs,
     managed: Option<ManagedServer>,
     client: Client,
+    /// Held while the bridge runs: `restore` and a second bridge wait for it.
+    _lock: crate::backup::DataLock,
 }
 
 impl App {
@@ -88,6 +106,17 @@ impl App {
     /// a port clash is reported at once), opens the channel, installs the
     /// plugin and, without `OPENCODE_URL`, spawns OpenCode.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        config.check_http_bind()?;
+        crate::metrics::set_channel(match config.channel {
+            ChannelKind::WhatsApp => "whatsapp",
+            ChannelKind::Fake => "fake",
+        });
+        let lock = crate::backup::DataLock::try_acquire(&config.data_dir)
+            .map_err(|source| StartError::Lock {
+                path: config.data_dir.clone(),
+                source,
+            })?
+            .ok_or_else(|| StartError::Locked(config.data_dir.clone()))?;
         let db = config.db_path();
         let store = tokio::task::spawn_blocking(move || Store::open(&db))
             .await
@@ -106,6 +135,7 @@ impl App {
             .await
             .map_err(listen_err)?;
         let addr = listener.local_addr().map_err(listen_err)?;
+        write_token_file(&config)?;
 
         let (channel, fake, whatsapp): (Arc<dyn Channel>, _, _) = match config.channel {
             ChannelKind::WhatsApp => {
@@ -177,6 +207,7 @@ impl App {
             ipc_dirs,
             managed,
             client,
+            _lock: lock,
         })
     }
 
@@ -197,6 +228,7 @@ impl App {
             ipc_dirs,
             managed,
             client,
+            _lock,
         } = self;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -267,6 +299,8 @@ impl App {
             tasks_wake: tasks_wake.clone(),
             max_text_bytes: config.max_text_bytes,
             fake,
+            token: config.http_token.clone(),
+            opencode_url: client.base().to_string(),
         });
         tracker.spawn({
             let cancel = cancel.clone();
@@ -357,6 +391,36 @@ impl App {
         let _ = std::fs::remove_file(config.data_dir.join(HTTP_ADDR_FILE));
         Ok(())
     }
+}
+
+/// Writes `PB_HTTP_TOKEN` to [`Config::token_file`], readable by its owner
+/// only, so the CLI finds it; without a token, removes a stale file.
+fn write_token_file(config: &Config) -> Result<(), StartError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = config.token_file();
+    let err = |source| StartError::TokenFile {
+        path: path.clone(),
+        source,
+    };
+    let Some(token) = &config.http_token else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+            _ => return Ok(()),
+        }
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(err)?;
+    // An older file keeps its mode through open: narrow it first.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
+    f.write_all(token.expose().as_bytes()).map_err(err)?;
+    Ok(())
 }
 
 /// The WhatsApp channel's settings from the configuration.

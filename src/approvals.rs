@@ -206,6 +206,7 @@ impl Approvals {
                 .all(|p| rules.iter().any(|r| rule_matches(r, p)))
         {
             tracing::info!(id = %ask.id, chat = %reg.jid, permission = %ask.permission, detail = %ask.detail, "allowed by the owner's earlier \"always\"");
+            crate::metrics::approval("by_rule");
             return self.answer(&ask, PermissionReply::Once, None).await;
         }
         let chats = inner.store.list_chats().await?;
@@ -242,6 +243,7 @@ impl Approvals {
             return Ok(());
         };
         tracing::info!(code = %approval.code, chat = %reg.jid, permission = %ask.permission, detail = %ask.detail, "approval asked in the main chat");
+        crate::metrics::approval("asked");
         self.send(&main.jid, &ask_text(&reg, &ask, &approval, timeout))
             .await?;
         self.send(
@@ -321,6 +323,11 @@ impl Approvals {
             tracing::warn!(code = %code, error = %e, "OpenCode did not take the owner's answer (the request may be gone)");
         }
         tracing::info!(code = %code, chat = %approval.chat, decision = ?decision, "approval answered by the owner");
+        crate::metrics::approval(match decision {
+            Decision::Yes => "approved",
+            Decision::Always => "always",
+            Decision::No => "rejected",
+        });
         let confirm = match decision {
             Decision::Yes => format!("Allowed once ({code})."),
             Decision::Always => format!(
@@ -375,6 +382,7 @@ impl Approvals {
                 continue;
             }
             tracing::info!(code = %a.code, chat = %a.chat, "approval not answered in time; rejected");
+            crate::metrics::approval("expired");
             let dir = std::path::PathBuf::from(&a.directory);
             if let Err(e) = self
                 .inner

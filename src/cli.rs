@@ -1,18 +1,21 @@
 //! The command line: `serve`, `chats list|register|unregister`, `tasks`,
-//! `whatsapp logout`, `health`, `status`.
+//! `whatsapp logout`, `health`, `status`, `doctor`, `backup`, `restore`.
 //!
 //! The management commands work on the database directly (WAL lets them run
 //! beside a running bridge), and the bridge reads registrations per message,
-//! so registering or unregistering takes effect without a restart.
+//! so registering or unregistering takes effect without a restart. Commands
+//! that ask the running bridge find its address and token in the data
+//! folder ([`Api`]).
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Command as ClapCommand, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::ids::{ChatJid, Folder};
-use crate::model::{ContextMode, Profile, RegisteredChat, RunState, TriggerRule};
+use crate::model::{ContextMode, Profile, RegisteredChat, TriggerRule};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -78,11 +81,35 @@ pub enum Command {
     /// checks): prints its status and codes; exits non-zero when it does
     /// not answer or its store fails.
     Health,
-    /// Show what the bridge is doing.
+    /// Show what the bridge is doing: link, OpenCode, chats, parked chats,
+    /// outbox backlog, next tasks, pending approvals.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Check the settings, folders, port, OpenCode, plugin and WhatsApp
+    /// pairing; print a fix for each problem; exit non-zero when one is broken.
+    Doctor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the store, the WhatsApp device keys and
+    /// the chats' folders to one archive, while the bridge runs.
+    Backup {
+        /// The archive to write (a tar file).
+        file: PathBuf,
+        /// Then open the copy: integrity check and schema version.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Restore an archive written by `backup` (the bridge must be stopped).
+    Restore {
+        file: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -203,6 +230,11 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("unhealthy: {0}")]
     Unhealthy(String),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+    /// Doctor found problems; it has printed them.
+    #[error("doctor found problems")]
+    Broken,
 }
 
 /// Runs a parsed command line.
@@ -232,17 +264,149 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         } => whatsapp_logout(&config, force).await,
         Command::Status { json } => status(&config, json).await,
         Command::Health => health(&config).await,
+        Command::Doctor { json } => doctor(&config, json).await,
+        Command::Backup { file, verify } => backup(config, file, verify).await,
+        Command::Restore { file, force } => restore(config, file, force).await,
     }
 }
 
+/// The running bridge's HTTP API: its address (what it wrote at start,
+/// else the setting) and its token (`PB_HTTP_TOKEN`, else the file the
+/// bridge wrote).
+pub struct Api {
+    pub addr: String,
+    token: Option<crate::config::Secret>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(config: &Config, timeout: std::time::Duration) -> Self {
+        let token = config.http_token.clone().or_else(|| {
+            std::fs::read_to_string(config.token_file())
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .map(crate::config::Secret::new)
+        });
+        Api {
+            addr: bridge_addr(config),
+            token,
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("a client with a timeout builds"),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self
+            .http
+            .request(method, format!("http://{}{path}", self.addr));
+        match &self.token {
+            Some(t) => r.bearer_auth(t.expose()),
+            None => r,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `GET path` as JSON, if the bridge answers with a success.
+    async fn get_json(&self, path: &str) -> Option<serde_json::Value> {
+        let r = self.get(path).send().await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+}
+
+async fn doctor(config: &Config, json: bool) -> Result<(), CliError> {
+    let api = Api::new(config, std::time::Duration::from_secs(5));
+    let running = api.get_json("/status").await;
+    let checks = crate::doctor::run(
+        config,
+        &crate::doctor::BridgeApi {
+            addr: api.addr.clone(),
+            token: api.token.clone(),
+        },
+        running,
+    )
+    .await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::doctor::render(&checks));
+    }
+    if crate::doctor::broken(&checks) {
+        Err(CliError::Broken)
+    } else {
+        Ok(())
+    }
+}
+
+async fn backup(config: Config, file: PathBuf, verify: bool) -> Result<(), CliError> {
+    let (manifest, verified) = tokio::task::spawn_blocking(move || {
+        let m = crate::backup::backup(&config, &file)?;
+        let v = if verify {
+            Some(crate::backup::verify(&config, &file)?)
+        } else {
+            None
+        };
+        Ok::<_, crate::backup::BackupError>((m, v))
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("backup task failed: {e}")))??;
+    println!(
+        "Backed up the store (schema {}){}, {} file(s) of the chats' folders.",
+        manifest.schema_version,
+        if manifest.device_store {
+            ", the WhatsApp device keys"
+        } else {
+            ""
+        },
+        manifest.chat_files
+    );
+    if let Some(v) = verified {
+        println!(
+            "Verified: integrity ok, schema version {}, {} registered chat(s), {} message(s).",
+            v.manifest.schema_version, v.chats_registered, v.messages
+        );
+    }
+    Ok(())
+}
+
+async fn restore(config: Config, file: PathBuf, force: bool) -> Result<(), CliError> {
+    let v = tokio::task::spawn_blocking(move || crate::backup::restore(&config, &file, force))
+        .await
+        .map_err(|e| CliError::Usage(format!("restore task failed: {e}")))??;
+    println!(
+        "Restored the backup of {} (schema {}): {} registered chat(s), {} message(s){}. Start the bridge.",
+        chrono::DateTime::from_timestamp_millis(v.manifest.created_at_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+        v.manifest.schema_version,
+        v.chats_registered,
+        v.messages,
+        if v.manifest.device_store {
+            ", the WhatsApp device keys"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
 async fn health(config: &Config) -> Result<(), CliError> {
-    let addr = bridge_addr(config);
+    let api = Api::new(config, std::time::Duration::from_secs(3));
+    let addr = api.addr.clone();
     let unhealthy = |why: String| CliError::Unhealthy(format!("bridge at {addr}: {why}"));
-    let response = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(3))
-        .build()
-        .map_err(|e| unhealthy(e.to_string()))?
-        .get(format!("http://{addr}/health"))
+    let response = api
+        .get("/health")
         .send()
         .await
         .map_err(|e| unhealthy(format!("no answer ({e})")))?;
@@ -423,16 +587,11 @@ async fn operator(
 
 /// Tells a running bridge that tasks changed (best effort).
 async fn poke_scheduler(config: &Config) {
-    let addr = bridge_addr(config);
-    if let Ok(client) = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
-        .build()
-    {
-        let _ = client
-            .post(format!("http://{addr}/tasks/changed"))
-            .send()
-            .await;
-    }
+    let api = Api::new(config, std::time::Duration::from_secs(2));
+    let _ = api
+        .request(reqwest::Method::POST, "/tasks/changed")
+        .send()
+        .await;
 }
 
 /// A task's chat, as the caller for operator commands.
@@ -628,77 +787,27 @@ async fn whatsapp_logout(config: &Config, force: bool) -> Result<(), CliError> {
 }
 
 async fn status(config: &Config, json: bool) -> Result<(), CliError> {
-    let store = open_store(config)?;
-    let summary = store.summary().await?;
-    let runs = store.runs().await?;
-    let live = live_health(config).await;
+    let api = Api::new(config, std::time::Duration::from_secs(3));
+    let from_bridge = api
+        .get_json("/status")
+        .await
+        .and_then(|v| serde_json::from_value::<crate::status::Status>(v).ok());
+    let st = match from_bridge {
+        Some(st) => st,
+        None => crate::status::from_store(&open_store(config)?).await?,
+    };
     if json {
-        let out = serde_json::json!({
-            "bridge": live,
-            "store": summary,
-            "runs": runs.iter().map(|r| serde_json::json!({
-                "chat": r.chat, "state": r.state, "attempts": r.attempts, "reason": r.reason,
-            })).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return Ok(());
-    }
-    match &live {
-        Some(h) => {
-            let codes: Vec<String> = [
-                h["checks"]["store"].as_str(),
-                h["checks"]["opencode"].as_str(),
-                h["checks"]["channel"]["code"].as_str(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(str::to_owned)
-            .collect();
-            println!(
-                "bridge: running, status {} ({})",
-                h["status"].as_str().unwrap_or("?"),
-                codes.join(", ")
-            );
-        }
-        None => println!("bridge: not running (no answer on its HTTP address)"),
-    }
-    println!(
-        "chats: {} seen, {} registered; messages: {}; outbox: {} pending, {} failed",
-        summary.chats_seen,
-        summary.chats_registered,
-        summary.messages,
-        summary.outbox_pending,
-        summary.outbox_failed
-    );
-    println!(
-        "runs: {} in flight, {} parked",
-        summary.runs_in_flight, summary.runs_parked
-    );
-    for r in runs.iter().filter(|r| r.state == RunState::Parked) {
-        println!(
-            "  parked {} after {} attempts: {}",
-            r.chat,
-            r.attempts,
-            r.reason.as_deref().unwrap_or("?")
-        );
-    }
-    if let Some(h) = &live {
-        for c in h["queue"]["chats"].as_array().into_iter().flatten() {
-            println!("  {} {}", c["chat"].as_str().unwrap_or("?"), c["phase"]);
-        }
+        println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+    } else {
+        print!("{}", crate::status::render_text(&st, config.tz));
     }
     Ok(())
 }
 
 /// The running bridge's `/health`, if it answers.
 async fn live_health(config: &Config) -> Option<serde_json::Value> {
-    let addr = bridge_addr(config);
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(3))
-        .build()
-        .ok()?;
-    client
-        .get(format!("http://{addr}/health"))
+    Api::new(config, std::time::Duration::from_secs(3))
+        .get("/health")
         .send()
         .await
         .ok()?

@@ -62,6 +62,28 @@ pub struct Config {
         hide_env_values = true
     )]
     pub http_addr: SocketAddr,
+    /// Bearer token every HTTP route but /health requires; needed when
+    /// PB_HTTP_ADDR is not a loopback address
+    #[arg(
+        long,
+        env = "PB_HTTP_TOKEN",
+        value_name = "PB_HTTP_TOKEN",
+        value_parser = Secret::parse,
+        global = true,
+        hide_env_values = true
+    )]
+    pub http_token: Option<Secret>,
+    /// Log format: human (default) or json (one JSON object per line)
+    #[arg(
+        long,
+        env = "PB_LOG_FORMAT",
+        value_name = "PB_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Human,
+        global = true,
+        hide_env_values = true
+    )]
+    pub log_format: LogFormat,
     /// Channel: WhatsApp, or fake (an HTTP stand-in for trying it out, /fake/*)
     #[arg(
         long,
@@ -348,13 +370,17 @@ pub struct Config {
     pub stream_watchdog: Duration,
 }
 
+/// Shortest `PB_HTTP_TOKEN` accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// A secret string: never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
+    /// Wraps a secret read from somewhere other than the command line.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
     }
 
     pub fn expose(&self) -> &str {
@@ -378,6 +404,14 @@ pub enum ChannelKind {
     #[value(name = "whatsapp")]
     WhatsApp,
     Fake,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines (colours on a terminal).
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -511,8 +545,22 @@ pub fn unset_blank_env(cmd: clap::Command) -> clap::Command {
 
 impl Config {
     /// What clap does not check: an OpenCode URL is http(s) and carries no
-    /// credentials (a URL is logged; clap would echo a refused one).
+    /// credentials (a URL is logged; clap would echo a refused one); an
+    /// HTTP token is long enough to guess no better than a key and fits in
+    /// a header.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.http_token {
+            let t = token.expose();
+            if t.len() < MIN_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError {
+                    setting: "PB_HTTP_TOKEN",
+                    flag: "--http-token",
+                    why: format!(
+                        "use at least {MIN_TOKEN_LEN} printable ASCII characters without spaces (e.g. 32 random bytes in hex)"
+                    ),
+                });
+            }
+        }
         let err = |why: &str| ConfigError {
             setting: "OPENCODE_URL",
             flag: "--opencode-url",
@@ -529,6 +577,28 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The rule for serving: an HTTP address other people can reach needs
+    /// `PB_HTTP_TOKEN`.
+    pub fn check_http_bind(&self) -> Result<(), ConfigError> {
+        if !self.http_addr.ip().is_loopback() && self.http_token.is_none() {
+            return Err(ConfigError {
+                setting: "PB_HTTP_ADDR",
+                flag: "--http-addr",
+                why: format!(
+                    "{} is not a loopback address, so every route but /health needs a token: set PB_HTTP_TOKEN (at least {MIN_TOKEN_LEN} characters), or bind to 127.0.0.1",
+                    self.http_addr
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file the running bridge writes its token to (owner-only), for
+    /// the CLI.
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir.join("http-token")
     }
 
     /// The bridge's database file.
@@ -827,6 +897,53 @@ mod tests {
                 && !e.contains("hunter2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token_and_a_token_must_be_long() {
+        let public = [("PB_HTTP_ADDR", "0.0.0.0:8787")];
+        let e = parse(&public, &["serve"])
+            .unwrap()
+            .check_http_bind()
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "invalid PB_HTTP_ADDR (--http-addr): 0.0.0.0:8787 is not a loopback address"
+            ) && e.to_string().contains("set PB_HTTP_TOKEN"),
+            "{e}"
+        );
+        let with = [
+            ("PB_HTTP_ADDR", "0.0.0.0:8787"),
+            ("PB_HTTP_TOKEN", "0123456789abcdef0123"),
+        ];
+        let c = parse(&with, &["serve"]).unwrap();
+        c.check_http_bind().unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+        for local in ["127.0.0.1:8787", "[::1]:8787"] {
+            parse(&[("PB_HTTP_ADDR", local)], &["serve"])
+                .unwrap()
+                .check_http_bind()
+                .unwrap();
+        }
+        let e = refused(&[("PB_HTTP_TOKEN", "short")], &["serve"]);
+        assert!(
+            e.starts_with("invalid PB_HTTP_TOKEN (--http-token): use at least 16"),
+            "{e}"
+        );
+        assert!(!e.contains("short"), "{e}");
+    }
+
+    #[test]
+    fn log_format_is_human_unless_json_is_asked_for() {
+        assert_eq!(parse(&[], &["serve"]).unwrap().log_format, LogFormat::Human);
+        assert_eq!(
+            parse(&[("PB_LOG_FORMAT", "json")], &["serve"])
+                .unwrap()
+                .log_format,
+            LogFormat::Json
+        );
+        let e = refused(&[("PB_LOG_FORMAT", "xml")], &["serve"]);
+        assert!(e.contains("[possible values: human, json]"), "{e}");
     }
 
     #[test]

@@ -1,16 +1,24 @@
-//! The bridge's HTTP server: `/health` always, `/fake/*` when the fake
-//! channel is selected.
+//! The bridge's HTTP server: `/health`, `/metrics`, `/status` always,
+//! `/fake/*` when the fake channel is selected.
 //!
 //! Every request body is validated here, at the boundary: a refusal is a
 //! `4xx {"error": "<why>"}` naming the field or limit, it is logged, and
 //! nothing else is disturbed.
+//!
+//! Access. With `PB_HTTP_TOKEN` set, every route but `/health` needs
+//! `Authorization: Bearer <token>` (compared in constant time; 401
+//! otherwise), and `/health` shows an unauthenticated caller only its
+//! status and codes: no chat ids, no counts. A JSON body is read only when
+//! it is declared `application/json` (415 otherwise): a web page can post a
+//! form or plain text to a loopback address without asking, but not JSON.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,6 +31,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::agent::Agent;
 use crate::channel::Channel;
 use crate::channel::fake::FakeChannel;
+use crate::config::Secret;
 use crate::ids::{ChatJid, MessageId};
 use crate::intake::Intake;
 use crate::queue::ChatQueue;
@@ -46,6 +55,10 @@ pub struct AppState {
     /// `PB_MAX_TEXT_BYTES`.
     pub max_text_bytes: usize,
     pub fake: Option<FakeChannel>,
+    /// `PB_HTTP_TOKEN`.
+    pub token: Option<Secret>,
+    /// OpenCode's base URL (no credentials), for `/status` and doctor.
+    pub opencode_url: String,
 }
 
 /// A refusal: status and reason.
@@ -67,7 +80,8 @@ impl IntoResponse for ApiError {
 
 pub fn router(state: AppState) -> Router {
     let mut r = Router::new()
-        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
         .route("/tasks/changed", post(tasks_changed));
     if state.fake.is_some() {
         r = r
@@ -76,7 +90,70 @@ pub fn router(state: AppState) -> Router {
             .route("/fake/link", post(fake_link))
             .route("/fake/receipt", post(fake_receipt));
     }
+    let r = guard(r, state.token.clone()).route("/health", get(health));
     limit_bodies(r).with_state(state)
+}
+
+/// Puts `r`'s routes behind the token (when there is one) and the JSON
+/// content-type rule.
+fn guard<S: Clone + Send + Sync + 'static>(r: Router<S>, token: Option<Secret>) -> Router<S> {
+    r.route_layer(axum::middleware::from_fn(json_only))
+        .route_layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let token = token.clone();
+                async move {
+                    if authorized(token.as_ref(), req.headers()) {
+                        next.run(req).await
+                    } else {
+                        ApiError(
+                            StatusCode::UNAUTHORIZED,
+                            "missing or wrong bearer token (Authorization: Bearer <PB_HTTP_TOKEN>)"
+                                .into(),
+                        )
+                        .into_response()
+                    }
+                }
+            },
+        ))
+}
+
+/// Whether `headers` carry the token; always, when none is set. The
+/// comparison takes the same time wherever the first difference is.
+fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(token) = token else { return true };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
+}
+
+/// Refuses a body sent with a method that carries one unless it is
+/// declared `application/json`. A request with no body at all passes.
+async fn json_only(req: Request, next: Next) -> Response {
+    let has_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+        && (req.headers().contains_key(header::CONTENT_TYPE)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|l| l.as_bytes() != b"0")
+            || req.headers().contains_key(header::TRANSFER_ENCODING));
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if has_body && !json {
+        return ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON with Content-Type: application/json".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Caps request bodies at [`MAX_BODY_BYTES`] with tower-http: a body whose
@@ -109,7 +186,7 @@ async fn json_refusal(res: Response) -> Response {
     }
 }
 
-async fn health(State(s): State<AppState>) -> Response {
+async fn health(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let summary = s.store.summary().await;
     let (store_code, summary) = match summary {
         Ok(sum) => ("store-ok", Some(sum)),
@@ -121,28 +198,16 @@ async fn health(State(s): State<AppState>) -> Response {
     let opencode = s.agent.health_code();
     let link = s.channel.link().borrow().clone();
     let queue = s.queue.snapshot();
-    let parked = queue
-        .iter()
-        .filter(|(_, p)| matches!(p, crate::queue::ChatPhase::Parked { .. }))
-        .count();
-    let mut problems = Vec::new();
-    if store_code != "store-ok" {
-        problems.push(store_code);
-    }
-    if opencode != "opencode-ok" {
-        problems.push(opencode);
-    }
-    if !link.up {
-        problems.push(link.code);
-    }
-    if parked > 0 {
-        problems.push("runs-parked");
-    }
-    let status = if problems.is_empty() {
-        "ok"
+    let (status, problems) = problems(&s, store_code == "store-ok");
+    let code = if store_code == "store-ok" {
+        StatusCode::OK
     } else {
-        "degraded"
+        StatusCode::SERVICE_UNAVAILABLE
     };
+    if !authorized(s.token.as_ref(), &headers) {
+        // Anyone may ask whether the bridge is up; only the owner sees more.
+        return (code, Json(json!({ "status": status, "codes": problems }))).into_response();
+    }
     let body = json!({
         "status": status,
         "codes": problems,
@@ -158,12 +223,114 @@ async fn health(State(s): State<AppState>) -> Response {
         },
         "store": summary,
     });
-    let code = if store_code == "store-ok" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (code, Json(body)).into_response()
+}
+
+/// The problems `/health` lists, and the overall status they make.
+fn problems(s: &AppState, store_ok: bool) -> (&'static str, Vec<&'static str>) {
+    let mut problems = Vec::new();
+    if !store_ok {
+        problems.push("store-error");
+    }
+    let opencode = s.agent.health_code();
+    if opencode != "opencode-ok" {
+        problems.push(opencode);
+    }
+    let link = s.channel.link().borrow().clone();
+    if !link.up {
+        problems.push(link.code);
+    }
+    if s.queue
+        .snapshot()
+        .iter()
+        .any(|(_, p)| matches!(p, crate::queue::ChatPhase::Parked { .. }))
+    {
+        problems.push("runs-parked");
+    }
+    let status = if problems.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
+    (status, problems)
+}
+
+/// Every metric in the OpenMetrics text format, the state gauges read now.
+async fn metrics(State(s): State<AppState>) -> Response {
+    use crate::queue::ChatPhase;
+    let outbox = match crate::status::outbox_by_state(&s.store).await {
+        Ok(rows) => rows
+            .into_iter()
+            .filter_map(|(state, n)| {
+                crate::metrics::OUTBOX_STATES
+                    .iter()
+                    .find(|s| **s == state)
+                    .map(|s| (*s, n))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot count outbox rows");
+            Vec::new()
+        }
+    };
+    let queue = s
+        .queue
+        .snapshot()
+        .into_iter()
+        .map(|(_, p)| {
+            let state = match p {
+                ChatPhase::Queued => "queued",
+                ChatPhase::Running => "running",
+                ChatPhase::WaitingRetry { .. } => "waiting_retry",
+                ChatPhase::Parked { .. } => "parked",
+            };
+            (state, 1)
+        })
+        .collect();
+    let link = s.channel.link().borrow().clone();
+    let text = crate::metrics::render(&crate::metrics::Snapshot {
+        queue,
+        runs_active: s.queue.running() as i64,
+        outbox,
+        link_up: link.up,
+        link_code: link.code,
+    });
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// What the bridge is doing: see [`crate::status`].
+async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let mut st = crate::status::from_store(&s.store).await.map_err(|e| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}"),
+        )
+    })?;
+    let (overall, codes) = problems(&s, true);
+    let link = s.channel.link().borrow().clone();
+    st.live = Some(crate::status::Live {
+        status: overall.into(),
+        codes: codes.into_iter().map(str::to_owned).collect(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        link: crate::status::LinkState {
+            up: link.up,
+            code: link.code.into(),
+            message: link.message,
+        },
+        opencode: s.agent.health_code().into(),
+        opencode_url: s.opencode_url.clone(),
+        runs_active: s.queue.running(),
+        queue: s
+            .queue
+            .snapshot()
+            .into_iter()
+            .map(|(chat, phase)| crate::status::QueueEntry {
+                chat: chat.to_string(),
+                phase: serde_json::to_value(phase).unwrap_or_default(),
+            })
+            .collect(),
+    });
+    Ok(Json(st).into_response())
 }
 
 /// Wakes the scheduler after the CLI changed tasks in the database.
@@ -549,6 +716,73 @@ mod tests {
             .body(axum::body::Body::from(json))
             .unwrap();
         assert_eq!(send(app, req).await, (StatusCode::OK, json!({})));
+    }
+
+    /// A guarded POST route that echoes JSON, and the status of a request.
+    async fn guarded(
+        token: Option<&str>,
+        req: axum::http::request::Builder,
+        body: &str,
+    ) -> StatusCode {
+        use tower::ServiceExt;
+        let echo = |body: Result<Bytes, BytesRejection>| async move {
+            parse_body::<Value>(body).map(Json)
+        };
+        let app = guard(
+            Router::new().route("/x", post(echo).get(|| async { "ok" })),
+            token.map(Secret::new),
+        );
+        let req = req.body(axum::body::Body::from(body.to_owned())).unwrap();
+        app.oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn with_a_token_every_guarded_route_needs_it() {
+        let token = Some("0123456789abcdef-token");
+        let get = || axum::http::Request::get("/x");
+        assert_eq!(guarded(token, get(), "").await, StatusCode::UNAUTHORIZED);
+        let wrong = get().header("authorization", "Bearer 0123456789abcdef-tokeN");
+        assert_eq!(guarded(token, wrong, "").await, StatusCode::UNAUTHORIZED);
+        let basic = get().header("authorization", "Basic 0123456789abcdef-token");
+        assert_eq!(guarded(token, basic, "").await, StatusCode::UNAUTHORIZED);
+        let right = get().header("authorization", "Bearer 0123456789abcdef-token");
+        assert_eq!(guarded(token, right, "").await, StatusCode::OK);
+        // Without a token (loopback only) nothing is asked.
+        assert_eq!(guarded(None, get(), "").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_only_when_declared_json() {
+        let post = |ct: Option<&str>| {
+            let r = axum::http::Request::post("/x");
+            match ct {
+                Some(ct) => r.header("content-type", ct),
+                None => r.header("content-length", "2"),
+            }
+        };
+        for refused in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            assert_eq!(
+                guarded(None, post(refused), "{}").await,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{refused:?}"
+            );
+        }
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+        ] {
+            assert_eq!(
+                guarded(None, post(Some(ok)), "{}").await,
+                StatusCode::OK,
+                "{ok}"
+            );
+        }
     }
 
     #[test]

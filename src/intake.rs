@@ -112,14 +112,18 @@ impl Intake {
         let outcome = self.store.record_inbound(msg, self.own_number).await?;
         let chat = &outcome.chat;
         if outcome.duplicate {
+            crate::metrics::message_in("duplicate");
             tracing::info!(chat = %chat, id = %id, "duplicate message ignored");
         } else if outcome.echo {
+            crate::metrics::message_in("echo");
             tracing::debug!(chat = %chat, id = %id, "own message echoed back; not answered");
         } else if !outcome.registered {
+            crate::metrics::message_in("unregistered");
             tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
         } else if self.answered_approval(chat, &id, answer.as_deref()).await? {
             tracing::debug!(chat = %chat, id = %id, "the owner's answer to an approval; not the agent's");
         } else {
+            crate::metrics::message_in("accepted");
             self.queue.notify(chat, Wake::Message);
         }
         Ok(outcome)

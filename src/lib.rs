@@ -19,13 +19,17 @@
 //! - [`run`]: the queue's worker: a conversation run, a task run, crash
 //!   recovery; [`workspace`]: the chat folders it runs in.
 //! - [`outbound`]: what of an answer is visible; [`sender`] delivers the outbox.
-//! - [`http`]: health and the fake channel's HTTP contract.
+//! - [`http`]: health, metrics, status and the fake channel's HTTP
+//!   contract; [`metrics`]: the counters, gauges and histograms;
+//!   [`status`]: what `/status` and `pocketbrain status` show.
 //! - [`ipc`]: tool calls from the OpenCode plugin, through files; [`tools`]
 //!   carries them out; [`schedule`] parses task schedules and [`scheduler`]
 //!   fires them through the queue.
 //! - [`safe_dir`]: reading and writing in folders the agent can write,
 //!   never through a planted symlink.
-//! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`, `status`).
+//! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`,
+//!   `status`, `doctor`, `backup`, `restore`); [`doctor`] checks a set-up,
+//!   [`backup`] writes and restores archives.
 //!
 //! [`app`] wires them together: `App::start` builds them, `App::run` runs
 //! them until a shutdown future resolves.
@@ -33,13 +37,16 @@
 pub mod agent;
 pub mod app;
 pub mod approvals;
+pub mod backup;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod http;
 pub mod ids;
 pub mod intake;
 pub mod ipc;
+pub mod metrics;
 pub mod model;
 pub mod opencode;
 pub mod outbound;
@@ -52,6 +59,7 @@ pub mod safe_dir;
 pub mod schedule;
 pub mod scheduler;
 pub mod sender;
+pub mod status;
 pub mod store;
 pub mod tools;
 pub mod workspace;

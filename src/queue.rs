@@ -242,11 +242,22 @@ impl ChatQueue {
             for (chat, attempt) in start {
                 let (queue, worker, cancel) = (self.clone(), worker.clone(), cancel.clone());
                 tracker.spawn(async move {
+                    let started = Instant::now();
                     let outcome = tokio::select! {
                         _ = cancel.cancelled() => return,
                         o = worker.run(chat.clone(), attempt) => o,
                     };
-                    if let Some((attempts, reason)) = queue.finish(&chat, outcome) {
+                    let done = outcome == Outcome::Done;
+                    let parked = queue.finish(&chat, outcome);
+                    crate::metrics::run_finished(
+                        match (done, &parked) {
+                            (true, _) => crate::metrics::RunEnd::Succeeded,
+                            (false, None) => crate::metrics::RunEnd::Retried,
+                            (false, Some(_)) => crate::metrics::RunEnd::Parked,
+                        },
+                        started.elapsed(),
+                    );
+                    if let Some((attempts, reason)) = parked {
                         worker.parked(chat, attempts, reason).await;
                     }
                 });

@@ -130,6 +130,9 @@ impl Scheduler {
                 } => {
                     let late_ms = now.timestamp_millis() - due_at;
                     tracing::info!(task = %task_id, chat = %chat, late_ms, "task due; queued");
+                    crate::metrics::scheduled_run(std::time::Duration::from_millis(
+                        late_ms.max(0) as u64
+                    ));
                     (self.dispatch)(&chat);
                 }
                 Claim::Paused { task_id, reason } => {

@@ -174,6 +174,7 @@ async fn deliver_pending(
         if !row.registered {
             tracing::warn!(chat = %row.chat, id = %row.id, "chat is not registered; message not sent, marked failed");
             let reason = format!("{} is not a registered chat", row.chat);
+            crate::metrics::message_out("unregistered");
             store.outbox_record(row.seq, Err((reason, true))).await?;
             continue;
         }
@@ -193,16 +194,19 @@ async fn deliver_pending(
         };
         match result {
             Ok(()) => {
+                crate::metrics::message_out("sent");
                 store.outbox_record(row.seq, Ok(())).await?;
                 tracing::info!(chat = %row.chat, id = %row.id, seq = row.seq, "delivered");
             }
             Err(e) if e.is_permanent() => {
+                crate::metrics::message_out("failed");
                 tracing::error!(chat = %row.chat, id = %row.id, error = %e, "message refused by channel; marked failed");
                 store
                     .outbox_record(row.seq, Err((e.to_string(), true)))
                     .await?;
             }
             Err(e) if give_up => {
+                crate::metrics::message_out("failed");
                 failing.clear(row.seq);
                 let reason = format!(
                     "gave up after {} min of failures: {e}",
@@ -212,6 +216,7 @@ async fn deliver_pending(
                 store.outbox_record(row.seq, Err((reason, true))).await?;
             }
             Err(e) => {
+                crate::metrics::message_out("retry");
                 if let ChannelError::RetryAfter(_) = e {
                     tracing::info!(chat = %row.chat, id = %row.id, error = %e, "delivery deferred");
                 } else {

@@ -130,6 +130,7 @@ fn load(env: &BTreeMap<&str, &str>) -> (Yaml, BTreeMap<String, Service>) {
 fn test_env() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([
         ("OPENCODE_SERVER_PASSWORD", "compose-test-secret"),
+        ("PB_HTTP_TOKEN", "compose-test-token-0123456789"),
         ("PB_CHANNEL", "fake"),
         ("TZ", "Europe/Berlin"),
     ])
@@ -256,6 +257,7 @@ fn docker_compose_validates_the_file() {
     let out = compose()
         .current_dir(root())
         .env("OPENCODE_SERVER_PASSWORD", "x")
+        .env("PB_HTTP_TOKEN", "compose-test-token-0123456789")
         .output()
         .expect("docker-compose (scripts/install-tools.sh installs it)");
     assert!(
@@ -267,10 +269,20 @@ fn docker_compose_validates_the_file() {
     let out = compose()
         .current_dir(root())
         .env_remove("OPENCODE_SERVER_PASSWORD")
+        .env("PB_HTTP_TOKEN", "compose-test-token-0123456789")
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("OPENCODE_SERVER_PASSWORD"));
+    // Nor without the bridge's HTTP token (it listens on the compose network).
+    let out = compose()
+        .current_dir(root())
+        .env("OPENCODE_SERVER_PASSWORD", "x")
+        .env_remove("PB_HTTP_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PB_HTTP_TOKEN"));
 }
 
 /// A child killed on drop.
@@ -408,6 +420,8 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
             .unwrap(),
     );
     let http = reqwest::Client::new();
+    // Compose binds the bridge to its network, so it runs with a token.
+    let token = bridge.environment["PB_HTTP_TOKEN"].clone();
     let deadline = Instant::now() + T;
     let base = loop {
         if let Ok(addr) = std::fs::read_to_string(data.join("http-addr")) {
@@ -418,6 +432,7 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
     };
     let r = http
         .post(format!("{base}/fake/inbox"))
+        .bearer_auth(&token)
         .json(&json!({"chat": DM, "sender": DM, "text": "check the wiring", "id": "W1"}))
         .send()
         .await
@@ -427,6 +442,7 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
     let texts = loop {
         let v: Value = http
             .get(format!("{base}/fake/outbox"))
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()

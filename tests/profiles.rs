@@ -127,6 +127,22 @@ async fn a_guest_cannot_reach_outside_its_folder_and_its_shell_waits_for_the_own
     let code = code_of(&ask);
     wait_text(&w, GROUP, "Waiting for the owner's approval").await;
 
+    // `status` lists what waits for the owner, and each chat's profile.
+    let (ok, out, err) = w.cli(&["status", "--json"]);
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    let pending = status["approvals"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{status}");
+    assert_eq!(pending[0]["id"], code.as_str());
+    assert_eq!(pending[0]["chat"], GROUP);
+    let profiles: Vec<String> = status["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["profile"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert!(profiles.contains(&"guest".to_owned()), "{status}");
+
     // A wrong code changes nothing; the group cannot answer for the owner.
     let wrong = if code == "9999" { "1000" } else { "9999" };
     w.say(MAIN, "M1", &format!("yes {wrong}")).await;
@@ -164,6 +180,12 @@ async fn a_guest_cannot_reach_outside_its_folder_and_its_shell_waits_for_the_own
     );
     w.wait_idle(T).await;
     assert_eq!(approvals_in(&w.outbox_texts(MAIN).await), 1);
+    let metrics = w.http_get_text("/metrics").await;
+    assert!(
+        metrics.contains("pocketbrain_approvals_total{outcome=\"asked\"} 1")
+            && metrics.contains("pocketbrain_approvals_total{outcome=\"rejected\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

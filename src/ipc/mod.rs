@@ -47,6 +47,7 @@ use crate::agent::Agent;
 use crate::agent::{AgentError, ToolCall};
 use crate::channel::Channel;
 use crate::ids::SessionId;
+use crate::metrics::ToolEnd;
 use crate::outbound::Persona;
 use crate::safe_dir::{Kind, Limited, ReadError, SafeDir};
 use crate::store::LedgerEntry;
@@ -363,7 +364,7 @@ impl Ipc {
         let bytes = match dirs.requests.read_limited(name, MAX_REQUEST_BYTES) {
             Ok(Limited::Whole(b)) => b,
             Ok(Limited::TooLarge(size)) => {
-                self.refuse(
+                self.refuse_unread(
                     dirs,
                     name,
                     None,
@@ -376,7 +377,7 @@ impl Ipc {
             }
             Err(ReadError::NotFound) => return Ok(()), // taken meanwhile
             Err(ReadError::Symlink) => {
-                self.refuse(
+                self.refuse_unread(
                     dirs,
                     name,
                     None,
@@ -386,7 +387,7 @@ impl Ipc {
                 return Ok(());
             }
             Err(ReadError::NotAFile) => {
-                self.refuse(
+                self.refuse_unread(
                     dirs,
                     name,
                     None,
@@ -400,7 +401,7 @@ impl Ipc {
         let value: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                self.refuse(
+                self.refuse_unread(
                     dirs,
                     name,
                     None,
@@ -415,7 +416,7 @@ impl Ipc {
             .filter(|i| valid_id(i))
             .map(str::to_owned);
         let Some(id) = id else {
-            self.refuse(
+            self.refuse_unread(
                 dirs,
                 name,
                 None,
@@ -429,13 +430,13 @@ impl Ipc {
                 "unsupported protocol version {}; this bridge speaks version {VERSION}",
                 value["version"]
             );
-            self.refuse(dirs, name, Some(&id), "unsupported_version", &why);
+            self.refuse_unread(dirs, name, Some(&id), "unsupported_version", &why);
             return Ok(());
         }
         let req: Request = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(e) => {
-                self.refuse(
+                self.refuse_unread(
                     dirs,
                     name,
                     Some(&id),
@@ -459,8 +460,20 @@ impl Ipc {
         let leftover = self.leftover.contains(&(name.to_owned(), stat.inode));
         let response = self.act(&req, leftover).await?;
         match response {
-            Acted::Answer(resp) => self.respond(dirs, name, &resp),
-            Acted::Refused(code, why) => self.refuse(dirs, name, Some(&req.id), code, &why),
+            Acted::Answer(resp) => {
+                let end = if resp.ok { ToolEnd::Ok } else { ToolEnd::Error };
+                crate::metrics::tool_call(&req.tool, end);
+                self.respond(dirs, name, &resp)
+            }
+            Acted::Refused(code, why) => {
+                let end = if code == "forged" {
+                    ToolEnd::Forged
+                } else {
+                    ToolEnd::Refused
+                };
+                crate::metrics::tool_call(&req.tool, end);
+                self.refuse(dirs, name, Some(&req.id), code, &why)
+            }
         }
         Ok(())
     }
@@ -606,6 +619,19 @@ impl Ipc {
             return;
         }
         let _ = dirs.requests.remove(request);
+    }
+
+    /// [`Self::refuse`] for a request refused before its tool was known.
+    fn refuse_unread(
+        &self,
+        dirs: &OpenDirs,
+        name: &OsStr,
+        id: Option<&str>,
+        code: &str,
+        why: &str,
+    ) {
+        crate::metrics::tool_call("unknown", ToolEnd::Refused);
+        self.refuse(dirs, name, id, code, why);
     }
 
     /// Logs, answers with an error when an id is known, and moves the file

@@ -21,6 +21,7 @@ impl Runner {
         stored_session: Option<SessionId>,
         attempt: u32,
     ) -> Result<(), RunError> {
+        let entered = std::time::Instant::now();
         let (settings, store, chat) = (&self.ctx.settings, &self.ctx.store, &reg.jid);
         let (agent, channel) = (&self.ctx.agent, &self.ctx.channel);
         let up_to = batch.last().map(|m| m.seq).unwrap_or_default();
@@ -39,7 +40,9 @@ impl Runner {
             .begin_run(chat, &session, &prompt_id, up_to, attempt)
             .await?;
         tracing::info!(chat = %chat, session = %session, prompt = %prompt_id, messages = batch.len(), attempt, "run started");
+        crate::metrics::run_started("conversation");
         let started = std::time::Instant::now();
+        let before_agent = started - entered;
         channel.set_typing(chat, true).await;
         let spec = RunSpec {
             dir,
@@ -81,7 +84,10 @@ impl Runner {
             }
             Err(e) => return Err(RunError::Agent(e)),
         };
+        let answered = std::time::Instant::now();
         let sent = self.finish(chat, up_to, &answer).await?;
+        crate::metrics::bridge_latency(before_agent + answered.elapsed());
+        crate::metrics::run_duration("conversation", entered.elapsed());
         tracing::info!(chat = %chat, ms = started.elapsed().as_millis() as u64, replied = sent, "run finished");
         let read: Vec<(MessageId, String)> = batch
             .iter()

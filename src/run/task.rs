@@ -105,7 +105,11 @@ impl Runner {
             .call(move |c| tasks::start_run(c, run_id, &sid, &pid))
             .await?;
         tracing::info!(chat = %reg.jid, task = %task.id, session = %session, isolated, late_ms = crate::store::now_ms() - run.due_at, "task run started");
-        match agent.run(spec(session.clone(), prompt_id, text)).await {
+        crate::metrics::run_started("task");
+        let started = std::time::Instant::now();
+        let result = agent.run(spec(session.clone(), prompt_id, text)).await;
+        crate::metrics::run_duration("task", started.elapsed());
+        match result {
             Ok(answer) => self.commit_task_run(reg, run_id, &answer).await,
             Err(e) => {
                 if !isolated && matches!(e, AgentError::SessionGone(_)) {

@@ -322,6 +322,33 @@ impl World {
         )
     }
 
+    /// Like `cli`, for a command that should end by itself (a `serve` that
+    /// must refuse to start): killed, and the test failed, past `timeout`.
+    pub fn cli_ending(&self, args: &[&str], timeout: Duration) -> (bool, String, String) {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run pocketbrain");
+        let deadline = Instant::now() + timeout;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pocketbrain {args:?} still ran after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn register(&self, jid: &str, name: &str, extra: &[&str]) {
         let mut args = vec!["chats", "register", jid, "--name", name];
         args.extend_from_slice(extra);
@@ -368,6 +395,23 @@ impl World {
 
     fn base(&self) -> &str {
         &self.bridge.as_ref().expect("bridge running").base
+    }
+
+    /// `GET <path>` on the bridge; the body as text.
+    pub async fn http_get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The running bridge's base URL (`http://host:port`).
+    pub fn base_url(&self) -> String {
+        self.base().to_owned()
     }
 
     /// `kill -9` the bridge.
