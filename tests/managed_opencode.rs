@@ -163,7 +163,8 @@ async fn the_managed_opencode_gets_no_bridge_settings_and_a_random_password() {
     );
     w.model
         .on(|r| r.last_role() == "tool", vec![Reply::text("seen")]);
-    w.register(DM, "Ann", &[]);
+    // The owner's own chat: its shell runs without asking (other profiles ask).
+    w.register(DM, "Ann", &["--profile", "main"]);
     w.start_bridge().await;
 
     // Between fork and exec the child still shows the bridge's own
