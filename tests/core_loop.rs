@@ -312,8 +312,7 @@ async fn a_failed_run_is_retried_then_parked_until_the_next_message() {
     );
     let (_, status, _) = w.cli(&["status"]);
     assert!(
-        status.contains(&format!("{DM} after 3 attempts"))
-            && status.contains("bad request three"),
+        status.contains(&format!("{DM} after 3 attempts")) && status.contains("bad request three"),
         "{status}"
     );
     assert_eq!(
