@@ -209,13 +209,7 @@ impl Approvals {
             crate::metrics::approval("by_rule");
             return self.answer(&ask, PermissionReply::Once, None).await;
         }
-        let chats = inner.store.list_chats().await?;
-        let Some(main) = chats
-            .iter()
-            .filter_map(|c| c.registered.as_ref())
-            .find(|r| r.is_main)
-            .cloned()
-        else {
+        let Some(main) = inner.store.main_chat().await? else {
             tracing::warn!(id = %ask.id, chat = %reg.jid, "no main chat is registered to ask; permission request rejected");
             return self
                 .answer(
@@ -244,7 +238,7 @@ impl Approvals {
         };
         tracing::info!(code = %approval.code, chat = %reg.jid, permission = %ask.permission, detail = %ask.detail, "approval asked in the main chat");
         crate::metrics::approval("asked");
-        self.send(&main.jid, &ask_text(&reg, &ask, &approval, timeout))
+        self.send(&main, &ask_text(&reg, &ask, &approval, timeout))
             .await?;
         self.send(
             &reg.jid,
@@ -332,11 +326,7 @@ impl Approvals {
             Decision::Yes => format!("Allowed once ({code})."),
             Decision::Always => format!(
                 "Allowed ({code}), and from now on also: {}.",
-                rules
-                    .iter()
-                    .map(|r| rule_text(r))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                rules_text(&rules)
             ),
             Decision::No => format!("Refused ({code})."),
         };
@@ -397,7 +387,7 @@ impl Approvals {
             {
                 tracing::warn!(code = %a.code, error = %e, "OpenCode did not take the rejection (the request may be gone)");
             }
-            if let Some(main) = self.main_chat().await? {
+            if let Some(main) = self.inner.store.main_chat().await? {
                 self.send(
                     &main,
                     &format!(
@@ -471,18 +461,6 @@ impl Approvals {
         Ok(())
     }
 
-    async fn main_chat(&self) -> Result<Option<ChatJid>> {
-        Ok(self
-            .inner
-            .store
-            .list_chats()
-            .await?
-            .into_iter()
-            .filter_map(|c| c.registered)
-            .find(|r| r.is_main)
-            .map(|r| r.jid))
-    }
-
     async fn answer(
         &self,
         ask: &PermissionAsk,
@@ -530,9 +508,13 @@ fn rule_matches(rule: &str, pattern: &str) -> bool {
     }
 }
 
-/// A rule as the owner reads it.
-fn rule_text(rule: &str) -> &str {
-    rule.strip_prefix('=').unwrap_or(rule)
+/// Rules as the owner reads them (an exact rule without its `=`).
+fn rules_text(rules: &[String]) -> String {
+    rules
+        .iter()
+        .map(|r| r.strip_prefix('=').unwrap_or(r))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "run a shell command", for people.
@@ -570,15 +552,7 @@ fn ask_text(
     } else {
         format!(
             "\n\"always {code}\" also allows from now on: {}",
-            shorten(
-                &approval
-                    .always
-                    .iter()
-                    .map(|r| rule_text(r))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                200
-            )
+            shorten(&rules_text(&approval.always), 200)
         )
     };
     format!(

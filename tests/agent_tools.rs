@@ -44,18 +44,6 @@ async fn send_message_during_a_run_arrives_before_the_final_answer() {
     assert!(results[0].contains("Sent to this chat"), "{results:?}");
 }
 
-/// The tool messages the model has seen so far in this request.
-fn tool_messages(r: &ChatRequest) -> Vec<String> {
-    r.messages()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
 /// The first `task-xxxxxxxx` id in a text.
 fn task_id(text: &str) -> Option<String> {
     let at = text.find("task-")?;

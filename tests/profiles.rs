@@ -16,18 +16,6 @@ const GROUP: &str = "120363000000001@g.us";
 // Generous: the first run in a chat boots an OpenCode instance, slow on a busy machine.
 const T: Duration = Duration::from_secs(120);
 
-/// The tool results the model has seen in this request.
-fn tool_messages(r: &ChatRequest) -> Vec<String> {
-    r.messages()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
 /// A request of the chat whose memory file names `name`.
 fn of_chat(name: &'static str) -> impl Fn(&ChatRequest) -> bool + Send + Sync + 'static {
     move |r: &ChatRequest| {

@@ -87,6 +87,22 @@ impl Store {
         .await
     }
 
+    /// The main chat, if one is registered.
+    pub async fn main_chat(&self) -> Result<Option<ChatJid>> {
+        self.call(|c| {
+            c.query_row(
+                "SELECT jid FROM registered_chats WHERE is_main = 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(jid)
+            .transpose()
+            .map_err(Into::into)
+        })
+        .await
+    }
+
     /// Changes a registered chat's profile; returns whether it is registered.
     /// The next prompt of the chat uses it.
     pub async fn set_profile(&self, chat: &ChatJid, profile: Profile) -> Result<bool> {

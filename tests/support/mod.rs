@@ -605,6 +605,18 @@ impl Drop for World {
     }
 }
 
+/// The tool messages the model has seen so far in this request.
+pub fn tool_messages(r: &ChatRequest) -> Vec<String> {
+    r.messages()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// Processes whose working directory is `dir` (Linux).
 pub fn pids_with_cwd(dir: &Path) -> Vec<u32> {
     let dir = std::fs::canonicalize(dir).unwrap();
