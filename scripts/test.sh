@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: the OpenCode plugin's type check, lint and
 # tests; then formatting, clippy, unit tests, and the black-box tests against
-# a real `opencode serve` (installed into .tools/ on first use). Extra
-# arguments go to the Rust test runner.
+# a real `opencode serve` (installed into .tools/ on first use), and a smoke
+# run of the benchmark harness. Extra arguments go to the Rust test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-off build gains nothing from incremental state, which is the largest
@@ -35,9 +35,13 @@ cargo clippy --all-targets --locked -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
   # Library, binary and integration tests; the benchmark is its own command
-  # (cargo bench --bench core) and is compiled by clippy above.
+  # (cargo bench --bench core), smoke-run at the end.
   cargo nextest run --lib --bins --tests --locked --no-fail-fast "$@"
 else
   echo "test.sh: cargo-nextest not found, using cargo test" >&2
   cargo test --lib --bins --tests --locked --no-fail-fast "$@"
 fi
+
+# A smoke run of the benchmark harness (tiny sizes, nothing about time
+# asserted), so it cannot rot; its report is thrown away.
+PB_BENCH_SMOKE=1 cargo test --bench core --locked >/dev/null

@@ -108,9 +108,11 @@ impl Intake {
     /// queue when it is registered, new, and not our own echo.
     pub async fn accept(&self, msg: Inbound) -> crate::store::Result<InboundOutcome> {
         let id = msg.id.clone();
+        crate::stage!("accepted", msg.chat);
         let answer = parse_answer(&msg.text).is_some().then(|| msg.text.clone());
         let outcome = self.store.record_inbound(msg, self.own_number).await?;
         let chat = &outcome.chat;
+        crate::stage!("stored", chat);
         if outcome.duplicate {
             crate::metrics::message_in("duplicate");
             tracing::info!(chat = %chat, id = %id, "duplicate message ignored");
@@ -125,6 +127,7 @@ impl Intake {
         } else {
             crate::metrics::message_in("accepted");
             self.queue.notify(chat, Wake::Message);
+            crate::stage!("queued", chat);
         }
         Ok(outcome)
     }

@@ -31,6 +31,9 @@
 //!   `status`, `doctor`, `backup`, `restore`); [`doctor`] checks a set-up,
 //!   [`backup`] writes and restores archives.
 //!
+//! [`timing`]: stage timestamps for the benchmark (off unless its log
+//! target is enabled).
+//!
 //! [`app`] wires them together: `App::start` builds them, `App::run` runs
 //! them until a shutdown future resolves.
 
@@ -61,6 +64,7 @@ pub mod scheduler;
 pub mod sender;
 pub mod status;
 pub mod store;
+pub mod timing;
 pub mod tools;
 pub mod workspace;
 

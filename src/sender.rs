@@ -195,7 +195,9 @@ async fn deliver_pending(
         match result {
             Ok(()) => {
                 crate::metrics::message_out("sent");
+                crate::stage!("sent", row.chat);
                 store.outbox_record(row.seq, Ok(())).await?;
+                crate::stage!("delivered", row.chat);
                 tracing::info!(chat = %row.chat, id = %row.id, seq = row.seq, "delivered");
             }
             Err(e) if e.is_permanent() => {

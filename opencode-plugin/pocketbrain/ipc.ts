@@ -2,10 +2,12 @@
 //
 // A request is written atomically (temp file + rename) into <ipc>/requests/;
 // the bridge acts on it at most once and writes <ipc>/responses/<id>.json,
-// which we wait for. If the bridge does not answer in time, the request stays
-// queued and the bridge carries it out when it is back.
+// which we wait for: woken by a watch on the responses folder, with a coarse
+// timer that looks anyway (a watch event can be missed, or the folder cannot
+// be watched at all). If the bridge does not answer in time, the request
+// stays queued and the bridge carries it out when it is back.
 import { randomBytes } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { type FSWatcher, readFileSync, watch } from "node:fs"
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -103,26 +105,102 @@ export class IpcClient implements Caller {
     const requests = join(this.dir, "requests")
     await mkdir(requests, { recursive: true })
     const tmp = join(requests, `.${id}.tmp`)
-    await writeFile(tmp, body)
-    await rename(tmp, join(requests, `${id}.json`))
-
-    const responsePath = join(this.dir, "responses", `${id}.json`)
-    const started = Date.now()
-    let pause = 2
-    while (Date.now() - started < this.timeoutMs) {
-      if (abort?.aborted) break
-      try {
-        const response = JSON.parse(await readFile(responsePath, "utf8")) as Response
-        await rm(responsePath, { force: true })
-        return { kind: "response", response }
-      } catch {
-        // Not there yet (or mid-rename): wait a little longer each time.
+    // Watched before the request exists, so no answer can come unseen.
+    const responses = join(this.dir, "responses")
+    await mkdir(responses, { recursive: true })
+    const waiter = new ResponseWaiter(responses, abort)
+    try {
+      await writeFile(tmp, body)
+      await rename(tmp, join(requests, `${id}.json`))
+      const started = Date.now()
+      while (!abort?.aborted) {
+        const response = await takeResponse(join(responses, `${id}.json`))
+        if (response) return { kind: "response", response }
+        const left = this.timeoutMs - (Date.now() - started)
+        if (left <= 0) break
+        await waiter.next(Math.min(left, waiter.safetyMs(Date.now() - started)))
       }
-      await new Promise((r) => setTimeout(r, pause))
-      // Tight while an answer is expected (the bridge answers in tens of ms),
-      // slower once the wait drags on (the bridge may be down).
-      pause = Math.min(pause * 2, Date.now() - started < 2000 ? 4 : 50)
+      return { kind: "timeout", id, waitedMs: Date.now() - started }
+    } finally {
+      waiter.close()
     }
-    return { kind: "timeout", id, waitedMs: Date.now() - started }
+  }
+}
+
+/** Reads and removes a response file; `undefined` while it is not there (or mid-rename). */
+async function takeResponse(path: string): Promise<Response | undefined> {
+  try {
+    const response = JSON.parse(await readFile(path, "utf8")) as Response
+    await rm(path, { force: true })
+    return response
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Wakes a waiting call when its response file may have appeared: on any
+ * watch event in the responses folder, on abort, or when a timer runs out.
+ * The timer is the safety net for a missed event (or a folder that cannot
+ * be watched).
+ */
+class ResponseWaiter {
+  private watcher: FSWatcher | undefined
+  private wake: (() => void) | undefined
+  private pending = false
+
+  constructor(dir: string, abort?: AbortSignal) {
+    try {
+      // Any event in the folder wakes the call for one cheap look: runtimes
+      // differ in which name (if any) they report for a rename.
+      this.watcher = watch(dir, () => this.signal())
+      this.watcher.on("error", () => {
+        this.watcher?.close()
+        this.watcher = undefined
+        this.signal()
+      })
+    } catch {
+      this.watcher = undefined
+    }
+    abort?.addEventListener("abort", () => this.signal(), { once: true })
+  }
+
+  /**
+   * How long to wait for an event before looking anyway, `elapsed` ms into
+   * the wait: as tight as without a watch while an answer is expected (the
+   * watch has been seen not to fire inside OpenCode's runtime, so it may
+   * only ever make a call faster, never slower), coarse once the wait drags on.
+   */
+  safetyMs(elapsed: number): number {
+    return elapsed < 2000 ? 4 : 250
+  }
+
+  private signal(): void {
+    this.pending = true
+    this.wake?.()
+  }
+
+  /** Resolves on the next wake-up, or after `ms`. */
+  next(ms: number): Promise<void> {
+    if (this.pending) {
+      this.pending = false
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.wake = undefined
+        this.pending = false
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.wake = done
+    })
+  }
+
+  close(): void {
+    this.watcher?.close()
+    this.watcher = undefined
+    this.wake = undefined
   }
 }

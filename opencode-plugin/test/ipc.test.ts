@@ -135,3 +135,49 @@ test("pocketbrain.json sets the folder and timeout", () => {
   const client = IpcClient.fromConfig(path)
   assert.deepEqual([client.dir, client.timeoutMs], ["/data/ipc", 1234])
 })
+
+/** Waits (with a deadline) until a request file appears in `dir`, and returns it. */
+async function requestIn(dir: string): Promise<Request> {
+  const requests = join(dir, "requests")
+  const deadline = Date.now() + 10000
+  while (Date.now() < deadline) {
+    try {
+      const name = readdirSync(requests).find((n) => !n.startsWith("."))
+      if (name) return JSON.parse(readFileSync(join(requests, name), "utf8")) as Request
+    } catch {
+      // not created yet
+    }
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  throw new Error("no request appeared")
+}
+
+test("a response renamed into the watched folder is taken; another call's response is left alone", async () => {
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const client = new IpcClient(dir, 10000)
+  const call = client.call("list_tasks", {}, { sessionID: "ses_a", messageID: "msg_a", callID: "c1" })
+  const request = await requestIn(dir)
+  const responses = join(dir, "responses")
+  // Someone else's answer first: not ours, stays.
+  writeFileSync(join(responses, ".other.tmp"), JSON.stringify({ ...reply, id: "req_other" }))
+  renameSync(join(responses, ".other.tmp"), join(responses, "req_other.json"))
+  writeFileSync(join(responses, ".tmp"), JSON.stringify({ ...reply, id: request.id }))
+  renameSync(join(responses, ".tmp"), join(responses, `${request.id}.json`))
+  const outcome = await call
+  assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: request.id } })
+  assert.deepEqual(readdirSync(responses), ["req_other.json"])
+})
+
+test("a response whose watch event was missed (its folder replaced) is found by the safety check", async () => {
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const call = new IpcClient(dir, 10000).call("list_tasks", {}, { sessionID: "ses_a", messageID: "msg_a", callID: "c1" })
+  const request = await requestIn(dir)
+  const responses = join(dir, "responses")
+  // The watched folder goes away and a new one takes its place: no event reaches the waiter.
+  renameSync(responses, join(dir, "old-responses"))
+  await import("node:fs/promises").then((fs) => fs.mkdir(responses))
+  writeFileSync(join(responses, `${request.id}.json`), JSON.stringify({ ...reply, id: request.id }))
+  assert.deepEqual(await call, { kind: "response", response: { ...reply, id: request.id } })
+})

@@ -446,6 +446,7 @@ impl Ipc {
                 return Ok(());
             }
         };
+        crate::stage!("tool_read", req.id);
         let store = &self.deps.store;
         if let Some(recorded) = store
             .ipc_response(&req.id)
@@ -521,17 +522,35 @@ impl Ipc {
         };
         let dir = crate::workspace::chat_dir(&self.deps.workspace, &caller)
             .map_err(|e| Skip::Later(e.to_string()))?;
+        crate::stage!("tool_identified", req.id);
 
-        // Provenance: the call must exist in OpenCode, as described.
-        let calls = match self
-            .deps
-            .agent
-            .tool_calls(&dir, &session, &req.context.message_id)
-            .await
-        {
-            Ok(c) => c,
-            Err(AgentError::SessionGone(_)) => Vec::new(),
-            Err(e) => return Err(Skip::Later(format!("cannot verify with OpenCode: {e}"))),
+        // Provenance: the call must exist in OpenCode, as described. First
+        // what the event stream showed running (no request to OpenCode);
+        // when it showed nothing that matches, OpenCode's own record of the
+        // message. A leftover request's call may have finished meanwhile,
+        // which only the record can show.
+        let streamed = (!leftover)
+            .then_some(req.context.call_id.as_deref())
+            .flatten()
+            .and_then(|call_id| {
+                self.deps
+                    .agent
+                    .streamed_tool_call(&session, &req.context.message_id, call_id)
+            })
+            .filter(|c| matching_call(std::slice::from_ref(c), req, false).is_some());
+        let via_stream = streamed.is_some();
+        let calls = match streamed {
+            Some(c) => vec![c],
+            None => match self
+                .deps
+                .agent
+                .tool_calls(&dir, &session, &req.context.message_id)
+                .await
+            {
+                Ok(c) => c,
+                Err(AgentError::SessionGone(_)) => Vec::new(),
+                Err(e) => return Err(Skip::Later(format!("cannot verify with OpenCode: {e}"))),
+            },
         };
         let Some(call) = matching_call(&calls, req, leftover) else {
             let forged = self.forged.fetch_add(1, Ordering::Relaxed) + 1;
@@ -545,6 +564,12 @@ impl Ipc {
                 "no running tool call with this call id and these arguments in this session: requests must come from the PocketBrain tools".into(),
             ));
         };
+
+        if via_stream {
+            crate::stage!("tool_checked_stream", req.id);
+        } else {
+            crate::stage!("tool_checked_http", req.id);
+        }
 
         let tz = self.deps.tz;
         let deps = self.deps.clone();
@@ -592,6 +617,7 @@ impl Ipc {
             })
             .await
             .map_err(|e| Skip::Later(e.to_string()))?;
+        crate::stage!("tool_committed", req.id);
         let Some((resp, effects)) = outcome else {
             let forged = self.forged.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(id = %req.id, call = %call.call_id, forged_total = forged, "a second request for an already handled tool call: refused as forged");
@@ -618,6 +644,7 @@ impl Ipc {
             tracing::error!(id = %resp.id, error = %e, "cannot write IPC response");
             return;
         }
+        crate::stage!("tool_responded", resp.id);
         let _ = dirs.requests.remove(request);
     }
 
@@ -968,6 +995,44 @@ mod tests {
             json!({"text": "hi", "mood": "happy"}),
         )];
         assert!(matching_call(&stray, &r, false).is_some());
+    }
+
+    /// The stream's index of running calls answers the provenance check by
+    /// the same rules: a running call with the same tool, call id, message
+    /// and arguments is accepted; a finished one is not (for a live
+    /// request); other arguments are refused.
+    #[test]
+    fn provenance_from_the_streams_running_calls() {
+        use crate::opencode::calls::RunningCalls;
+        let event = |status: &str, input: Value| {
+            json!({"part": {"type": "tool", "sessionID": "ses_1", "messageID": "msg_1",
+                "callID": "c1", "tool": "pocketbrain_send_message",
+                "state": {"status": status, "input": input}}})
+        };
+        let r = req("send_message", json!({"text": "hi"}), Some("c1"));
+        let accepted = |idx: &RunningCalls, r: &Request| {
+            idx.get("ses_1", &r.context.message_id, "c1")
+                .is_some_and(|c| matching_call(std::slice::from_ref(&c), r, false).is_some())
+        };
+        let mut idx = RunningCalls::default();
+        assert!(!accepted(&idx, &r), "not shown yet: ask OpenCode");
+        idx.observe(&event("running", json!({"text": "hi"})));
+        assert!(accepted(&idx, &r), "running, same tool and arguments");
+        let other_args = req("send_message", json!({"text": "bye"}), Some("c1"));
+        assert!(!accepted(&idx, &other_args), "other arguments");
+        let added = req(
+            "send_message",
+            json!({"text": "hi", "chat": "1@g.us"}),
+            Some("c1"),
+        );
+        assert!(!accepted(&idx, &added), "added arguments");
+        let other_tool = req("cancel_task", json!({"text": "hi"}), Some("c1"));
+        assert!(!accepted(&idx, &other_tool), "other tool");
+        idx.observe(&event("completed", json!({"text": "hi"})));
+        assert!(
+            !accepted(&idx, &r),
+            "a finished call is not accepted for a live request"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! which answers those of the bridge's own sessions.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use super::calls::RunningCalls;
 use super::client::Client;
 use crate::agent::{AskEvent, PermissionAsk};
 use crate::ids::SessionId;
@@ -69,6 +70,10 @@ pub enum HubEvent {
 pub struct EventHub {
     tx: broadcast::Sender<HubEvent>,
     connected: Arc<AtomicBool>,
+    /// The tool calls the stream shows running, kept by the reader itself
+    /// (so it never lags behind it), cleared whenever the stream reopens
+    /// or stops.
+    running: Arc<Mutex<RunningCalls>>,
 }
 
 impl EventHub {
@@ -77,6 +82,7 @@ impl EventHub {
         Self {
             tx,
             connected: Arc::new(AtomicBool::new(false)),
+            running: Arc::default(),
         }
     }
 
@@ -87,6 +93,21 @@ impl EventHub {
     /// Whether the stream is open and has not gone quiet.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The call `call_id` of `session` in message `message_id`, if the
+    /// stream showed it running and not finishing since it last opened.
+    pub fn running_call(
+        &self,
+        session: &str,
+        message_id: &str,
+        call_id: &str,
+    ) -> Option<crate::agent::ToolCall> {
+        self.calls().get(session, message_id, call_id)
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, RunningCalls> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads the stream until `cancel`, reopening it when it fails or goes quiet.
@@ -144,6 +165,7 @@ impl EventHub {
                     Ok(Some(Ok(SseEvent::Open))) => {
                         opened = true;
                         told_down = false;
+                        self.calls().clear();
                         self.connected.store(true, Ordering::Relaxed);
                         backoff = reconnect_backoff();
                         if !first {
@@ -163,6 +185,7 @@ impl EventHub {
                         };
                         match ev.kind.as_str() {
                             "server.heartbeat" | "server.connected" | "sync" => continue,
+                            "message.part.updated" => self.calls().observe(&ev.properties),
                             _ => {}
                         }
                         let _ = self.tx.send(HubEvent::Event(Arc::new(ev)));
@@ -171,6 +194,7 @@ impl EventHub {
             }
             es.close();
             self.connected.store(false, Ordering::Relaxed);
+            self.calls().clear();
             if cancel.is_cancelled() {
                 break;
             }

@@ -10,6 +10,7 @@
 //! and on a slow timer, so a quiet or broken stream cannot strand a run. A
 //! run past its deadline is aborted.
 
+pub mod calls;
 pub mod client;
 pub mod events;
 pub mod server;
@@ -115,12 +116,24 @@ impl OpenCode {
                     Err(RecvError::Closed) => return Err(AgentError::Unreachable("event hub stopped".into())),
                     Ok(HubEvent::Event(ev)) if ev.session_id() == Some(session) => match ev.kind.as_str() {
                         "message.updated" => {
-                            if ev.properties["info"]["id"].as_str() == Some(spec.prompt_id.as_str()) {
+                            let info = &ev.properties["info"];
+                            if info["id"].as_str() == Some(spec.prompt_id.as_str()) {
                                 seen_user = true;
                             }
-                            false
+                            // An idle announced before the answer was written:
+                            // look again as soon as an answer to our prompt
+                            // is finished, not only on the recheck timer.
+                            recheck.is_some()
+                                && info["role"] == "assistant"
+                                && info["parentID"].as_str() == Some(spec.prompt_id.as_str())
+                                && (!info["time"]["completed"].is_null() || !info["error"].is_null())
                         }
-                        "session.idle" => seen_user,
+                        "session.idle" => {
+                            if seen_user {
+                                crate::stage!("idle_seen", spec.session);
+                            }
+                            seen_user
+                        }
                         "session.error" => true,
                         _ => false,
                     },
@@ -131,7 +144,10 @@ impl OpenCode {
                 continue;
             }
             match self.check(spec).await? {
-                Progress::Answered(text) => return Ok(text),
+                Progress::Answered(text) => {
+                    crate::stage!("transcript_read", spec.session);
+                    return Ok(text);
+                }
                 Progress::Failed { refused, why } => return Err(failure(refused, why)),
                 Progress::Running if from_timer => {
                     if self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
@@ -304,6 +320,7 @@ impl Agent for OpenCode {
                     )
                     .await,
             )?;
+            crate::stage!("prompt_sent", spec.session);
             let result = self.follow(&spec, rx).await;
             match &result {
                 Ok(_) => self.model_refused.store(false, Ordering::Relaxed),
@@ -362,6 +379,15 @@ impl Agent for OpenCode {
                 })
                 .collect())
         })
+    }
+
+    fn streamed_tool_call(
+        &self,
+        session: &SessionId,
+        message_id: &str,
+        call_id: &str,
+    ) -> Option<ToolCall> {
+        self.hub.running_call(session.as_str(), message_id, call_id)
     }
 
     fn answer_permission<'a>(

@@ -22,6 +22,7 @@ impl Runner {
         attempt: u32,
     ) -> Result<(), RunError> {
         let entered = std::time::Instant::now();
+        crate::stage!("run_started", reg.jid);
         let (settings, store, chat) = (&self.ctx.settings, &self.ctx.store, &reg.jid);
         let (agent, channel) = (&self.ctx.agent, &self.ctx.channel);
         let up_to = batch.last().map(|m| m.seq).unwrap_or_default();
@@ -35,10 +36,12 @@ impl Runner {
             batch,
         );
         let session = self.session_for(reg, &dir, stored_session).await?;
+        crate::stage!("session_checked", chat);
         let prompt_id = agent.new_prompt_id();
         let ledger_mark = store
             .begin_run(chat, &session, &prompt_id, up_to, attempt)
             .await?;
+        crate::stage!("run_recorded", chat);
         tracing::info!(chat = %chat, session = %session, prompt = %prompt_id, messages = batch.len(), attempt, "run started");
         crate::metrics::run_started("conversation");
         let started = std::time::Instant::now();
@@ -86,6 +89,7 @@ impl Runner {
         };
         let answered = std::time::Instant::now();
         let sent = self.finish(chat, up_to, &answer).await?;
+        crate::stage!("outbox_committed", chat);
         crate::metrics::bridge_latency(before_agent + answered.elapsed());
         crate::metrics::run_duration("conversation", entered.elapsed());
         tracing::info!(chat = %chat, ms = started.elapsed().as_millis() as u64, replied = sent, "run finished");

@@ -22,62 +22,150 @@ pub struct InboundOutcome {
     pub chat: ChatJid,
 }
 
+/// Most inbound messages written in one transaction.
+const MAX_INBOUND_BATCH: usize = 512;
+
+/// Inbound messages waiting for the writer, and whether one is running.
+#[derive(Default)]
+pub(crate) struct InboundQueue {
+    pending: Vec<(Inbound, bool, InboundReply)>,
+    flushing: bool,
+}
+
+type InboundReply = tokio::sync::oneshot::Sender<Result<InboundOutcome>>;
+
+/// Records one inbound message (see [`Store::record_inbound`]).
+fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<InboundOutcome> {
+    // One person or chat, one identity: a chat registered by its other
+    // form keeps its messages, cursor, session and outbox together.
+    let registered = registered_in(tx, &msg.chat)?;
+    if let Some(reg) = &registered {
+        msg.chat = reg.jid.clone();
+    }
+    let echo = msg.from_me
+        && (own_number
+            || tx
+                .query_row(
+                    // Any part of a split reply is ours too.
+                    "SELECT 1 FROM outbox WHERE id = ?1 AND chat = ?2",
+                    params![MessageId::base_of(msg.id.as_str()), msg.chat.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some());
+    tx.prepare_cached(
+        "INSERT INTO chats (jid, name, is_group, last_activity) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (jid) DO UPDATE SET
+           name = COALESCE(excluded.name, chats.name),
+           last_activity = MAX(chats.last_activity, excluded.last_activity)",
+    )?
+    .execute(params![
+        msg.chat.as_str(),
+        msg.chat_name,
+        msg.chat.is_group(),
+        now_ms()
+    ])?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO messages (chat, id, sender, sender_name, text, timestamp, from_me, is_echo)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (chat, id) DO NOTHING",
+        )?
+        .execute(params![
+            msg.chat.as_str(),
+            msg.id.as_str(),
+            msg.sender,
+            msg.sender_name,
+            msg.text,
+            msg.timestamp_ms,
+            msg.from_me,
+            echo
+        ])?;
+    Ok(InboundOutcome {
+        duplicate: inserted == 0,
+        echo,
+        registered: registered.is_some(),
+        chat: msg.chat,
+    })
+}
+
 impl Store {
     /// Records an inbound message and the chat it came from. Duplicates
     /// (same chat and id) change nothing. `own_number`: the assistant has its
     /// own WhatsApp number, so everything sent "from me" is the assistant.
-    pub async fn record_inbound(
-        &self,
-        mut msg: Inbound,
-        own_number: bool,
-    ) -> Result<InboundOutcome> {
-        self.tx(move |tx| {
-            // One person or chat, one identity: a chat registered by its other
-            // form keeps its messages, cursor, session and outbox together.
-            let registered = registered_in(tx, &msg.chat)?;
-            if let Some(reg) = &registered {
-                msg.chat = reg.jid.clone();
+    ///
+    /// Group commit: messages arriving together are written in one
+    /// transaction (each in its own savepoint, so one failing leaves the
+    /// others), and each caller returns only once its message is committed.
+    /// A burst then costs one commit per batch instead of one per message.
+    pub async fn record_inbound(&self, msg: Inbound, own_number: bool) -> Result<InboundOutcome> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut q = self.inbound.lock().unwrap_or_else(|p| p.into_inner());
+            q.pending.push((msg, own_number, tx));
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if start {
+            // Runs until the queue is empty, then ends; the next message
+            // starts another. Nothing long-lived to stop.
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.flush_inbound());
+        }
+        rx.await
+            .map_err(|_| super::StoreError::Join("inbound writer stopped".into()))?
+    }
+
+    /// Writes queued inbound messages, a batch per transaction, until none is left.
+    fn flush_inbound(&self) {
+        loop {
+            let batch: Vec<_> = {
+                let mut q = self.inbound.lock().unwrap_or_else(|p| p.into_inner());
+                if q.pending.is_empty() {
+                    q.flushing = false;
+                    return;
+                }
+                let n = q.pending.len().min(MAX_INBOUND_BATCH);
+                q.pending.drain(..n).collect()
+            };
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
+            let committed = (|| -> Result<()> {
+                let mut tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                for (msg, own_number, reply) in batch {
+                    let sp = tx.savepoint()?;
+                    let out = record_one(&sp, msg, own_number);
+                    if out.is_ok() {
+                        sp.commit()?;
+                    } // else dropped: rolled back
+                    outcomes.push(out);
+                    replies.push(reply);
+                }
+                tx.commit()?;
+                Ok(())
+            })();
+            drop(conn);
+            match committed {
+                Ok(()) => {
+                    for (reply, out) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(out);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the batch stayed: every caller fails (a
+                    // channel withholds its ack, so the message comes again).
+                    let busy = matches!(e, super::StoreError::Busy);
+                    let why = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(if busy {
+                            super::StoreError::Busy
+                        } else {
+                            super::StoreError::Conflict(why.clone())
+                        }));
+                    }
+                }
             }
-            let echo = msg.from_me
-                && (own_number
-                    || tx
-                        .query_row(
-                            // Any part of a split reply is ours too.
-                            "SELECT 1 FROM outbox WHERE id = ?1 AND chat = ?2",
-                            params![MessageId::base_of(msg.id.as_str()), msg.chat.as_str()],
-                            |_| Ok(()),
-                        )
-                        .optional()?
-                        .is_some());
-            tx.execute(
-                "INSERT INTO chats (jid, name, is_group, last_activity) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (jid) DO UPDATE SET
-                   name = COALESCE(excluded.name, chats.name),
-                   last_activity = MAX(chats.last_activity, excluded.last_activity)",
-                params![msg.chat.as_str(), msg.chat_name, msg.chat.is_group(), now_ms()],
-            )?;
-            let inserted = tx.execute(
-                "INSERT INTO messages (chat, id, sender, sender_name, text, timestamp, from_me, is_echo)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (chat, id) DO NOTHING",
-                params![
-                    msg.chat.as_str(),
-                    msg.id.as_str(),
-                    msg.sender,
-                    msg.sender_name,
-                    msg.text,
-                    msg.timestamp_ms,
-                    msg.from_me,
-                    echo
-                ],
-            )?;
-            Ok(InboundOutcome {
-                duplicate: inserted == 0,
-                echo,
-                registered: registered.is_some(),
-                chat: msg.chat,
-            })
-        })
-        .await
+        }
     }
 
     /// Messages after the chat's cursor that are not the bridge's own

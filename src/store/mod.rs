@@ -121,6 +121,8 @@ pub struct StoreSummary {
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
+    /// Inbound messages waiting to be written together.
+    inbound: Arc<Mutex<messages::InboundQueue>>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -154,6 +156,7 @@ impl Store {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_owned()),
+            inbound: Arc::default(),
         })
     }
 

@@ -118,6 +118,42 @@ async fn duplicates_are_recorded_once() {
     assert_eq!(store.summary().await.unwrap().messages, 2);
 }
 
+/// A burst from many tasks at once (written in shared transactions): every
+/// message is committed once, each caller learns its own outcome, and a
+/// duplicate inside the same burst is still one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_committed_once_per_message() {
+    let (_d, store) = temp_db();
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let store = store.clone();
+        // Ids 0..200 twice: each pair races, within a batch or across two.
+        let id = format!("B{}", i % 200);
+        let chat = if i % 2 == 0 { DM } else { GROUP };
+        tasks.push(tokio::spawn(async move {
+            let out = store
+                .record_inbound(inbound(chat, &id, "burst", false), false)
+                .await
+                .unwrap();
+            (chat, id, out.duplicate)
+        }));
+    }
+    let mut fresh = std::collections::HashMap::new();
+    for t in tasks {
+        let (chat, id, duplicate) = t.await.unwrap();
+        if !duplicate {
+            *fresh.entry((chat, id)).or_insert(0) += 1;
+        }
+    }
+    // i and i + 200 have the same id and the same chat parity: 200 messages.
+    assert_eq!(fresh.len(), 200);
+    assert!(
+        fresh.values().all(|n| *n == 1),
+        "one caller per message saw it new"
+    );
+    assert_eq!(store.summary().await.unwrap().messages, 200);
+}
+
 #[tokio::test]
 async fn echo_is_recognised_by_sent_id_not_by_text() {
     let (_d, store) = temp_db();

@@ -197,6 +197,8 @@ pub struct World {
     pub opencode: Option<OpenCode>,
     pub bridge: Option<Bridge>,
     pub env: Vec<(String, String)>,
+    /// Where bridges started later write their stderr (inherited when unset).
+    pub bridge_log: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -244,6 +246,7 @@ impl World {
             opencode: None,
             bridge: None,
             env: Vec::new(),
+            bridge_log: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -361,11 +364,17 @@ impl World {
         assert!(self.bridge.is_none(), "bridge already running");
         let addr_file = self.data_dir().join("http-addr");
         let _ = std::fs::remove_file(&addr_file);
-        let child = self
-            .command(&["serve"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn bridge");
+        let mut cmd = self.command(&["serve"]);
+        cmd.stdin(Stdio::null());
+        if let Some(path) = &self.bridge_log {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("bridge log file");
+            cmd.stderr(log);
+        }
+        let child = cmd.spawn().expect("spawn bridge");
         let mut bridge = Bridge {
             child,
             base: String::new(),
