@@ -1157,12 +1157,6 @@ fn verdict(d: &Dist, target: Duration) -> String {
 }
 
 fn main() {
-    let Sizes {
-        e2e_iters,
-        tool_calls,
-        tasks,
-        ..
-    } = *sz();
     let load_before = loadavg();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1171,11 +1165,18 @@ fn main() {
     let workers = rt.metrics().num_workers();
     let tmp = tempfile::tempdir().unwrap();
 
-    let store_rows = rt.block_on(bench_store(tmp.path()));
-    let prompt = bench_prompt();
-    let e2e = rt.block_on(bench_e2e());
-    let tools = rt.block_on(bench_tools());
-    let sched = rt.block_on(bench_scheduler());
+    // `PB_BENCH_ONLY=e2e,tools` runs only the named parts (store, prompt,
+    // e2e, tools, scheduler); all of them by default.
+    let only = std::env::var("PB_BENCH_ONLY").ok();
+    let want = |part: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|p| p.trim() == part))
+    };
+    let store_rows = want("store").then(|| rt.block_on(bench_store(tmp.path())));
+    let prompt = want("prompt").then(bench_prompt);
+    let e2e = want("e2e").then(|| rt.block_on(bench_e2e()));
+    let tools = want("tools").then(|| rt.block_on(bench_tools()));
+    let sched = want("scheduler").then(|| rt.block_on(bench_scheduler()));
     let load_after = loadavg();
 
     let dirty = if command_line("git", &["status", "--porcelain"]).is_empty() {
@@ -1198,12 +1199,35 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("- load average (1/5/15 min): {load_before} at start, {load_after} at end");
-    println!("- opencode: {}\n", e2e.opencode_version);
+    if let Some(e2e) = &e2e {
+        println!("- opencode: {}", e2e.opencode_version);
+    }
+    if let Some(o) = &only {
+        println!("- parts run (PB_BENCH_ONLY): {o}");
+    }
+    println!();
+    if let Some(store_rows) = &store_rows {
+        print_store(store_rows);
+    }
+    if let Some(prompt) = &prompt {
+        print_prompt(prompt);
+    }
+    if let Some(e2e) = &e2e {
+        print_e2e(e2e);
+    }
+    if let Some(tools) = &tools {
+        print_tools(tools);
+    }
+    if let Some(sched) = &sched {
+        print_sched(sched);
+    }
+}
 
+fn print_store(store_rows: &[StoreRow]) {
     println!("## Store (SQLite WAL on a temp file, async API via the blocking pool)\n");
     println!("| operation | n | p50 µs | p90 µs | p99 µs | max µs | ops/s |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for r in &store_rows {
+    for r in store_rows {
         let d = &r.dist;
         println!(
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -1216,7 +1240,9 @@ fn main() {
             r.per_sec.map_or("-".into(), |p| format!("{p:.0}")),
         );
     }
+}
 
+fn print_prompt(prompt: &PromptResult) {
     println!("\n## Prompt formatting\n");
     println!("| operation | n | p50 µs | p90 µs | p99 µs | max µs |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -1231,7 +1257,10 @@ fn main() {
         us(d.pct(99.0)),
         us(d.max()),
     );
+}
 
+fn print_e2e(e2e: &E2eResult) {
+    let e2e_iters = sz().e2e_iters;
     println!(
         "\n## End to end (scripted model answers at once; {e2e_iters} sequential messages, \
          first {WARMUP} discarded as warm-up, A/B interleaved, polling every {} ms)\n",
@@ -1302,7 +1331,10 @@ fn main() {
         e2e.rss_idle / 1024,
         e2e.rss_after_ingest / 1024,
     );
+}
 
+fn print_tools(tools: &ToolResult) {
+    let tool_calls = sz().tool_calls;
     println!(
         "\n## Agent tool round trip ({TOOL}, {tool_calls} sequential calls in one run, \
          first {TOOL_WARMUP} discarded; target p99 < {} ms)\n",
@@ -1396,7 +1428,10 @@ fn main() {
          REST route (the stream had not shown the call yet): {}.",
         tools.via_stream, tools.via_http
     );
+}
 
+fn print_sched(sched: &SchedResult) {
+    let tasks = sz().tasks;
     println!(
         "\n## Scheduler lateness ({tasks} one-off tasks in one chat, due {TASK_SPACING_S} s apart, \
          scripted model answers at once; target p99 < {} ms)\n",

@@ -241,17 +241,22 @@ impl Client {
         Ok(())
     }
 
-    /// `GET /session/{id}/message`: the transcript, oldest first.
+    /// `GET /session/{id}/message`: the transcript, oldest first; with
+    /// `last`, only its newest `last` messages (still oldest first).
     pub async fn messages(
         &self,
         dir: &Path,
         session: &SessionId,
+        last: Option<usize>,
     ) -> Result<Vec<TranscriptMessage>, AgentError> {
-        let req = self.request(
+        let mut req = self.request(
             Method::GET,
             &format!("/session/{session}/message"),
             Some(dir),
         );
+        if let Some(n) = last {
+            req = req.query(&[("limit", n)]);
+        }
         let resp = self.send("messages", req, Duration::from_secs(30)).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(AgentError::SessionGone(session.clone()));

@@ -12,7 +12,7 @@
 //! which answers those of the bridge's own sessions.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +70,9 @@ pub enum HubEvent {
 pub struct EventHub {
     tx: broadcast::Sender<HubEvent>,
     connected: Arc<AtomicBool>,
+    /// How many times the stream has opened: a server that restarted
+    /// (and may have lost its sessions) is only seen through a reopen.
+    opens: Arc<AtomicU64>,
     /// The tool calls the stream shows running, kept by the reader itself
     /// (so it never lags behind it), cleared whenever the stream reopens
     /// or stops.
@@ -82,6 +85,7 @@ impl EventHub {
         Self {
             tx,
             connected: Arc::new(AtomicBool::new(false)),
+            opens: Arc::new(AtomicU64::new(0)),
             running: Arc::default(),
         }
     }
@@ -93,6 +97,16 @@ impl EventHub {
     /// Whether the stream is open and has not gone quiet.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Which opening of the stream is current; 0 before the first and
+    /// while the stream is down.
+    pub fn epoch(&self) -> u64 {
+        if self.connected() {
+            self.opens.load(Ordering::Relaxed)
+        } else {
+            0
+        }
     }
 
     /// The call `call_id` of `session` in message `message_id`, if the
@@ -166,6 +180,7 @@ impl EventHub {
                         opened = true;
                         told_down = false;
                         self.calls().clear();
+                        self.opens.fetch_add(1, Ordering::Relaxed);
                         self.connected.store(true, Ordering::Relaxed);
                         backoff = reconnect_backoff();
                         if !first {

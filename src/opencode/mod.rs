@@ -33,6 +33,9 @@ use events::{EventHub, HubEvent};
 
 /// How often a waiting run checks the transcript even without events.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// How many of a transcript's newest messages a check reads first: a
+/// prompt, and one answer per step of its turn (a tool call makes a step).
+const TAIL: usize = 24;
 
 /// OpenCode as the bridge's agent.
 pub struct OpenCode {
@@ -42,6 +45,11 @@ pub struct OpenCode {
     reachable: std::sync::atomic::AtomicBool,
     /// The last run ended with the provider refusing the key or model.
     model_refused: std::sync::atomic::AtomicBool,
+    /// Sessions seen to exist, with the stream's epoch they were seen in:
+    /// while the stream stays open, the server that has them is the same
+    /// one, so a run need not ask again. One that is deleted meanwhile
+    /// answers the prompt with 404, and the run starts over.
+    sessions_seen: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl OpenCode {
@@ -53,6 +61,7 @@ impl OpenCode {
             // Unknown until the first call answers: health says unreachable.
             reachable: std::sync::atomic::AtomicBool::new(false),
             model_refused: std::sync::atomic::AtomicBool::new(false),
+            sessions_seen: Default::default(),
         }
     }
 
@@ -61,16 +70,47 @@ impl OpenCode {
         self.note(self.client.health().await)
     }
 
+    fn seen_sessions(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        self.sessions_seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn note<T>(&self, r: Result<T, AgentError>) -> Result<T, AgentError> {
         let unreachable = matches!(r, Err(AgentError::Unreachable(_)));
         self.reachable.store(!unreachable, Ordering::Relaxed);
         r
     }
 
-    /// Where the run stands, from the transcript.
+    /// Where the run stands, from the transcript: its newest messages
+    /// first (a run's prompt and answers are at its end, and a chat's
+    /// transcript grows for as long as the chat lives), the whole of it
+    /// only when the prompt is not among them.
     async fn check(&self, spec: &RunSpec) -> Result<Progress, AgentError> {
-        let transcript = self.note(self.client.messages(&spec.dir, &spec.session).await)?;
+        let (dir, session) = (&spec.dir, &spec.session);
+        let tail = self.note(self.client.messages(dir, session, Some(TAIL)).await)?;
+        if tail_holds_the_run(&tail, TAIL, spec.prompt_id.as_str()) {
+            return Ok(progress(&tail, spec.prompt_id.as_str()));
+        }
+        let transcript = self.note(self.client.messages(dir, session, None).await)?;
         Ok(progress(&transcript, spec.prompt_id.as_str()))
+    }
+
+    /// Sends the prompt and waits for its answer.
+    async fn prompt_and_follow(&self, spec: &RunSpec) -> Result<String, AgentError> {
+        let rx = self.hub.subscribe();
+        self.note(
+            self.client
+                .prompt_async(
+                    &spec.dir,
+                    &spec.session,
+                    &spec.prompt_id,
+                    &spec.text,
+                    self.model.as_ref(),
+                    spec.agent.as_deref(),
+                )
+                .await,
+        )?;
+        crate::stage!("prompt_sent", spec.session);
+        self.follow(spec, rx).await
     }
 
     /// Waits for the run of `spec.prompt_id` to finish. `rx` must have been
@@ -174,6 +214,13 @@ impl OpenCode {
             }
         }
     }
+}
+
+/// Whether the newest `asked` messages of a transcript show all of the
+/// run of `prompt`: they hold the prompt (and so every answer after it),
+/// or they are the whole transcript.
+fn tail_holds_the_run(tail: &[TranscriptMessage], asked: usize, prompt: &str) -> bool {
+    tail.len() < asked || tail.iter().any(|m| m.info.id == prompt)
 }
 
 /// A run's state as the transcript shows it.
@@ -298,7 +345,19 @@ impl Agent for OpenCode {
         dir: &'a Path,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<bool, AgentError>> {
-        Box::pin(async move { self.note(self.client.session_exists(dir, id).await) })
+        Box::pin(async move {
+            let epoch = self.hub.epoch();
+            if epoch != 0 && self.seen_sessions().get(id.as_str()) == Some(&epoch) {
+                return Ok(true);
+            }
+            let exists = self.note(self.client.session_exists(dir, id).await)?;
+            let mut seen = self.seen_sessions();
+            seen.retain(|_, e| *e == epoch && epoch != 0);
+            if exists && epoch != 0 {
+                seen.insert(id.as_str().to_owned(), epoch);
+            }
+            Ok(exists)
+        })
     }
 
     fn new_prompt_id(&self) -> PromptId {
@@ -307,25 +366,14 @@ impl Agent for OpenCode {
 
     fn run(&self, spec: RunSpec) -> BoxFuture<'_, Result<String, AgentError>> {
         Box::pin(async move {
-            let rx = self.hub.subscribe();
-            self.note(
-                self.client
-                    .prompt_async(
-                        &spec.dir,
-                        &spec.session,
-                        &spec.prompt_id,
-                        &spec.text,
-                        self.model.as_ref(),
-                        spec.agent.as_deref(),
-                    )
-                    .await,
-            )?;
-            crate::stage!("prompt_sent", spec.session);
-            let result = self.follow(&spec, rx).await;
+            let result = self.prompt_and_follow(&spec).await;
             match &result {
                 Ok(_) => self.model_refused.store(false, Ordering::Relaxed),
                 Err(AgentError::ModelRefused(_)) => {
                     self.model_refused.store(true, Ordering::Relaxed)
+                }
+                Err(AgentError::SessionGone(id)) => {
+                    self.seen_sessions().remove(id.as_str());
                 }
                 Err(_) => {}
             }
@@ -480,6 +528,18 @@ mod tests {
             assert!(w[0][..16] < w[1][..16], "{} !< {}", w[0], w[1]);
         }
         assert!(ids.iter().all(|i| i.len() == 30 && i.starts_with("msg_")));
+    }
+
+    #[test]
+    fn a_transcript_tail_is_enough_only_when_it_holds_the_prompt() {
+        let m = |id: &str| msg(json!({"info":{"id":id,"role":"user"},"parts":[]}));
+        let tail = [m("msg_p"), m("msg_a")];
+        assert!(tail_holds_the_run(&tail, 2, "msg_p"));
+        assert!(
+            tail_holds_the_run(&tail[1..], 2, "msg_p"),
+            "whole transcript"
+        );
+        assert!(!tail_holds_the_run(&[m("msg_a"), m("msg_b")], 2, "msg_p"));
     }
 
     #[test]

@@ -46,7 +46,6 @@ impl Runner {
         crate::metrics::run_started("conversation");
         let started = std::time::Instant::now();
         let before_agent = started - entered;
-        channel.set_typing(chat, true).await;
         let spec = RunSpec {
             dir,
             session: session.clone(),
@@ -55,7 +54,9 @@ impl Runner {
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };
-        let result = agent.run(spec).await;
+        // Typing is shown while the prompt goes out, not before it: on
+        // WhatsApp it is a network round trip of its own.
+        let ((), result) = tokio::join!(channel.set_typing(chat, true), agent.run(spec));
         channel.set_typing(chat, false).await;
         let answer = match result {
             Ok(a) => a,
