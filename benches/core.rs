@@ -45,12 +45,12 @@ const POLL: Duration = Duration::from_millis(5);
 const E2E_TIMEOUT: Duration = Duration::from_secs(60);
 const DM: &str = "491511111111@s.whatsapp.net";
 const TOOL_WARMUP: usize = 3;
-const TOOL_TARGET: Duration = Duration::from_millis(50);
+const TOOL_TARGET: Duration = Duration::from_millis(20);
 const TOOL: &str = "pocketbrain_list_tasks";
 
 /// Seconds between due times (`--once` has seconds resolution).
 const TASK_SPACING_S: i64 = 1;
-const SCHED_TARGET: Duration = Duration::from_secs(1);
+const SCHED_TARGET: Duration = Duration::from_millis(10);
 /// The tests' time zone (the harness sets TZ for the bridge and the CLI).
 const TZ: &str = "Europe/Berlin";
 
@@ -72,6 +72,11 @@ struct Sizes {
     task_lead_s: i64,
     idle_window: Duration,
     ingest_msgs: usize,
+    /// Registered chats per row of the scale table.
+    scale_chats: &'static [usize],
+    scale_pairs: usize,
+    scale_idle: Duration,
+    scale_ingest: usize,
 }
 
 fn sz() -> &'static Sizes {
@@ -92,6 +97,10 @@ fn sz() -> &'static Sizes {
                 task_lead_s: 4,
                 idle_window: Duration::from_secs(1),
                 ingest_msgs: 400,
+                scale_chats: &[1, 4],
+                scale_pairs: 2,
+                scale_idle: Duration::from_secs(1),
+                scale_ingest: 200,
             }
         } else {
             Sizes {
@@ -108,6 +117,10 @@ fn sz() -> &'static Sizes {
                 task_lead_s: 8,
                 idle_window: Duration::from_secs(10),
                 ingest_msgs: 20_000,
+                scale_chats: &[1, 10, 100, 1000],
+                scale_pairs: 15,
+                scale_idle: Duration::from_secs(5),
+                scale_ingest: 10_000,
             }
         }
     })
@@ -506,6 +519,7 @@ const MESSAGE_STAGES: &[&str] = &[
     "session_checked",
     "run_recorded",
     "prompt_sent",
+    "answer_seen",
     "idle_seen",
     "transcript_read",
     "outbox_committed",
@@ -569,19 +583,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-/// Assistant messages in a transcript that have finished.
-fn completed_assistant(transcript: &Value) -> usize {
-    transcript.as_array().map_or(0, |msgs| {
-        msgs.iter()
-            .filter(|m| {
-                m["info"]["role"] == "assistant"
-                    && !m["info"]["time"]["completed"].is_null()
-                    && m["info"]["finish"] != "tool-calls"
-            })
-            .count()
-    })
-}
-
 async fn bench_e2e() -> E2eResult {
     let e2e_iters = sz().e2e_iters;
     let mut world = World::new().await;
@@ -613,20 +614,7 @@ async fn bench_e2e() -> E2eResult {
     let opencode_version = health["version"].as_str().unwrap_or("?").to_owned();
 
     // The bare-OpenCode side: one session in a scratch directory.
-    let scratch = std::path::absolute(world.workspace().join("bench-bare")).unwrap();
-    std::fs::create_dir_all(&scratch).unwrap();
-    let dir = scratch.to_string_lossy().into_owned();
-    let session: Value = http
-        .post(format!("{oc}/session"))
-        .query(&[("directory", &dir)])
-        .json(&json!({"title": "bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let session = session["id"].as_str().expect("session id").to_owned();
+    let (session, dir) = bare_session(&http, &oc, &world).await;
 
     let mut bridge_samples = Vec::with_capacity(e2e_iters);
     let mut bare_samples = Vec::with_capacity(e2e_iters);
@@ -667,33 +655,8 @@ async fn bench_e2e() -> E2eResult {
         bridge_samples.push(accepted.elapsed());
         windows.push((posted_us, unix_us()));
 
-        // B: bare OpenCode, prompt_async -> finished assistant message in the transcript.
-        let t = Instant::now();
-        let r = http
-            .post(format!("{oc}/session/{session}/prompt_async"))
-            .query(&[("directory", &dir)])
-            .json(&json!({"parts": [{"type": "text", "text": format!("hello {i}, how are you?")}]}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "prompt_async: {}", r.status());
-        loop {
-            let v: Value = http
-                .get(format!("{oc}/session/{session}/message"))
-                .query(&[("directory", &dir)])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if completed_assistant(&v) > i {
-                break;
-            }
-            assert!(t.elapsed() < E2E_TIMEOUT, "no bare reply {i}");
-            tokio::time::sleep(POLL).await;
-        }
-        bare_samples.push(t.elapsed());
+        // B: bare OpenCode, prompt_async -> finished assistant message.
+        bare_samples.push(bare_turn(&http, &oc, &session, &dir, i).await);
     }
 
     let mut ratios: Vec<f64> = bridge_samples[WARMUP..]
@@ -1166,7 +1129,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
 
     // `PB_BENCH_ONLY=e2e,tools` runs only the named parts (store, prompt,
-    // e2e, tools, scheduler); all of them by default.
+    // e2e, tools, scheduler, scale); all of them by default.
     let only = std::env::var("PB_BENCH_ONLY").ok();
     let want = |part: &str| {
         only.as_deref()
@@ -1177,6 +1140,7 @@ fn main() {
     let e2e = want("e2e").then(|| rt.block_on(bench_e2e()));
     let tools = want("tools").then(|| rt.block_on(bench_tools()));
     let sched = want("scheduler").then(|| rt.block_on(bench_scheduler()));
+    let scale = want("scale").then(|| rt.block_on(bench_scale()));
     let load_after = loadavg();
 
     let dirty = if command_line("git", &["status", "--porcelain"]).is_empty() {
@@ -1220,6 +1184,9 @@ fn main() {
     }
     if let Some(sched) = &sched {
         print_sched(sched);
+    }
+    if let Some(scale) = &scale {
+        print_scale(scale);
     }
 }
 
@@ -1458,4 +1425,286 @@ fn print_sched(sched: &SchedResult) {
         sched.failed,
         ms(sched.slack),
     );
+}
+
+/// One row of the scale table.
+struct ScaleRow {
+    chats: usize,
+    /// Burst into the registered groups (no mention: stored as context).
+    ingest: (f64, Dist),
+    bridge: Dist,
+    bare: Dist,
+    paired_ratio_p50: f64,
+    idle_cpu: f64,
+    rss_idle: u64,
+    rss_after_ingest: u64,
+    start_to_health: Duration,
+}
+
+/// A through the bridge, B straight to OpenCode, `count` times in turn;
+/// message ids and texts are numbered from `from`.
+#[allow(clippy::too_many_arguments)]
+async fn ab_pairs(
+    http: &reqwest::Client,
+    bridge: &str,
+    oc: &str,
+    session: &str,
+    dir: &str,
+    from: usize,
+    count: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in from..from + count {
+        let body = json!({"chat": DM, "sender": DM, "sender_name": "Ann",
+            "text": format!("hello {i}, how are you?"), "id": format!("S{i}")});
+        let r = http
+            .post(format!("{bridge}/fake/inbox"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let accepted = Instant::now();
+        loop {
+            let v: Value = http
+                .get(format!("{bridge}/fake/outbox"))
+                .query(&[("chat", DM)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["messages"].as_array().map_or(0, Vec::len) > i {
+                break;
+            }
+            assert!(accepted.elapsed() < E2E_TIMEOUT, "no reply to S{i}");
+            tokio::time::sleep(POLL).await;
+        }
+        a.push(accepted.elapsed());
+        b.push(bare_turn(http, oc, session, dir, i).await);
+    }
+    (a, b)
+}
+
+/// One prompt straight to OpenCode, until its answer is complete (the
+/// bare side of an A/B pair; `done` answers came before it).
+async fn bare_turn(
+    http: &reqwest::Client,
+    oc: &str,
+    session: &str,
+    dir: &str,
+    done: usize,
+) -> Duration {
+    let t = Instant::now();
+    let r = http
+        .post(format!("{oc}/session/{session}/prompt_async"))
+        .query(&[("directory", dir)])
+        .json(&json!({"parts": [{"type": "text", "text": format!("hello {done}, how are you?")}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "prompt_async: {}", r.status());
+    loop {
+        // Only the newest messages, as the bridge reads them.
+        let v: Value = http
+            .get(format!("{oc}/session/{session}/message"))
+            .query(&[("directory", dir), ("limit", "4")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let finished = v.as_array().is_some_and(|msgs| {
+            msgs.last().is_some_and(|m| {
+                m["info"]["role"] == "assistant"
+                    && !m["info"]["time"]["completed"].is_null()
+                    && m["info"]["finish"] != "tool-calls"
+            })
+        });
+        if finished {
+            break;
+        }
+        assert!(t.elapsed() < E2E_TIMEOUT, "no bare reply {done}");
+        tokio::time::sleep(POLL).await;
+    }
+    t.elapsed()
+}
+
+/// A bare OpenCode session in a scratch folder of the workspace.
+async fn bare_session(http: &reqwest::Client, oc: &str, world: &World) -> (String, String) {
+    let scratch = std::path::absolute(world.workspace().join("bench-bare")).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    let dir = scratch.to_string_lossy().into_owned();
+    let session: Value = http
+        .post(format!("{oc}/session"))
+        .query(&[("directory", &dir)])
+        .json(&json!({"title": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (session["id"].as_str().expect("session id").to_owned(), dir)
+}
+
+fn group_jid(i: usize) -> String {
+    format!("120363{i:012}@g.us")
+}
+
+/// The bridge with `chats` registered chats: the DM that is measured and
+/// `chats - 1` groups that answer only a mention.
+async fn bench_scale_one(chats: usize) -> ScaleRow {
+    let s = sz();
+    let mut world = World::new().await;
+    world.model.set_default(Reply::text("ok"));
+    world.register(DM, "Bench", &[]);
+    {
+        let cfg_db = world.data_dir().join("pocketbrain.sqlite3");
+        let store = pocketbrain::store::Store::open(&cfg_db).unwrap();
+        for i in 1..chats {
+            let name = format!("Group {i}");
+            let folder = pocketbrain::ids::Folder::from_name(&name);
+            let jid = pocketbrain::ids::ChatJid::parse(&group_jid(i)).unwrap();
+            store
+                .register(pocketbrain::model::RegisteredChat {
+                    jid: jid.clone(),
+                    name: name.clone(),
+                    folder: folder.clone(),
+                    is_main: false,
+                    trigger: pocketbrain::model::TriggerRule::Mention,
+                    profile: pocketbrain::model::Profile::default_for(&jid, false),
+                })
+                .await
+                .unwrap();
+            pocketbrain::workspace::ensure_chat_dir(&world.workspace(), &folder, &name, &jid)
+                .unwrap();
+        }
+    }
+    let t = Instant::now();
+    world.start_bridge().await;
+    let start_to_health = t.elapsed();
+    let http = http_client();
+    let oc = world
+        .opencode
+        .as_ref()
+        .unwrap()
+        .url
+        .trim_end_matches('/')
+        .to_owned();
+    let bridge = world.bridge.as_ref().unwrap().base.clone();
+    let (session, dir) = bare_session(&http, &oc, &world).await;
+    // Warm-up: the chat's session and OpenCode's instances.
+    ab_pairs(&http, &bridge, &oc, &session, &dir, 0, WARMUP).await;
+    let (a, b) = ab_pairs(&http, &bridge, &oc, &session, &dir, WARMUP, s.scale_pairs).await;
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
+
+    let pid = world.bridge.as_ref().unwrap().child.id();
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(s.scale_idle).await;
+    let idle_cpu = (cpu_seconds(pid) - before) / s.scale_idle.as_secs_f64();
+    let rss_idle = rss_kib(pid);
+    let ingest = if chats > 1 {
+        ingest_groups(&bridge, s.scale_ingest, chats - 1, 16).await
+    } else {
+        ingest(&bridge, s.scale_ingest, 100, 16, "X").await
+    };
+    let rss_after_ingest = rss_kib(pid);
+    let _ = world.stop_bridge().await;
+    ScaleRow {
+        chats,
+        ingest,
+        bridge: Dist::new(a),
+        bare: Dist::new(b),
+        paired_ratio_p50,
+        idle_cpu,
+        rss_idle,
+        rss_after_ingest,
+        start_to_health,
+    }
+}
+
+/// Like [`ingest`], into the registered groups `1..=groups`, without a
+/// mention: every message is stored as context and starts no run.
+async fn ingest_groups(bridge: &str, n: usize, groups: usize, conns: usize) -> (f64, Dist) {
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let url = format!("{bridge}/fake/inbox");
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut lat = Vec::new();
+            for i in (c..n).step_by(conns) {
+                let chat = group_jid(1 + i % groups);
+                let sender = format!("4917{:08}@s.whatsapp.net", i % 50);
+                let body = json!({"chat": chat, "sender": sender, "text": format!("chatter {i}"),
+                    "id": format!("G{i}")});
+                let t = Instant::now();
+                let r = http.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 202, "ingest POST");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    (n as f64 / t.elapsed().as_secs_f64(), Dist::new(lat))
+}
+
+async fn bench_scale() -> Vec<ScaleRow> {
+    let mut rows = Vec::new();
+    for &n in sz().scale_chats {
+        rows.push(bench_scale_one(n).await);
+    }
+    rows
+}
+
+fn print_scale(rows: &[ScaleRow]) {
+    let s = sz();
+    println!(
+        "\n## Scale (registered chats: one DM measured, the rest groups that answer only a \
+         mention; {} A/B pairs after {WARMUP} warm-up; idle over {} s; burst of {} \
+         `/fake/inbox` messages from 16 connections into the groups, stored as context, or \
+         into 100 unregistered chats when there are none)\n",
+        s.scale_pairs,
+        s.scale_idle.as_secs(),
+        s.scale_ingest,
+    );
+    println!(
+        "| registered chats | start → /health ms | bridge p50 ms | bare p50 ms | added p50 ms | \
+         ratio of p50s | paired ratio p50 | idle CPU % of a core | RSS idle MiB | burst msgs/s | \
+         RSS after burst MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} |",
+            r.chats,
+            ms(r.start_to_health),
+            ms(r.bridge.pct(50.0)),
+            ms(r.bare.pct(50.0)),
+            ms(r.bridge.pct(50.0).saturating_sub(r.bare.pct(50.0))),
+            r.bridge.pct(50.0).as_secs_f64() / r.bare.pct(50.0).as_secs_f64(),
+            r.paired_ratio_p50,
+            r.idle_cpu * 100.0,
+            r.rss_idle as f64 / 1024.0,
+            r.ingest.0,
+            r.rss_after_ingest as f64 / 1024.0,
+        );
+    }
 }

@@ -160,13 +160,25 @@ impl OpenCode {
                             if info["id"].as_str() == Some(spec.prompt_id.as_str()) {
                                 seen_user = true;
                             }
+                            let ours = info["role"] == "assistant"
+                                && info["parentID"].as_str() == Some(spec.prompt_id.as_str());
+                            let completed = !info["time"]["completed"].is_null();
+                            let errored = !info["error"].is_null();
+                            // The turn's last answer is written: read it now
+                            // rather than after OpenCode's idle, which comes
+                            // later. (A failed one waits for the idle:
+                            // OpenCode may still retry it.)
+                            let answered = ours
+                                && completed
+                                && !errored
+                                && info["finish"].as_str().is_some_and(|f| f != "tool-calls");
+                            if answered {
+                                crate::stage!("answer_seen", spec.session);
+                            }
                             // An idle announced before the answer was written:
                             // look again as soon as an answer to our prompt
                             // is finished, not only on the recheck timer.
-                            recheck.is_some()
-                                && info["role"] == "assistant"
-                                && info["parentID"].as_str() == Some(spec.prompt_id.as_str())
-                                && (!info["time"]["completed"].is_null() || !info["error"].is_null())
+                            answered || (recheck.is_some() && ours && (completed || errored))
                         }
                         "session.idle" => {
                             if seen_user {
