@@ -17,6 +17,7 @@
 //! sent → delivered → read.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ use backon::BackoffBuilder;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Channel, ChannelError, ChannelEvent, Outgoing, Receipt};
+use crate::channel::{Channel, ChannelError, ChannelEvent, Outgoing, OutgoingMedia, Receipt};
+use crate::media::MediaLimits;
 use crate::model::OutboxState;
 use crate::store::Store;
 
@@ -50,10 +52,13 @@ impl Failing {
 }
 
 /// Runs until `cancel`. `wake` is notified whenever rows are added.
+/// Files to send are read from the chats' folders under `workspace`.
 pub async fn run(
     store: Store,
     channel: Arc<dyn Channel>,
     wake: Arc<Notify>,
+    workspace: PathBuf,
+    limits: MediaLimits,
     cancel: CancellationToken,
 ) {
     let mut link = channel.link();
@@ -67,12 +72,13 @@ pub async fn run(
     };
     let mut backoff = fresh_backoff();
     let mut failing = Failing::default();
+    let files = (workspace, limits);
     loop {
         // Cancellable mid-pass: a row sent but not yet recorded goes again
         // after a restart, under the same id, which the channel drops.
         let pass = tokio::select! {
             _ = cancel.cancelled() => return,
-            pass = deliver_pending(&store, channel.as_ref(), &mut failing) => pass,
+            pass = deliver_pending(&store, channel.as_ref(), &mut failing, &files) => pass,
         };
         let retry_in = match pass {
             Ok(None) => {
@@ -147,6 +153,7 @@ async fn deliver_pending(
     store: &Store,
     channel: &dyn Channel,
     failing: &mut Failing,
+    files: &(PathBuf, MediaLimits),
 ) -> crate::store::Result<Option<Option<Duration>>> {
     let rows = store.outbox_pending().await?;
     // Rows that left the pending set some other way (a receipt, a nack).
@@ -178,10 +185,25 @@ async fn deliver_pending(
             store.outbox_record(row.seq, Err((reason, true))).await?;
             continue;
         }
+        let media = match (&row.media, &row.folder) {
+            (None, _) => None,
+            (Some(m), folder) => match read_file(&files.0, folder.as_ref(), m, &files.1).await {
+                Ok(media) => Some(media),
+                Err(why) => {
+                    // Gone, replaced by a symlink, grown too large: it can
+                    // never be sent as it was asked for.
+                    crate::metrics::message_out("failed");
+                    tracing::error!(chat = %row.chat, id = %row.id, path = %m.path, error = %why, "file to send unreadable; marked failed");
+                    store.outbox_record(row.seq, Err((why, true))).await?;
+                    continue;
+                }
+            },
+        };
         let msg = Outgoing {
             chat: row.chat.clone(),
             id: row.id.clone(),
             text: row.text.clone(),
+            media,
         };
         let result = channel.send(&msg).await;
         let give_up = match &result {
@@ -238,6 +260,29 @@ async fn deliver_pending(
         }
     }
     Ok(retry)
+}
+
+/// Reads a file to send from its chat's folder, again through
+/// [`crate::media::read_in`] (it may have changed since the tool call).
+async fn read_file(
+    workspace: &Path,
+    folder: Option<&crate::ids::Folder>,
+    m: &crate::model::OutboxMedia,
+    limits: &MediaLimits,
+) -> Result<OutgoingMedia, String> {
+    let folder = folder.ok_or("the chat has no folder")?;
+    let dir = workspace.join("chats").join(folder.as_str());
+    let (path, max) = (m.path.clone(), limits.of(m.kind));
+    let data = tokio::task::spawn_blocking(move || crate::media::read_in(&dir, &path, max))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot send the file: {e}"))?;
+    Ok(OutgoingMedia {
+        kind: m.kind,
+        mime: m.mime.clone(),
+        filename: m.filename.clone(),
+        data: data.into(),
+    })
 }
 
 /// Folds one failure's retry hint into the pass's: the earliest hint wins,
@@ -355,7 +400,14 @@ mod tests {
 
         // A1 fails: A2 waits behind it, B1 goes out.
         ch.then(&a, transient());
-        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        let retry = deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(retry, Some(None));
         assert_eq!(ch.sent(), ["B1"]);
         let pending = store.outbox_pending().await.unwrap();
@@ -364,17 +416,38 @@ mod tests {
         // Rate limits do not count; 14 minutes of failures are not enough.
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, ChannelError::RetryAfter(Duration::from_secs(30)));
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(ch.sent(), ["B1"]);
 
         // Fifteen minutes after the first failure A1 is marked failed with
         // the reason, and A2 goes out in the same pass.
         tokio::time::advance(minutes(1)).await;
         ch.then(&a, transient());
-        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        let retry = deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(retry, None);
         assert_eq!(ch.sent(), ["B1", "A2"]);
         assert!(store.outbox_pending().await.unwrap().is_empty());
@@ -399,28 +472,70 @@ mod tests {
         let transient = || ChannelError::Transient("timeout".into());
 
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         tokio::time::advance(GIVE_UP_AFTER - Duration::from_secs(60)).await;
         ch.then(&a, ChannelError::Disconnected);
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         tokio::time::advance(Duration::from_secs(120)).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // A link seen down clears the allowance too.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.link.send_modify(|l| l.up = false);
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         ch.link.send_modify(|l| l.up = true);
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // Then, kept failing with the link up, it is given up.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert!(store.outbox_pending().await.unwrap().is_empty());
         assert!(
             store
@@ -458,7 +573,14 @@ mod tests {
         let ch = Scripted::new();
         let mut failing = Failing::default();
         assert_eq!(
-            deliver_pending(&store, &ch, &mut failing).await.unwrap(),
+            deliver_pending(
+                &store,
+                &ch,
+                &mut failing,
+                &(PathBuf::from("/nonexistent"), MediaLimits::default())
+            )
+            .await
+            .unwrap(),
             None
         );
         assert_eq!(ch.sent(), ["A1"]);

@@ -24,6 +24,7 @@ fn inbound(chat_jid: &str, id: &str, text: &str, from_me: bool) -> Inbound {
         text: text.into(),
         timestamp_ms: 1_763_700_000_000,
         from_me,
+        media: None,
     }
 }
 

@@ -63,6 +63,8 @@ fn run(
                 now: "2026-11-21T10:00:00Z".parse().unwrap(),
                 outgoing: &outgoing,
                 new_message_id: &new_id,
+                workspace: None,
+                media_limits: crate::media::MediaLimits::default(),
             };
             Ok(execute(c, &caller, &tool, &args, &env))
         }))
