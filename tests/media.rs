@@ -113,12 +113,16 @@ async fn voice_notes_arrive_as_transcripts_or_with_a_note_when_transcription_fai
     let mut w = World::new().await;
     w.set_env("PB_TRANSCRIBE_URL", &w.model.base_url());
     w.set_env("PB_TRANSCRIBE_API_KEY", "sk-test-key");
-    w.set_env("PB_TRANSCRIBE_TIMEOUT", "20s");
+    w.set_env("PB_TRANSCRIBE_TIMEOUT", "3s");
     w.model
         .set_transcription(Transcription::Text("buy milk and <eggs>".into()));
     w.model.on(
         |r| r.last_role() == "user" && r.last_user_text().contains("[voice note"),
-        vec![Reply::text("Noted."), Reply::text("Noted again.")],
+        vec![
+            Reply::text("Noted."),
+            Reply::text("Noted again."),
+            Reply::text("Noted late."),
+        ],
     );
     w.register(DM, "Ann", &[]);
     w.start_bridge().await;
@@ -172,6 +176,25 @@ async fn voice_notes_arrive_as_transcripts_or_with_a_note_when_transcription_fai
         "{text}"
     );
     assert!(path_in(&text).unwrap().ends_with("/V2.ogg"), "{text}");
+
+    // A silent endpoint times out (PB_TRANSCRIBE_TIMEOUT): a note again.
+    w.model.set_transcription(Transcription::Hang);
+    let (status, _) = w
+        .inbox(json!({"chat": DM, "sender": DM, "id": "V3",
+            "media": {"kind": "voice", "mime": "audio/ogg", "data": b64(&ogg), "seconds": 4}}))
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(w.wait_outbox(DM, 3, T).await[2], "Andy: Noted late.");
+    let text = w
+        .agent_requests()
+        .into_iter()
+        .rfind(|r| r.last_user_text().contains("[voice note 0:04]"))
+        .unwrap()
+        .last_user_text();
+    assert!(
+        text.contains("[voice note 0:04] (transcription failed: no answer within 3 s"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -612,4 +612,155 @@ mod tests {
             assert_eq!(chat_jid(&to_jid(&c).unwrap()).unwrap(), c);
         }
     }
+
+    #[test]
+    fn photos_voice_notes_audio_documents_video_and_stickers_become_media() {
+        let i = info("M1", ALICE, ALICE, false);
+        let photo = wa::Message {
+            image_message: MessageField::some(wa::message::ImageMessage {
+                mimetype: Some("image/jpeg".into()),
+                caption: Some("look at this".into()),
+                file_length: Some(2048),
+                direct_path: Some("/v/t62/abc".into()),
+                media_key: Some(vec![7; 32]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = inbound(&i, &photo).unwrap().inbound;
+        assert_eq!(c.text, "look at this");
+        let m = c.media.unwrap();
+        assert_eq!(
+            m.info,
+            MediaInfo {
+                kind: MediaKind::Image,
+                mime: "image/jpeg".into(),
+                bytes: 2048,
+                ..MediaInfo::default()
+            }
+        );
+        assert!(m.data.is_err(), "downloaded by the channel, not here");
+        // The part the client downloads is the image itself.
+        let (_, part) = media(&photo).unwrap();
+        assert_eq!(part.direct_path(), Some("/v/t62/abc"));
+        assert_eq!(part.app_info(), MediaType::Image);
+
+        let voice = wa::Message {
+            audio_message: MessageField::some(wa::message::AudioMessage {
+                mimetype: Some("audio/ogg; codecs=opus".into()),
+                ptt: Some(true),
+                seconds: Some(12),
+                file_length: Some(9000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // In a view-once wrapper too.
+        let c = inbound(&i, &wrap("view_once", voice)).unwrap().inbound;
+        assert_eq!(c.text, "");
+        let m = c.media.unwrap().info;
+        assert_eq!(
+            (m.kind, m.seconds, m.bytes),
+            (MediaKind::Voice, Some(12), 9000)
+        );
+
+        let song = wa::Message {
+            audio_message: MessageField::some(wa::message::AudioMessage {
+                mimetype: Some("audio/mpeg".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(media(&song).unwrap().0.kind, MediaKind::Audio);
+
+        let doc = wa::Message {
+            document_message: MessageField::some(wa::message::DocumentMessage {
+                mimetype: Some("application/pdf".into()),
+                file_name: Some("Contract.pdf".into()),
+                caption: Some("sign this".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = inbound(&i, &doc).unwrap().inbound;
+        assert_eq!(c.text, "sign this");
+        let m = c.media.unwrap().info;
+        assert_eq!(
+            (m.kind, m.filename.as_deref(), m.mime.as_str()),
+            (MediaKind::Document, Some("Contract.pdf"), "application/pdf")
+        );
+
+        let video = wa::Message {
+            video_message: MessageField::some(wa::message::VideoMessage {
+                seconds: Some(30),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = media(&video).unwrap().0;
+        assert_eq!(
+            (m.kind, m.mime.as_str(), m.seconds),
+            (MediaKind::Video, "video/mp4", Some(30))
+        );
+
+        let sticker = wa::Message {
+            sticker_message: MessageField::some(wa::message::StickerMessage::default()),
+            ..Default::default()
+        };
+        let m = media(&sticker).unwrap().0;
+        assert_eq!(
+            (m.kind, m.mime.as_str()),
+            (MediaKind::Sticker, "image/webp")
+        );
+        assert!(media(&wa::Message::text("hi")).is_none());
+    }
+
+    fn uploaded() -> Uploaded {
+        Uploaded {
+            url: "https://mmg.whatsapp.net/v/t62/x".into(),
+            direct_path: "/v/t62/x".into(),
+            media_key: [1; 32],
+            file_enc_sha256: [2; 32],
+            file_sha256: [3; 32],
+            file_length: 1234,
+            media_key_timestamp: 1_763_700_000,
+            streaming_sidecar: None,
+        }
+    }
+
+    #[test]
+    fn an_uploaded_file_becomes_a_message_of_its_kind() {
+        let up = uploaded();
+        let m = media_message(MediaKind::Image, "image/png", "pic.png", "Here", &up);
+        let img = m.image_message.as_option().unwrap();
+        assert_eq!(img.url.as_deref(), Some("https://mmg.whatsapp.net/v/t62/x"));
+        assert_eq!(img.direct_path.as_deref(), Some("/v/t62/x"));
+        assert_eq!(img.media_key.as_deref(), Some(&[1u8; 32][..]));
+        assert_eq!(img.file_enc_sha256.as_deref(), Some(&[2u8; 32][..]));
+        assert_eq!(img.file_sha256.as_deref(), Some(&[3u8; 32][..]));
+        assert_eq!(img.file_length, Some(1234));
+        assert_eq!(img.media_key_timestamp, Some(1_763_700_000));
+        assert_eq!(img.mimetype.as_deref(), Some("image/png"));
+        assert_eq!(m.get_caption(), Some("Here"));
+        // What we send is what a receiver reads back as media.
+        assert_eq!(media(&m).unwrap().0.kind, MediaKind::Image);
+
+        let m = media_message(MediaKind::Document, "application/pdf", "r.pdf", "", &up);
+        let doc = m.document_message.as_option().unwrap();
+        assert_eq!(doc.file_name.as_deref(), Some("r.pdf"));
+        assert_eq!(doc.caption, None);
+        assert_eq!(doc.direct_path.as_deref(), Some("/v/t62/x"));
+
+        let m = media_message(MediaKind::Voice, "audio/ogg", "v.ogg", "", &up);
+        assert_eq!(m.audio_message.as_option().unwrap().ptt, Some(true));
+        let m = media_message(MediaKind::Audio, "audio/mpeg", "s.mp3", "", &up);
+        assert_eq!(m.audio_message.as_option().unwrap().ptt, Some(false));
+        let m = media_message(MediaKind::Video, "video/mp4", "c.mp4", "clip", &up);
+        assert_eq!(
+            m.video_message.as_option().unwrap().caption.as_deref(),
+            Some("clip")
+        );
+        assert_eq!(media_type(MediaKind::Voice), MediaType::Audio);
+        assert_eq!(media_type(MediaKind::Document), MediaType::Document);
+    }
 }
