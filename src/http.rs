@@ -443,9 +443,7 @@ fn validate_inbox(
     }
     let media = req.media.map(validate_media).transpose()?;
     if req.text.trim().is_empty() && media.is_none() {
-        return Err(ApiError::bad(
-            "text: must not be empty (unless media is sent)",
-        ));
+        return Err(ApiError::bad("text: must not be empty"));
     }
     if req.text.len() > max_text {
         return Err(ApiError(

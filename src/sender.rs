@@ -347,7 +347,10 @@ mod tests {
                 .get_mut(msg.chat.as_str())
                 .and_then(|q| q.pop_front());
             if next.is_none() {
-                self.sent.lock().unwrap().push(msg.id.to_string());
+                self.sent.lock().unwrap().push(match &msg.media {
+                    Some(m) => format!("{} {} {}", msg.id, m.kind, m.data.len()),
+                    None => msg.id.to_string(),
+                });
             }
             Box::pin(async move { next.map_or(Ok(()), Err) })
         }
@@ -590,5 +593,51 @@ mod tests {
             "failed 15559999999@s.whatsapp.net is not a registered chat"
         );
         assert_eq!(store.outbox_state(2).await.unwrap(), "sent -");
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_out_in_its_place_and_a_vanished_one_is_marked_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_chats(dir.path());
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(ws.join("chats/c0/out")).unwrap();
+        std::fs::write(ws.join("chats/c0/out/a.pdf"), b"%PDF-1 hello").unwrap();
+        let chat = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
+        let file = |path: &str| crate::model::OutboxMedia {
+            path: path.into(),
+            kind: crate::model::MediaKind::Document,
+            mime: "application/pdf".into(),
+            filename: "a.pdf".into(),
+        };
+        let (c2, f1, f2) = (chat.clone(), file("out/a.pdf"), file("out/gone.pdf"));
+        store
+            .tx(move |tx| {
+                crate::store::insert_outbox(tx, &c2, &MessageId::new("T1"), "before")?;
+                crate::store::insert_outbox_media(
+                    tx,
+                    &c2,
+                    &MessageId::new("F1"),
+                    "cap",
+                    Some(&f1),
+                )?;
+                crate::store::insert_outbox_media(tx, &c2, &MessageId::new("F2"), "", Some(&f2))?;
+                crate::store::insert_outbox(tx, &c2, &MessageId::new("T2"), "after")
+            })
+            .await
+            .unwrap();
+        let ch = Scripted::new();
+        let mut failing = Failing::default();
+        let files = (ws, MediaLimits::default());
+        let retry = deliver_pending(&store, &ch, &mut failing, &files)
+            .await
+            .unwrap();
+        assert_eq!(retry, None);
+        assert_eq!(ch.sent(), vec!["T1", "F1 document 12", "T2"]);
+        let failed = store.outbox_state(3).await.unwrap();
+        assert!(
+            failed.starts_with("failed cannot send the file: out/gone.pdf does not exist"),
+            "{failed}"
+        );
+        assert!(store.outbox_pending().await.unwrap().is_empty());
     }
 }
