@@ -783,6 +783,36 @@ mod tests {
     }
 
     #[test]
+    fn media_limits_and_the_transcription_endpoint_are_checked() {
+        let c = parse(&[], &["serve"]).unwrap();
+        assert_eq!(c.media_max_bytes, crate::media::MediaLimits::default());
+        assert!(c.transcribe().is_none());
+        let c = parse(
+            &[
+                ("PB_MEDIA_MAX_BYTES", "image=8M"),
+                ("PB_TRANSCRIBE_URL", "http://127.0.0.1:8080/v1"),
+                ("PB_TRANSCRIBE_API_KEY", "sk-secret"),
+            ],
+            &["serve"],
+        )
+        .unwrap();
+        assert_eq!(c.media_max_bytes.image, 8 * 1024 * 1024);
+        let t = c.transcribe().unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.model.as_str()),
+            ("http://127.0.0.1:8080/v1", "whisper-1")
+        );
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        let e = refused(&[("PB_MEDIA_MAX_BYTES", "photo=1M")], &["serve"]);
+        assert!(
+            e.contains("PB_MEDIA_MAX_BYTES") && e.contains("not a media kind"),
+            "{e}"
+        );
+        let e = refused(&[("PB_TRANSCRIBE_URL", "ftp://x")], &["serve"]);
+        assert!(e.starts_with("invalid PB_TRANSCRIBE_URL"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let c = parse(&[], &["serve"]).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./data"));
