@@ -202,6 +202,7 @@ fn inbound(chat: &ChatJid, id: String, i: usize) -> Inbound {
         text: message_text(i),
         timestamp_ms: 1_763_700_000_000 + i as i64 * 1000,
         from_me: false,
+        media: None,
     }
 }
 
@@ -380,6 +381,7 @@ fn bench_prompt() -> PromptResult {
             text: message_text(i),
             timestamp_ms: 1_763_700_000_000 + i as i64 * 1000,
             from_me: false,
+            media: None,
         })
         .collect();
     let input_bytes = batch.iter().map(|m| m.text.len()).sum();

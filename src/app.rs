@@ -282,7 +282,14 @@ impl App {
             queue.clone(),
             config.assistant_has_own_number,
         )
-        .with_approvals(approvals);
+        .with_approvals(approvals)
+        .with_media(crate::intake::MediaIntake {
+            workspace: config.workspace.clone(),
+            limits: config.media_max_bytes,
+            persona: settings.persona.clone(),
+            channel: channel.clone(),
+            outbox_wake: outbox_wake.clone(),
+        });
         if config.auto_main {
             intake = intake.with_owner_chat(OwnerChat {
                 workspace: config.workspace.clone(),
@@ -318,7 +325,7 @@ impl App {
             tracker.spawn(supervise_managed(server, cancel.clone()));
         }
 
-        let runner = Runner::new(
+        let mut runner = Runner::new(
             settings.clone(),
             store.clone(),
             agent.clone(),
@@ -326,6 +333,16 @@ impl App {
             queue.clone(),
             outbox_wake.clone(),
         );
+        match config.transcribe() {
+            Some(t) => {
+                let t = crate::transcribe::HttpTranscriber::new(t);
+                tracing::info!(url = t.url(), model = %config.transcribe_model, "voice notes are transcribed");
+                runner = runner.with_transcriber(Arc::new(t));
+            }
+            None => tracing::info!(
+                "no transcription endpoint (PB_TRANSCRIBE_URL): voice notes reach the agent as files"
+            ),
+        }
         tracker.spawn(
             queue
                 .clone()
@@ -338,6 +355,8 @@ impl App {
             store.clone(),
             channel.clone(),
             outbox_wake.clone(),
+            config.workspace.clone(),
+            config.media_max_bytes,
             cancel.clone(),
         ));
 
@@ -350,6 +369,7 @@ impl App {
                 persona: settings.persona,
                 tz: settings.tz,
                 workspace: settings.workspace,
+                media_limits: config.media_max_bytes,
                 outbox_wake,
                 tasks_wake: tasks_wake.clone(),
             },
@@ -436,6 +456,7 @@ fn whatsapp_options(config: &Config) -> crate::channel::whatsapp::WhatsAppOption
             per_minute: config.wa_per_minute,
             jitter: Duration::from_millis(800),
         },
+        media_limits: config.media_max_bytes,
         transport: None,
         http: None,
     }

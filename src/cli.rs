@@ -576,6 +576,8 @@ async fn operator(
                 now: chrono::Utc::now(),
                 outgoing: &outgoing,
                 new_message_id: &new_id,
+                workspace: None,
+                media_limits: crate::media::MediaLimits::default(),
             };
             Ok(crate::tools::execute(c, &caller, tool, &args, &env).map(|(v, _)| v))
         })

@@ -368,6 +368,62 @@ pub struct Config {
         hide_env_values = true
     )]
     pub stream_watchdog: Duration,
+    /// Largest inbound or outbound file per kind: one size for all
+    /// (`20M`) or `kind=size` pairs (`image=8M,document=50M`; kinds image,
+    /// voice, audio, document, video, sticker; K/M/G are 1024-based)
+    #[arg(
+        long,
+        env = "PB_MEDIA_MAX_BYTES",
+        value_name = "PB_MEDIA_MAX_BYTES",
+        value_parser = crate::media::MediaLimits::parse,
+        default_value = "image=16M,voice=16M,audio=16M,document=100M,video=64M,sticker=1M",
+        global = true,
+        hide_env_values = true
+    )]
+    pub media_max_bytes: crate::media::MediaLimits,
+    /// OpenAI-compatible speech-to-text endpoint for voice notes
+    /// (`http://127.0.0.1:8080/v1` or the full `/v1/audio/transcriptions`
+    /// URL); unset: voice notes reach the agent as files only
+    #[arg(
+        long,
+        env = "PB_TRANSCRIBE_URL",
+        value_name = "PB_TRANSCRIBE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub transcribe_url: Option<reqwest::Url>,
+    /// The transcription model the endpoint is asked for
+    #[arg(
+        long,
+        env = "PB_TRANSCRIBE_MODEL",
+        value_name = "PB_TRANSCRIBE_MODEL",
+        default_value = "whisper-1",
+        global = true,
+        hide_env_values = true
+    )]
+    pub transcribe_model: String,
+    /// API key for the transcription endpoint (sent as a bearer token)
+    #[arg(
+        long,
+        env = "PB_TRANSCRIBE_API_KEY",
+        value_name = "PB_TRANSCRIBE_API_KEY",
+        value_parser = Secret::parse,
+        global = true,
+        hide_env_values = true
+    )]
+    pub transcribe_api_key: Option<Secret>,
+    /// Longest a transcription may take before the voice note goes to the
+    /// agent with a note instead
+    #[arg(
+        long,
+        env = "PB_TRANSCRIBE_TIMEOUT",
+        value_name = "PB_TRANSCRIBE_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "60s",
+        global = true,
+        hide_env_values = true
+    )]
+    pub transcribe_timeout: Duration,
 }
 
 /// Shortest `PB_HTTP_TOKEN` accepted.
@@ -566,6 +622,17 @@ impl Config {
             flag: "--opencode-url",
             why: why.into(),
         };
+        if let Some(url) = &self.transcribe_url
+            && (!matches!(url.scheme(), "http" | "https")
+                || !url.username().is_empty()
+                || url.password().is_some())
+        {
+            return Err(ConfigError {
+                setting: "PB_TRANSCRIBE_URL",
+                flag: "--transcribe-url",
+                why: "use an http:// or https:// URL without a user or password (the key goes in PB_TRANSCRIBE_API_KEY)".into(),
+            });
+        }
         if let Some(url) = &self.opencode_url {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(err("use an http:// or https:// URL"));
@@ -611,6 +678,18 @@ impl Config {
         self.ipc_dir_setting
             .clone()
             .unwrap_or_else(|| self.data_dir.join("ipc"))
+    }
+
+    /// The transcription endpoint's settings, when one is configured.
+    pub fn transcribe(&self) -> Option<crate::transcribe::TranscribeSettings> {
+        self.transcribe_url
+            .as_ref()
+            .map(|url| crate::transcribe::TranscribeSettings {
+                url: url.to_string(),
+                model: self.transcribe_model.clone(),
+                api_key: self.transcribe_api_key.clone(),
+                timeout: self.transcribe_timeout,
+            })
     }
 
     /// WhatsApp's device store (its own file, apart from the bridge's database).
@@ -701,6 +780,36 @@ mod tests {
             refused(&[("PB_OPENCODE_ENV", "PB_DATA_DIR")], &["serve"]).contains("bridge setting")
         );
         assert!(refused(&[("PB_OPENCODE_ENV", "A-B")], &["serve"]).contains("PB_OPENCODE_ENV"));
+    }
+
+    #[test]
+    fn media_limits_and_the_transcription_endpoint_are_checked() {
+        let c = parse(&[], &["serve"]).unwrap();
+        assert_eq!(c.media_max_bytes, crate::media::MediaLimits::default());
+        assert!(c.transcribe().is_none());
+        let c = parse(
+            &[
+                ("PB_MEDIA_MAX_BYTES", "image=8M"),
+                ("PB_TRANSCRIBE_URL", "http://127.0.0.1:8080/v1"),
+                ("PB_TRANSCRIBE_API_KEY", "sk-secret"),
+            ],
+            &["serve"],
+        )
+        .unwrap();
+        assert_eq!(c.media_max_bytes.image, 8 * 1024 * 1024);
+        let t = c.transcribe().unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.model.as_str()),
+            ("http://127.0.0.1:8080/v1", "whisper-1")
+        );
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        let e = refused(&[("PB_MEDIA_MAX_BYTES", "photo=1M")], &["serve"]);
+        assert!(
+            e.contains("PB_MEDIA_MAX_BYTES") && e.contains("not a media kind"),
+            "{e}"
+        );
+        let e = refused(&[("PB_TRANSCRIBE_URL", "ftp://x")], &["serve"]);
+        assert!(e.starts_with("invalid PB_TRANSCRIBE_URL"), "{e}");
     }
 
     #[test]

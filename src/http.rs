@@ -362,10 +362,72 @@ struct FakeInbox {
     sender: String,
     sender_name: Option<String>,
     chat_name: Option<String>,
+    /// The text, or the caption of `media` (then it may be left out).
+    #[serde(default)]
     text: String,
     id: Option<String>,
     timestamp: Option<Value>,
     from_me: Option<bool>,
+    media: Option<FakeMedia>,
+}
+
+/// A file with a fake inbound message, as WhatsApp would deliver it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FakeMedia {
+    kind: String,
+    mime: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    data: String,
+    filename: Option<String>,
+    /// A voice note's or video's length, as WhatsApp says it.
+    seconds: Option<u32>,
+}
+
+/// Validates a fake message's media: a known kind, a mime type, base64
+/// bytes, a plain file name. Its size is checked by intake, which answers
+/// the person.
+fn validate_media(m: FakeMedia) -> Result<crate::model::InboundMedia, ApiError> {
+    use base64::Engine;
+    let kind: crate::model::MediaKind = m.kind.parse().map_err(|_| {
+        ApiError::bad(format!(
+            "media.kind: {:?} is not one of image, voice, audio, document, video, sticker",
+            m.kind.chars().take(40).collect::<String>()
+        ))
+    })?;
+    let mime = m.mime.trim();
+    let ok_mime = mime.len() <= 127
+        && mime.split_once('/').is_some_and(|(t, s)| {
+            !t.is_empty()
+                && !s.is_empty()
+                && mime.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        });
+    if !ok_mime {
+        return Err(ApiError::bad("media.mime: expected a type like image/png"));
+    }
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(m.data.trim())
+        .map_err(|e| ApiError::bad(format!("media.data: not valid base64 ({e})")))?;
+    let filename = match m.filename {
+        Some(f) if f.len() > 255 || f.chars().any(|c| c.is_control() || c == '/') => {
+            return Err(ApiError::bad(
+                "media.filename: at most 255 bytes, no '/' or control characters",
+            ));
+        }
+        Some(f) if f.trim().is_empty() => None,
+        f => f,
+    };
+    Ok(crate::model::InboundMedia {
+        info: crate::model::MediaInfo {
+            kind,
+            mime: mime.to_owned(),
+            filename,
+            bytes: data.len() as u64,
+            seconds: m.seconds,
+            ..Default::default()
+        },
+        data: Ok(data),
+    })
 }
 
 /// Validates one inbound message at the boundary.
@@ -379,7 +441,8 @@ fn validate_inbox(
     if sender.is_group() {
         return Err(ApiError::bad("sender: a group cannot be a sender"));
     }
-    if req.text.trim().is_empty() {
+    let media = req.media.map(validate_media).transpose()?;
+    if req.text.trim().is_empty() && media.is_none() {
         return Err(ApiError::bad("text: must not be empty"));
     }
     if req.text.len() > max_text {
@@ -450,6 +513,7 @@ fn validate_inbox(
         text: req.text,
         timestamp_ms,
         from_me: req.from_me.unwrap_or(false),
+        media,
     })
 }
 

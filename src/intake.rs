@@ -4,14 +4,26 @@
 //! check), and only then acknowledged to the channel; a new, non-echo
 //! message in a registered chat wakes the chat's queue with
 //! [`Wake::Message`], the one wake that also releases a parked chat.
+//!
+//! Media comes first: a photo, voice note or file is saved into the chat's
+//! folder (see [`crate::media`]) before its message is stored, so the
+//! message is acknowledged only once both are kept. A file refused (too
+//! large, not a readable image) is stored as "media not available" with the
+//! reason, and the person is told why; a refused file without a caption
+//! starts no run.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
 
 use crate::approvals::{Approvals, parse_answer};
+use crate::channel::Channel;
 use crate::ids::{ChatJid, Folder};
+use crate::media::{MediaLimits, Refusal};
 use crate::model::{Inbound, RegisteredChat, TriggerRule};
+use crate::outbound::Persona;
 use crate::queue::{ChatQueue, Wake};
 use crate::store::{InboundOutcome, Store};
 
@@ -26,6 +38,19 @@ pub struct Intake {
     owner: Option<OwnerChat>,
     /// Answers to approval requests, in the main chat.
     approvals: Option<Approvals>,
+    /// Where media is saved, its limits, and how refusals are answered.
+    media: Option<Arc<MediaIntake>>,
+}
+
+/// What intake needs to keep media and answer refusals.
+pub struct MediaIntake {
+    /// Chat folders live in `workspace/chats/<folder>/`.
+    pub workspace: PathBuf,
+    pub limits: MediaLimits,
+    pub persona: Persona,
+    /// Message ids for refusal replies.
+    pub channel: Arc<dyn Channel>,
+    pub outbox_wake: Arc<Notify>,
 }
 
 /// Registering the account's own chat as the main chat after pairing.
@@ -42,7 +67,14 @@ impl Intake {
             own_number,
             owner: None,
             approvals: None,
+            media: None,
         }
+    }
+
+    /// Keeps inbound media (without it, media is recorded as not available).
+    pub fn with_media(mut self, media: MediaIntake) -> Self {
+        self.media = Some(Arc::new(media));
+        self
     }
 
     /// The owner's `yes/always/no CODE` in the main chat answers approvals.
@@ -106,13 +138,39 @@ impl Intake {
 
     /// Takes one validated inbound message: stores it, and wakes the chat's
     /// queue when it is registered, new, and not our own echo.
-    pub async fn accept(&self, msg: Inbound) -> crate::store::Result<InboundOutcome> {
+    pub async fn accept(&self, mut msg: Inbound) -> crate::store::Result<InboundOutcome> {
         let id = msg.id.clone();
         crate::stage!("accepted", msg.chat);
+        let refusal = match msg.media.take() {
+            Some(media) => {
+                let (info, refusal) = self.keep_media(&msg, media).await?;
+                // Only the description is stored; the bytes are in the file.
+                msg.media = Some(crate::model::InboundMedia {
+                    info,
+                    data: Ok(Vec::new()),
+                });
+                refusal
+            }
+            None => None,
+        };
+        let captionless = msg.text.trim().is_empty();
+        let from_me = msg.from_me;
         let answer = parse_answer(&msg.text).is_some().then(|| msg.text.clone());
         let outcome = self.store.record_inbound(msg, self.own_number).await?;
         let chat = &outcome.chat;
         crate::stage!("stored", chat);
+        if let Some(refusal) = refusal
+            && outcome.registered
+            && !outcome.duplicate
+            && !outcome.echo
+            && !from_me
+        {
+            self.tell_refusal(chat, &id, refusal, captionless).await?;
+            if captionless {
+                crate::metrics::message_in("media_refused");
+                return Ok(outcome);
+            }
+        }
         if outcome.duplicate {
             crate::metrics::message_in("duplicate");
             tracing::info!(chat = %chat, id = %id, "duplicate message ignored");
@@ -130,6 +188,65 @@ impl Intake {
             crate::stage!("queued", chat);
         }
         Ok(outcome)
+    }
+
+    /// Saves a message's media into its chat's folder (not kept for an
+    /// unregistered chat); returns what to store and any refusal.
+    async fn keep_media(
+        &self,
+        msg: &Inbound,
+        media: crate::model::InboundMedia,
+    ) -> crate::store::Result<(crate::model::MediaInfo, Option<Refusal>)> {
+        let Some(m) = self.media.clone() else {
+            let mut info = media.info;
+            info.note = Some("media not available: this bridge does not keep media".into());
+            return Ok((info, None));
+        };
+        let folder = self.store.registered(&msg.chat).await?.map(|r| r.folder);
+        let id = msg.id.clone();
+        let date = chrono::DateTime::from_timestamp_millis(msg.timestamp_ms)
+            .unwrap_or_else(chrono::Utc::now)
+            .format("%Y-%m-%d")
+            .to_string();
+        let chat = msg.chat.clone();
+        let (info, refusal) = tokio::task::spawn_blocking(move || {
+            crate::media::save_inbound(&m.workspace, folder.as_ref(), &id, &date, media, &m.limits)
+        })
+        .await
+        .map_err(|e| crate::store::StoreError::Join(e.to_string()))?;
+        match (&info.path, &info.note) {
+            (Some(path), _) => {
+                tracing::info!(chat = %chat, id = %msg.id, kind = %info.kind, bytes = info.bytes, path, "media saved")
+            }
+            (None, note) => {
+                tracing::warn!(chat = %chat, id = %msg.id, kind = %info.kind, note = note.as_deref().unwrap_or("-"), "media not kept")
+            }
+        }
+        Ok((info, refusal))
+    }
+
+    /// Tells the person why their file was refused; a refused file without
+    /// a caption is then handled (no run for it).
+    async fn tell_refusal(
+        &self,
+        chat: &ChatJid,
+        id: &crate::ids::MessageId,
+        refusal: Refusal,
+        captionless: bool,
+    ) -> crate::store::Result<()> {
+        let Some(m) = &self.media else {
+            return Ok(());
+        };
+        if let Some(text) = m.persona.reply(&refusal.reply) {
+            self.store
+                .enqueue_outbox(chat, &m.channel.new_message_id(), &text)
+                .await?;
+            m.outbox_wake.notify_one();
+        }
+        if captionless {
+            self.store.mark_handled(chat, id).await?;
+        }
+        Ok(())
     }
 
     /// Whether `text` (in `chat`) answered an approval request; it is then

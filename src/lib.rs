@@ -25,6 +25,9 @@
 //! - [`ipc`]: tool calls from the OpenCode plugin, through files; [`tools`]
 //!   carries them out; [`schedule`] parses task schedules and [`scheduler`]
 //!   fires them through the queue.
+//! - [`media`]: photos, voice notes and files in (saved into the chat's
+//!   folder, described to the agent) and out (`pocketbrain_send_file`);
+//!   [`transcribe`] turns voice notes into text over HTTP.
 //! - [`safe_dir`]: reading and writing in folders the agent can write,
 //!   never through a planted symlink.
 //! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`,
@@ -49,6 +52,7 @@ pub mod http;
 pub mod ids;
 pub mod intake;
 pub mod ipc;
+pub mod media;
 pub mod metrics;
 pub mod model;
 pub mod opencode;
@@ -66,6 +70,7 @@ pub mod status;
 pub mod store;
 pub mod timing;
 pub mod tools;
+pub mod transcribe;
 pub mod workspace;
 
 pub use app::{App, HTTP_ADDR_FILE, StartError};

@@ -28,6 +28,134 @@ pub struct Inbound {
     pub text: String,
     pub timestamp_ms: i64,
     pub from_me: bool,
+    /// A photo, voice note, file... with the message (the text is then its
+    /// caption, possibly empty).
+    pub media: Option<InboundMedia>,
+}
+
+/// A media attachment as a channel hands it over: what it is, and its bytes
+/// or why they could not be had. Intake saves it and keeps only the
+/// [`MediaInfo`].
+#[derive(Clone)]
+pub struct InboundMedia {
+    pub info: MediaInfo,
+    /// The downloaded bytes, or why there are none ("download failed: ...").
+    pub data: Result<Vec<u8>, String>,
+}
+
+impl fmt::Debug for InboundMedia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundMedia")
+            .field("info", &self.info)
+            .field("data", &self.data.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// What is stored with a message about its media (as JSON in
+/// `messages.media`), and what the prompt says about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MediaInfo {
+    pub kind: MediaKind,
+    pub mime: String,
+    /// The sender's file name (documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Size in bytes (as saved, or as announced when not saved).
+    pub bytes: u64,
+    /// Length of a voice note, audio or video, when the channel says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
+    /// Where it was saved, relative to the chat's folder
+    /// (`media/<date>/<id>.<ext>`); `None`: not available, see `note`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why the media is not available, or what went wrong with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// A voice note's or audio's transcript, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+}
+
+/// The kinds of media the bridge carries.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    #[default]
+    Image,
+    /// A voice note (push-to-talk audio).
+    Voice,
+    Audio,
+    Document,
+    Video,
+    Sticker,
+}
+
+impl MediaKind {
+    pub const ALL: [MediaKind; 6] = [
+        MediaKind::Image,
+        MediaKind::Voice,
+        MediaKind::Audio,
+        MediaKind::Document,
+        MediaKind::Video,
+        MediaKind::Sticker,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Voice => "voice",
+            MediaKind::Audio => "audio",
+            MediaKind::Document => "document",
+            MediaKind::Video => "video",
+            MediaKind::Sticker => "sticker",
+        }
+    }
+
+    /// How a person calls it ("photo", "voice note", ...).
+    pub const fn noun(self) -> &'static str {
+        match self {
+            MediaKind::Image => "photo",
+            MediaKind::Voice => "voice note",
+            MediaKind::Audio => "audio file",
+            MediaKind::Document => "document",
+            MediaKind::Video => "video",
+            MediaKind::Sticker => "sticker",
+        }
+    }
+}
+
+impl FromStr for MediaKind {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        MediaKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownState {
+                kind: "media kind",
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A file to send, as an outbox row carries it (JSON in `outbox.media`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxMedia {
+    /// Inside the chat's folder, relative to it (`reports/june.pdf`).
+    pub path: String,
+    pub kind: MediaKind,
+    pub mime: String,
+    /// The name the recipient sees (the file's own name).
+    pub filename: String,
 }
 
 /// A stored message, as the prompt needs it.
@@ -40,6 +168,7 @@ pub struct StoredMessage {
     pub text: String,
     pub timestamp_ms: i64,
     pub from_me: bool,
+    pub media: Option<MediaInfo>,
 }
 
 /// A chat the agent answers.

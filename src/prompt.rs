@@ -4,11 +4,17 @@
 //! value is escaped (`&`, `<`, `>`, `"`, `'`), so a hostile message or sender
 //! name cannot forge or close elements. A short context block names the
 //! chat and the local time in the configured time zone.
+//!
+//! A message with media carries a `<media>` element after its caption: the
+//! kind, type, size and the saved path (relative to the chat's folder, the
+//! agent's working directory), or why the file is not available. A voice
+//! note or audio adds a line `[voice note 0:12] <transcript>` (or a note
+//! saying why there is none); a photo says it is attached to the prompt.
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::model::StoredMessage;
+use crate::model::{MediaInfo, MediaKind, StoredMessage};
 
 /// Escapes text for use in element content and attribute values.
 pub fn escape(value: &str) -> String {
@@ -54,6 +60,58 @@ fn push_context(out: &mut String, ctx: &ChatContext<'_>) {
     out.push_str("</context>\n");
 }
 
+/// The media part of a message's element: the `<media/>` element, and for
+/// voice notes and audio the transcript line.
+fn push_media(out: &mut String, m: &MediaInfo) {
+    let mut attrs = format!(
+        "kind=\"{}\" mime=\"{}\" bytes=\"{}\"",
+        m.kind,
+        escape(&m.mime),
+        m.bytes
+    );
+    if let Some(name) = &m.filename {
+        attrs.push_str(&format!(" name=\"{}\"", escape(name)));
+    }
+    if let Some(s) = m.seconds {
+        attrs.push_str(&format!(" duration=\"{}\"", crate::media::clock(s)));
+    }
+    let Some(path) = &m.path else {
+        let why = m.note.as_deref().unwrap_or("media not available");
+        out.push_str(&format!(
+            "<media {attrs} status=\"not available\" reason=\"{}\"/>",
+            escape(why)
+        ));
+        return;
+    };
+    attrs.push_str(&format!(" path=\"{}\"", escape(path)));
+    match m.kind {
+        MediaKind::Image | MediaKind::Sticker if m.note.is_none() => {
+            out.push_str(&format!("<media {attrs} attached=\"true\"/>"));
+        }
+        MediaKind::Voice | MediaKind::Audio => {
+            out.push_str(&format!("<media {attrs}/>\n"));
+            let label = match (m.kind, m.seconds) {
+                (MediaKind::Voice, Some(s)) => format!("voice note {}", crate::media::clock(s)),
+                (MediaKind::Voice, None) => "voice note".into(),
+                (_, Some(s)) => format!("audio {}", crate::media::clock(s)),
+                (_, None) => "audio".into(),
+            };
+            let body = match (&m.transcript, &m.note) {
+                (Some(t), _) => escape(t),
+                (None, Some(note)) => format!("({})", escape(note)),
+                (None, None) => "(not transcribed)".into(),
+            };
+            out.push_str(&format!("[{label}] {body}"));
+        }
+        _ => {
+            if let Some(note) = &m.note {
+                attrs.push_str(&format!(" note=\"{}\"", escape(note)));
+            }
+            out.push_str(&format!("<media {attrs}/>"));
+        }
+    }
+}
+
 /// Formats one run's prompt from its batch of new messages.
 pub fn format_prompt(ctx: &ChatContext<'_>, batch: &[StoredMessage]) -> String {
     let mut out =
@@ -63,12 +121,19 @@ pub fn format_prompt(ctx: &ChatContext<'_>, batch: &[StoredMessage]) -> String {
     for m in batch {
         let name = m.sender_name.as_deref().unwrap_or(&m.sender);
         out.push_str(&format!(
-            "<message sender=\"{}\" sender_jid=\"{}\" time=\"{}\">{}</message>\n",
+            "<message sender=\"{}\" sender_jid=\"{}\" time=\"{}\">{}",
             escape(name),
             escape(&m.sender),
             local(ctx.tz, m.timestamp_ms),
             escape(&m.text),
         ));
+        if let Some(media) = &m.media {
+            if !m.text.is_empty() {
+                out.push('\n');
+            }
+            push_media(&mut out, media);
+        }
+        out.push_str("</message>\n");
     }
     out.push_str("</messages>");
     out
@@ -116,6 +181,7 @@ mod tests {
             text: text.into(),
             timestamp_ms: 1_763_700_000_000,
             from_me: false,
+            media: None,
         }
     }
 
@@ -171,6 +237,95 @@ mod tests {
         assert!(p.contains("Sum up &lt;/scheduled_task&gt; &amp; go</scheduled_task>"));
         assert_eq!(p.matches("</scheduled_task>").count(), 1);
         assert!(p.contains("This is a scheduled task, not a new message"));
+    }
+
+    fn with_media(text: &str, media: MediaInfo) -> StoredMessage {
+        StoredMessage {
+            media: Some(media),
+            ..msg(Some("Ann"), text)
+        }
+    }
+
+    #[test]
+    fn a_photo_names_its_path_and_says_it_is_attached() {
+        let p = format_prompt(
+            &ctx(),
+            &[with_media(
+                "look",
+                MediaInfo {
+                    kind: MediaKind::Image,
+                    mime: "image/png".into(),
+                    bytes: 68,
+                    path: Some("media/2025-11-21/m.png".into()),
+                    ..MediaInfo::default()
+                },
+            )],
+        );
+        assert!(p.contains(">look\n<media kind=\"image\" mime=\"image/png\" bytes=\"68\" path=\"media/2025-11-21/m.png\" attached=\"true\"/></message>"), "{p}");
+    }
+
+    #[test]
+    fn a_voice_note_carries_its_transcript_or_why_not() {
+        let voice = |transcript: Option<&str>, note: Option<&str>| MediaInfo {
+            kind: MediaKind::Voice,
+            mime: "audio/ogg".into(),
+            bytes: 10,
+            seconds: Some(12),
+            path: Some("media/d/v.ogg".into()),
+            transcript: transcript.map(Into::into),
+            note: note.map(Into::into),
+            ..MediaInfo::default()
+        };
+        let p = format_prompt(&ctx(), &[with_media("", voice(Some("buy <milk>"), None))]);
+        assert!(
+            p.contains("\">[voice note 0:12] buy &lt;milk&gt;</message>")
+                || p.contains("[voice note 0:12] buy &lt;milk&gt;</message>"),
+            "{p}"
+        );
+        assert!(p.contains("path=\"media/d/v.ogg\""), "{p}");
+        let p = format_prompt(
+            &ctx(),
+            &[with_media(
+                "",
+                voice(None, Some("no transcription is configured")),
+            )],
+        );
+        assert!(
+            p.contains("[voice note 0:12] (no transcription is configured)</message>"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn missing_media_says_why_and_documents_give_name_and_size() {
+        let p = format_prompt(
+            &ctx(),
+            &[
+                with_media(
+                    "",
+                    MediaInfo {
+                        kind: MediaKind::Video,
+                        mime: "video/mp4".into(),
+                        bytes: 99,
+                        note: Some("media not available: download failed".into()),
+                        ..MediaInfo::default()
+                    },
+                ),
+                with_media(
+                    "the contract",
+                    MediaInfo {
+                        kind: MediaKind::Document,
+                        mime: "application/pdf".into(),
+                        filename: Some("a\"b.pdf".into()),
+                        bytes: 1234,
+                        path: Some("media/d/x.pdf".into()),
+                        ..MediaInfo::default()
+                    },
+                ),
+            ],
+        );
+        assert!(p.contains("status=\"not available\" reason=\"media not available: download failed\"/></message>"), "{p}");
+        assert!(p.contains("<media kind=\"document\" mime=\"application/pdf\" bytes=\"1234\" name=\"a&quot;b.pdf\" path=\"media/d/x.pdf\"/>"), "{p}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod tests {
             text: text.into(),
             timestamp_ms: 0,
             from_me: false,
+            media: None,
         }
     }
 

@@ -152,6 +152,27 @@ impl SafeDir {
         )))
     }
 
+    /// Opens the existing folder `name` inside this one for reading: never
+    /// through a symlink, and nothing is created or replaced (for paths the
+    /// agent names).
+    pub fn descend(&self, name: &str) -> Result<Self, ReadError> {
+        let c = plain(OsStr::new(name))?;
+        match self.openat(&c, DIR_FLAGS, 0) {
+            Ok(fd) => Ok(Self { fd }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(ReadError::NotFound),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(ReadError::Symlink),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                // O_NOFOLLOW|O_DIRECTORY on a symlink gives ENOTDIR on some
+                // systems: tell the two apart.
+                match self.stat(OsStr::new(name))? {
+                    Some(s) if s.kind == Kind::Symlink => Err(ReadError::Symlink),
+                    _ => Err(ReadError::NotAFile),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens `rel...` below this folder, as [`SafeDir::subdir`] does each
     /// step; an empty `rel` is this folder again.
     pub fn subpath(&self, rel: &[&str]) -> io::Result<Self> {

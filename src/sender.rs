@@ -17,6 +17,7 @@
 //! sent → delivered → read.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ use backon::BackoffBuilder;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Channel, ChannelError, ChannelEvent, Outgoing, Receipt};
+use crate::channel::{Channel, ChannelError, ChannelEvent, Outgoing, OutgoingMedia, Receipt};
+use crate::media::MediaLimits;
 use crate::model::OutboxState;
 use crate::store::Store;
 
@@ -50,10 +52,13 @@ impl Failing {
 }
 
 /// Runs until `cancel`. `wake` is notified whenever rows are added.
+/// Files to send are read from the chats' folders under `workspace`.
 pub async fn run(
     store: Store,
     channel: Arc<dyn Channel>,
     wake: Arc<Notify>,
+    workspace: PathBuf,
+    limits: MediaLimits,
     cancel: CancellationToken,
 ) {
     let mut link = channel.link();
@@ -67,12 +72,13 @@ pub async fn run(
     };
     let mut backoff = fresh_backoff();
     let mut failing = Failing::default();
+    let files = (workspace, limits);
     loop {
         // Cancellable mid-pass: a row sent but not yet recorded goes again
         // after a restart, under the same id, which the channel drops.
         let pass = tokio::select! {
             _ = cancel.cancelled() => return,
-            pass = deliver_pending(&store, channel.as_ref(), &mut failing) => pass,
+            pass = deliver_pending(&store, channel.as_ref(), &mut failing, &files) => pass,
         };
         let retry_in = match pass {
             Ok(None) => {
@@ -147,6 +153,7 @@ async fn deliver_pending(
     store: &Store,
     channel: &dyn Channel,
     failing: &mut Failing,
+    files: &(PathBuf, MediaLimits),
 ) -> crate::store::Result<Option<Option<Duration>>> {
     let rows = store.outbox_pending().await?;
     // Rows that left the pending set some other way (a receipt, a nack).
@@ -178,10 +185,25 @@ async fn deliver_pending(
             store.outbox_record(row.seq, Err((reason, true))).await?;
             continue;
         }
+        let media = match (&row.media, &row.folder) {
+            (None, _) => None,
+            (Some(m), folder) => match read_file(&files.0, folder.as_ref(), m, &files.1).await {
+                Ok(media) => Some(media),
+                Err(why) => {
+                    // Gone, replaced by a symlink, grown too large: it can
+                    // never be sent as it was asked for.
+                    crate::metrics::message_out("failed");
+                    tracing::error!(chat = %row.chat, id = %row.id, path = %m.path, error = %why, "file to send unreadable; marked failed");
+                    store.outbox_record(row.seq, Err((why, true))).await?;
+                    continue;
+                }
+            },
+        };
         let msg = Outgoing {
             chat: row.chat.clone(),
             id: row.id.clone(),
             text: row.text.clone(),
+            media,
         };
         let result = channel.send(&msg).await;
         let give_up = match &result {
@@ -238,6 +260,29 @@ async fn deliver_pending(
         }
     }
     Ok(retry)
+}
+
+/// Reads a file to send from its chat's folder, again through
+/// [`crate::media::read_in`] (it may have changed since the tool call).
+async fn read_file(
+    workspace: &Path,
+    folder: Option<&crate::ids::Folder>,
+    m: &crate::model::OutboxMedia,
+    limits: &MediaLimits,
+) -> Result<OutgoingMedia, String> {
+    let folder = folder.ok_or("the chat has no folder")?;
+    let dir = workspace.join("chats").join(folder.as_str());
+    let (path, max) = (m.path.clone(), limits.of(m.kind));
+    let data = tokio::task::spawn_blocking(move || crate::media::read_in(&dir, &path, max))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot send the file: {e}"))?;
+    Ok(OutgoingMedia {
+        kind: m.kind,
+        mime: m.mime.clone(),
+        filename: m.filename.clone(),
+        data: data.into(),
+    })
 }
 
 /// Folds one failure's retry hint into the pass's: the earliest hint wins,
@@ -302,7 +347,10 @@ mod tests {
                 .get_mut(msg.chat.as_str())
                 .and_then(|q| q.pop_front());
             if next.is_none() {
-                self.sent.lock().unwrap().push(msg.id.to_string());
+                self.sent.lock().unwrap().push(match &msg.media {
+                    Some(m) => format!("{} {} {}", msg.id, m.kind, m.data.len()),
+                    None => msg.id.to_string(),
+                });
             }
             Box::pin(async move { next.map_or(Ok(()), Err) })
         }
@@ -355,7 +403,14 @@ mod tests {
 
         // A1 fails: A2 waits behind it, B1 goes out.
         ch.then(&a, transient());
-        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        let retry = deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(retry, Some(None));
         assert_eq!(ch.sent(), ["B1"]);
         let pending = store.outbox_pending().await.unwrap();
@@ -364,17 +419,38 @@ mod tests {
         // Rate limits do not count; 14 minutes of failures are not enough.
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, ChannelError::RetryAfter(Duration::from_secs(30)));
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(ch.sent(), ["B1"]);
 
         // Fifteen minutes after the first failure A1 is marked failed with
         // the reason, and A2 goes out in the same pass.
         tokio::time::advance(minutes(1)).await;
         ch.then(&a, transient());
-        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        let retry = deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(retry, None);
         assert_eq!(ch.sent(), ["B1", "A2"]);
         assert!(store.outbox_pending().await.unwrap().is_empty());
@@ -399,28 +475,70 @@ mod tests {
         let transient = || ChannelError::Transient("timeout".into());
 
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         tokio::time::advance(GIVE_UP_AFTER - Duration::from_secs(60)).await;
         ch.then(&a, ChannelError::Disconnected);
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         tokio::time::advance(Duration::from_secs(120)).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // A link seen down clears the allowance too.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.link.send_modify(|l| l.up = false);
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         ch.link.send_modify(|l| l.up = true);
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // Then, kept failing with the link up, it is given up.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(
+            &store,
+            &ch,
+            &mut failing,
+            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
+        )
+        .await
+        .unwrap();
         assert!(store.outbox_pending().await.unwrap().is_empty());
         assert!(
             store
@@ -458,7 +576,14 @@ mod tests {
         let ch = Scripted::new();
         let mut failing = Failing::default();
         assert_eq!(
-            deliver_pending(&store, &ch, &mut failing).await.unwrap(),
+            deliver_pending(
+                &store,
+                &ch,
+                &mut failing,
+                &(PathBuf::from("/nonexistent"), MediaLimits::default())
+            )
+            .await
+            .unwrap(),
             None
         );
         assert_eq!(ch.sent(), ["A1"]);
@@ -468,5 +593,51 @@ mod tests {
             "failed 15559999999@s.whatsapp.net is not a registered chat"
         );
         assert_eq!(store.outbox_state(2).await.unwrap(), "sent -");
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_out_in_its_place_and_a_vanished_one_is_marked_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_chats(dir.path());
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(ws.join("chats/c0/out")).unwrap();
+        std::fs::write(ws.join("chats/c0/out/a.pdf"), b"%PDF-1 hello").unwrap();
+        let chat = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
+        let file = |path: &str| crate::model::OutboxMedia {
+            path: path.into(),
+            kind: crate::model::MediaKind::Document,
+            mime: "application/pdf".into(),
+            filename: "a.pdf".into(),
+        };
+        let (c2, f1, f2) = (chat.clone(), file("out/a.pdf"), file("out/gone.pdf"));
+        store
+            .tx(move |tx| {
+                crate::store::insert_outbox(tx, &c2, &MessageId::new("T1"), "before")?;
+                crate::store::insert_outbox_media(
+                    tx,
+                    &c2,
+                    &MessageId::new("F1"),
+                    "cap",
+                    Some(&f1),
+                )?;
+                crate::store::insert_outbox_media(tx, &c2, &MessageId::new("F2"), "", Some(&f2))?;
+                crate::store::insert_outbox(tx, &c2, &MessageId::new("T2"), "after")
+            })
+            .await
+            .unwrap();
+        let ch = Scripted::new();
+        let mut failing = Failing::default();
+        let files = (ws, MediaLimits::default());
+        let retry = deliver_pending(&store, &ch, &mut failing, &files)
+            .await
+            .unwrap();
+        assert_eq!(retry, None);
+        assert_eq!(ch.sent(), vec!["T1", "F1 document 12", "T2"]);
+        let failed = store.outbox_state(3).await.unwrap();
+        assert!(
+            failed.starts_with("failed cannot send the file: out/gone.pdf does not exist"),
+            "{failed}"
+        );
+        assert!(store.outbox_pending().await.unwrap().is_empty());
     }
 }

@@ -23,7 +23,8 @@ use crate::store::tasks::{self, Task};
 #[error("{code}: {message}")]
 pub struct ToolError {
     /// Stable code: `invalid_arguments`, `unauthorized`, `not_found`,
-    /// `invalid_schedule`, `unknown_tool`, `internal`, and `storage` (the
+    /// `invalid_schedule`, `invalid_path` and `too_large` (`send_file`),
+    /// `unavailable`, `unknown_tool`, `internal`, and `storage` (the
     /// database failed: passing, so callers roll back and try again).
     pub code: &'static str,
     pub message: String,
@@ -55,6 +56,10 @@ pub struct ToolEnv<'a> {
     /// Turns an agent text into what is sent (strip `<internal>`, prefix).
     pub outgoing: &'a dyn Fn(&str) -> Option<String>,
     pub new_message_id: &'a dyn Fn() -> MessageId,
+    /// Where the chats' folders are (`<workspace>/chats/<folder>`), for
+    /// `send_file`; `None` where no file can be sent (the CLI).
+    pub workspace: Option<&'a std::path::Path>,
+    pub media_limits: crate::media::MediaLimits,
 }
 
 /// Effects the caller must trigger after the transaction commits.
@@ -73,7 +78,12 @@ pub const TOOLS: &[&str] = &[
     "pause_task",
     "resume_task",
     "cancel_task",
+    "send_file",
 ];
+/// `send_file`: longest `path`, in characters.
+pub const MAX_PATH_CHARS: usize = 1_024;
+/// `send_file`: longest `caption`, in characters.
+pub const MAX_CAPTION_CHARS: usize = 4_000;
 /// `send_message`: longest `text`, in characters.
 pub const MAX_TEXT_CHARS: usize = 60_000;
 /// `schedule_task`: longest `prompt`, in characters.
@@ -212,6 +222,61 @@ pub fn execute(
                 format!("{} ({})", chat.name, chat.jid)
             };
             json!({ "sent": true, "id": id, "text": format!("Sent to {to}. It arrives before your final answer.") })
+        }
+        "send_file" => {
+            use crate::media::PathError;
+            let path = required(args, "path")?;
+            if path.chars().count() > MAX_PATH_CHARS {
+                return Err(fail(
+                    "invalid_arguments",
+                    format!("`path` is over {MAX_PATH_CHARS} characters"),
+                ));
+            }
+            let caption = str_arg(args, "caption")?.unwrap_or_default();
+            if caption.chars().count() > MAX_CAPTION_CHARS {
+                return Err(fail(
+                    "invalid_arguments",
+                    format!(
+                        "`caption` is over {MAX_CAPTION_CHARS} characters; send the text with pocketbrain_send_message"
+                    ),
+                ));
+            }
+            let Some(workspace) = env.workspace else {
+                return Err(fail(
+                    "unavailable",
+                    "files can only be sent by the agent of a chat",
+                ));
+            };
+            // Only the caller's own folder: a path can never reach another
+            // chat's files, whatever the profile.
+            let dir = workspace.join("chats").join(caller.folder.as_str());
+            let (media, size) = crate::media::resolve_outgoing(&dir, path, &env.media_limits)
+                .map_err(|e| {
+                    let code = match &e {
+                        PathError::NotFound(_) => "not_found",
+                        PathError::TooLarge { .. } => "too_large",
+                        PathError::Io(..) => "internal",
+                        _ => "invalid_path",
+                    };
+                    fail(code, format!("{e}. Give a path relative to this chat's folder (your working directory), e.g. reports/summary.pdf"))
+                })?;
+            let text = if caption.trim().is_empty() {
+                String::new()
+            } else {
+                (env.outgoing)(caption).unwrap_or_default()
+            };
+            let id = (env.new_message_id)();
+            crate::store::insert_outbox_media(c, &caller.jid, &id, &text, Some(&media))?;
+            effects.outbox = true;
+            json!({
+                "sent": true,
+                "id": id,
+                "kind": media.kind,
+                "text": format!(
+                    "Sending {} to this chat as a {} ({}, {}). It arrives before your final answer, in the order you sent things.",
+                    media.path, media.kind.noun(), media.mime, crate::media::human_size(size)
+                ),
+            })
         }
         "schedule_task" => {
             let chat = target(c, caller, args)?;

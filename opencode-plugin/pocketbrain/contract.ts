@@ -8,7 +8,7 @@
 export const PROTOCOL_VERSION = 1
 
 /** The tools, as named in requests (OpenCode sees them as `pocketbrain_<name>`). */
-export const TOOL_NAMES = ["send_message", "schedule_task", "list_tasks", "pause_task", "resume_task", "cancel_task"] as const
+export const TOOL_NAMES = ["send_message", "schedule_task", "list_tasks", "pause_task", "resume_task", "cancel_task", "send_file"] as const
 
 export type ToolName = (typeof TOOL_NAMES)[number]
 
@@ -26,6 +26,10 @@ export const LIMITS = {
   sendMessageTextChars: 60000,
   /** schedule_task: longest `prompt`, in characters. */
   scheduleTaskPromptChars: 20000,
+  /** send_file: longest `path`, in characters. */
+  sendFilePathChars: 1024,
+  /** send_file: longest `caption`, in characters. */
+  sendFileCaptionChars: 4000,
 } as const
 
 /** Plugin only: the longest tool result handed to the model, in characters. */
@@ -41,6 +45,8 @@ export function contractJson() {
       max_request_id_chars: LIMITS.maxRequestIdChars,
       send_message_text_chars: LIMITS.sendMessageTextChars,
       schedule_task_prompt_chars: LIMITS.scheduleTaskPromptChars,
+      send_file_path_chars: LIMITS.sendFilePathChars,
+      send_file_caption_chars: LIMITS.sendFileCaptionChars,
     },
   }
 }

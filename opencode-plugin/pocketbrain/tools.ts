@@ -11,10 +11,11 @@ import { spec as listTasks } from "./tools/list_tasks.ts"
 import { spec as pauseTask } from "./tools/pause_task.ts"
 import { spec as resumeTask } from "./tools/resume_task.ts"
 import { spec as scheduleTask } from "./tools/schedule_task.ts"
+import { spec as sendFile } from "./tools/send_file.ts"
 import { spec as sendMessage } from "./tools/send_message.ts"
 
 /** Every tool, in the order the model sees them. */
-export const SPECS = [sendMessage, scheduleTask, listTasks, pauseTask, resumeTask, cancelTask] as const
+export const SPECS = [sendMessage, scheduleTask, listTasks, pauseTask, resumeTask, cancelTask, sendFile] as const
 
 /** The text the model gets for an outcome. */
 export function render(outcome: Outcome): string {

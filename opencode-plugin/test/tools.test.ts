@@ -46,6 +46,12 @@ test("the schemas hold the contract's limits", () => {
   assert.ok(schedule.safeParse({ ...task, prompt: "x".repeat(LIMITS.scheduleTaskPromptChars) }).success)
   assert.ok(!schedule.safeParse({ ...task, prompt: "x".repeat(LIMITS.scheduleTaskPromptChars + 1) }).success)
   assert.ok(!schedule.safeParse({ ...task, prompt: "p", schedule_type: "weekly" }).success)
+  const file = schema("send_file")
+  assert.ok(file.safeParse({ path: "reports/a.pdf" }).success)
+  assert.ok(file.safeParse({ path: "a.png", caption: "x".repeat(LIMITS.sendFileCaptionChars) }).success)
+  assert.ok(!file.safeParse({ path: "a.png", caption: "x".repeat(LIMITS.sendFileCaptionChars + 1) }).success)
+  assert.ok(!file.safeParse({ path: "" }).success)
+  assert.ok(!file.safeParse({ path: "x".repeat(LIMITS.sendFilePathChars + 1) }).success)
 })
 
 test("a tool forwards its call with OpenCode's context and returns the rendered answer", async () => {

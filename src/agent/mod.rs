@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub session: SessionId,
     pub prompt_id: PromptId,
     pub text: String,
+    /// Files sent along as prompt parts (the batch's images).
+    pub files: Vec<crate::media::FilePart>,
     pub timeout: Duration,
     /// The agent definition (chat profile) the prompt runs with; `None`:
     /// the server's default agent.

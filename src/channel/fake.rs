@@ -29,6 +29,20 @@ pub struct Received {
     pub id: String,
     /// Unix milliseconds when it arrived.
     pub timestamp: i64,
+    /// A file it carried (the text is then its caption).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<ReceivedMedia>,
+}
+
+/// A file the fake phone received: what it was, and a digest of its bytes.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ReceivedMedia {
+    pub kind: String,
+    pub mime: String,
+    pub filename: String,
+    pub bytes: u64,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
 }
 
 /// The fake channel; cheap to clone.
@@ -65,8 +79,18 @@ impl FakeChannel {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS received (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                chat TEXT NOT NULL, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, timestamp INTEGER NOT NULL)",
+                chat TEXT NOT NULL, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, timestamp INTEGER NOT NULL,
+                media TEXT)",
         )?;
+        // A phone file from before media: add the column.
+        let has_media: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('received') WHERE name = 'media'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_media {
+            conn.execute_batch("ALTER TABLE received ADD COLUMN media TEXT")?;
+        }
         let (events, rx) = super::event_stream();
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -90,10 +114,18 @@ impl FakeChannel {
     pub async fn received(&self, chat: Option<ChatJid>) -> rusqlite::Result<Vec<Received>> {
         self.with(move |c| {
             let mut stmt = c.prepare(
-                "SELECT seq, chat, text, id, timestamp FROM received WHERE ?1 IS NULL OR chat = ?1 ORDER BY seq",
+                "SELECT seq, chat, text, id, timestamp, media FROM received WHERE ?1 IS NULL OR chat = ?1 ORDER BY seq",
             )?;
             stmt.query_map(params![chat.as_ref().map(ChatJid::as_str)], |r| {
-                Ok(Received { seq: r.get(0)?, chat: r.get(1)?, text: r.get(2)?, id: r.get(3)?, timestamp: r.get(4)? })
+                let media: Option<String> = r.get(5)?;
+                Ok(Received {
+                    seq: r.get(0)?,
+                    chat: r.get(1)?,
+                    text: r.get(2)?,
+                    id: r.get(3)?,
+                    timestamp: r.get(4)?,
+                    media: media.and_then(|m| serde_json::from_str(&m).ok()),
+                })
             })?
             .collect()
         })
@@ -126,11 +158,24 @@ impl Channel for FakeChannel {
                 return Err(ChannelError::Disconnected);
             }
             let (chat, id, text) = (msg.chat.to_string(), msg.id.to_string(), msg.text.clone());
+            let media = msg.media.as_ref().map(|m| {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(&m.data);
+                let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                serde_json::to_string(&ReceivedMedia {
+                    kind: m.kind.to_string(),
+                    mime: m.mime.clone(),
+                    filename: m.filename.clone(),
+                    bytes: m.data.len() as u64,
+                    sha256,
+                })
+                .expect("serializes")
+            });
             self.with(move |c| {
                 c.execute(
-                    "INSERT INTO received (chat, id, text, timestamp) VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO received (chat, id, text, timestamp, media) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (id) DO NOTHING",
-                    params![chat, id, text, crate::store::now_ms()],
+                    params![chat, id, text, crate::store::now_ms(), media],
                 )
             })
             .await

@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
 use crate::ids::{ChatJid, MessageId};
+use crate::model::MediaKind;
 
 /// One message to deliver. `id` is chosen before the first attempt and kept
 /// across retries, so the receiving side can recognise a resend.
@@ -26,7 +27,30 @@ use crate::ids::{ChatJid, MessageId};
 pub struct Outgoing {
     pub chat: ChatJid,
     pub id: MessageId,
+    /// The text, or the file's caption (may be empty with a file).
     pub text: String,
+    /// A file to send as its WhatsApp kind, read by the sender just now.
+    pub media: Option<OutgoingMedia>,
+}
+
+/// A file going out.
+#[derive(Clone)]
+pub struct OutgoingMedia {
+    pub kind: MediaKind,
+    pub mime: String,
+    pub filename: String,
+    pub data: bytes::Bytes,
+}
+
+impl std::fmt::Debug for OutgoingMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingMedia")
+            .field("kind", &self.kind)
+            .field("mime", &self.mime)
+            .field("filename", &self.filename)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// Send failures; each says whether and when to retry.

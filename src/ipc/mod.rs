@@ -141,6 +141,8 @@ pub struct IpcDeps {
     pub persona: Persona,
     pub tz: chrono_tz::Tz,
     pub workspace: PathBuf,
+    /// Largest file per kind `send_file` takes.
+    pub media_limits: crate::media::MediaLimits,
     pub outbox_wake: Arc<Notify>,
     pub tasks_wake: Arc<Notify>,
 }
@@ -586,6 +588,8 @@ impl Ipc {
                     now: chrono::Utc::now(),
                     outgoing: &outgoing,
                     new_message_id: &new_id,
+                    workspace: Some(&deps.workspace),
+                    media_limits: deps.media_limits,
                 };
                 let (resp, effects) =
                     match tools::execute(tx, &caller2, &req2.tool, &req2.args, &env) {
@@ -853,6 +857,10 @@ const PLUGIN_FILES: &[(&str, &str)] = &[
     (
         "pocketbrain/tools/send_message.ts",
         include_str!("../../opencode-plugin/pocketbrain/tools/send_message.ts"),
+    ),
+    (
+        "pocketbrain/tools/send_file.ts",
+        include_str!("../../opencode-plugin/pocketbrain/tools/send_file.ts"),
     ),
     (
         "package.json",

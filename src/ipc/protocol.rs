@@ -13,7 +13,9 @@ use serde_json::Value;
 
 pub const VERSION: u32 = 1;
 /// The tools and their argument limits are defined with the tools.
-pub use crate::tools::{MAX_PROMPT_CHARS, MAX_TEXT_CHARS, TOOLS};
+pub use crate::tools::{
+    MAX_CAPTION_CHARS, MAX_PATH_CHARS, MAX_PROMPT_CHARS, MAX_TEXT_CHARS, TOOLS,
+};
 /// Largest request file read.
 pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
 /// Longest request id, in characters.
@@ -135,6 +137,8 @@ mod tests {
                 "max_request_id_chars": MAX_REQUEST_ID_CHARS,
                 "send_message_text_chars": MAX_TEXT_CHARS,
                 "schedule_task_prompt_chars": MAX_PROMPT_CHARS,
+                "send_file_path_chars": MAX_PATH_CHARS,
+                "send_file_caption_chars": MAX_CAPTION_CHARS,
             },
         });
         assert_eq!(

@@ -206,19 +206,30 @@ impl Client {
         Ok(true)
     }
 
+    /// A prompt's parts: the text, then each file (images as `data:` URLs).
+    /// OpenCode hands a file part to the model as image input when the
+    /// model's config declares image input, else it replaces it by a note.
+    pub fn prompt_parts(text: &str, files: &[crate::media::FilePart]) -> Vec<Value> {
+        let mut parts = vec![json!({ "type": "text", "text": text })];
+        parts.extend(files.iter().map(
+            |f| json!({ "type": "file", "mime": f.mime, "filename": f.filename, "url": f.url }),
+        ));
+        parts
+    }
+
     /// `POST /session/{id}/prompt_async` with our own message id.
     pub async fn prompt_async(
         &self,
         dir: &Path,
         session: &SessionId,
         prompt: &PromptId,
-        text: &str,
+        parts: Vec<Value>,
         model: Option<&ModelRef>,
         agent: Option<&str>,
     ) -> Result<(), AgentError> {
         let mut body = json!({
             "messageID": prompt.as_str(),
-            "parts": [{ "type": "text", "text": text }],
+            "parts": parts,
         });
         if let Some(a) = agent {
             body["agent"] = json!(a);

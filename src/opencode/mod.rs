@@ -103,7 +103,7 @@ impl OpenCode {
                     &spec.dir,
                     &spec.session,
                     &spec.prompt_id,
-                    &spec.text,
+                    client::Client::prompt_parts(&spec.text, &spec.files),
                     self.model.as_ref(),
                     spec.agent.as_deref(),
                 )

@@ -1,11 +1,12 @@
 //! One conversation turn over a batch of new messages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{RunError, Runner};
 use crate::agent::{AgentError, RunSpec};
 use crate::ids::{MessageId, SessionId};
-use crate::model::{RegisteredChat, StoredMessage};
+use crate::media::{FilePart, image_part};
+use crate::model::{MediaKind, RegisteredChat, StoredMessage};
 use crate::prompt;
 
 impl Runner {
@@ -26,6 +27,8 @@ impl Runner {
         let (settings, store, chat) = (&self.ctx.settings, &self.ctx.store, &reg.jid);
         let (agent, channel) = (&self.ctx.agent, &self.ctx.channel);
         let up_to = batch.last().map(|m| m.seq).unwrap_or_default();
+        let (batch, files) = self.prepare_media(&dir, batch).await?;
+        let batch = &batch[..];
         let text = prompt::format_prompt(
             &prompt::ChatContext {
                 name: &reg.name,
@@ -51,6 +54,7 @@ impl Runner {
             session: session.clone(),
             prompt_id,
             text,
+            files,
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };
@@ -100,5 +104,98 @@ impl Runner {
             .collect();
         channel.mark_read(chat, &read).await;
         Ok(())
+    }
+
+    /// Readies the batch's media for the prompt: images become file parts
+    /// (read from the chat's folder), voice notes and audio are
+    /// transcribed (once: the transcript, or why there is none, is stored
+    /// with the message). Runs in this chat's worker only, so a slow
+    /// endpoint delays no other chat, and each call has a deadline.
+    async fn prepare_media(
+        &self,
+        dir: &Path,
+        batch: &[StoredMessage],
+    ) -> Result<(Vec<StoredMessage>, Vec<FilePart>), RunError> {
+        let mut out = batch.to_vec();
+        let mut files = Vec::new();
+        let limits = self.ctx.settings.media_limits;
+        for m in &mut out {
+            let seq = m.seq;
+            let Some(info) = m.media.as_mut() else {
+                continue;
+            };
+            let Some(path) = info.path.clone() else {
+                continue;
+            };
+            match info.kind {
+                MediaKind::Image | MediaKind::Sticker if info.note.is_none() => {
+                    let (d, i, max) = (dir.to_owned(), info.clone(), limits.of(info.kind));
+                    let part = tokio::task::spawn_blocking(move || image_part(&d, &i, max))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    match part {
+                        Ok(p) => files.push(p),
+                        Err(e) => {
+                            tracing::warn!(seq, error = %e, "saved image not attached");
+                            info.note = Some(format!("could not attach the image: {e}"));
+                        }
+                    }
+                }
+                MediaKind::Voice | MediaKind::Audio
+                    if info.transcript.is_none() && info.note.is_none() =>
+                {
+                    let Some(t) = self.ctx.transcriber.clone() else {
+                        info.note = Some(
+                            "not transcribed: no transcription service is configured (PB_TRANSCRIBE_URL); the file is at the path"
+                                .into(),
+                        );
+                        continue;
+                    };
+                    let (d, max) = (dir.to_owned(), limits.of(info.kind));
+                    let p = path.clone();
+                    let bytes =
+                        tokio::task::spawn_blocking(move || crate::media::read_in(&d, &p, max))
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    let name = path.rsplit('/').next().unwrap_or("audio").to_owned();
+                    let result = match bytes {
+                        Err(e) => Err(format!("cannot read the file: {e}")),
+                        Ok(bytes) => {
+                            match tokio::time::timeout(
+                                t.timeout(),
+                                t.transcribe(bytes, &info.mime, &name),
+                            )
+                            .await
+                            {
+                                Ok(Ok(text)) => Ok(text),
+                                Ok(Err(e)) => Err(e.0),
+                                Err(_) => {
+                                    Err(format!("no answer within {} s", t.timeout().as_secs_f32()))
+                                }
+                            }
+                        }
+                    };
+                    match result {
+                        Ok(text) => {
+                            tracing::info!(
+                                seq,
+                                chars = text.chars().count(),
+                                "voice note transcribed"
+                            );
+                            info.transcript = Some(text);
+                        }
+                        Err(why) => {
+                            tracing::warn!(seq, error = %why, "transcription failed; the message goes on with a note");
+                            info.note = Some(format!(
+                                "transcription failed: {why}; the file is at the path"
+                            ));
+                        }
+                    }
+                    self.ctx.store.set_media(seq, info.clone()).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok((out, files))
     }
 }

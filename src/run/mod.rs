@@ -51,6 +51,8 @@ pub struct RunSettings {
     pub tz: chrono_tz::Tz,
     pub run_timeout: Duration,
     pub max_batch: usize,
+    /// Largest file per kind (images read for the prompt).
+    pub media_limits: crate::media::MediaLimits,
 }
 
 impl RunSettings {
@@ -64,6 +66,7 @@ impl RunSettings {
             tz: config.tz,
             run_timeout: config.run_timeout,
             max_batch: config.max_batch,
+            media_limits: config.media_max_bytes,
         }
     }
 }
@@ -81,6 +84,8 @@ struct Ctx {
     channel: Arc<dyn Channel>,
     queue: ChatQueue,
     outbox_wake: Arc<Notify>,
+    /// Voice notes and audio to text; `None`: not configured.
+    transcriber: Option<Arc<dyn crate::media::Transcriber>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +115,18 @@ impl Runner {
                 channel,
                 queue,
                 outbox_wake,
+                transcriber: None,
             }),
         }
+    }
+
+    /// Transcribes voice notes and audio before they reach the agent.
+    /// Call before the runner is cloned.
+    pub fn with_transcriber(mut self, t: Arc<dyn crate::media::Transcriber>) -> Self {
+        Arc::get_mut(&mut self.ctx)
+            .expect("with_transcriber is called before the runner is shared")
+            .transcriber = Some(t);
+        self
     }
 
     /// One run for `chat`, as the queue sees its end.

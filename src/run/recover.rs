@@ -32,6 +32,7 @@ impl Runner {
             session,
             prompt_id,
             text: String::new(),
+            files: Vec::new(),
             timeout: self.ctx.settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };

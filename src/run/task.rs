@@ -34,6 +34,7 @@ impl Runner {
             session,
             prompt_id,
             text,
+            files: Vec::new(),
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
         };

@@ -98,6 +98,7 @@ impl Rig {
                 text: text.into(),
                 timestamp_ms: crate::store::now_ms(),
                 from_me: false,
+                media: None,
             })
             .await
             .unwrap();

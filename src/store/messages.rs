@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, jid, now_ms, registry::registered_in};
 use crate::ids::{ChatJid, MessageId};
-use crate::model::{Inbound, StoredMessage};
+use crate::model::{Inbound, MediaInfo, StoredMessage};
 
 /// What recording an inbound message found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +67,8 @@ fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<Inb
     ])?;
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO messages (chat, id, sender, sender_name, text, timestamp, from_me, is_echo)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (chat, id) DO NOTHING",
+            "INSERT INTO messages (chat, id, sender, sender_name, text, timestamp, from_me, is_echo, media)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (chat, id) DO NOTHING",
         )?
         .execute(params![
             msg.chat.as_str(),
@@ -78,7 +78,8 @@ fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<Inb
             msg.text,
             msg.timestamp_ms,
             msg.from_me,
-            echo
+            echo,
+            media_json(msg.media.as_ref().map(|m| &m.info)),
         ])?;
     Ok(InboundOutcome {
         duplicate: inserted == 0,
@@ -179,6 +180,18 @@ impl Store {
         self.call(move |c| pending_in(c, &chat, limit)).await
     }
 
+    /// Replaces the media description of message `seq` (a transcript made).
+    pub async fn set_media(&self, seq: i64, info: MediaInfo) -> Result<()> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE messages SET media = ?2 WHERE seq = ?1",
+                params![seq, media_json(Some(&info))],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Whether a person wrote in `chat` after message `seq` (echoes aside).
     pub async fn has_message_after(&self, chat: &ChatJid, seq: i64) -> Result<bool> {
         let chat = chat.clone();
@@ -209,6 +222,26 @@ impl Store {
     }
 }
 
+/// A message's media as stored (JSON of [`MediaInfo`]).
+fn media_json(info: Option<&MediaInfo>) -> Option<String> {
+    info.map(|i| serde_json::to_string(i).expect("media info serializes"))
+}
+
+/// Reads stored media; a value this build cannot read is logged and shown
+/// to the agent as unreadable, never fails the whole read.
+fn media_from(value: Option<String>) -> Option<MediaInfo> {
+    let value = value?;
+    Some(serde_json::from_str(&value).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "stored media description unreadable");
+        MediaInfo {
+            mime: "application/octet-stream".into(),
+            kind: crate::model::MediaKind::Document,
+            note: Some(format!("stored description unreadable: {e}")),
+            ..MediaInfo::default()
+        }
+    }))
+}
+
 /// Messages after the chat's cursor that are not the bridge's own echoes,
 /// oldest first; at most the newest `limit` of them.
 pub(crate) fn pending_in(
@@ -217,7 +250,7 @@ pub(crate) fn pending_in(
     limit: usize,
 ) -> Result<Vec<StoredMessage>> {
     let mut stmt = c.prepare_cached(
-        "SELECT seq, id, sender, sender_name, text, timestamp, from_me FROM (
+        "SELECT seq, id, sender, sender_name, text, timestamp, from_me, media FROM (
            SELECT * FROM messages
            WHERE chat = ?1 AND is_echo = 0 AND handled = 0
              AND seq > COALESCE((SELECT seq FROM cursors WHERE chat = ?1), 0)
@@ -234,6 +267,7 @@ pub(crate) fn pending_in(
                 text: r.get(4)?,
                 timestamp_ms: r.get(5)?,
                 from_me: r.get(6)?,
+                media: media_from(r.get::<_, Option<String>>(7)?),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

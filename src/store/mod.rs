@@ -41,7 +41,7 @@ pub use ipc::LedgerEntry;
 pub(crate) use ipc::{ipc_call_seen, ipc_record};
 pub use messages::InboundOutcome;
 pub use outbox::OutboxRow;
-pub(crate) use outbox::insert_outbox;
+pub(crate) use outbox::{insert_outbox, insert_outbox_media};
 pub use registry::ChatRow;
 pub(crate) use registry::registered_in;
 pub use runs::{RunPlan, RunRecord};
@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_tasks_ipc.sql"),
     include_str!("migrations/0004_jid_aliases.sql"),
     include_str!("migrations/0005_profiles_approvals.sql"),
+    include_str!("migrations/0006_media.sql"),
 ];
 
 /// The schema version this code writes.

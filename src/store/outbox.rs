@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 
 use super::{Result, Store, jid, now_ms};
 use crate::ids::{ChatJid, MessageId};
-use crate::model::OutboxState;
+use crate::model::{OutboxMedia, OutboxState};
 
 /// One outbound message and its delivery state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +15,17 @@ pub struct OutboxRow {
     pub seq: i64,
     pub chat: ChatJid,
     pub id: MessageId,
+    /// The text, or a file's caption.
     pub text: String,
+    /// A file to send, inside the chat's folder.
+    pub media: Option<OutboxMedia>,
     pub state: OutboxState,
     pub attempts: i64,
     pub last_error: Option<String>,
     /// Its chat is registered (under this or its other form) now.
     pub registered: bool,
+    /// The registered chat's folder (where a file to send lives).
+    pub folder: Option<crate::ids::Folder>,
 }
 
 impl Store {
@@ -37,7 +42,7 @@ impl Store {
     pub async fn outbox_pending(&self) -> Result<Vec<OutboxRow>> {
         self.call(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, chat, id, text, state, attempts, last_error FROM outbox
+                "SELECT seq, chat, id, text, state, attempts, last_error, media FROM outbox
                  WHERE state = 'pending' ORDER BY seq",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -49,12 +54,25 @@ impl Store {
                     state: r.get(4)?,
                     attempts: r.get(5)?,
                     last_error: r.get(6)?,
+                    media: match r.get::<_, Option<String>>(7)? {
+                        None => None,
+                        Some(j) => Some(serde_json::from_str(&j).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                7,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?),
+                    },
                     registered: false,
+                    folder: None,
                 })
             })?;
             let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             for row in &mut rows {
-                row.registered = super::registry::registered_in(c, &row.chat)?.is_some();
+                let reg = super::registry::registered_in(c, &row.chat)?;
+                row.registered = reg.is_some();
+                row.folder = reg.map(|r| r.folder);
             }
             Ok(rows)
         })
@@ -141,9 +159,22 @@ pub(crate) fn insert_outbox(
     id: &MessageId,
     text: &str,
 ) -> Result<i64> {
+    insert_outbox_media(tx, chat, id, text, None)
+}
+
+/// Queues a message that may carry a file (`text` is then its caption).
+/// A file row takes its place in the chat's order like any text.
+pub(crate) fn insert_outbox_media(
+    tx: &Connection,
+    chat: &ChatJid,
+    id: &MessageId,
+    text: &str,
+    media: Option<&OutboxMedia>,
+) -> Result<i64> {
+    let media = media.map(|m| serde_json::to_string(m).expect("outbox media serializes"));
     tx.execute(
-        "INSERT INTO outbox (chat, id, text, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![chat.as_str(), id.as_str(), text, now_ms()],
+        "INSERT INTO outbox (chat, id, text, created_at, media) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![chat.as_str(), id.as_str(), text, now_ms(), media],
     )?;
     Ok(tx.last_insert_rowid())
 }

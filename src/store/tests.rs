@@ -24,6 +24,7 @@ fn inbound(chat_jid: &str, id: &str, text: &str, from_me: bool) -> Inbound {
         text: text.into(),
         timestamp_ms: 1_763_700_000_000,
         from_me,
+        media: None,
     }
 }
 
@@ -386,4 +387,42 @@ async fn parked_runs_are_listed_with_reason() {
     );
     store.clear_run(&chat(DM)).await.unwrap();
     assert!(store.runs().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn media_descriptions_are_kept_with_their_message_and_updated() {
+    use crate::model::{InboundMedia, MediaInfo, MediaKind};
+    let (_d, store) = temp_db();
+    store.register(reg(DM, "ann", false)).await.unwrap();
+    let info = MediaInfo {
+        kind: MediaKind::Voice,
+        mime: "audio/ogg".into(),
+        bytes: 42,
+        seconds: Some(7),
+        path: Some("media/2026-12-01/V1.ogg".into()),
+        ..MediaInfo::default()
+    };
+    let mut msg = inbound(DM, "V1", "", false);
+    msg.media = Some(InboundMedia {
+        info: info.clone(),
+        data: Ok(b"bytes are not stored".to_vec()),
+    });
+    store.record_inbound(msg, false).await.unwrap();
+    store
+        .record_inbound(inbound(DM, "T1", "plain", false), false)
+        .await
+        .unwrap();
+    let pending = store.pending_messages(&chat(DM), 10).await.unwrap();
+    assert_eq!(pending[0].media.as_ref(), Some(&info));
+    assert_eq!(pending[1].media, None);
+    let transcribed = MediaInfo {
+        transcript: Some("hello".into()),
+        ..info
+    };
+    store
+        .set_media(pending[0].seq, transcribed.clone())
+        .await
+        .unwrap();
+    let pending = store.pending_messages(&chat(DM), 10).await.unwrap();
+    assert_eq!(pending[0].media, Some(transcribed));
 }

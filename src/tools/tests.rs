@@ -63,6 +63,8 @@ fn run(
                 now: "2026-11-21T10:00:00Z".parse().unwrap(),
                 outgoing: &outgoing,
                 new_message_id: &new_id,
+                workspace: None,
+                media_limits: crate::media::MediaLimits::default(),
             };
             Ok(execute(c, &caller, &tool, &args, &env))
         }))
@@ -270,4 +272,25 @@ async fn schedule_reports_next_run_in_the_chat_time_zone() {
         )),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn send_file_needs_a_chat_folder_and_short_arguments() {
+    let (_d, store) = setup().await;
+    let e = run(&store, ANN, "send_file", json!({"path": "a.pdf"})).unwrap_err();
+    assert_eq!(e.code, "unavailable");
+    let e = run(&store, ANN, "send_file", json!({})).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        ("invalid_arguments", "`path` is required")
+    );
+    let long = "x".repeat(MAX_CAPTION_CHARS + 1);
+    let e = run(
+        &store,
+        ANN,
+        "send_file",
+        json!({"path": "a.pdf", "caption": long}),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("`caption` is over"), "{e}");
 }

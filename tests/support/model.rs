@@ -5,6 +5,10 @@
 //! `chat.completion` when `stream` is false) and `GET /v1/models`.
 //! Replies are chosen by rules registered with [`ScriptedModel::on`] and
 //! [`ScriptedModel::always`], checked in insertion order.
+//!
+//! It also answers `POST /v1/audio/transcriptions` (OpenAI's speech-to-text
+//! route): every upload is recorded ([`ScriptedModel::transcriptions`]) and
+//! answered as [`ScriptedModel::set_transcription`] says.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -166,6 +170,19 @@ impl ChatRequest {
         self.system_text().contains("You are a title generator")
     }
 
+    /// The non-text content parts of user messages (`image_url`, `file`,
+    /// ...), as the provider sent them.
+    pub fn media_parts(&self) -> Vec<Value> {
+        self.messages()
+            .iter()
+            .filter(|m| role_of(m) == "user")
+            .filter_map(|m| m.get("content").and_then(Value::as_array))
+            .flatten()
+            .filter(|p| p.get("type").and_then(Value::as_str) != Some("text"))
+            .cloned()
+            .collect()
+    }
+
     /// Whether `all_text()` contains `needle`.
     pub fn contains(&self, needle: &str) -> bool {
         self.all_text().contains(needle)
@@ -226,6 +243,36 @@ struct Script {
     rules: Vec<Rule>,
     default: Reply,
     requests: Vec<ChatRequest>,
+    transcription: Transcription,
+    transcriptions: Vec<Upload>,
+}
+
+/// What the transcription route answers.
+#[derive(Clone, Debug)]
+pub enum Transcription {
+    /// `{"text": ...}`
+    Text(String),
+    /// An error status with an OpenAI-style body.
+    Error(u16),
+    /// Never answers (until the client gives up).
+    Hang,
+}
+
+/// One upload to the transcription route.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    pub content_type: String,
+    /// The raw multipart body.
+    pub body: Vec<u8>,
+}
+
+impl Upload {
+    /// Whether the body contains `needle` (a field value, the file bytes).
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        self.body.windows(needle.len()).any(|w| w == needle)
+    }
 }
 
 struct Inner {
@@ -279,6 +326,8 @@ impl ScriptedModel {
                 rules: Vec::new(),
                 default: Reply::Text("ok".to_string()),
                 requests: Vec::new(),
+                transcription: Transcription::Text("transcribed".into()),
+                transcriptions: Vec::new(),
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -292,6 +341,7 @@ impl ScriptedModel {
             .route("/chat/completions", post(chat_completions))
             .route("/v1/models", get(models))
             .route("/models", get(models))
+            .route("/v1/audio/transcriptions", post(transcriptions))
             .layer(DefaultBodyLimit::disable())
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -363,6 +413,17 @@ impl ScriptedModel {
             always: None,
             compute: Some(Box::new(reply)),
         });
+    }
+
+    /// What the transcription route answers from now on (default: the
+    /// text "transcribed").
+    pub fn set_transcription(&self, t: Transcription) {
+        self.inner.lock().transcription = t;
+    }
+
+    /// Every upload to the transcription route, in arrival order.
+    pub fn transcriptions(&self) -> Vec<Upload> {
+        self.inner.lock().transcriptions.clone()
     }
 
     /// The reply used when no rule matches. Default: `Text("ok")`.
@@ -445,6 +506,37 @@ impl ScriptedModel {
                 );
             }
         }
+    }
+}
+
+async fn transcriptions(
+    State(inner): State<Arc<Inner>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let answer = {
+        let mut state = inner.lock();
+        state.transcriptions.push(Upload {
+            authorization: header(header::AUTHORIZATION),
+            content_type: header(header::CONTENT_TYPE).unwrap_or_default(),
+            body: body.to_vec(),
+        });
+        state.transcription.clone()
+    };
+    match answer {
+        Transcription::Text(text) => Json(json!({ "text": text })).into_response(),
+        Transcription::Error(status) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(json!({"error": {"message": "scripted transcription failure", "type": "server_error"}})),
+        )
+            .into_response(),
+        Transcription::Hang => std::future::pending().await,
     }
 }
 

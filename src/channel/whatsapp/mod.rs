@@ -61,6 +61,8 @@ pub struct WhatsAppOptions {
     pub chunk_limit: usize,
     pub read_receipts: bool,
     pub governor: Governor,
+    /// Largest inbound file per kind: a larger one is not downloaded.
+    pub media_limits: crate::media::MediaLimits,
     /// Test seams: a transport and HTTP client to use instead of the network.
     pub transport: Option<Arc<dyn whatsapp_rust::transport::TransportFactory>>,
     pub http: Option<Arc<dyn whatsapp_rust::http::HttpClient>>,
@@ -253,6 +255,7 @@ impl WhatsAppChannel {
         let hook = Hook {
             sink,
             store: self.shared.store.clone(),
+            limits: opts.media_limits,
         };
         let mut b = Bot::builder()
             .with_backend(backend)
@@ -505,6 +508,55 @@ pub(crate) fn classify(e: SendError) -> ChannelError {
     known.unwrap_or_else(|| ChannelError::Transient(e.to_string()))
 }
 
+impl WhatsAppChannel {
+    /// Uploads a file and sends it as its kind, the caption with it (as a
+    /// second message for audio, which has none in WhatsApp).
+    async fn send_media(
+        &self,
+        client: &Client,
+        to: Jid,
+        msg: &Outgoing,
+        media: &super::OutgoingMedia,
+    ) -> Result<(), ChannelError> {
+        self.govern(&msg.chat, true)
+            .await
+            .map_err(ChannelError::RetryAfter)?;
+        let up = client
+            .upload(
+                media.data.to_vec(),
+                convert::media_type(media.kind),
+                whatsapp_rust::UploadOptions::default(),
+            )
+            .await
+            .map_err(|e| ChannelError::Transient(format!("upload failed: {e}")))?;
+        let caption = super::wa_format::render(&msg.text, 60_000).join("\n");
+        let audio = matches!(
+            media.kind,
+            crate::model::MediaKind::Audio | crate::model::MediaKind::Voice
+        );
+        let m = convert::media_message(
+            media.kind,
+            &media.mime,
+            &media.filename,
+            if audio { "" } else { &caption },
+            &convert::Uploaded::from(&up),
+        );
+        let opts = SendOptions::default().with_message_id(msg.id.part(0));
+        client
+            .send_message_with_options(to.clone(), m, opts)
+            .await
+            .map_err(classify)?;
+        if audio && !caption.trim().is_empty() {
+            let opts = SendOptions::default().with_message_id(msg.id.part(1));
+            client
+                .send_message_with_options(to, wa::Message::text(caption), opts)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
 impl Channel for WhatsAppChannel {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
@@ -514,6 +566,9 @@ impl Channel for WhatsAppChannel {
                 .ok_or(ChannelError::Disconnected)?;
             let to = convert::to_jid(&msg.chat)
                 .ok_or_else(|| ChannelError::Rejected(format!("bad JID {}", msg.chat)))?;
+            if let Some(media) = &msg.media {
+                return self.send_media(&client, to, msg, media).await;
+            }
             let parts = super::wa_format::render(&msg.text, self.shared.opts.chunk_limit);
             for (i, part) in parts.into_iter().enumerate() {
                 self.govern(&msg.chat, i == 0)
@@ -640,18 +695,62 @@ pub async fn unlink(db: &std::path::Path, wait: Duration) -> anyhow::Result<()> 
 struct Hook {
     sink: Arc<dyn InboundSink>,
     store: Store,
+    limits: crate::media::MediaLimits,
+}
+
+/// Longest a media download may take before the message goes on without
+/// it ("media not available", with the reason).
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Downloads a message's media, unless the sender announced a size over
+/// the kind's limit (then intake refuses it by the announced size, and
+/// nothing is fetched). A failure is the reason, never an error: the
+/// message is kept without its file.
+async fn download(
+    client: &Client,
+    message: &wa::Message,
+    limits: &crate::media::MediaLimits,
+) -> Option<Result<Vec<u8>, String>> {
+    let (info, part) = convert::media(message)?;
+    let limit = limits.of(info.kind);
+    if info.bytes > limit {
+        // Stand-in bytes are not fetched: intake sees the announced size.
+        return Some(Err(format!(
+            "not downloaded: the sender announced {}, over the limit of {} (PB_MEDIA_MAX_BYTES)",
+            crate::media::human_size(info.bytes),
+            crate::media::human_size(limit)
+        )));
+    }
+    Some(
+        match tokio::time::timeout(DOWNLOAD_TIMEOUT, client.download(part)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => Err(format!("download failed: {e}")),
+            Err(_) => Err(format!(
+                "download took longer than {} s",
+                DOWNLOAD_TIMEOUT.as_secs()
+            )),
+        },
+    )
 }
 
 #[whatsapp_rust::async_trait]
 impl whatsapp_rust::InboundDurabilityHook for Hook {
     async fn on_messages(
         &self,
-        _client: Arc<Client>,
+        client: Arc<Client>,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
         for m in batch {
             match convert::inbound(&m.info, &m.message) {
-                Ok(c) => {
+                Ok(mut c) => {
+                    if let Some(media) = c.inbound.media.as_mut()
+                        && let Some(data) = download(&client, &m.message, &self.limits).await
+                    {
+                        if let Err(why) = &data {
+                            tracing::warn!(id = %m.info.id, kind = %media.info.kind, error = %why, "media not downloaded; the message is kept without it");
+                        }
+                        media.data = data;
+                    }
                     self.store
                         .record_aliases(c.aliases)
                         .await

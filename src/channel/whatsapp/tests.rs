@@ -70,6 +70,7 @@ async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, W
             per_minute: 40,
             jitter: Duration::ZERO,
         },
+        media_limits: crate::media::MediaLimits::default(),
         transport: Some(Arc::new(NoNetwork(attempts))),
         http: Some(Arc::new(NoHttp)),
     };
@@ -106,6 +107,7 @@ async fn offline_client_builds_retries_and_shuts_down_cleanly() {
         chat: ChatJid::parse(ANN).unwrap(),
         id: ch.new_message_id(),
         text: "hi".into(),
+        media: None,
     };
     assert!(matches!(
         ch.send(&msg).await,

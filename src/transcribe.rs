@@ -1,0 +1,200 @@
+//! Speech to text over an OpenAI-compatible `POST /v1/audio/transcriptions`
+//! (`PB_TRANSCRIBE_URL`, `PB_TRANSCRIBE_MODEL`, `PB_TRANSCRIBE_API_KEY`):
+//! OpenAI's hosted API, or a local whisper server (whisper.cpp's server,
+//! faster-whisper-server / speaches, LocalAI) that speaks the same route.
+//!
+//! The request is `multipart/form-data` with `file` (the audio as saved),
+//! `model` and `response_format=json`; the answer `{"text": "..."}`. A
+//! plain-text answer is taken as the transcript too (some servers ignore
+//! `response_format`). Every call has a deadline (`PB_TRANSCRIBE_TIMEOUT`):
+//! a slow or failing endpoint gives an error, and the message goes to the
+//! agent with a note instead of a transcript.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::config::Secret;
+use crate::media::{TranscribeError, Transcriber};
+
+/// The transcription endpoint's settings.
+#[derive(Debug, Clone)]
+pub struct TranscribeSettings {
+    /// The full URL of the route, or a base ending in `/v1` (the route is
+    /// then appended).
+    pub url: String,
+    pub model: String,
+    pub api_key: Option<Secret>,
+    pub timeout: Duration,
+}
+
+/// An OpenAI-compatible transcription client.
+pub struct HttpTranscriber {
+    http: reqwest::Client,
+    url: String,
+    settings: TranscribeSettings,
+}
+
+impl HttpTranscriber {
+    pub fn new(settings: TranscribeSettings) -> Self {
+        let base = settings.url.trim_end_matches('/');
+        let url = if base.ends_with("/audio/transcriptions") {
+            base.to_owned()
+        } else {
+            format!("{base}/audio/transcriptions")
+        };
+        Self {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .expect("reqwest client builds"),
+            url,
+            settings,
+        }
+    }
+
+    /// The URL requests go to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// A `multipart/form-data` body: text fields, then one file.
+fn multipart(boundary: &str, fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> Vec<u8> {
+    let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
+    let mut body = Vec::with_capacity(file.2.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let (filename, mime, bytes) = file;
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+            clean(filename),
+            clean(mime)
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// The transcript in an answer body: `{"text": ...}`, or plain text.
+fn transcript_of(body: &str) -> Result<String, TranscribeError> {
+    let text = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => v
+            .get("text")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| TranscribeError("the answer has no \"text\"".into()))?,
+        Err(_) => body.to_owned(),
+    };
+    Ok(text.trim().to_owned())
+}
+
+impl Transcriber for HttpTranscriber {
+    fn transcribe<'a>(
+        &'a self,
+        audio: Vec<u8>,
+        mime: &'a str,
+        filename: &'a str,
+    ) -> BoxFuture<'a, Result<String, TranscribeError>> {
+        Box::pin(async move {
+            let boundary = format!("pocketbrain-{:032x}", rand::random::<u128>());
+            let body = multipart(
+                &boundary,
+                &[("model", &self.settings.model), ("response_format", "json")],
+                (filename, mime, &audio),
+            );
+            let mut req = self
+                .http
+                .post(&self.url)
+                .timeout(self.settings.timeout)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body);
+            if let Some(key) = &self.settings.api_key {
+                req = req.bearer_auth(key.expose());
+            }
+            let resp = req.send().await.map_err(|e| {
+                TranscribeError(if e.is_timeout() {
+                    format!("no answer within {} s", self.settings.timeout.as_secs_f32())
+                } else {
+                    format!("endpoint unreachable ({e})")
+                })
+            })?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| TranscribeError(format!("answer unreadable ({e})")))?;
+            if !status.is_success() {
+                let short: String = text.chars().take(200).collect();
+                return Err(TranscribeError(format!(
+                    "endpoint answered {status}: {short}"
+                )));
+            }
+            transcript_of(&text)
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_is_appended_to_a_base_url() {
+        let t = |url: &str| {
+            HttpTranscriber::new(TranscribeSettings {
+                url: url.into(),
+                model: "whisper-1".into(),
+                api_key: None,
+                timeout: Duration::from_secs(1),
+            })
+            .url()
+            .to_owned()
+        };
+        assert_eq!(
+            t("http://127.0.0.1:8080/v1"),
+            "http://127.0.0.1:8080/v1/audio/transcriptions"
+        );
+        assert_eq!(
+            t("https://api.openai.com/v1/audio/transcriptions"),
+            "https://api.openai.com/v1/audio/transcriptions"
+        );
+    }
+
+    #[test]
+    fn multipart_body_carries_fields_and_file() {
+        let b = multipart(
+            "XX",
+            &[("model", "m1")],
+            ("a\"b.ogg", "audio/ogg", b"OggS1"),
+        );
+        let s = String::from_utf8_lossy(&b);
+        assert!(
+            s.starts_with("--XX\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm1\r\n")
+        );
+        assert!(s.contains("name=\"file\"; filename=\"a_b.ogg\"\r\nContent-Type: audio/ogg\r\n\r\nOggS1\r\n--XX--\r\n"));
+    }
+
+    #[test]
+    fn transcripts_come_from_json_or_plain_text() {
+        assert_eq!(transcript_of(r#"{"text":" hello "}"#).unwrap(), "hello");
+        assert_eq!(transcript_of("hello there\n").unwrap(), "hello there");
+        assert!(transcript_of(r#"{"error":"x"}"#).is_err());
+    }
+}
