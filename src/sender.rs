@@ -49,10 +49,21 @@ impl Failing {
     }
 }
 
-/// Runs until `cancel`. `wake` is notified whenever rows are added.
+/// Which chats' rows a sender delivers: a bridge runs one sender per
+/// channel, so a channel whose link is down holds up only its own chats.
+pub type Scope = fn(&crate::ids::ChatJid) -> bool;
+
+/// Every chat.
+pub fn all_chats(_: &crate::ids::ChatJid) -> bool {
+    true
+}
+
+/// Runs until `cancel`, delivering the rows of the chats in `scope`.
+/// `wake` is notified whenever rows are added.
 pub async fn run(
     store: Store,
     channel: Arc<dyn Channel>,
+    scope: Scope,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
@@ -72,7 +83,7 @@ pub async fn run(
         // after a restart, under the same id, which the channel drops.
         let pass = tokio::select! {
             _ = cancel.cancelled() => return,
-            pass = deliver_pending(&store, channel.as_ref(), &mut failing) => pass,
+            pass = deliver_pending(&store, channel.as_ref(), scope, &mut failing) => pass,
         };
         let retry_in = match pass {
             Ok(None) => {
@@ -146,9 +157,11 @@ pub async fn apply_event(store: &Store, event: &ChannelEvent) -> crate::store::R
 async fn deliver_pending(
     store: &Store,
     channel: &dyn Channel,
+    scope: Scope,
     failing: &mut Failing,
 ) -> crate::store::Result<Option<Option<Duration>>> {
-    let rows = store.outbox_pending().await?;
+    let mut rows = store.outbox_pending().await?;
+    rows.retain(|r| scope(&r.chat));
     // Rows that left the pending set some other way (a receipt, a nack).
     failing
         .0
@@ -355,7 +368,9 @@ mod tests {
 
         // A1 fails: A2 waits behind it, B1 goes out.
         ch.then(&a, transient());
-        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        let retry = deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         assert_eq!(retry, Some(None));
         assert_eq!(ch.sent(), ["B1"]);
         let pending = store.outbox_pending().await.unwrap();
@@ -364,17 +379,23 @@ mod tests {
         // Rate limits do not count; 14 minutes of failures are not enough.
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, ChannelError::RetryAfter(Duration::from_secs(30)));
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         assert_eq!(ch.sent(), ["B1"]);
 
         // Fifteen minutes after the first failure A1 is marked failed with
         // the reason, and A2 goes out in the same pass.
         tokio::time::advance(minutes(1)).await;
         ch.then(&a, transient());
-        let retry = deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        let retry = deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         assert_eq!(retry, None);
         assert_eq!(ch.sent(), ["B1", "A2"]);
         assert!(store.outbox_pending().await.unwrap().is_empty());
@@ -399,28 +420,40 @@ mod tests {
         let transient = || ChannelError::Transient("timeout".into());
 
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         tokio::time::advance(GIVE_UP_AFTER - Duration::from_secs(60)).await;
         ch.then(&a, ChannelError::Disconnected);
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(120)).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // A link seen down clears the allowance too.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.link.send_modify(|l| l.up = false);
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         ch.link.send_modify(|l| l.up = true);
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // Then, kept failing with the link up, it is given up.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.then(&a, transient());
-        deliver_pending(&store, &ch, &mut failing).await.unwrap();
+        deliver_pending(&store, &ch, all_chats, &mut failing)
+            .await
+            .unwrap();
         assert!(store.outbox_pending().await.unwrap().is_empty());
         assert!(
             store
@@ -458,7 +491,9 @@ mod tests {
         let ch = Scripted::new();
         let mut failing = Failing::default();
         assert_eq!(
-            deliver_pending(&store, &ch, &mut failing).await.unwrap(),
+            deliver_pending(&store, &ch, all_chats, &mut failing)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(ch.sent(), ["A1"]);
