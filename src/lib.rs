@@ -45,6 +45,7 @@ pub mod app;
 pub mod approvals;
 pub mod backup;
 pub mod channel;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -142,6 +142,9 @@ pub struct Waiter {
     not_text: HashSet<String>,
     deadline: Instant,
     done: bool,
+    /// Text already broadcast when the reply was found, still to yield.
+    tail: std::collections::VecDeque<String>,
+    reply: Option<Reply>,
 }
 
 impl Waiter {
@@ -158,6 +161,8 @@ impl Waiter {
             others: HashSet::new(),
             not_text: HashSet::new(),
             done: false,
+            tail: Default::default(),
+            reply: None,
         }
     }
 
@@ -246,13 +251,27 @@ impl Waiter {
 
     /// The next step; `None` after the last.
     pub async fn next(&mut self) -> Result<Option<Step>, ApiError> {
+        if let Some(text) = self.tail.pop_front() {
+            return Ok(Some(Step::Delta(text)));
+        }
+        if let Some(reply) = self.reply.take() {
+            self.done = true;
+            return Ok(Some(Step::Done(reply)));
+        }
         if self.done {
             return Ok(None);
         }
         loop {
             if let Some(reply) = self.check().await? {
-                self.done = true;
-                return Ok(Some(Step::Done(reply)));
+                // The run ended after its text was broadcast: what is
+                // still buffered goes out first.
+                while let Some(ev) = self.hub.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    if let Some(Some(text)) = self.on_event(ev).await {
+                        self.tail.push_back(text);
+                    }
+                }
+                self.reply = Some(reply);
+                return Box::pin(self.next()).await;
             }
             let tick = tokio::time::sleep(Duration::from_secs(1));
             tokio::pin!(tick);
