@@ -543,7 +543,9 @@ async fn ws_until(
     }
 }
 
-#[tokio::test]
+// Several threads: the test waits for the terminal client's output on
+// blocking reads while the scripted model (on this runtime) answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_talks() {
     let mut w = api_world(true).await;
     w.model.always(
@@ -571,10 +573,18 @@ async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_tal
     assert_eq!(frames.last().unwrap()["text"], STREAMED);
     assert_eq!(frames.last().unwrap()["conversation"], "desk");
 
-    // The terminal client, as a person uses it, while the socket above
-    // stays subscribed.
+    // The terminal client, as a person uses it, in another conversation
+    // the socket above subscribes to as well.
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "conversation": "term"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws_until(&mut ws, |v| v["type"] == "subscribed").await;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pocketbrain"))
-        .args(["chat", "desk"])
+        .args(["chat", "term"])
         .env_clear()
         .env("PB_DATA_DIR", w.data_dir())
         .env("PB_HTTP_TOKEN", TOKEN)
@@ -612,11 +622,11 @@ async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_tal
         }
         printed.clone()
     };
-    wait_for("Talking in desk");
+    wait_for("Talking in term");
     use std::io::Write;
     writeln!(stdin, "from the terminal").unwrap();
     let shown = wait_for("echo: from the terminal");
-    assert!(shown.contains("[desk] echo: from the terminal"), "{shown}");
+    assert!(shown.contains("[term] echo: from the terminal"), "{shown}");
     writeln!(stdin, "/quit").unwrap();
     let end = std::time::Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() {
