@@ -654,3 +654,65 @@ async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_tal
     let frames = ws_until(&mut ws, |v| v["type"] == "message").await;
     assert_eq!(frames.last().unwrap()["text"], "Time to stretch!");
 }
+
+/// The pinned schemathesis, installed by scripts/install-tools.sh.
+fn schemathesis_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/schemathesis");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/install-tools.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The OpenAPI document drives a schema fuzzer for a short while: every
+/// route answers as the document says, and nothing answers with a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_holds_under_a_schema_fuzzer() {
+    let mut w = api_world(false).await;
+    w.set_env("PB_API_RATE_PER_MINUTE", "100000");
+    let key = create_key(&w, &["fuzz"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+    // The conversation's OpenCode instance boots before the fuzzer hurries.
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(&key),
+        Some(json!({"text": "warm up"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(schemathesis_bin())
+            .args([
+                "run",
+                &format!("{base}/api/v1/openapi.json"),
+                "--url",
+                &base,
+                "--header",
+                &format!("Authorization: Bearer {key}"),
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples",
+                "5",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--request-timeout",
+                "60",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+}
