@@ -675,6 +675,8 @@ async fn the_openapi_document_holds_under_a_schema_fuzzer() {
     let key = create_key(&w, &["fuzz"]);
     w.start_bridge().await;
     let base = w.base_url();
+    // Its cache goes into the test's folder, not the repository.
+    let scratch = w.dir.path().to_owned();
     // The conversation's OpenCode instance boots before the fuzzer hurries.
     let (status, _, body) = call(
         reqwest::Method::POST,
@@ -704,6 +706,7 @@ async fn the_openapi_document_holds_under_a_schema_fuzzer() {
                 "--no-color",
             ])
             .env("SCHEMATHESIS_TELEMETRY", "false")
+            .current_dir(&scratch)
             .output()
             .unwrap()
     })
