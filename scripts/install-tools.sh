@@ -8,8 +8,11 @@
 # - The dependencies of the manifest the bridge installs into a workspace
 #   (opencode-plugin/runtime/node_modules): the black-box tests link them into
 #   each test workspace, so OpenCode need not install them per test.
+# - schemathesis, pinned, in a Python virtual environment in .tools/venv:
+#   the API test fuzzes the local API from its OpenAPI document with it.
 set -euo pipefail
 OPENCODE_VERSION=1.18.33
+SCHEMATHESIS_VERSION=4.32.5
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools"
 bin="$tools/node_modules/.bin/opencode"
@@ -26,6 +29,30 @@ npm_ci() {
   lock_sum "$1" >"$1/node_modules/.pocketbrain-lock"
 }
 
+venv="$tools/venv"
+schemathesis_ok() {
+  [ -x "$venv/bin/schemathesis" ] &&
+    [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" = "$SCHEMATHESIS_VERSION" ]
+}
+
+if opencode_ok && deps_ok "$plugin" && deps_ok "$plugin/runtime" && schemathesis_ok; then
+  exit 0
+fi
+if ! schemathesis_ok; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      echo "install-tools: installing Python's venv from Debian" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+    else
+      echo "install-tools: python3 with venv is required (python3-venv); install it and run again" >&2
+      exit 1
+    fi
+  fi
+  echo "install-tools: installing schemathesis==$SCHEMATHESIS_VERSION into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+fi
 if opencode_ok && deps_ok "$plugin" && deps_ok "$plugin/runtime"; then
   exit 0
 fi

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::agent::Agent;
 use crate::approvals::{ApprovalSettings, Approvals};
 use crate::channel::Channel;
+use crate::channel::api::{ApiChannel, Channels};
 use crate::channel::fake::FakeChannel;
 use crate::channel::whatsapp::WhatsAppChannel;
 use crate::config::{ChannelKind, Config, Secret};
@@ -91,7 +92,10 @@ pub struct App {
     store: Store,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    /// Both channels, each chat's calls routed to its own.
     channel: Arc<dyn Channel>,
+    main_channel: Arc<dyn Channel>,
+    api: ApiChannel,
     fake: Option<FakeChannel>,
     whatsapp: Option<WhatsAppChannel>,
     ipc_dirs: IpcDirs,
@@ -137,7 +141,7 @@ impl App {
         let addr = listener.local_addr().map_err(listen_err)?;
         write_token_file(&config)?;
 
-        let (channel, fake, whatsapp): (Arc<dyn Channel>, _, _) = match config.channel {
+        let (main_channel, fake, whatsapp): (Arc<dyn Channel>, _, _) = match config.channel {
             ChannelKind::WhatsApp => {
                 let wa = WhatsAppChannel::new(store.clone(), whatsapp_options(&config));
                 (Arc::new(wa.clone()), None, Some(wa))
@@ -149,6 +153,13 @@ impl App {
                 (Arc::new(fake.clone()), Some(fake), None)
             }
         };
+        // The local API beside it: each chat's messages go through its own
+        // channel.
+        let api = ApiChannel::new();
+        let channel: Arc<dyn Channel> = Arc::new(Channels {
+            main: main_channel.clone(),
+            api: api.clone(),
+        });
 
         // The agent's tools: the plugin in the workspace, requests through PB_IPC_DIR.
         let ipc_dirs = IpcDirs::new(
@@ -202,6 +213,8 @@ impl App {
             listener,
             addr,
             channel,
+            main_channel,
+            api,
             fake,
             whatsapp,
             ipc_dirs,
@@ -223,6 +236,8 @@ impl App {
             listener,
             addr,
             channel,
+            main_channel,
+            api,
             fake,
             whatsapp,
             ipc_dirs,
@@ -246,7 +261,7 @@ impl App {
         ));
         let opencode = Arc::new(OpenCode::new(
             client.clone(),
-            hub,
+            hub.clone(),
             config.opencode_model.clone(),
         ));
         let agent: Arc<dyn Agent> = opencode.clone();
@@ -277,6 +292,7 @@ impl App {
         // again: what was asked while the bridge was down, what it forgot.)
         drop(asks_tx);
         tracker.spawn(approvals.clone().run(asks_rx, cancel.clone()));
+        let api_approvals = approvals.clone();
         let mut intake = Intake::new(
             store.clone(),
             queue.clone(),
@@ -296,19 +312,38 @@ impl App {
             });
         }
 
+        let api_routes = crate::api::router(crate::api::ApiState::new(
+            store.clone(),
+            intake.clone(),
+            api.clone(),
+            hub,
+            Some(api_approvals),
+            crate::api::ApiSettings {
+                token: config.http_token.clone(),
+                rate_per_minute: config.api_rate_per_minute,
+                cors_origins: config.api_cors_origins.clone(),
+                reply_timeout: config.api_reply_timeout,
+                max_text_bytes: config.max_text_bytes,
+                workspace: config.workspace.clone(),
+            },
+            cancel.clone(),
+        ));
         // Health first: it answers while everything else comes up.
-        let app = http::router(http::AppState {
-            store: store.clone(),
-            agent: agent.clone(),
-            channel: channel.clone(),
-            queue: queue.clone(),
-            intake: intake.clone(),
-            tasks_wake: tasks_wake.clone(),
-            max_text_bytes: config.max_text_bytes,
-            fake,
-            token: config.http_token.clone(),
-            opencode_url: client.base().to_string(),
-        });
+        let app = http::router(
+            http::AppState {
+                store: store.clone(),
+                agent: agent.clone(),
+                channel: main_channel.clone(),
+                queue: queue.clone(),
+                intake: intake.clone(),
+                tasks_wake: tasks_wake.clone(),
+                max_text_bytes: config.max_text_bytes,
+                fake,
+                token: config.http_token.clone(),
+                opencode_url: client.base().to_string(),
+            },
+            Some(api_routes),
+        );
         tracker.spawn({
             let cancel = cancel.clone();
             async move {
@@ -351,12 +386,31 @@ impl App {
         if let Some(events) = channel.take_events() {
             tracker.spawn(sender::apply_events(store.clone(), events, cancel.clone()));
         }
+        // One sender per channel: WhatsApp does not wait for the API, nor
+        // the reverse.
+        let (main_wake, api_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         tracker.spawn(sender::run(
             store.clone(),
-            channel.clone(),
-            outbox_wake.clone(),
+            main_channel,
+            |chat| !chat.is_api(),
+            main_wake.clone(),
             config.workspace.clone(),
             config.media_max_bytes,
+            cancel.clone(),
+        ));
+        tracker.spawn(sender::run(
+            store.clone(),
+            Arc::new(api),
+            crate::ids::ChatJid::is_api,
+            api_wake.clone(),
+            config.workspace.clone(),
+            config.media_max_bytes,
+            cancel.clone(),
+        ));
+        // Rows are added with one wake; both senders look.
+        tracker.spawn(fan_out(
+            outbox_wake.clone(),
+            [main_wake, api_wake],
             cancel.clone(),
         ));
 
@@ -410,6 +464,21 @@ impl App {
         }
         let _ = std::fs::remove_file(config.data_dir.join(HTTP_ADDR_FILE));
         Ok(())
+    }
+}
+
+/// Passes each wake of `from` on to every sender's own wake (a wake is a
+/// stored permit: one waiter takes it, so each sender needs its own).
+async fn fan_out<const N: usize>(
+    from: Arc<Notify>,
+    to: [Arc<Notify>; N],
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = from.notified() => to.iter().for_each(|n| n.notify_one()),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `chats list|register|unregister`, `tasks`,
-//! `whatsapp logout`, `health`, `status`, `doctor`, `backup`, `restore`.
+//! `whatsapp logout`, `health`, `status`, `doctor`, `backup`, `restore`,
+//! `api-keys`, `chat` (the terminal client, [`crate::chat`]).
 //!
 //! The management commands work on the database directly (WAL lets them run
 //! beside a running bridge), and the bridge reads registrations per message,
@@ -111,6 +112,46 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Create, list and revoke keys for the local API.
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+    /// Talk to the assistant in the terminal, through the running bridge's
+    /// WebSocket: replies stream in, tool messages, task results and
+    /// approval requests arrive; `yes|always|no CODE` answers a request.
+    Chat {
+        /// The conversation (default: the key's, or "default" with the
+        /// owner's token).
+        conversation: Option<String>,
+        /// An API key (default: the owner's PB_HTTP_TOKEN or its file).
+        #[arg(long, env = "PB_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Make a key; it is printed once and only its hash is kept.
+    Create {
+        /// The key's name (1 to 48 of a-z, 0-9, '-', '_').
+        name: String,
+        /// The API conversation the key may use (default: its name).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// The profile its conversation gets when the key creates it:
+        /// main, member (default) or guest.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Every key (never the keys themselves).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse a key from now on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +308,21 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Doctor { json } => doctor(&config, json).await,
         Command::Backup { file, verify } => backup(config, file, verify).await,
         Command::Restore { file, force } => restore(config, file, force).await,
+        Command::ApiKeys { command } => api_keys(&config, command).await,
+        Command::Chat { conversation, key } => {
+            let api = Api::new(&config, std::time::Duration::from_secs(10));
+            let credential = key
+                .map(crate::config::Secret::new)
+                .or(api.token.clone())
+                .ok_or_else(|| {
+                    CliError::Usage(
+                        "no credential: pass --key (PB_API_KEY), or set PB_HTTP_TOKEN for the owner".into(),
+                    )
+                })?;
+            crate::chat::run(&api.addr, &credential, conversation.as_deref())
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))
+        }
     }
 }
 
@@ -275,7 +331,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
 /// bridge wrote).
 pub struct Api {
     pub addr: String,
-    token: Option<crate::config::Secret>,
+    pub token: Option<crate::config::Secret>,
     http: reqwest::Client,
 }
 
@@ -428,6 +484,88 @@ async fn health(config: &Config) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(unhealthy(format!("status {}", h["status"])))
+    }
+}
+
+async fn api_keys(config: &Config, command: ApiKeysCommand) -> Result<(), CliError> {
+    let store = open_store(config)?;
+    match command {
+        ApiKeysCommand::Create {
+            name,
+            conversation,
+            profile,
+        } => {
+            ChatJid::api(&name).map_err(|_| {
+                CliError::Usage(format!(
+                    "invalid key name {name:?}: {}",
+                    crate::ids::CONVERSATION_RULE
+                ))
+            })?;
+            let conversation = conversation.unwrap_or_else(|| name.clone());
+            ChatJid::api(&conversation).map_err(|e| CliError::Usage(e.to_string()))?;
+            let profile = match profile {
+                Some(p) => parse_profile(&p)?,
+                None => Profile::Member,
+            };
+            let key = store.create_api_key(&name, &conversation, profile).await?;
+            println!("{key}");
+            eprintln!(
+                "API key {name:?} for the conversation api:{conversation} (profile {profile}). It is shown only now: keep it. Use it as: Authorization: Bearer <key>"
+            );
+            Ok(())
+        }
+        ApiKeysCommand::List { json } => {
+            let keys = store.api_keys().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&keys).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            if keys.is_empty() {
+                println!("No API keys.");
+                return Ok(());
+            }
+            let when = |ms: Option<i64>| {
+                ms.and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| {
+                        t.with_timezone(&config.tz)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "{:<20} {:<12} {:<24} {:<8} {:<17} {:<17} STATE",
+                "NAME", "PREFIX", "CONVERSATION", "PROFILE", "CREATED", "LAST USED"
+            );
+            for k in keys {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{:<20} {:<12} {:<24} {:<8} {:<17} {:<17} {state}",
+                    k.name,
+                    k.prefix,
+                    format!("api:{}", k.conversation),
+                    k.profile,
+                    when(Some(k.created_at)),
+                    when(k.last_used_at)
+                );
+            }
+            Ok(())
+        }
+        ApiKeysCommand::Revoke { name } => {
+            if store.revoke_api_key(&name).await? {
+                println!("Revoked the API key {name:?}; it is refused from now on.");
+                Ok(())
+            } else {
+                Err(CliError::Usage(format!("no live API key named {name:?}")))
+            }
+        }
     }
 }
 

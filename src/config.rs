@@ -424,6 +424,41 @@ pub struct Config {
         hide_env_values = true
     )]
     pub transcribe_timeout: Duration,
+    /// Requests per minute each API key may make (a burst of as many is
+    /// allowed; 429 with Retry-After beyond). The admin token is not limited
+    #[arg(
+        long,
+        env = "PB_API_RATE_PER_MINUTE",
+        value_name = "PB_API_RATE_PER_MINUTE",
+        value_parser = clap::value_parser!(u32).range(1..=100_000),
+        default_value = "60",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_rate_per_minute: u32,
+    /// Web origins allowed to call the local API from a browser (comma
+    /// separated, e.g. "http://localhost:5173"); none by default
+    #[arg(
+        long,
+        env = "PB_API_CORS_ORIGINS",
+        value_name = "PB_API_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_cors_origins: Vec<String>,
+    /// How long a synchronous API request waits for the reply (the message
+    /// is kept and answered later when it runs out)
+    #[arg(
+        long,
+        env = "PB_API_REPLY_TIMEOUT",
+        value_name = "PB_API_REPLY_TIMEOUT",
+        value_parser = parse_duration,
+        default_value = "5m",
+        global = true,
+        hide_env_values = true
+    )]
+    pub api_reply_timeout: Duration,
 }
 
 /// Shortest `PB_HTTP_TOKEN` accepted.
@@ -632,6 +667,20 @@ impl Config {
                 flag: "--transcribe-url",
                 why: "use an http:// or https:// URL without a user or password (the key goes in PB_TRANSCRIBE_API_KEY)".into(),
             });
+        }
+        for origin in &self.api_cors_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return Err(ConfigError {
+                    setting: "PB_API_CORS_ORIGINS",
+                    flag: "--api-cors-origins",
+                    why: format!(
+                        "{origin:?} is not an origin: use scheme://host[:port] with no path or trailing slash"
+                    ),
+                });
+            }
         }
         if let Some(url) = &self.opencode_url {
             if !matches!(url.scheme(), "http" | "https") {

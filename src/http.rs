@@ -63,10 +63,10 @@ pub struct AppState {
 
 /// A refusal: status and reason.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
-    fn bad(why: impl Into<String>) -> Self {
+    pub fn bad(why: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, why.into())
     }
 }
@@ -78,7 +78,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// The bridge's routes; `api` (the local API's, with their own state and
+/// guards) are served beside them, under the same body limit.
+pub fn router(state: AppState, api: Option<Router>) -> Router {
     let mut r = Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
@@ -90,8 +92,14 @@ pub fn router(state: AppState) -> Router {
             .route("/fake/link", post(fake_link))
             .route("/fake/receipt", post(fake_receipt));
     }
-    let r = guard(r, state.token.clone()).route("/health", get(health));
-    limit_bodies(r).with_state(state)
+    let r = guard(r, state.token.clone())
+        .route("/health", get(health))
+        .with_state(state);
+    let r = match api {
+        Some(api) => r.merge(api),
+        None => r,
+    };
+    limit_bodies(r)
 }
 
 /// Puts `r`'s routes behind the token (when there is one) and the JSON
@@ -119,7 +127,7 @@ fn guard<S: Clone + Send + Sync + 'static>(r: Router<S>, token: Option<Secret>) 
 
 /// Whether `headers` carry the token; always, when none is set. The
 /// comparison takes the same time wherever the first difference is.
-fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
     use subtle::ConstantTimeEq;
     let Some(token) = token else { return true };
     let given = headers
@@ -132,7 +140,7 @@ fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
 
 /// Refuses a body sent with a method that carries one unless it is
 /// declared `application/json`. A request with no body at all passes.
-async fn json_only(req: Request, next: Next) -> Response {
+pub(crate) async fn json_only(req: Request, next: Next) -> Response {
     let has_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
         && (req.headers().contains_key(header::CONTENT_TYPE)
             || req
@@ -339,7 +347,7 @@ async fn tasks_changed(State(s): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {

@@ -20,16 +20,27 @@ pub enum JidKind {
     Lid,
     /// `<id>@g.us`: a group.
     Group,
+    /// `api:<name>`: a conversation over the local API (not WhatsApp).
+    Api,
 }
 
-/// A chat address in one of WhatsApp's forms.
+/// The prefix of an API conversation's chat id.
+pub const API_PREFIX: &str = "api:";
+
+/// Longest API conversation name.
+const MAX_CONVERSATION_LEN: usize = 48;
+
+/// A chat address in one of WhatsApp's forms, or an API conversation
+/// (`api:<name>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ChatJid(String);
 
 /// Why a string is not a chat JID.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid JID {value:?}: {why} (expected <digits>@s.whatsapp.net, <id>@g.us or <id>@lid)")]
+#[error(
+    "invalid JID {value:?}: {why} (expected <digits>@s.whatsapp.net, <id>@g.us, <id>@lid or api:<name>)"
+)]
 pub struct JidError {
     value: String,
     why: &'static str,
@@ -44,6 +55,9 @@ impl ChatJid {
         };
         if value.len() > MAX_JID_LEN {
             return Err(err("too long"));
+        }
+        if let Some(name) = value.strip_prefix(API_PREFIX) {
+            return Self::api(name).map_err(|_| err(CONVERSATION_RULE));
         }
         let (user, server) = value.split_once('@').ok_or_else(|| err("missing '@'"))?;
         if user.is_empty() {
@@ -60,9 +74,36 @@ impl ChatJid {
         }
     }
 
+    /// The chat of the API conversation `name` (see [`CONVERSATION_RULE`]).
+    pub fn api(name: &str) -> Result<Self, ConversationError> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_CONVERSATION_LEN
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(format!("{API_PREFIX}{name}")))
+        } else {
+            Err(ConversationError(name.chars().take(64).collect()))
+        }
+    }
+
+    /// The conversation name of an API chat (`api:<name>` → `<name>`).
+    pub fn conversation(&self) -> Option<&str> {
+        self.0.strip_prefix(API_PREFIX)
+    }
+
+    /// Whether this is an API conversation.
+    pub fn is_api(&self) -> bool {
+        self.kind() == JidKind::Api
+    }
+
     /// The address form.
     pub fn kind(&self) -> JidKind {
-        if self.0.ends_with("@g.us") {
+        if self.0.starts_with(API_PREFIX) {
+            JidKind::Api
+        } else if self.0.ends_with("@g.us") {
             JidKind::Group
         } else if self.0.ends_with("@lid") {
             JidKind::Lid
@@ -80,6 +121,15 @@ impl ChatJid {
         &self.0
     }
 }
+
+/// What an API conversation name may be.
+pub const CONVERSATION_RULE: &str =
+    "a conversation name is 1 to 48 of a-z, 0-9, '-' and '_', starting with a letter or digit";
+
+/// Why a string is not an API conversation name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid conversation {0:?}: {CONVERSATION_RULE}")]
+pub struct ConversationError(String);
 
 impl TryFrom<String> for ChatJid {
     type Error = JidError;
@@ -237,6 +287,24 @@ mod tests {
             ChatJid::parse("123456789012345@lid").unwrap().kind(),
             JidKind::Lid
         );
+    }
+
+    #[test]
+    fn api_conversations_are_chats_of_their_own_form() {
+        let c = ChatJid::parse("api:work-notes_2").unwrap();
+        assert_eq!(c.kind(), JidKind::Api);
+        assert!(c.is_api() && !c.is_group());
+        assert_eq!(c.conversation(), Some("work-notes_2"));
+        assert_eq!(ChatJid::api("work-notes_2").unwrap(), c);
+        assert_eq!(ChatJid::parse("1@lid").unwrap().conversation(), None);
+        for bad in [
+            "api:", "api:Caps", "api:-x", "api:a b", "api:../x", "api:a:b",
+        ] {
+            let err = ChatJid::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("conversation name"), "{bad}: {err}");
+        }
+        assert!(ChatJid::api(&"a".repeat(49)).is_err());
+        assert!(Folder::parse(&format!("api-{}", "a".repeat(48))).is_ok());
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - [`run`]: the queue's worker: a conversation run, a task run, crash
 //!   recovery; [`workspace`]: the chat folders it runs in.
 //! - [`outbound`]: what of an answer is visible; [`sender`] delivers the outbox.
+//! - [`api`]: the local API (REST, streaming, OpenAI-compatible,
+//!   WebSocket) whose conversations are chats of the API channel.
 //! - [`http`]: health, metrics, status and the fake channel's HTTP
 //!   contract; [`metrics`]: the counters, gauges and histograms;
 //!   [`status`]: what `/status` and `pocketbrain status` show.
@@ -41,10 +43,12 @@
 //! them until a shutdown future resolves.
 
 pub mod agent;
+pub mod api;
 pub mod app;
 pub mod approvals;
 pub mod backup;
 pub mod channel;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -27,6 +27,16 @@ impl Persona {
             }
         })
     }
+
+    /// [`Persona::reply`] for a message to `chat`: an API conversation
+    /// talks to the assistant alone, so its replies never carry the name.
+    pub fn reply_to(&self, chat: &crate::ids::ChatJid, answer: &str) -> Option<String> {
+        if chat.is_api() {
+            visible_text(answer)
+        } else {
+            self.reply(answer)
+        }
+    }
 }
 
 /// The text to send for an agent answer, or `None` when nothing remains.

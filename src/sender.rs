@@ -51,11 +51,22 @@ impl Failing {
     }
 }
 
-/// Runs until `cancel`. `wake` is notified whenever rows are added.
-/// Files to send are read from the chats' folders under `workspace`.
+/// Which chats' rows a sender delivers: a bridge runs one sender per
+/// channel, so a channel whose link is down holds up only its own chats.
+pub type Scope = fn(&crate::ids::ChatJid) -> bool;
+
+/// Every chat.
+pub fn all_chats(_: &crate::ids::ChatJid) -> bool {
+    true
+}
+
+/// Runs until `cancel`, delivering the rows of the chats in `scope`.
+/// `wake` is notified whenever rows are added. Files to send are read
+/// from the chats' folders under `workspace`.
 pub async fn run(
     store: Store,
     channel: Arc<dyn Channel>,
+    scope: Scope,
     wake: Arc<Notify>,
     workspace: PathBuf,
     limits: MediaLimits,
@@ -78,7 +89,7 @@ pub async fn run(
         // after a restart, under the same id, which the channel drops.
         let pass = tokio::select! {
             _ = cancel.cancelled() => return,
-            pass = deliver_pending(&store, channel.as_ref(), &mut failing, &files) => pass,
+            pass = deliver_pending(&store, channel.as_ref(), scope, &mut failing, &files) => pass,
         };
         let retry_in = match pass {
             Ok(None) => {
@@ -152,10 +163,12 @@ pub async fn apply_event(store: &Store, event: &ChannelEvent) -> crate::store::R
 async fn deliver_pending(
     store: &Store,
     channel: &dyn Channel,
+    scope: Scope,
     failing: &mut Failing,
     files: &(PathBuf, MediaLimits),
 ) -> crate::store::Result<Option<Option<Duration>>> {
-    let rows = store.outbox_pending().await?;
+    let mut rows = store.outbox_pending().await?;
+    rows.retain(|r| scope(&r.chat));
     // Rows that left the pending set some other way (a receipt, a nack).
     failing
         .0
@@ -406,6 +419,7 @@ mod tests {
         let retry = deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -422,6 +436,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -432,6 +447,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -446,6 +462,7 @@ mod tests {
         let retry = deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -478,6 +495,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -488,6 +506,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -498,6 +517,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -511,6 +531,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -521,6 +542,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -534,6 +556,7 @@ mod tests {
         deliver_pending(
             &store,
             &ch,
+            all_chats,
             &mut failing,
             &(PathBuf::from("/nonexistent"), MediaLimits::default()),
         )
@@ -579,6 +602,7 @@ mod tests {
             deliver_pending(
                 &store,
                 &ch,
+                all_chats,
                 &mut failing,
                 &(PathBuf::from("/nonexistent"), MediaLimits::default())
             )
@@ -628,7 +652,7 @@ mod tests {
         let ch = Scripted::new();
         let mut failing = Failing::default();
         let files = (ws, MediaLimits::default());
-        let retry = deliver_pending(&store, &ch, &mut failing, &files)
+        let retry = deliver_pending(&store, &ch, all_chats, &mut failing, &files)
             .await
             .unwrap();
         assert_eq!(retry, None);

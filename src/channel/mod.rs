@@ -1,5 +1,7 @@
-//! The channel seam: how the bridge reaches people. WhatsApp and the fake
-//! channel implement [`Channel`]; the core never sees either protocol.
+//! The channel seam: how the bridge reaches people. WhatsApp, the fake
+//! channel and the local API ([`api`]) implement [`Channel`]; the core never
+//! sees any protocol. The API runs beside one of the others
+//! ([`api::Channels`] sends each chat's messages through its own channel).
 //!
 //! Inbound messages are pushed by each channel into the bridge
 //! (`Intake::accept`, through [`InboundSink`]); outbound messages are pulled from the outbox by the
@@ -9,6 +11,7 @@
 //! the core applies to the outbox: policy lives in the core, so every
 //! channel, the fake one included, obeys the same rules.
 
+pub mod api;
 pub mod fake;
 pub mod wa_format;
 pub mod whatsapp;

@@ -199,7 +199,7 @@ impl Runner {
             .ctx
             .settings
             .persona
-            .reply(answer)
+            .reply_to(chat, answer)
             .map(|text| (self.ctx.channel.new_message_id(), text));
         let queued = reply.is_some();
         self.ctx.store.complete_run(chat, up_to, reply).await?;

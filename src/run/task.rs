@@ -133,7 +133,7 @@ impl Runner {
             .ctx
             .settings
             .persona
-            .reply(answer)
+            .reply_to(&reg.jid, answer)
             .map(|t| (self.ctx.channel.new_message_id(), t));
         let chat = reg.jid.clone();
         let sent = reply.is_some();

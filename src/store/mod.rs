@@ -29,6 +29,7 @@ use rusqlite::{Connection, Transaction};
 
 use crate::ids::ChatJid;
 
+pub mod api_keys;
 pub mod approvals;
 mod ipc;
 mod messages;
@@ -50,18 +51,21 @@ pub use runs::{RunPlan, RunRecord};
 /// only deal with the store.
 pub use crate::model::{Inbound, RegisteredChat, StoredMessage};
 
-/// Numbered migrations; index + 1 is the schema version after the step.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_chats_messages.sql"),
-    include_str!("migrations/0002_outbox_runs.sql"),
-    include_str!("migrations/0003_tasks_ipc.sql"),
-    include_str!("migrations/0004_jid_aliases.sql"),
-    include_str!("migrations/0005_profiles_approvals.sql"),
-    include_str!("migrations/0006_media.sql"),
+/// Numbered migrations, each with the schema version it brings the
+/// database to, in increasing order: each step whose version is above the
+/// database's runs, in order.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_chats_messages.sql")),
+    (2, include_str!("migrations/0002_outbox_runs.sql")),
+    (3, include_str!("migrations/0003_tasks_ipc.sql")),
+    (4, include_str!("migrations/0004_jid_aliases.sql")),
+    (5, include_str!("migrations/0005_profiles_approvals.sql")),
+    (6, include_str!("migrations/0006_media.sql")),
+    (7, include_str!("migrations/0007_api_keys.sql")),
 ];
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Store failures. None of them is fixed by retrying the same call, except
 /// `Busy` (another process holds the write lock for longer than the timeout).
@@ -237,8 +241,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let version = i as i64 + 1;
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version)?;

@@ -1,0 +1,237 @@
+//! `GET /api/v1/ws`: a WebSocket for a live conversation (what
+//! `pocketbrain chat` uses). JSON text frames both ways.
+//!
+//! From the client:
+//! - `{"type":"subscribe","conversation":"c"}`: receive what `c` receives;
+//! - `{"type":"send","conversation":"c","text":"..."}`: a message to the
+//!   assistant (subscribes too); answered `{"type":"accepted","id"}`;
+//! - `{"type":"answer","code":"1234","answer":"yes|always|no"}`: answer an
+//!   approval request (the owner only, same rules as in the main chat).
+//!
+//! To the client, for its subscribed conversations:
+//! - `{"type":"delta","conversation","text"}`: reply text as produced;
+//! - `{"type":"message","conversation","id","text"}`: every message the
+//!   bridge delivers there (replies, tool sends, task results), as stored;
+//! - `{"type":"approval","code","chat","permission","patterns"}`: a request
+//!   waiting for the owner (the owner sees every chat's, a key its own);
+//! - `{"type":"error","error"}`: a refused frame (the socket stays open).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::{ApiState, Caller, ensure_conversation};
+use crate::ids::ChatJid;
+use crate::opencode::events::HubEvent;
+
+/// How often pending approvals are looked at for the socket.
+const APPROVALS_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    ws.on_upgrade(move |socket| serve(socket, s, caller))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMsg {
+    Subscribe {
+        conversation: Option<String>,
+    },
+    Send {
+        conversation: Option<String>,
+        text: String,
+    },
+    Answer {
+        code: String,
+        answer: String,
+    },
+}
+
+/// One socket's state.
+struct Conn {
+    s: ApiState,
+    caller: Caller,
+    subscribed: HashSet<ChatJid>,
+    /// Session id → its chat, when subscribed (`None`: not one of ours).
+    sessions: HashMap<String, Option<ChatJid>>,
+    /// Approval codes already shown.
+    shown: HashSet<String>,
+}
+
+async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
+    let mut delivered = s.channel.subscribe();
+    let mut hub = s.hub.subscribe();
+    let mut conn = Conn {
+        s: s.clone(),
+        caller,
+        subscribed: HashSet::new(),
+        sessions: HashMap::new(),
+        shown: HashSet::new(),
+    };
+    let mut approvals = tokio::time::interval(APPROVALS_EVERY);
+    loop {
+        let out: Vec<Value> = tokio::select! {
+            _ = s.cancel.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Text(t))) => conn.on_frame(t.as_str()).await,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => vec![],
+            },
+            d = delivered.recv() => match d {
+                Ok(d) if conn.subscribed.contains(&d.chat) => vec![json!({
+                    "type": "message", "conversation": d.chat.conversation(),
+                    "id": d.id, "text": d.text,
+                })],
+                Ok(_) => vec![],
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    vec![json!({"type": "error", "error": format!("{n} messages were missed; read GET /api/v1/conversations/{{id}}")})]
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            ev = hub.recv() => match ev {
+                Ok(HubEvent::Event(ev)) if ev.kind == "message.part.delta" => conn.on_delta(&ev.properties).await,
+                _ => vec![],
+            },
+            _ = approvals.tick() => conn.new_approvals().await,
+        };
+        for v in out {
+            if socket
+                .send(Message::Text(v.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+fn error(why: impl Into<String>) -> Vec<Value> {
+    vec![json!({"type": "error", "error": why.into()})]
+}
+
+impl Conn {
+    async fn on_frame(&mut self, text: &str) -> Vec<Value> {
+        let msg: ClientMsg = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => return error(format!("malformed frame: {e}")),
+        };
+        match msg {
+            ClientMsg::Subscribe { conversation } => {
+                match self.caller.resolve(conversation.as_deref()) {
+                    Ok((chat, _)) => {
+                        let conversation = chat.conversation().map(str::to_owned);
+                        self.subscribed.insert(chat);
+                        vec![json!({"type": "subscribed", "conversation": conversation})]
+                    }
+                    Err(e) => error(e.1),
+                }
+            }
+            ClientMsg::Send { conversation, text } => {
+                match self.caller.resolve(conversation.as_deref()) {
+                    Ok((chat, profile)) => {
+                        if let Err(e) = ensure_conversation(&self.s, &chat, profile).await {
+                            return error(e.1);
+                        }
+                        self.subscribed.insert(chat);
+                    }
+                    Err(e) => return error(e.1),
+                }
+                match super::exchange::submit(&self.s, &self.caller, conversation.as_deref(), text)
+                    .await
+                {
+                    Ok(p) => vec![json!({
+                        "type": "accepted", "conversation": p.chat.conversation(), "id": p.id,
+                    })],
+                    Err(e) => error(e.1),
+                }
+            }
+            ClientMsg::Answer { code, answer } => {
+                let body = json!({ "answer": answer }).to_string();
+                match super::answer_approval(
+                    State(self.s.clone()),
+                    Extension(self.caller.clone()),
+                    axum::extract::Path(code),
+                    Ok(body.into()),
+                )
+                .await
+                {
+                    Ok(_) => vec![json!({"type": "answered"})],
+                    Err(e) => error(e.1),
+                }
+            }
+        }
+    }
+
+    /// Streamed text of a subscribed conversation's session.
+    async fn on_delta(&mut self, props: &Value) -> Vec<Value> {
+        if self.subscribed.is_empty() || props["field"].as_str() != Some("text") {
+            return vec![];
+        }
+        let (Some(session), Some(delta)) = (props["sessionID"].as_str(), props["delta"].as_str())
+        else {
+            return vec![];
+        };
+        let chat = match self.sessions.get(session) {
+            Some(c) => c.clone(),
+            None => {
+                let found = self
+                    .s
+                    .store
+                    .chat_for_session(&crate::ids::SessionId::new(session))
+                    .await
+                    .ok()
+                    .flatten();
+                // A conversation subscribed later looks again.
+                if found.as_ref().is_some_and(|c| self.subscribed.contains(c)) {
+                    self.sessions.insert(session.to_owned(), found.clone());
+                }
+                found
+            }
+        };
+        match chat {
+            Some(c) if self.subscribed.contains(&c) => vec![json!({
+                "type": "delta", "conversation": c.conversation(), "text": delta,
+            })],
+            _ => vec![],
+        }
+    }
+
+    /// Approval requests not shown yet that this caller may see.
+    async fn new_approvals(&mut self) -> Vec<Value> {
+        if self.subscribed.is_empty() && !self.caller.is_owner() {
+            return vec![];
+        }
+        let Ok(pending) = self.s.store.pending_approvals().await else {
+            return vec![];
+        };
+        let live: HashSet<String> = pending.iter().map(|a| a.code.clone()).collect();
+        self.shown.retain(|c| live.contains(c));
+        let mut out = vec![];
+        for a in pending {
+            let visible = self.caller.is_owner() || self.subscribed.contains(&a.chat);
+            if visible && self.shown.insert(a.code.clone()) {
+                out.push(json!({
+                    "type": "approval", "code": a.code, "chat": a.chat,
+                    "permission": a.permission, "patterns": a.patterns,
+                    "expires_at": a.expires_at,
+                }));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,721 @@
+//! The local API end to end: the real bridge binary (fake channel beside
+//! the API), a real `opencode serve` and the scripted model.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "owner-token-0123456789abcdef";
+const DM: &str = "491511111111@s.whatsapp.net";
+// Generous: the first run in a chat boots an OpenCode instance.
+const T: Duration = Duration::from_secs(120);
+const STREAMED: &str = "The quick brown fox jumps over the lazy dog, told in many small pieces.";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(180))
+        .build()
+        .unwrap()
+}
+
+/// `pocketbrain api-keys create <args>`; the key.
+fn create_key(w: &World, args: &[&str]) -> String {
+    let mut all = vec!["api-keys", "create"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = w.cli(&all);
+    assert!(ok, "{out}{err}");
+    out.trim().to_owned()
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut r = http().request(method, url);
+    if let Some(a) = auth {
+        r = r.bearer_auth(a);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let res = r.send().await.unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    (status, headers, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The (event, data) pairs of a finished Server-Sent Events body.
+fn sse_events(body: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for block in body.split("\n\n") {
+        let mut event = String::from("message");
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_owned();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                data.push(d.strip_prefix(' ').unwrap_or(d).to_owned());
+            }
+        }
+        if !data.is_empty() {
+            out.push((event, data.join("\n")));
+        }
+    }
+    out
+}
+
+/// A world whose model echoes each message; with the owner's token set
+/// unless `token` is false (the fake phone's routes then need none).
+async fn api_world(token: bool) -> World {
+    let mut w = World::new().await;
+    if token {
+        w.set_env("PB_HTTP_TOKEN", TOKEN);
+    }
+    w.model.compute(
+        |r| r.last_role() == "user" && !r.last_user_text().contains("<scheduled_task "),
+        |r| {
+            let msgs = prompt_messages(&r.last_user_text());
+            let last = msgs.last().cloned().unwrap_or_default();
+            // The text after the message tag's attributes.
+            let last = last
+                .split_once('>')
+                .map(|(_, t)| t)
+                .unwrap_or("")
+                .to_owned();
+            if last.contains("stream please") {
+                Reply::text(STREAMED)
+            } else {
+                Reply::text(format!("echo: {last}"))
+            }
+        },
+    );
+    w
+}
+
+#[tokio::test]
+async fn sync_streamed_and_openai_replies_are_the_stored_ones() {
+    let mut w = api_world(true).await;
+    let key = create_key(&w, &["laptop"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+
+    // Sync: the reply as stored.
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(&key),
+        Some(json!({"text": "hello sync"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversation"], "laptop");
+    assert_eq!(body["reply"], "echo: hello sync");
+    assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+
+    // Streamed: deltas as produced, then the reply; they join to it.
+    let res = http()
+        .post(format!("{base}/api/v1/chat/stream"))
+        .bearer_auth(&key)
+        .json(&json!({"conversation": "laptop", "text": "stream please"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = sse_events(&res.text().await.unwrap());
+    let deltas: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "delta")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let (last_event, last) = events.last().expect("a final event");
+    assert_eq!(last_event, "reply", "{events:?}");
+    let reply: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(reply["reply"], STREAMED);
+    assert!(deltas.len() > 1, "streamed in pieces: {deltas:?}");
+    assert_eq!(deltas.concat().trim(), STREAMED);
+
+    // The conversation holds both turns, both ways, in order.
+    let (status, _, conv) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/conversations/laptop"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{conv}");
+    let seen: Vec<(String, String)> = conv["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap().into(),
+                m["text"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("in".into(), "hello sync".into()),
+            ("out".into(), "echo: hello sync".into()),
+            ("in".into(), "stream please".into()),
+            ("out".into(), STREAMED.into()),
+        ]
+    );
+    // The prompt of an API conversation has the same shape as any chat's.
+    let req = w
+        .agent_requests()
+        .into_iter()
+        .find(|r| r.last_user_text().contains("hello sync"))
+        .unwrap();
+    assert!(req.last_user_text().contains("jid=\"api:laptop\""));
+
+    // OpenAI-compatible, as a plain HTTP client uses it; the owner's token
+    // and the `user` field name the conversation.
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/chat/completions"),
+        Some(TOKEN),
+        Some(json!({"model": "anything", "user": "oa", "messages": [
+            {"role": "system", "content": "ignored"},
+            {"role": "user", "content": "hi openai"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: hi openai");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+
+    let res = http()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"model": "x", "user": "oa", "stream": true,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "stream please"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let events = sse_events(&res.text().await.unwrap());
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text.trim(), STREAMED);
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+
+    // The owner lists every API conversation; a key only its own.
+    let (_, _, all) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/conversations"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = all["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["laptop", "oa"]);
+    let (_, _, mine) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/conversations"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(mine["conversations"].as_array().unwrap().len(), 1);
+    let (status, _, _) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/conversations/oa"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Forget with purge: history and folder gone; the next message starts over.
+    let folder = w.workspace().join("chats/api-laptop");
+    assert!(folder.is_dir());
+    let (status, _, body) = call(
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/conversations/laptop?purge=true"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["purged"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    assert!(!folder.exists());
+    let (status, _, _) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/conversations/laptop"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(&key),
+        Some(json!({"text": "again"})),
+    )
+    .await;
+    assert_eq!(body["reply"], "echo: again");
+}
+
+#[tokio::test]
+async fn keys_are_checked_rate_limited_and_web_origins_refused() {
+    let mut w = World::without_opencode().await;
+    // No run happens here: OpenCode is never asked.
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env("PB_HTTP_TOKEN", TOKEN);
+    w.set_env("PB_API_RATE_PER_MINUTE", "3");
+    w.set_env("PB_API_CORS_ORIGINS", "http://localhost:5173");
+    let key = create_key(
+        &w,
+        &["phone", "--conversation", "notes", "--profile", "guest"],
+    );
+    let old = create_key(&w, &["old"]);
+    let (ok, out, _) = w.cli(&["api-keys", "revoke", "old"]);
+    assert!(ok, "{out}");
+    let (ok, list, _) = w.cli(&["api-keys", "list"]);
+    assert!(
+        ok && list.contains("api:notes") && list.contains("revoked"),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&key) && !list.contains(&old),
+        "keys are never shown again"
+    );
+    w.start_bridge().await;
+    let base = w.base_url();
+    let list_url = format!("{base}/api/v1/conversations");
+
+    for (auth, why) in [
+        (None, "missing credentials"),
+        (
+            Some("pb_0000000000000000000000000000000000000000"),
+            "unknown or revoked",
+        ),
+        (Some(old.as_str()), "unknown or revoked"),
+    ] {
+        let (status, _, body) = call(reqwest::Method::GET, list_url.clone(), auth, None).await;
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(why), "{body}");
+    }
+    // The owner's token is not limited.
+    for _ in 0..5 {
+        let (status, _, _) = call(reqwest::Method::GET, list_url.clone(), Some(TOKEN), None).await;
+        assert_eq!(status, 200);
+    }
+    // A key: three a minute, then 429 with Retry-After.
+    for _ in 0..3 {
+        let (status, _, body) =
+            call(reqwest::Method::GET, list_url.clone(), Some(&key), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, headers, body) =
+        call(reqwest::Method::GET, list_url.clone(), Some(&key), None).await;
+    assert_eq!(status, 429, "{body}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("PB_API_RATE_PER_MINUTE")
+    );
+
+    // A key may use its own conversation only (checked before anything runs).
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(TOKEN),
+        Some(json!({"conversation": "Bad Name", "text": "x"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(TOKEN),
+        Some(json!({"text": "x", "extra": 1})),
+    )
+    .await;
+    assert!(
+        status == 400 && body["error"].as_str().unwrap().contains("unknown field"),
+        "{body}"
+    );
+
+    // CORS: a preflight from an origin not allowed is refused; an allowed
+    // one is answered with its origin.
+    let preflight = |origin: &str| {
+        http()
+            .request(reqwest::Method::OPTIONS, format!("{base}/api/v1/chat"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let res = preflight("https://evil.example").await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    let res = preflight("http://localhost:5173").await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    // A page elsewhere cannot use even the owner's token.
+    let res = http()
+        .get(&list_url)
+        .bearer_auth(TOKEN)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // The OpenAPI document needs no credential and lists every route.
+    let (status, _, doc) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/openapi.json"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for path in [
+        "/api/v1/chat",
+        "/api/v1/chat/stream",
+        "/api/v1/conversations",
+        "/api/v1/conversations/{id}",
+        "/api/v1/approvals",
+        "/api/v1/approvals/{code}",
+        "/api/v1/ws",
+        "/v1/chat/completions",
+        "/v1/models",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the document"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_api_conversations_and_a_whatsapp_chat_at_once_each_answered_once_in_order() {
+    let mut w = api_world(false).await;
+    w.register(DM, "Ann", &["--trigger", "always"]);
+    let keys = [create_key(&w, &["alpha"]), create_key(&w, &["beta"])];
+    w.start_bridge().await;
+    let base = w.base_url();
+    let conversation = |name: &'static str| {
+        let base = base.clone();
+        let key = keys[usize::from(name == "beta")].clone();
+        async move {
+            let mut replies = Vec::new();
+            for i in 1..=3 {
+                let (status, _, body) = call(
+                    reqwest::Method::POST,
+                    format!("{base}/api/v1/chat"),
+                    Some(&key),
+                    Some(json!({"conversation": name, "text": format!("{name} {i}")})),
+                )
+                .await;
+                assert_eq!(status, 200, "{body}");
+                replies.push(body["reply"].as_str().unwrap().to_owned());
+            }
+            replies
+        }
+    };
+    let whatsapp = async {
+        for i in 1..=3 {
+            w.say(DM, &format!("W{i}"), &format!("wa {i}")).await;
+            w.wait_outbox(DM, i, T).await;
+        }
+    };
+    let (a, b, ()) = tokio::join!(conversation("alpha"), conversation("beta"), whatsapp);
+    assert_eq!(a, ["echo: alpha 1", "echo: alpha 2", "echo: alpha 3"]);
+    assert_eq!(b, ["echo: beta 1", "echo: beta 2", "echo: beta 3"]);
+    assert_eq!(
+        w.outbox_texts(DM).await,
+        ["Andy: echo: wa 1", "Andy: echo: wa 2", "Andy: echo: wa 3"]
+    );
+    // Nothing of the API went to the fake phone, and each conversation
+    // holds its own three answers once.
+    assert!(w.outbox(None).await.iter().all(|m| m["chat"] == DM));
+    for (name, key) in ["alpha", "beta"].iter().zip(&keys) {
+        let (_, _, conv) = call(
+            reqwest::Method::GET,
+            format!("{base}/api/v1/conversations/{name}"),
+            Some(key),
+            None,
+        )
+        .await;
+        let out: Vec<&str> = conv["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "out")
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(out.len(), 3, "{conv}");
+    }
+}
+
+async fn ws_connect(
+    base: &str,
+    auth: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("{}/api/v1/ws", base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {auth}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Frames until one matches; all of them.
+async fn ws_until(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let end = tokio::time::Instant::now() + T;
+    loop {
+        let frame = tokio::time::timeout_at(end, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no matching frame; saw {seen:?}"))
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = frame {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let stop = done(&v);
+            seen.push(v);
+            if stop {
+                return seen;
+            }
+        }
+    }
+}
+
+// Several threads: the test waits for the terminal client's output on
+// blocking reads while the scripted model (on this runtime) answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_talks() {
+    let mut w = api_world(true).await;
+    w.model.always(
+        |r| r.last_user_text().contains("<scheduled_task "),
+        Reply::text("Time to stretch!"),
+    );
+    w.start_bridge().await;
+    let base = w.base_url();
+    let mut ws = ws_connect(&base, TOKEN).await;
+    ws.send(Message::Text(
+        json!({"type": "send", "conversation": "desk", "text": "stream please"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let frames = ws_until(&mut ws, |v| v["type"] == "message").await;
+    assert_eq!(frames[0]["type"], "accepted");
+    let streamed: String = frames
+        .iter()
+        .filter(|f| f["type"] == "delta")
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed.trim(), STREAMED);
+    assert_eq!(frames.last().unwrap()["text"], STREAMED);
+    assert_eq!(frames.last().unwrap()["conversation"], "desk");
+
+    // The terminal client, as a person uses it, in another conversation
+    // the socket above subscribes to as well.
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "conversation": "term"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws_until(&mut ws, |v| v["type"] == "subscribed").await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pocketbrain"))
+        .args(["chat", "term"])
+        .env_clear()
+        .env("PB_DATA_DIR", w.data_dir())
+        .env("PB_HTTP_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdout = stdout;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut printed = String::new();
+    let mut wait_for = |needle: &str| {
+        let end = std::time::Instant::now() + T;
+        while !printed.contains(needle) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(s) => printed.push_str(&s),
+                Err(_) => panic!("{needle:?} never printed; got {printed:?}"),
+            }
+        }
+        printed.clone()
+    };
+    wait_for("Talking in term");
+    use std::io::Write;
+    writeln!(stdin, "from the terminal").unwrap();
+    let shown = wait_for("echo: from the terminal");
+    assert!(shown.contains("[term] echo: from the terminal"), "{shown}");
+    writeln!(stdin, "/quit").unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < end, "chat did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The other subscriber saw that exchange too.
+    let frames = ws_until(&mut ws, |v| v["type"] == "message").await;
+    assert_eq!(frames.last().unwrap()["text"], "echo: from the terminal");
+    // A scheduled task's result arrives on the socket.
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let (ok, out, err) = w.cli(&[
+        "tasks",
+        "add",
+        "api:desk",
+        "--prompt",
+        "stretch reminder",
+        "--once",
+        &at,
+    ]);
+    assert!(ok, "{out}{err}");
+    let frames = ws_until(&mut ws, |v| v["type"] == "message").await;
+    assert_eq!(frames.last().unwrap()["text"], "Time to stretch!");
+}
+
+/// The pinned schemathesis, installed by scripts/install-tools.sh.
+fn schemathesis_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/schemathesis");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/install-tools.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The OpenAPI document drives a schema fuzzer for a short while: every
+/// route answers as the document says, and nothing answers with a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_holds_under_a_schema_fuzzer() {
+    let mut w = api_world(false).await;
+    w.set_env("PB_API_RATE_PER_MINUTE", "100000");
+    let key = create_key(&w, &["fuzz"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+    // Its cache goes into the test's folder, not the repository.
+    let scratch = w.dir.path().to_owned();
+    // The conversation's OpenCode instance boots before the fuzzer hurries.
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(&key),
+        Some(json!({"text": "warm up"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(schemathesis_bin())
+            .args([
+                "run",
+                &format!("{base}/api/v1/openapi.json"),
+                "--url",
+                &base,
+                "--header",
+                &format!("Authorization: Bearer {key}"),
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples",
+                "5",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--request-timeout",
+                "60",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .current_dir(&scratch)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+}
