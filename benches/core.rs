@@ -1539,10 +1539,13 @@ async fn bare_session(http: &reqwest::Client, oc: &str, world: &World) -> (Strin
     let scratch = std::path::absolute(world.workspace().join("bench-bare")).unwrap();
     std::fs::create_dir_all(&scratch).unwrap();
     let dir = scratch.to_string_lossy().into_owned();
+    // A new folder boots its OpenCode instance first: seconds, and on a
+    // loaded machine more than a normal request's timeout.
     let session: Value = http
         .post(format!("{oc}/session"))
         .query(&[("directory", &dir)])
         .json(&json!({"title": "bench"}))
+        .timeout(Duration::from_secs(180))
         .send()
         .await
         .unwrap()
