@@ -541,15 +541,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Inbound burst: `n` messages spread over `chats` chats (none registered,
-/// so no run starts), posted to `/fake/inbox` over `conns` connections.
-/// Returns (messages per second, per-POST latency).
-async fn ingest(bridge: &str, n: usize, chats: usize, conns: usize, tag: &str) -> (f64, Dist) {
+/// Inbound burst: messages `0..n` (`message(i)` is the i-th body),
+/// posted to `/fake/inbox` over `conns` connections. Returns (messages per
+/// second, per-POST latency).
+async fn burst(
+    bridge: &str,
+    n: usize,
+    conns: usize,
+    message: fn(usize, usize) -> Value,
+    spread: usize,
+) -> (f64, Dist) {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
         let url = format!("{bridge}/fake/inbox");
-        let tag = tag.to_owned();
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
@@ -558,11 +563,13 @@ async fn ingest(bridge: &str, n: usize, chats: usize, conns: usize, tag: &str) -
                 .unwrap();
             let mut lat = Vec::new();
             for i in (c..n).step_by(conns) {
-                let chat = format!("4930{:08}@s.whatsapp.net", i % chats);
-                let body = json!({"chat": chat, "sender": chat, "text": format!("burst {i}"),
-                    "id": format!("{tag}{i}")});
                 let t = Instant::now();
-                let r = http.post(&url).json(&body).send().await.unwrap();
+                let r = http
+                    .post(&url)
+                    .json(&message(i, spread))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status().as_u16(), 202, "ingest POST");
                 lat.push(t.elapsed());
             }
@@ -574,6 +581,15 @@ async fn ingest(bridge: &str, n: usize, chats: usize, conns: usize, tag: &str) -
         lat.extend(t.await.unwrap());
     }
     (n as f64 / t.elapsed().as_secs_f64(), Dist::new(lat))
+}
+
+/// Burst into `chats` chats that are not registered, so no run starts.
+async fn ingest(bridge: &str, n: usize, chats: usize, conns: usize) -> (f64, Dist) {
+    fn message(i: usize, chats: usize) -> Value {
+        let chat = format!("4930{:08}@s.whatsapp.net", i % chats);
+        json!({"chat": chat, "sender": chat, "text": format!("burst {i}"), "id": format!("I{i}")})
+    }
+    burst(bridge, n, conns, message, chats).await
 }
 
 /// CPU time (user + system) a process has used, in seconds.
@@ -626,35 +642,9 @@ async fn bench_e2e() -> E2eResult {
     for i in 0..e2e_iters {
         let posted_us = unix_us();
         // A: through the bridge, message accepted (202) -> reply in the fake outbox.
-        let body = json!({"chat": DM, "sender": DM, "sender_name": "Ann",
-            "text": format!("hello {i}, how are you?"), "id": format!("B{i}")});
-        let t_post = Instant::now();
-        let r = http
-            .post(format!("{bridge}/fake/inbox"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 202);
-        let accepted = Instant::now();
-        post_samples.push(accepted - t_post);
-        loop {
-            let v: Value = http
-                .get(format!("{bridge}/fake/outbox"))
-                .query(&[("chat", DM)])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if v["messages"].as_array().map_or(0, Vec::len) > i {
-                break;
-            }
-            assert!(accepted.elapsed() < E2E_TIMEOUT, "no reply to B{i}");
-            tokio::time::sleep(POLL).await;
-        }
-        bridge_samples.push(accepted.elapsed());
+        let (post, reply) = bridge_turn(&http, &bridge, &format!("B{i}"), i).await;
+        post_samples.push(post);
+        bridge_samples.push(reply);
         windows.push((posted_us, unix_us()));
 
         // B: bare OpenCode, prompt_async -> finished assistant message.
@@ -678,7 +668,7 @@ async fn bench_e2e() -> E2eResult {
     let rss_idle = rss_kib(pid);
 
     // Burst: 100 chats, 16 connections.
-    let ingest = ingest(&bridge, sz().ingest_msgs, 100, 16, "I").await;
+    let ingest = ingest(&bridge, sz().ingest_msgs, 100, 16).await;
     let rss_after_ingest = rss_kib(pid);
 
     let _ = world.stop_bridge().await;
@@ -1443,6 +1433,45 @@ struct ScaleRow {
     start_to_health: Duration,
 }
 
+/// One message through the bridge: posted to the fake inbox, until the
+/// chat's `done + 1`-th reply is in the fake outbox. Returns (POST round
+/// trip, accepted → reply seen).
+async fn bridge_turn(
+    http: &reqwest::Client,
+    bridge: &str,
+    id: &str,
+    done: usize,
+) -> (Duration, Duration) {
+    let body = json!({"chat": DM, "sender": DM, "sender_name": "Ann",
+        "text": format!("hello {done}, how are you?"), "id": id});
+    let t_post = Instant::now();
+    let r = http
+        .post(format!("{bridge}/fake/inbox"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let accepted = Instant::now();
+    loop {
+        let v: Value = http
+            .get(format!("{bridge}/fake/outbox"))
+            .query(&[("chat", DM)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["messages"].as_array().map_or(0, Vec::len) > done {
+            break;
+        }
+        assert!(accepted.elapsed() < E2E_TIMEOUT, "no reply to {id}");
+        tokio::time::sleep(POLL).await;
+    }
+    (accepted - t_post, accepted.elapsed())
+}
+
 /// A through the bridge, B straight to OpenCode, `count` times in turn;
 /// message ids and texts are numbered from `from`.
 #[allow(clippy::too_many_arguments)]
@@ -1457,33 +1486,7 @@ async fn ab_pairs(
 ) -> (Vec<Duration>, Vec<Duration>) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for i in from..from + count {
-        let body = json!({"chat": DM, "sender": DM, "sender_name": "Ann",
-            "text": format!("hello {i}, how are you?"), "id": format!("S{i}")});
-        let r = http
-            .post(format!("{bridge}/fake/inbox"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 202);
-        let accepted = Instant::now();
-        loop {
-            let v: Value = http
-                .get(format!("{bridge}/fake/outbox"))
-                .query(&[("chat", DM)])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if v["messages"].as_array().map_or(0, Vec::len) > i {
-                break;
-            }
-            assert!(accepted.elapsed() < E2E_TIMEOUT, "no reply to S{i}");
-            tokio::time::sleep(POLL).await;
-        }
-        a.push(accepted.elapsed());
+        a.push(bridge_turn(http, bridge, &format!("S{i}"), i).await.1);
         b.push(bare_turn(http, oc, session, dir, i).await);
     }
     (a, b)
@@ -1620,7 +1623,7 @@ async fn bench_scale_one(chats: usize) -> ScaleRow {
     let ingest = if chats > 1 {
         ingest_groups(&bridge, s.scale_ingest, chats - 1, 16).await
     } else {
-        ingest(&bridge, s.scale_ingest, 100, 16, "X").await
+        ingest(&bridge, s.scale_ingest, 100, 16).await
     };
     let rss_after_ingest = rss_kib(pid);
     let _ = world.stop_bridge().await;
@@ -1637,38 +1640,15 @@ async fn bench_scale_one(chats: usize) -> ScaleRow {
     }
 }
 
-/// Like [`ingest`], into the registered groups `1..=groups`, without a
-/// mention: every message is stored as context and starts no run.
+/// Burst into the registered groups `1..=groups`, without a mention:
+/// every message is stored as context and starts no run.
 async fn ingest_groups(bridge: &str, n: usize, groups: usize, conns: usize) -> (f64, Dist) {
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..conns {
-        let url = format!("{bridge}/fake/inbox");
-        tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap();
-            let mut lat = Vec::new();
-            for i in (c..n).step_by(conns) {
-                let chat = group_jid(1 + i % groups);
-                let sender = format!("4917{:08}@s.whatsapp.net", i % 50);
-                let body = json!({"chat": chat, "sender": sender, "text": format!("chatter {i}"),
-                    "id": format!("G{i}")});
-                let t = Instant::now();
-                let r = http.post(&url).json(&body).send().await.unwrap();
-                assert_eq!(r.status().as_u16(), 202, "ingest POST");
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
+    fn message(i: usize, groups: usize) -> Value {
+        let sender = format!("4917{:08}@s.whatsapp.net", i % 50);
+        json!({"chat": group_jid(1 + i % groups), "sender": sender,
+            "text": format!("chatter {i}"), "id": format!("G{i}")})
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    (n as f64 / t.elapsed().as_secs_f64(), Dist::new(lat))
+    burst(bridge, n, conns, message, groups).await
 }
 
 async fn bench_scale() -> Vec<ScaleRow> {

@@ -393,6 +393,18 @@ mod tests {
         store
     }
 
+    /// One sender pass over every chat, for rows without files.
+    async fn text_pass(
+        store: &Store,
+        ch: &dyn Channel,
+        failing: &mut Failing,
+    ) -> Option<Option<Duration>> {
+        let no_files = (PathBuf::from("/nonexistent"), MediaLimits::default());
+        deliver_pending(store, ch, all_chats, failing, &no_files)
+            .await
+            .unwrap()
+    }
+
     fn pending_ids(rows: &[crate::store::OutboxRow]) -> Vec<&str> {
         rows.iter().map(|r| r.id.as_str()).collect()
     }
@@ -416,15 +428,7 @@ mod tests {
 
         // A1 fails: A2 waits behind it, B1 goes out.
         ch.then(&a, transient());
-        let retry = deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        let retry = text_pass(&store, &ch, &mut failing).await;
         assert_eq!(retry, Some(None));
         assert_eq!(ch.sent(), ["B1"]);
         let pending = store.outbox_pending().await.unwrap();
@@ -433,41 +437,17 @@ mod tests {
         // Rate limits do not count; 14 minutes of failures are not enough.
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, ChannelError::RetryAfter(Duration::from_secs(30)));
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         tokio::time::advance(minutes(7)).await;
         ch.then(&a, transient());
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         assert_eq!(ch.sent(), ["B1"]);
 
         // Fifteen minutes after the first failure A1 is marked failed with
         // the reason, and A2 goes out in the same pass.
         tokio::time::advance(minutes(1)).await;
         ch.then(&a, transient());
-        let retry = deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        let retry = text_pass(&store, &ch, &mut failing).await;
         assert_eq!(retry, None);
         assert_eq!(ch.sent(), ["B1", "A2"]);
         assert!(store.outbox_pending().await.unwrap().is_empty());
@@ -492,76 +472,28 @@ mod tests {
         let transient = || ChannelError::Transient("timeout".into());
 
         ch.then(&a, transient());
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         tokio::time::advance(GIVE_UP_AFTER - Duration::from_secs(60)).await;
         ch.then(&a, ChannelError::Disconnected);
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         tokio::time::advance(Duration::from_secs(120)).await;
         ch.then(&a, transient());
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // A link seen down clears the allowance too.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.link.send_modify(|l| l.up = false);
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         ch.link.send_modify(|l| l.up = true);
         ch.then(&a, transient());
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         assert_eq!(pending_ids(&store.outbox_pending().await.unwrap()), ["A1"]);
 
         // Then, kept failing with the link up, it is given up.
         tokio::time::advance(GIVE_UP_AFTER).await;
         ch.then(&a, transient());
-        deliver_pending(
-            &store,
-            &ch,
-            all_chats,
-            &mut failing,
-            &(PathBuf::from("/nonexistent"), MediaLimits::default()),
-        )
-        .await
-        .unwrap();
+        text_pass(&store, &ch, &mut failing).await;
         assert!(store.outbox_pending().await.unwrap().is_empty());
         assert!(
             store
@@ -598,18 +530,7 @@ mod tests {
         }
         let ch = Scripted::new();
         let mut failing = Failing::default();
-        assert_eq!(
-            deliver_pending(
-                &store,
-                &ch,
-                all_chats,
-                &mut failing,
-                &(PathBuf::from("/nonexistent"), MediaLimits::default())
-            )
-            .await
-            .unwrap(),
-            None
-        );
+        assert_eq!(text_pass(&store, &ch, &mut failing).await, None);
         assert_eq!(ch.sent(), ["A1"]);
         // Seqs 1 and 2, in the order queued.
         assert_eq!(
