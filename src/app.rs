@@ -293,19 +293,15 @@ impl App {
         drop(asks_tx);
         tracker.spawn(approvals.clone().run(asks_rx, cancel.clone()));
         let api_approvals = approvals.clone();
-        let mut intake = Intake::new(
-            store.clone(),
-            queue.clone(),
-            config.assistant_has_own_number,
-        )
-        .with_approvals(approvals)
-        .with_media(crate::intake::MediaIntake {
-            workspace: config.workspace.clone(),
-            limits: config.media_max_bytes,
-            persona: settings.persona.clone(),
-            channel: channel.clone(),
-            outbox_wake: outbox_wake.clone(),
-        });
+        let mut intake = Intake::new(store.clone(), queue.clone(), settings.persona.clone())
+            .with_approvals(approvals)
+            .with_media(crate::intake::MediaIntake {
+                workspace: config.workspace.clone(),
+                limits: config.media_max_bytes,
+                persona: settings.persona.clone(),
+                channel: channel.clone(),
+                outbox_wake: outbox_wake.clone(),
+            });
         if config.auto_main {
             intake = intake.with_owner_chat(OwnerChat {
                 workspace: config.workspace.clone(),

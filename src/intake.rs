@@ -2,8 +2,11 @@
 //!
 //! A message is stored first (one transaction: chat row, message, echo
 //! check), and only then acknowledged to the channel; a new, non-echo
-//! message in a registered chat wakes the chat's queue with
-//! [`Wake::Message`], the one wake that also releases a parked chat.
+//! message in a registered chat that can start a run (any message in the
+//! main chat or a DM, a group's trigger) wakes the chat's queue with
+//! [`Wake::Message`], the one wake that also releases a parked chat. A
+//! group's other messages wake nothing: they wait as context for the run
+//! its next trigger starts, so group chatter costs a write, not a run.
 //!
 //! Media comes first: a photo, voice note or file is saved into the chat's
 //! folder (see [`crate::media`]) before its message is stored, so the
@@ -25,6 +28,7 @@ use crate::media::{MediaLimits, Refusal};
 use crate::model::{Inbound, RegisteredChat, TriggerRule};
 use crate::outbound::Persona;
 use crate::queue::{ChatQueue, Wake};
+use crate::router::starts_run;
 use crate::store::{InboundOutcome, Store};
 
 /// Takes inbound messages; cheap to clone.
@@ -33,7 +37,7 @@ pub struct Intake {
     store: Store,
     queue: ChatQueue,
     /// `ASSISTANT_HAS_OWN_NUMBER`: then every `from_me` message is our echo.
-    own_number: bool,
+    persona: Persona,
     /// `PB_AUTO_MAIN`, and where the main chat's folder goes.
     owner: Option<OwnerChat>,
     /// Answers to approval requests, in the main chat.
@@ -60,11 +64,13 @@ pub struct OwnerChat {
 }
 
 impl Intake {
-    pub fn new(store: Store, queue: ChatQueue, own_number: bool) -> Self {
+    /// `persona`: the assistant's name (group triggers) and whether it has a
+    /// number of its own (echoes).
+    pub fn new(store: Store, queue: ChatQueue, persona: Persona) -> Self {
         Self {
             store,
             queue,
-            own_number,
+            persona,
             owner: None,
             approvals: None,
             media: None,
@@ -156,7 +162,11 @@ impl Intake {
         let captionless = msg.text.trim().is_empty();
         let from_me = msg.from_me;
         let answer = parse_answer(&msg.text).is_some().then(|| msg.text.clone());
-        let outcome = self.store.record_inbound(msg, self.own_number).await?;
+        let text = msg.text.clone();
+        let outcome = self
+            .store
+            .record_inbound(msg, self.persona.own_number)
+            .await?;
         let chat = &outcome.chat;
         crate::stage!("stored", chat);
         if let Some(refusal) = refusal
@@ -182,6 +192,11 @@ impl Intake {
             tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
         } else if self.answered_approval(chat, &id, answer.as_deref()).await? {
             tracing::debug!(chat = %chat, id = %id, "the owner's answer to an approval; not the agent's");
+        } else if let Some(reg) = &outcome.registration
+            && !starts_run(reg, &text, &self.persona.name)
+        {
+            crate::metrics::message_in("context");
+            tracing::debug!(chat = %chat, id = %id, "group message without the trigger; kept as context");
         } else {
             crate::metrics::message_in("accepted");
             self.queue.notify(chat, Wake::Message);
@@ -316,7 +331,11 @@ mod tests {
                 attempts: 1,
             },
         );
-        let i = Intake::new(store, queue, false);
+        let persona = Persona {
+            name: "Andy".into(),
+            own_number: false,
+        };
+        let i = Intake::new(store, queue, persona);
         if auto {
             i.with_owner_chat(OwnerChat {
                 workspace: dir.join("ws"),
@@ -369,5 +388,58 @@ mod tests {
         let off = intake(dir.path(), false);
         assert!(!off.paired(jid(OWN), None).await.unwrap());
         assert!(off.store.registered(&jid(OWN)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn only_a_message_that_can_start_a_run_wakes_its_chat() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intake(dir.path(), false);
+        let group = jid("120363000000000001@g.us");
+        let dm = jid("491510000000001@s.whatsapp.net");
+        for (chat, name, trigger) in [
+            (&group, "team", TriggerRule::Mention),
+            (&dm, "ann", TriggerRule::Always),
+        ] {
+            i.store
+                .register(RegisteredChat {
+                    jid: chat.clone(),
+                    name: name.into(),
+                    folder: Folder::parse(name).unwrap(),
+                    is_main: false,
+                    trigger,
+                    profile: crate::model::Profile::Member,
+                })
+                .await
+                .unwrap();
+        }
+        let msg = |chat: &ChatJid, id: &str, text: &str| Inbound {
+            chat: chat.clone(),
+            chat_name: None,
+            id: crate::ids::MessageId::new(id),
+            sender: "491510000000002@s.whatsapp.net".into(),
+            sender_name: None,
+            text: text.into(),
+            timestamp_ms: 1,
+            from_me: false,
+            media: None,
+        };
+        let queued = |i: &Intake| -> Vec<ChatJid> {
+            i.queue.snapshot().into_iter().map(|(c, _)| c).collect()
+        };
+
+        // Group chatter is stored as context and wakes nothing.
+        let out = i.accept(msg(&group, "g1", "lunch at 12?")).await.unwrap();
+        assert!(out.registered && !out.duplicate);
+        assert!(queued(&i).is_empty());
+        // A DM wakes its chat on anything; the group's trigger wakes the group.
+        i.accept(msg(&dm, "d1", "hi")).await.unwrap();
+        assert_eq!(queued(&i), vec![dm.clone()]);
+        i.accept(msg(&group, "g2", "@andy, what do you think?"))
+            .await
+            .unwrap();
+        assert_eq!(queued(&i), vec![group.clone(), dm]);
+        // The chatter is still pending, for the run the trigger starts.
+        let pending = i.store.pending_messages(&group, 10).await.unwrap();
+        assert_eq!(pending.len(), 2);
     }
 }

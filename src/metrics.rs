@@ -127,7 +127,7 @@ impl Metrics {
         let r = &mut registry;
         r.register(
             "messages_in",
-            "Inbound messages by channel and outcome (accepted, unregistered, echo, duplicate)",
+            "Inbound messages by channel and outcome (accepted, context, unregistered, echo, duplicate, media_refused)",
             m.messages_in.clone(),
         );
         r.register(
@@ -232,8 +232,9 @@ fn m() -> &'static Metrics {
     &METRICS
 }
 
-/// An inbound message was handed to intake: `accepted`, `unregistered`,
-/// `echo` or `duplicate`.
+/// An inbound message was handed to intake: `accepted` (it wakes its
+/// chat), `context` (a group message without the trigger), `unregistered`,
+/// `echo`, `duplicate` or `media_refused`.
 pub fn message_in(outcome: &'static str) {
     m().messages_in
         .get_or_create(&ChannelOutcome {

@@ -10,15 +10,17 @@ use crate::model::{RegisteredChat, StoredMessage};
 
 /// Whether a batch of new messages in a registered chat starts a run.
 pub fn should_run(chat: &RegisteredChat, batch: &[StoredMessage], assistant_name: &str) -> bool {
-    if batch.is_empty() {
-        return false;
-    }
-    if chat.is_main || !chat.jid.is_group() {
-        return true;
-    }
     batch
         .iter()
-        .any(|m| chat.trigger.matches(&m.text, assistant_name))
+        .any(|m| starts_run(chat, &m.text, assistant_name))
+}
+
+/// Whether one message with `text` in a registered chat starts a run: the
+/// main chat and DMs on anything, a group on its trigger. Intake wakes the
+/// chat's queue only for these; the others wait, stored, as the context a
+/// later run's prompt carries.
+pub fn starts_run(chat: &RegisteredChat, text: &str, assistant_name: &str) -> bool {
+    chat.is_main || !chat.jid.is_group() || chat.trigger.matches(text, assistant_name)
 }
 
 #[cfg(test)]

@@ -54,7 +54,11 @@ async fn rig() -> Rig {
     // The runner's queue sees only what the runner asks for; messages wake
     // a queue of their own (no dispatcher runs in these tests).
     let queue = new_queue();
-    let intake = Intake::new(store.clone(), new_queue(), config.assistant_has_own_number);
+    let intake = Intake::new(
+        store.clone(),
+        new_queue(),
+        RunSettings::from_config(&config).persona,
+    );
     let runner = Runner::new(
         RunSettings::from_config(&config),
         store.clone(),

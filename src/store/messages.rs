@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Result, Store, jid, now_ms, registry::registered_in};
 use crate::ids::{ChatJid, MessageId};
-use crate::model::{Inbound, MediaInfo, StoredMessage};
+use crate::model::{Inbound, MediaInfo, RegisteredChat, StoredMessage};
 
 /// What recording an inbound message found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct InboundOutcome {
     pub echo: bool,
     /// The chat is registered (so the agent may answer).
     pub registered: bool,
+    /// The chat's registration, when it is registered: what intake needs
+    /// to tell whether the message can start a run.
+    pub registration: Option<RegisteredChat>,
     /// The chat the message was stored under: the registered form when the
     /// chat is registered by its other JID (LID or phone number).
     pub chat: ChatJid,
@@ -85,6 +88,7 @@ fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<Inb
         duplicate: inserted == 0,
         echo,
         registered: registered.is_some(),
+        registration: registered,
         chat: msg.chat,
     })
 }
