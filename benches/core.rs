@@ -522,6 +522,7 @@ const MESSAGE_STAGES: &[&str] = &[
     "run_recorded",
     "prompt_sent",
     "answer_seen",
+    "answer_streamed",
     "idle_seen",
     "transcript_read",
     "outbox_committed",
@@ -1275,8 +1276,9 @@ fn print_e2e(e2e: &E2eResult) {
     );
     e2e.breakdown.print();
     println!(
-        "\nOpenCode's own turn is `prompt_sent → idle_seen`; the bare side's whole \
-         round trip is its counterpart."
+        "\nOpenCode's own turn is `prompt_sent → answer_seen`; the bare side's whole \
+         round trip is its counterpart. `answer_streamed`: the answer's text came whole \
+         from the event stream; `idle_seen → transcript_read`: it was read back instead."
     );
     let (rate, lat) = &e2e.ingest;
     println!(

@@ -1,19 +1,22 @@
 //! The OpenCode driver: the [`Agent`] implementation on `opencode serve`.
 //!
 //! A run: subscribe to the event hub, send the prompt with `prompt_async`
-//! and a message id we chose, then wait. The run is complete when the
-//! session is idle *after* our user message appeared and the transcript
-//! shows a finished answer among the children of our message; the answer
-//! text is always read from the transcript (`GET /session/{id}/message`),
-//! never assembled from deltas. The transcript is consulted on
-//! `session.idle`, on `session.error`, after the stream reconnects or lags,
-//! and on a slow timer, so a quiet or broken stream cannot strand a run. A
-//! run past its deadline is aborted.
+//! and a message id we chose, then wait. The run is complete when an
+//! answer among the children of our message is finished (`message.updated`
+//! with `time.completed` and a `finish` other than `tool-calls`). Its text
+//! comes from the stream's whole text parts ([`streamed`]) when the stream
+//! showed all of them; otherwise (a reconnect, a lag, a part not seen
+//! ending) from the transcript (`GET /session/{id}/message`), never from
+//! deltas. The transcript is also consulted on `session.idle`, on
+//! `session.error`, after the stream reconnects or lags, and on a slow
+//! timer, so a quiet or broken stream cannot strand a run, and it alone
+//! decides failures and refused tools. A run past its deadline is aborted.
 
 pub mod calls;
 pub mod client;
 pub mod events;
 pub mod server;
+pub mod streamed;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,7 @@ use crate::config::ModelRef;
 use crate::ids::{PromptId, SessionId};
 use client::{Client, TranscriptMessage, error_message};
 use events::{EventHub, HubEvent};
+use streamed::StreamedAnswer;
 
 /// How often a waiting run checks the transcript even without events.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
@@ -133,6 +137,10 @@ impl OpenCode {
         // After an idle whose transcript did not yet show the end (OpenCode
         // can announce idle before the failed message is written), look again soon.
         let mut recheck: Option<tokio::time::Instant> = None;
+        // The answer's text as the stream shows it, and the answer once
+        // the stream showed all of it.
+        let mut streamed = StreamedAnswer::default();
+        let mut ready: Option<String> = None;
         loop {
             let mut from_timer = false;
             let should_check = tokio::select! {
@@ -152,8 +160,15 @@ impl OpenCode {
                     true
                 }
                 ev = rx.recv() => match ev {
-                    Ok(HubEvent::Reconnected) | Err(RecvError::Lagged(_)) => true,
+                    Ok(HubEvent::Reconnected) | Err(RecvError::Lagged(_)) => {
+                        streamed.missed();
+                        true
+                    }
                     Err(RecvError::Closed) => return Err(AgentError::Unreachable("event hub stopped".into())),
+                    Ok(HubEvent::Event(ev)) if ev.kind == "message.part.updated" => {
+                        streamed.observe(session, &ev.properties);
+                        false
+                    }
                     Ok(HubEvent::Event(ev)) if ev.session_id() == Some(session) => match ev.kind.as_str() {
                         "message.updated" => {
                             let info = &ev.properties["info"];
@@ -174,6 +189,7 @@ impl OpenCode {
                                 && info["finish"].as_str().is_some_and(|f| f != "tool-calls");
                             if answered {
                                 crate::stage!("answer_seen", spec.session);
+                                ready = info["id"].as_str().and_then(|m| streamed.text_of(m));
                             }
                             // An idle announced before the answer was written:
                             // look again as soon as an answer to our prompt
@@ -192,6 +208,10 @@ impl OpenCode {
                     Ok(HubEvent::Event(_)) => false,
                 },
             };
+            if let Some(text) = ready.take() {
+                crate::stage!("answer_streamed", spec.session);
+                return Ok(text);
+            }
             if !should_check {
                 continue;
             }
