@@ -7,8 +7,7 @@
 // be watched at all). If the bridge does not answer in time, the request
 // stays queued and the bridge carries it out when it is back.
 import { randomBytes } from "node:crypto"
-import { type FSWatcher, readFileSync, watch } from "node:fs"
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises"
+import { type FSWatcher, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { LIMITS, PROTOCOL_VERSION, type ToolName } from "./contract.ts"
@@ -102,19 +101,23 @@ export class IpcClient implements Caller {
     if (size > LIMITS.maxRequestBytes) {
       throw new Error(`the request is ${size} bytes; PocketBrain takes at most ${LIMITS.maxRequestBytes}. Make it shorter.`)
     }
+    // The file work is synchronous on purpose: a request is at most a few
+    // KB on a local disk, so each call is a few microseconds, while each
+    // async form waits for the runtime's thread pool and then for its turn
+    // on OpenCode's busy event loop.
     const requests = join(this.dir, "requests")
-    await mkdir(requests, { recursive: true })
+    mkdirSync(requests, { recursive: true })
     const tmp = join(requests, `.${id}.tmp`)
     // Watched before the request exists, so no answer can come unseen.
     const responses = join(this.dir, "responses")
-    await mkdir(responses, { recursive: true })
+    mkdirSync(responses, { recursive: true })
     const waiter = new ResponseWaiter(responses, abort)
     try {
-      await writeFile(tmp, body)
-      await rename(tmp, join(requests, `${id}.json`))
+      writeFileSync(tmp, body)
+      renameSync(tmp, join(requests, `${id}.json`))
       const started = Date.now()
       while (!abort?.aborted) {
-        const response = await takeResponse(join(responses, `${id}.json`))
+        const response = takeResponse(join(responses, `${id}.json`))
         if (response) return { kind: "response", response }
         const left = this.timeoutMs - (Date.now() - started)
         if (left <= 0) break
@@ -128,10 +131,10 @@ export class IpcClient implements Caller {
 }
 
 /** Reads and removes a response file; `undefined` while it is not there (or mid-rename). */
-async function takeResponse(path: string): Promise<Response | undefined> {
+function takeResponse(path: string): Response | undefined {
   try {
-    const response = JSON.parse(await readFile(path, "utf8")) as Response
-    await rm(path, { force: true })
+    const response = JSON.parse(readFileSync(path, "utf8")) as Response
+    rmSync(path, { force: true })
     return response
   } catch {
     return undefined
