@@ -467,8 +467,10 @@ fn unix_us() -> u64 {
         .as_micros() as u64
 }
 
-/// Steps between consecutive stages, each a distribution over the samples
-/// that have both ends.
+/// Steps between consecutive stages seen, each a distribution over the
+/// samples that have both ends. A stage a sample skipped (e.g. the answer
+/// taken from the stream, so no transcript read) makes its own step, named
+/// for the stage it really started from.
 struct Breakdown {
     steps: Vec<(String, Dist)>,
 }
@@ -478,18 +480,25 @@ impl Breakdown {
     /// path order (`None`: not seen in that sample).
     fn new(names: &[&str], samples: &[Vec<Option<u64>>]) -> Self {
         let mut steps = Vec::new();
-        for w in 0..names.len() - 1 {
-            let mut d = Vec::new();
+        for end in 1..names.len() {
+            // By the stage each sample last passed before this one.
+            let mut by_start: Vec<Vec<Duration>> = vec![Vec::new(); end];
             for s in samples {
-                // From the last point seen before this step's end.
-                let Some(end) = s[w + 1] else { continue };
-                let Some(start) = s[..=w].iter().rev().flatten().next() else {
+                let Some(t_end) = s[end] else { continue };
+                let Some((start, t_start)) = s[..end]
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find_map(|(i, t)| t.map(|t| (i, t)))
+                else {
                     continue;
                 };
-                d.push(Duration::from_micros(end.saturating_sub(*start)));
+                by_start[start].push(Duration::from_micros(t_end.saturating_sub(t_start)));
             }
-            if !d.is_empty() {
-                steps.push((format!("{} → {}", names[w], names[w + 1]), Dist::new(d)));
+            for (start, d) in by_start.into_iter().enumerate() {
+                if !d.is_empty() {
+                    steps.push((format!("{} → {}", names[start], names[end]), Dist::new(d)));
+                }
             }
         }
         Self { steps }

@@ -76,6 +76,11 @@ impl FakeChannel {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The fake phone stands in for WhatsApp's servers: a crash of the
+        // bridge must not lose what it received (WAL with NORMAL keeps
+        // that), but a disk flush per message, which SQLite's default FULL
+        // does, is not part of any real delivery.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS received (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
