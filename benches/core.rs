@@ -641,33 +641,22 @@ async fn bench_e2e() -> E2eResult {
         .unwrap();
     let opencode_version = health["version"].as_str().unwrap_or("?").to_owned();
 
-    // The bare-OpenCode side: one session in a scratch directory.
-    let (session, dir) = bare_session(&http, &oc, &world).await;
+    let mut bare = Bare::new(&http, &oc, &world).await;
 
-    let mut bridge_samples = Vec::with_capacity(e2e_iters);
     let mut bare_samples = Vec::with_capacity(e2e_iters);
     let mut post_samples = Vec::with_capacity(e2e_iters);
-    // (posted, reply seen) on the wall clock, µs, to place the bridge's stages.
-    let mut windows = Vec::with_capacity(e2e_iters);
+    // When each bridge message was posted, wall clock µs: its stages and
+    // its reply are found in the bridge's stage log from there on.
+    let mut posted = Vec::with_capacity(e2e_iters);
     for i in 0..e2e_iters {
-        let posted_us = unix_us();
-        // A: through the bridge, message accepted (202) -> reply in the fake outbox.
-        let (post, reply) = bridge_turn(&http, &bridge, &format!("B{i}"), i).await;
+        // A: through the bridge, POST sent -> reply stored by the fake phone.
+        posted.push(unix_us());
+        let (post, _) = bridge_turn(&http, &bridge, &format!("B{i}"), i).await;
         post_samples.push(post);
-        bridge_samples.push(reply);
-        windows.push((posted_us, unix_us()));
 
-        // B: bare OpenCode, prompt_async -> finished assistant message.
-        bare_samples.push(bare_turn(&http, &oc, &session, &dir, i).await);
+        // B: bare OpenCode, prompt_async -> finished answer on the stream.
+        bare_samples.push(bare.turn(i).await);
     }
-
-    let mut ratios: Vec<f64> = bridge_samples[WARMUP..]
-        .iter()
-        .zip(&bare_samples[WARMUP..])
-        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
 
     // Idle: no traffic, OpenCode up, everything warmed.
     let pid = world.bridge.as_ref().unwrap().child.id();
@@ -678,27 +667,38 @@ async fn bench_e2e() -> E2eResult {
     let rss_idle = rss_kib(pid);
 
     // Burst: 100 chats, 16 connections.
+    let burst_from = unix_us();
     let ingest = ingest(&bridge, sz().ingest_msgs, 100, 16).await;
     let rss_after_ingest = rss_kib(pid);
 
     let _ = world.stop_bridge().await;
-    let events = read_stages(&log);
+    let events: Vec<StageEvent> = read_stages(&log)
+        .into_iter()
+        .filter(|e| e.t_us < burst_from)
+        .collect();
+    let bridge_samples = replies_from_stages(&events, DM, &posted)[WARMUP..].to_vec();
+    let mut ratios: Vec<f64> = bridge_samples
+        .iter()
+        .zip(&bare_samples[WARMUP..])
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
+
     let mut names = vec!["POST sent (bench)"];
     names.extend(MESSAGE_STAGES);
-    names.push("reply seen (bench, polling)");
-    let samples: Vec<Vec<Option<u64>>> = windows[WARMUP..]
-        .iter()
-        .map(|&(from, to)| {
+    let samples: Vec<Vec<Option<u64>>> = (WARMUP..posted.len())
+        .map(|i| {
+            let (from, to) = (posted[i], posted.get(i + 1).copied().unwrap_or(u64::MAX));
             let mut points = vec![Some(from)];
             for stage in MESSAGE_STAGES {
                 points.push(
                     events
                         .iter()
-                        .find(|e| e.stage == *stage && (from..=to).contains(&e.t_us))
+                        .find(|e| e.stage == *stage && (from..to).contains(&e.t_us))
                         .map(|e| e.t_us),
                 );
             }
-            points.push(Some(to));
             points
         })
         .collect();
@@ -706,7 +706,7 @@ async fn bench_e2e() -> E2eResult {
     E2eResult {
         idle_cpu,
         idle_window,
-        bridge: Dist::new(bridge_samples[WARMUP..].to_vec()),
+        bridge: Dist::new(bridge_samples),
         bare: Dist::new(bare_samples[WARMUP..].to_vec()),
         inbox_post: Dist::new(post_samples[WARMUP..].to_vec()),
         paired_ratio_p50,
@@ -1232,18 +1232,19 @@ fn print_e2e(e2e: &E2eResult) {
     let e2e_iters = sz().e2e_iters;
     println!(
         "\n## End to end (scripted model answers at once; {e2e_iters} sequential messages, \
-         first {WARMUP} discarded as warm-up, A/B interleaved, polling every {} ms)\n",
-        POLL.as_millis()
+         first {WARMUP} discarded as warm-up, A/B interleaved; both ends are events, no \
+         polling: the bridge's from its stage log, the bare side's from OpenCode's event \
+         stream)\n"
     );
     println!("| path | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, d) in [
         (
-            "bridge: inbox accepted (202) → reply in fake outbox",
+            "bridge: POST /fake/inbox sent → reply stored by the fake phone (`sent`)",
             &e2e.bridge,
         ),
         (
-            "bare OpenCode: prompt_async → completed assistant message",
+            "bare OpenCode: prompt_async sent → answer finished (event stream)",
             &e2e.bare,
         ),
         (
@@ -1484,89 +1485,163 @@ async fn bridge_turn(
 }
 
 /// A through the bridge, B straight to OpenCode, `count` times in turn;
-/// message ids and texts are numbered from `from`.
-#[allow(clippy::too_many_arguments)]
+/// message ids and texts are numbered from `from`. Returns, per pair, when
+/// the bridge's message was posted (wall clock µs; see
+/// [`replies_from_stages`]) and the bare side's round trip.
 async fn ab_pairs(
     http: &reqwest::Client,
     bridge: &str,
-    oc: &str,
-    session: &str,
-    dir: &str,
+    bare: &mut Bare,
     from: usize,
     count: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> (Vec<u64>, Vec<Duration>) {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for i in from..from + count {
-        a.push(bridge_turn(http, bridge, &format!("S{i}"), i).await.1);
-        b.push(bare_turn(http, oc, session, dir, i).await);
+        a.push(unix_us());
+        bridge_turn(http, bridge, &format!("S{i}"), i).await;
+        b.push(bare.turn(i).await);
     }
     (a, b)
 }
 
-/// One prompt straight to OpenCode, until its answer is complete (the
-/// bare side of an A/B pair; `done` answers came before it).
-async fn bare_turn(
-    http: &reqwest::Client,
-    oc: &str,
-    session: &str,
-    dir: &str,
-    done: usize,
-) -> Duration {
-    let t = Instant::now();
-    let r = http
-        .post(format!("{oc}/session/{session}/prompt_async"))
-        .query(&[("directory", dir)])
-        .json(&json!({"parts": [{"type": "text", "text": format!("hello {done}, how are you?")}]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "prompt_async: {}", r.status());
-    loop {
-        // Only the newest messages, as the bridge reads them.
-        let v: Value = http
-            .get(format!("{oc}/session/{session}/message"))
-            .query(&[("directory", dir), ("limit", "4")])
+/// The bare-OpenCode side of the A/B pairs: one session in a scratch
+/// folder of the workspace, prompted as a direct client would and followed
+/// on OpenCode's event stream (as the bridge follows it), so neither side's
+/// number holds a polling interval.
+struct Bare {
+    http: reqwest::Client,
+    oc: String,
+    session: String,
+    dir: String,
+    /// Parent ids of the session's finished answers, as the stream shows them.
+    answered: tokio::sync::mpsc::UnboundedReceiver<String>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Bare {
+    async fn new(http: &reqwest::Client, oc: &str, world: &World) -> Self {
+        use futures_util::StreamExt;
+        use reqwest_eventsource::{Event, EventSource};
+        let scratch = std::path::absolute(world.workspace().join("bench-bare")).unwrap();
+        std::fs::create_dir_all(&scratch).unwrap();
+        let dir = scratch.to_string_lossy().into_owned();
+        // A new folder boots its OpenCode instance first: seconds, and on a
+        // loaded machine more than a normal request's timeout.
+        let created: Value = http
+            .post(format!("{oc}/session"))
+            .query(&[("directory", &dir)])
+            .json(&json!({"title": "bench"}))
+            .timeout(Duration::from_secs(180))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        let finished = v.as_array().is_some_and(|msgs| {
-            msgs.last().is_some_and(|m| {
-                m["info"]["role"] == "assistant"
-                    && !m["info"]["time"]["completed"].is_null()
-                    && m["info"]["finish"] != "tool-calls"
-            })
+        let session = created["id"].as_str().expect("session id").to_owned();
+
+        // The folder's own event stream (no request timeout: it stays open).
+        let stream = reqwest::Client::new()
+            .get(format!("{oc}/event"))
+            .query(&[("directory", &dir)]);
+        let mut es = EventSource::new(stream).unwrap();
+        let (tx, answered) = tokio::sync::mpsc::unbounded_channel();
+        let (open_tx, open_rx) = tokio::sync::oneshot::channel();
+        let ours = session.clone();
+        let reader = tokio::spawn(async move {
+            let mut open_tx = Some(open_tx);
+            while let Some(ev) = es.next().await {
+                let m = match ev {
+                    Ok(Event::Open) => {
+                        if let Some(o) = open_tx.take() {
+                            let _ = o.send(());
+                        }
+                        continue;
+                    }
+                    Ok(Event::Message(m)) => m,
+                    Err(e) => panic!("bare OpenCode event stream failed: {e}"),
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&m.data) else {
+                    continue;
+                };
+                let ev = v.get("payload").unwrap_or(&v);
+                let info = &ev["properties"]["info"];
+                let finished = ev["type"] == "message.updated"
+                    && info["sessionID"] == ours.as_str()
+                    && info["role"] == "assistant"
+                    && !info["time"]["completed"].is_null()
+                    && info["finish"].as_str().is_some_and(|f| f != "tool-calls");
+                if let (true, Some(parent)) = (finished, info["parentID"].as_str()) {
+                    let _ = tx.send(parent.to_owned());
+                }
+            }
         });
-        if finished {
-            break;
+        tokio::time::timeout(Duration::from_secs(30), open_rx)
+            .await
+            .expect("bare OpenCode event stream opened")
+            .unwrap();
+        Self {
+            http: http.clone(),
+            oc: oc.to_owned(),
+            session,
+            dir,
+            answered,
+            reader,
         }
-        assert!(t.elapsed() < E2E_TIMEOUT, "no bare reply {done}");
-        tokio::time::sleep(POLL).await;
     }
-    t.elapsed()
+
+    /// One prompt, until the stream shows its answer finished (`done`
+    /// answers came before it).
+    async fn turn(&mut self, done: usize) -> Duration {
+        let id = pocketbrain::opencode::new_message_id();
+        let t = Instant::now();
+        let r = self
+            .http
+            .post(format!("{}/session/{}/prompt_async", self.oc, self.session))
+            .query(&[("directory", &self.dir)])
+            .json(&json!({"messageID": id.as_str(),
+                "parts": [{"type": "text", "text": format!("hello {done}, how are you?")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "prompt_async: {}", r.status());
+        let deadline = tokio::time::Instant::now() + E2E_TIMEOUT;
+        loop {
+            let parent = tokio::time::timeout_at(deadline, self.answered.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no bare reply {done}"))
+                .expect("bare event stream open");
+            if parent == id.as_str() {
+                return t.elapsed();
+            }
+        }
+    }
 }
 
-/// A bare OpenCode session in a scratch folder of the workspace.
-async fn bare_session(http: &reqwest::Client, oc: &str, world: &World) -> (String, String) {
-    let scratch = std::path::absolute(world.workspace().join("bench-bare")).unwrap();
-    std::fs::create_dir_all(&scratch).unwrap();
-    let dir = scratch.to_string_lossy().into_owned();
-    // A new folder boots its OpenCode instance first: seconds, and on a
-    // loaded machine more than a normal request's timeout.
-    let session: Value = http
-        .post(format!("{oc}/session"))
-        .query(&[("directory", &dir)])
-        .json(&json!({"title": "bench"}))
-        .timeout(Duration::from_secs(180))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (session["id"].as_str().expect("session id").to_owned(), dir)
+/// The bridge's side of each A/B pair, from its stage events: the bench's
+/// POST sent (`posted`, wall clock µs) → the bridge's `sent` for `chat`
+/// (the fake phone has stored the reply; with WhatsApp, its server took
+/// it). Taken from the stage log rather than from the bench's polling of
+/// the fake outbox, which would add up to a polling interval.
+fn replies_from_stages(events: &[StageEvent], chat: &str, posted: &[u64]) -> Vec<Duration> {
+    posted
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| {
+            let to = posted.get(i + 1).copied().unwrap_or(u64::MAX);
+            let sent = events
+                .iter()
+                .find(|e| e.stage == "sent" && e.key == chat && (from..to).contains(&e.t_us))
+                .unwrap_or_else(|| panic!("no `sent` stage for message {i}"));
+            Duration::from_micros(sent.t_us - from)
+        })
+        .collect()
 }
 
 fn group_jid(i: usize) -> String {
@@ -1579,6 +1654,7 @@ async fn bench_scale_one(chats: usize) -> ScaleRow {
     let s = sz();
     let mut world = World::new().await;
     world.model.set_default(Reply::text("ok"));
+    let log = log_stages(&mut world, &format!("scale-{chats}"));
     world.register(DM, "Bench", &[]);
     {
         let cfg_db = world.data_dir().join("pocketbrain.sqlite3");
@@ -1614,17 +1690,12 @@ async fn bench_scale_one(chats: usize) -> ScaleRow {
         .trim_end_matches('/')
         .to_owned();
     let bridge = world.bridge.as_ref().unwrap().base.clone();
-    let (session, dir) = bare_session(&http, &oc, &world).await;
+    let mut bare = Bare::new(&http, &oc, &world).await;
     // Warm-up: the chat's session and OpenCode's instances.
-    ab_pairs(&http, &bridge, &oc, &session, &dir, 0, WARMUP).await;
-    let (a, b) = ab_pairs(&http, &bridge, &oc, &session, &dir, WARMUP, s.scale_pairs).await;
-    let mut ratios: Vec<f64> = a
-        .iter()
-        .zip(&b)
-        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
+    ab_pairs(&http, &bridge, &mut bare, 0, WARMUP).await;
+    let (posted, b) = ab_pairs(&http, &bridge, &mut bare, WARMUP, s.scale_pairs).await;
+    drop(bare);
+    let measured_to = unix_us();
 
     let pid = world.bridge.as_ref().unwrap().child.id();
     let before = cpu_seconds(pid);
@@ -1638,6 +1709,18 @@ async fn bench_scale_one(chats: usize) -> ScaleRow {
     };
     let rss_after_ingest = rss_kib(pid);
     let _ = world.stop_bridge().await;
+    let events: Vec<StageEvent> = read_stages(&log)
+        .into_iter()
+        .filter(|e| e.t_us < measured_to)
+        .collect();
+    let a = replies_from_stages(&events, DM, &posted);
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
     ScaleRow {
         chats,
         ingest,
