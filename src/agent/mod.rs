@@ -146,15 +146,16 @@ pub trait Agent: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<ToolCall>, AgentError>>;
     /// The call `call_id` of `session` in message `message_id`, if the
     /// agent's event stream has shown it running (and not finishing since,
-    /// with no gap in what it saw): a provenance check that needs no
-    /// request. `None`: not known that way; ask [`Agent::tool_calls`].
-    fn streamed_tool_call(
-        &self,
-        _session: &SessionId,
-        _message_id: &str,
-        _call_id: &str,
-    ) -> Option<ToolCall> {
-        None
+    /// with no gap in what it saw), waiting briefly for a stream that is a
+    /// little behind: a provenance check that needs no request. `None`:
+    /// not known that way; ask [`Agent::tool_calls`].
+    fn streamed_tool_call<'a>(
+        &'a self,
+        _session: &'a SessionId,
+        _message_id: &'a str,
+        _call_id: &'a str,
+    ) -> BoxFuture<'a, Option<ToolCall>> {
+        Box::pin(async { None })
     }
     /// Answers a permission request; `message` reaches the model with a rejection.
     fn answer_permission<'a>(

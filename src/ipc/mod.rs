@@ -527,19 +527,21 @@ impl Ipc {
         crate::stage!("tool_identified", req.id);
 
         // Provenance: the call must exist in OpenCode, as described. First
-        // what the event stream showed running (no request to OpenCode);
+        // what the event stream showed running (no request to OpenCode;
+        // waiting a few ms for a stream that is behind the request);
         // when it showed nothing that matches, OpenCode's own record of the
         // message. A leftover request's call may have finished meanwhile,
         // which only the record can show.
-        let streamed = (!leftover)
-            .then_some(req.context.call_id.as_deref())
-            .flatten()
-            .and_then(|call_id| {
+        let streamed = match req.context.call_id.as_deref() {
+            Some(call_id) if !leftover => {
                 self.deps
                     .agent
                     .streamed_tool_call(&session, &req.context.message_id, call_id)
-            })
-            .filter(|c| matching_call(std::slice::from_ref(c), req, false).is_some());
+                    .await
+            }
+            _ => None,
+        }
+        .filter(|c| matching_call(std::slice::from_ref(c), req, false).is_some());
         let via_stream = streamed.is_some();
         let calls = match streamed {
             Some(c) => vec![c],

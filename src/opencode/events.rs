@@ -77,6 +77,9 @@ pub struct EventHub {
     /// (so it never lags behind it), cleared whenever the stream reopens
     /// or stops.
     running: Arc<Mutex<RunningCalls>>,
+    /// Woken whenever the stream shows a tool part, for a check waiting on
+    /// a call the plugin's request got ahead of.
+    parts_seen: Arc<tokio::sync::Notify>,
 }
 
 impl EventHub {
@@ -87,6 +90,7 @@ impl EventHub {
             connected: Arc::new(AtomicBool::new(false)),
             opens: Arc::new(AtomicU64::new(0)),
             running: Arc::default(),
+            parts_seen: Arc::default(),
         }
     }
 
@@ -118,6 +122,39 @@ impl EventHub {
         call_id: &str,
     ) -> Option<crate::agent::ToolCall> {
         self.calls().get(session, message_id, call_id)
+    }
+
+    /// The call `call_id` as [`EventHub::running_call`] finds it, waiting
+    /// up to `grace` for the stream to show it. The plugin writes its
+    /// request as soon as OpenCode starts the tool, and the request can
+    /// reach the bridge a few milliseconds before the stream's event that
+    /// announced the call: waiting that long is cheaper than asking
+    /// OpenCode. `None` at once while the stream is down.
+    pub async fn wait_running_call(
+        &self,
+        session: &str,
+        message_id: &str,
+        call_id: &str,
+        grace: Duration,
+    ) -> Option<crate::agent::ToolCall> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            // Made before the look, so a part shown in between still wakes it.
+            let shown = self.parts_seen.notified();
+            if let Some(call) = self.running_call(session, message_id, call_id) {
+                return Some(call);
+            }
+            if !self.connected() {
+                return None;
+            }
+            tokio::time::timeout_at(deadline, shown).await.ok()?;
+        }
+    }
+
+    /// Takes note of a `message.part.updated` event (running tool calls).
+    fn note_part(&self, properties: &Value) {
+        self.calls().observe(properties);
+        self.parts_seen.notify_waiters();
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, RunningCalls> {
@@ -200,7 +237,7 @@ impl EventHub {
                         };
                         match ev.kind.as_str() {
                             "server.heartbeat" | "server.connected" | "sync" => continue,
-                            "message.part.updated" => self.calls().observe(&ev.properties),
+                            "message.part.updated" => self.note_part(&ev.properties),
                             _ => {}
                         }
                         let _ = self.tx.send(HubEvent::Event(Arc::new(ev)));
@@ -311,6 +348,55 @@ pub async fn forward_asks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_the_request_got_ahead_of_is_waited_for_briefly() {
+        let hub = EventHub::new();
+        let grace = Duration::from_millis(30);
+        // Stream down: no wait at all.
+        let t = tokio::time::Instant::now();
+        assert!(
+            hub.wait_running_call("ses_1", "msg_1", "call_1", grace)
+                .await
+                .is_none()
+        );
+        assert_eq!(t.elapsed(), Duration::ZERO);
+
+        hub.connected.store(true, Ordering::Relaxed);
+        let part = serde_json::json!({"part": {"type": "tool", "sessionID": "ses_1",
+            "messageID": "msg_1", "callID": "call_1", "tool": "pocketbrain_list_tasks",
+            "state": {"status": "running", "input": {}}}});
+        let shown = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                hub.note_part(&part);
+            })
+        };
+        let t = tokio::time::Instant::now();
+        let call = hub
+            .wait_running_call("ses_1", "msg_1", "call_1", grace)
+            .await;
+        assert_eq!(
+            call.map(|c| c.tool).as_deref(),
+            Some("pocketbrain_list_tasks")
+        );
+        assert_eq!(
+            t.elapsed(),
+            Duration::from_millis(5),
+            "woken by the part, not the timer"
+        );
+        shown.await.unwrap();
+
+        // A call the stream never shows: given up after the grace.
+        let t = tokio::time::Instant::now();
+        assert!(
+            hub.wait_running_call("ses_1", "msg_1", "call_9", grace)
+                .await
+                .is_none()
+        );
+        assert_eq!(t.elapsed(), grace);
+    }
 
     #[test]
     fn parses_global_frames() {

@@ -37,6 +37,9 @@ use streamed::StreamedAnswer;
 
 /// How often a waiting run checks the transcript even without events.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// How long a tool request's provenance check waits for the event stream
+/// to show its call before asking OpenCode (a REST read takes 7 to 16 ms).
+const STREAM_GRACE: Duration = Duration::from_millis(30);
 /// How many of a transcript's newest messages a check reads first: a
 /// prompt, and one answer per step of its turn (a tool call makes a step).
 const TAIL: usize = 24;
@@ -461,13 +464,16 @@ impl Agent for OpenCode {
         })
     }
 
-    fn streamed_tool_call(
-        &self,
-        session: &SessionId,
-        message_id: &str,
-        call_id: &str,
-    ) -> Option<ToolCall> {
-        self.hub.running_call(session.as_str(), message_id, call_id)
+    fn streamed_tool_call<'a>(
+        &'a self,
+        session: &'a SessionId,
+        message_id: &'a str,
+        call_id: &'a str,
+    ) -> BoxFuture<'a, Option<ToolCall>> {
+        Box::pin(
+            self.hub
+                .wait_running_call(session.as_str(), message_id, call_id, STREAM_GRACE),
+        )
     }
 
     fn answer_permission<'a>(
