@@ -1504,10 +1504,12 @@ async fn ab_pairs(
     (a, b)
 }
 
-/// The bare-OpenCode side of the A/B pairs: one session in a scratch
-/// folder of the workspace, prompted as a direct client would and followed
-/// on OpenCode's event stream (as the bridge follows it), so neither side's
-/// number holds a polling interval.
+/// The bare-OpenCode side of the A/B pairs: the same prompt straight to
+/// OpenCode. A chat folder of its own made as the bridge makes one (its
+/// `AGENTS.md`), the text the bridge would send for the same message, with
+/// the same agent (the DM's profile), and the answer followed on OpenCode's
+/// event stream (as the bridge follows it), so neither side's number holds
+/// a polling interval.
 struct Bare {
     http: reqwest::Client,
     oc: String,
@@ -1528,9 +1530,15 @@ impl Bare {
     async fn new(http: &reqwest::Client, oc: &str, world: &World) -> Self {
         use futures_util::StreamExt;
         use reqwest_eventsource::{Event, EventSource};
-        let scratch = std::path::absolute(world.workspace().join("bench-bare")).unwrap();
-        std::fs::create_dir_all(&scratch).unwrap();
-        let dir = scratch.to_string_lossy().into_owned();
+        let folder = Folder::parse("bench-bare").unwrap();
+        let jid = ChatJid::parse(DM).unwrap();
+        let scratch =
+            pocketbrain::workspace::ensure_chat_dir(&world.workspace(), &folder, "Bench", &jid)
+                .unwrap();
+        let dir = std::path::absolute(scratch)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         // A new folder boots its OpenCode instance first: seconds, and on a
         // loaded machine more than a normal request's timeout.
         let created: Value = http
@@ -1599,14 +1607,32 @@ impl Bare {
     /// One prompt, until the stream shows its answer finished (`done`
     /// answers came before it).
     async fn turn(&mut self, done: usize) -> Duration {
+        let message = StoredMessage {
+            seq: done as i64 + 1,
+            id: MessageId::new(format!("B{done}")),
+            sender: DM.into(),
+            sender_name: Some("Ann".into()),
+            text: format!("hello {done}, how are you?"),
+            timestamp_ms: Utc::now().timestamp_millis(),
+            from_me: false,
+            media: None,
+        };
+        let ctx = ChatContext {
+            name: "Bench",
+            jid: DM,
+            tz: TZ.parse().unwrap(),
+            now: Utc::now(),
+        };
+        let text = format_prompt(&ctx, &[message]);
+        let agent = pocketbrain::profiles::agent_name(pocketbrain::model::Profile::Member);
         let id = pocketbrain::opencode::new_message_id();
         let t = Instant::now();
         let r = self
             .http
             .post(format!("{}/session/{}/prompt_async", self.oc, self.session))
             .query(&[("directory", &self.dir)])
-            .json(&json!({"messageID": id.as_str(),
-                "parts": [{"type": "text", "text": format!("hello {done}, how are you?")}]}))
+            .json(&json!({"messageID": id.as_str(), "agent": agent,
+                "parts": [{"type": "text", "text": text}]}))
             .send()
             .await
             .unwrap();
