@@ -561,6 +561,18 @@ async fn burst(
     message: fn(usize, usize) -> Value,
     spread: usize,
 ) -> (f64, Dist) {
+    burst_from(bridge, 0, n, conns, message, spread).await
+}
+
+/// Like [`burst`], for messages `first..first + n`.
+async fn burst_from(
+    bridge: &str,
+    first: usize,
+    n: usize,
+    conns: usize,
+    message: fn(usize, usize) -> Value,
+    spread: usize,
+) -> (f64, Dist) {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..conns {
@@ -572,7 +584,7 @@ async fn burst(
                 .build()
                 .unwrap();
             let mut lat = Vec::new();
-            for i in (c..n).step_by(conns) {
+            for i in (first + c..first + n).step_by(conns) {
                 let t = Instant::now();
                 let r = http
                     .post(&url)
@@ -593,13 +605,104 @@ async fn burst(
     (n as f64 / t.elapsed().as_secs_f64(), Dist::new(lat))
 }
 
+/// The i-th message of a burst into `chats` unregistered chats.
+fn ingest_message(i: usize, chats: usize) -> Value {
+    let chat = format!("4930{:08}@s.whatsapp.net", i % chats);
+    json!({"chat": chat, "sender": chat, "text": format!("burst {i}"), "id": format!("I{i}")})
+}
+
 /// Burst into `chats` chats that are not registered, so no run starts.
 async fn ingest(bridge: &str, n: usize, chats: usize, conns: usize) -> (f64, Dist) {
-    fn message(i: usize, chats: usize) -> Value {
-        let chat = format!("4930{:08}@s.whatsapp.net", i % chats);
-        json!({"chat": chat, "sender": chat, "text": format!("burst {i}"), "id": format!("I{i}")})
+    burst(bridge, n, conns, ingest_message, chats).await
+}
+
+/// One round of the ingest part: rate, per-POST latency, and the CPU
+/// seconds the bridge and this process (the client) used over it.
+struct IngestRound {
+    rate: f64,
+    lat: Dist,
+    bridge_cpu: f64,
+    client_cpu: f64,
+    wall: f64,
+}
+
+struct IngestResult {
+    rounds: Vec<IngestRound>,
+    rss_idle: u64,
+    rss_after: u64,
+}
+
+/// Only the e2e part's inbound burst (100 unregistered chats, 16
+/// connections, one message per POST), on a bridge set up as there, a few
+/// rounds back to back (`PB_BENCH_INGEST_ROUNDS`, 3 by default).
+async fn bench_ingest() -> IngestResult {
+    let mut world = World::new().await;
+    let _log = log_stages(&mut world, "ingest");
+    world.register(DM, "Bench", &[]);
+    world.start_bridge().await;
+    let bridge = world.bridge.as_ref().unwrap().base.clone();
+    let pid = world.bridge.as_ref().unwrap().child.id();
+    eprintln!("ingest: bridge pid {pid}");
+    let rounds_n: usize = std::env::var("PB_BENCH_INGEST_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let n = sz().ingest_msgs;
+    // Warm-up: connections, the blocking pool, SQLite's page cache.
+    burst_from(&bridge, 10 * n, n / 10, 16, ingest_message, 100).await;
+    let rss_idle = rss_kib(pid);
+    let mut rounds = Vec::new();
+    for r in 0..rounds_n {
+        let (b0, c0) = (cpu_seconds(pid), cpu_seconds(std::process::id()));
+        let t = Instant::now();
+        let (rate, lat) = burst_from(&bridge, r * n, n, 16, ingest_message, 100).await;
+        let wall = t.elapsed().as_secs_f64();
+        rounds.push(IngestRound {
+            rate,
+            lat,
+            bridge_cpu: cpu_seconds(pid) - b0,
+            client_cpu: cpu_seconds(std::process::id()) - c0,
+            wall,
+        });
     }
-    burst(bridge, n, conns, message, chats).await
+    let rss_after = rss_kib(pid);
+    let _ = world.stop_bridge().await;
+    IngestResult {
+        rounds,
+        rss_idle,
+        rss_after,
+    }
+}
+
+fn print_ingest(r: &IngestResult) {
+    println!(
+        "\n## Inbound burst only (`POST /fake/inbox`, {} messages per round over 100 \
+         unregistered chats, 16 connections, one message per POST; bridge logging as in the \
+         e2e part; target ≥ 20,000 msgs/s)\n",
+        sz().ingest_msgs
+    );
+    println!(
+        "| round | msgs/s | p50 ms | p99 ms | max ms | bridge CPU s | client CPU s | wall s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, x) in r.rounds.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            i + 1,
+            x.rate,
+            ms(x.lat.pct(50.0)),
+            ms(x.lat.pct(99.0)),
+            ms(x.lat.max()),
+            x.bridge_cpu,
+            x.client_cpu,
+            x.wall,
+        );
+    }
+    println!(
+        "\nBridge RSS {} MiB after a warm-up burst, {} MiB after the rounds.",
+        r.rss_idle / 1024,
+        r.rss_after / 1024
+    );
 }
 
 /// CPU time (user + system) a process has used, in seconds.
@@ -1131,7 +1234,8 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
 
     // `PB_BENCH_ONLY=e2e,tools` runs only the named parts (store, prompt,
-    // e2e, tools, scheduler, scale); all of them by default.
+    // e2e, tools, scheduler, scale); all of them by default. `ingest` (the
+    // e2e part's inbound burst alone, in rounds) runs only when named.
     let only = std::env::var("PB_BENCH_ONLY").ok();
     let want = |part: &str| {
         only.as_deref()
@@ -1140,6 +1244,11 @@ fn main() {
     let store_rows = want("store").then(|| rt.block_on(bench_store(tmp.path())));
     let prompt = want("prompt").then(bench_prompt);
     let e2e = want("e2e").then(|| rt.block_on(bench_e2e()));
+    // Not in the default set: the e2e part measures the same burst.
+    let ingest_only = only
+        .as_deref()
+        .is_some_and(|o| o.split(',').any(|p| p.trim() == "ingest"))
+        .then(|| rt.block_on(bench_ingest()));
     let tools = want("tools").then(|| rt.block_on(bench_tools()));
     let sched = want("scheduler").then(|| rt.block_on(bench_scheduler()));
     let scale = want("scale").then(|| rt.block_on(bench_scale()));
@@ -1180,6 +1289,9 @@ fn main() {
     }
     if let Some(e2e) = &e2e {
         print_e2e(e2e);
+    }
+    if let Some(ingest) = &ingest_only {
+        print_ingest(ingest);
     }
     if let Some(tools) = &tools {
         print_tools(tools);

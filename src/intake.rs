@@ -15,8 +15,10 @@
 //! reason, and the person is told why; a refused file without a caption
 //! starts no run.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
@@ -36,6 +38,8 @@ use crate::store::{InboundOutcome, Store};
 pub struct Intake {
     store: Store,
     queue: ChatQueue,
+    /// Which unregistered chats were named at info level lately.
+    unregistered: Arc<Mutex<Announced>>,
     /// `ASSISTANT_HAS_OWN_NUMBER`: then every `from_me` message is our echo.
     persona: Persona,
     /// `PB_AUTO_MAIN`, and where the main chat's folder goes.
@@ -57,6 +61,45 @@ pub struct MediaIntake {
     pub outbox_wake: Arc<Notify>,
 }
 
+/// Unregistered chats whose message was logged at info level: the first
+/// message of such a chat is, the rest go to debug (a burst from strangers
+/// or a busy group nobody registered would otherwise write a line per
+/// message). Forgotten every [`ANNOUNCE_AGAIN`] or past [`ANNOUNCE_MAX`]
+/// chats, so a chat that keeps writing is named again and memory stays bounded.
+struct Announced {
+    chats: HashSet<ChatJid>,
+    since: Instant,
+}
+
+/// How often an unregistered chat that keeps writing is named again at info.
+const ANNOUNCE_AGAIN: Duration = Duration::from_secs(3600);
+/// Most unregistered chats remembered as named.
+const ANNOUNCE_MAX: usize = 4096;
+
+impl Announced {
+    fn new() -> Self {
+        Self {
+            chats: HashSet::new(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether `chat` is to be named at `now` (and remembers that it was).
+    fn first(&mut self, chat: &ChatJid, now: Instant) -> bool {
+        if now.saturating_duration_since(self.since) >= ANNOUNCE_AGAIN
+            || self.chats.len() >= ANNOUNCE_MAX
+        {
+            self.chats.clear();
+            self.since = now;
+        }
+        if self.chats.contains(chat) {
+            return false;
+        }
+        self.chats.insert(chat.clone());
+        true
+    }
+}
+
 /// Registering the account's own chat as the main chat after pairing.
 #[derive(Clone, Debug)]
 pub struct OwnerChat {
@@ -70,6 +113,7 @@ impl Intake {
         Self {
             store,
             queue,
+            unregistered: Arc::new(Mutex::new(Announced::new())),
             persona,
             owner: None,
             approvals: None,
@@ -189,7 +233,16 @@ impl Intake {
             tracing::debug!(chat = %chat, id = %id, "own message echoed back; not answered");
         } else if !outcome.registered {
             crate::metrics::message_in("unregistered");
-            tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
+            let first = self
+                .unregistered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first(chat, Instant::now());
+            if first {
+                tracing::info!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered (its further messages are logged at debug level for an hour and counted in pocketbrain_messages_in_total{{outcome=\"unregistered\"}})");
+            } else {
+                tracing::debug!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
+            }
         } else if self.answered_approval(chat, &id, answer.as_deref()).await? {
             tracing::debug!(chat = %chat, id = %id, "the owner's answer to an approval; not the agent's");
         } else if let Some(reg) = &outcome.registration
@@ -343,6 +396,26 @@ mod tests {
         } else {
             i
         }
+    }
+
+    #[test]
+    fn an_unregistered_chat_is_named_once_then_again_when_forgotten() {
+        let mut a = Announced::new();
+        let now = a.since;
+        let (x, y) = (jid(OWN), jid("491519999999@s.whatsapp.net"));
+        assert!(a.first(&x, now));
+        assert!(!a.first(&x, now));
+        assert!(a.first(&y, now));
+        // An hour on, every chat is named again.
+        let later = now + ANNOUNCE_AGAIN;
+        assert!(a.first(&x, later));
+        assert!(!a.first(&x, later));
+        // Past the cap, the remembered chats are forgotten.
+        for n in 0..ANNOUNCE_MAX {
+            a.first(&jid(&format!("49{n:010}@s.whatsapp.net")), later);
+        }
+        assert!(a.chats.len() <= ANNOUNCE_MAX);
+        assert!(a.first(&y, later));
     }
 
     const OWN: &str = "491511234567@s.whatsapp.net";

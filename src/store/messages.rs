@@ -38,20 +38,22 @@ pub(crate) struct InboundQueue {
 type InboundReply = tokio::sync::oneshot::Sender<Result<InboundOutcome>>;
 
 /// Records one inbound message (see [`Store::record_inbound`]).
-fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<InboundOutcome> {
+fn record_one(tx: &Connection, msg: &Inbound, own_number: bool) -> Result<InboundOutcome> {
     // One person or chat, one identity: a chat registered by its other
     // form keeps its messages, cursor, session and outbox together.
     let registered = registered_in(tx, &msg.chat)?;
-    if let Some(reg) = &registered {
-        msg.chat = reg.jid.clone();
-    }
+    let chat = registered
+        .as_ref()
+        .map_or_else(|| msg.chat.clone(), |reg| reg.jid.clone());
     let echo = msg.from_me
         && (own_number
             || tx
-                .query_row(
+                .prepare_cached(
                     // Any part of a split reply is ours too.
                     "SELECT 1 FROM outbox WHERE id = ?1 AND chat = ?2",
-                    params![MessageId::base_of(msg.id.as_str()), msg.chat.as_str()],
+                )?
+                .query_row(
+                    params![MessageId::base_of(msg.id.as_str()), chat.as_str()],
                     |_| Ok(()),
                 )
                 .optional()?
@@ -63,9 +65,9 @@ fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<Inb
            last_activity = MAX(chats.last_activity, excluded.last_activity)",
     )?
     .execute(params![
-        msg.chat.as_str(),
+        chat.as_str(),
         msg.chat_name,
-        msg.chat.is_group(),
+        chat.is_group(),
         now_ms()
     ])?;
     let inserted = tx
@@ -74,7 +76,7 @@ fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<Inb
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (chat, id) DO NOTHING",
         )?
         .execute(params![
-            msg.chat.as_str(),
+            chat.as_str(),
             msg.id.as_str(),
             msg.sender,
             msg.sender_name,
@@ -89,8 +91,45 @@ fn record_one(tx: &Connection, mut msg: Inbound, own_number: bool) -> Result<Inb
         echo,
         registered: registered.is_some(),
         registration: registered,
-        chat: msg.chat,
+        chat,
     })
+}
+
+/// Writes `batch` in one transaction: each message's own outcome, or the
+/// error that kept the whole batch from being committed.
+///
+/// First all of it plainly; only when a message fails, the batch again
+/// with each message in its own savepoint, so that one failing leaves the
+/// others. (A savepoint per message every time costs two statements and a
+/// copy of every page the message touches into the sub-journal: in a
+/// burst, more than the inserts themselves.)
+pub(super) fn write_batch(
+    conn: &mut Connection,
+    batch: &[(Inbound, bool)],
+) -> Result<Vec<Result<InboundOutcome>>> {
+    {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let outcomes: Result<Vec<_>> = batch
+            .iter()
+            .map(|(msg, own_number)| record_one(&tx, msg, *own_number))
+            .collect();
+        if let Ok(outcomes) = outcomes {
+            tx.commit()?;
+            return Ok(outcomes.into_iter().map(Ok).collect());
+        } // else dropped: rolled back, nothing of the batch written
+    }
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (msg, own_number) in batch {
+        let sp = tx.savepoint()?;
+        let out = record_one(&sp, msg, *own_number);
+        if out.is_ok() {
+            sp.commit()?;
+        } // else dropped: rolled back
+        outcomes.push(out);
+    }
+    tx.commit()?;
+    Ok(outcomes)
 }
 
 impl Store {
@@ -99,8 +138,8 @@ impl Store {
     /// own WhatsApp number, so everything sent "from me" is the assistant.
     ///
     /// Group commit: messages arriving together are written in one
-    /// transaction (each in its own savepoint, so one failing leaves the
-    /// others), and each caller returns only once its message is committed.
+    /// transaction (one failing leaves the others, see [`write_batch`]),
+    /// and each caller returns only once its message is committed.
     /// A burst then costs one commit per batch instead of one per message.
     pub async fn record_inbound(&self, msg: Inbound, own_number: bool) -> Result<InboundOutcome> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -131,27 +170,15 @@ impl Store {
                 let n = q.pending.len().min(MAX_INBOUND_BATCH);
                 q.pending.drain(..n).collect()
             };
+            let (batch, replies): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|(msg, own_number, reply)| ((msg, own_number), reply))
+                .unzip();
             let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let mut outcomes = Vec::with_capacity(batch.len());
-            let mut replies = Vec::with_capacity(batch.len());
-            let committed = (|| -> Result<()> {
-                let mut tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                for (msg, own_number, reply) in batch {
-                    let sp = tx.savepoint()?;
-                    let out = record_one(&sp, msg, own_number);
-                    if out.is_ok() {
-                        sp.commit()?;
-                    } // else dropped: rolled back
-                    outcomes.push(out);
-                    replies.push(reply);
-                }
-                tx.commit()?;
-                Ok(())
-            })();
+            let committed = write_batch(&mut conn, &batch);
             drop(conn);
             match committed {
-                Ok(()) => {
+                Ok(outcomes) => {
                     for (reply, out) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(out);
                     }

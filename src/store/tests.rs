@@ -155,6 +155,47 @@ async fn a_burst_is_committed_once_per_message() {
     assert_eq!(store.summary().await.unwrap().messages, 200);
 }
 
+/// A message the database refuses fails alone: the others of its batch are
+/// committed, each with its own outcome, and a duplicate is still one.
+#[tokio::test]
+async fn a_refused_message_fails_alone_in_its_batch() {
+    let (_d, store) = temp_db();
+    {
+        let mut conn = store.conn.lock().unwrap();
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER refuse_bad BEFORE INSERT ON messages WHEN NEW.id = 'BAD'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .unwrap();
+        let batch: Vec<_> = ["A1", "BAD", "A2", "A1"]
+            .iter()
+            .map(|id| (inbound(DM, id, "burst", false), false))
+            .collect();
+        let outcomes = messages::write_batch(&mut conn, &batch).unwrap();
+        let seen: Vec<_> = outcomes
+            .iter()
+            .map(|o| o.as_ref().map(|o| o.duplicate).map_err(|_| ()))
+            .collect();
+        assert_eq!(seen, [Ok(false), Err(()), Ok(false), Ok(true)]);
+        // Without a refused message the batch goes through as a whole.
+        let batch = vec![(inbound(DM, "A3", "burst", false), false)];
+        assert!(
+            !messages::write_batch(&mut conn, &batch).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .duplicate
+        );
+    }
+    let ids: Vec<_> = store
+        .pending_messages(&chat(DM), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(ids, ["A1", "A2", "A3"]);
+}
+
 #[tokio::test]
 async fn echo_is_recognised_by_sent_id_not_by_text() {
     let (_d, store) = temp_db();
