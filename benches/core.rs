@@ -1237,8 +1237,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
 
     // `PB_BENCH_ONLY=e2e,tools` runs only the named parts (store, prompt,
-    // e2e, tools, scheduler, scale); all of them by default. `ingest` (the
-    // e2e part's inbound burst alone, in rounds) runs only when named.
+    // e2e, ingest, tools, scheduler, scale); all of them by default.
     let only = std::env::var("PB_BENCH_ONLY").ok();
     let want = |part: &str| {
         only.as_deref()
@@ -1247,11 +1246,7 @@ fn main() {
     let store_rows = want("store").then(|| rt.block_on(bench_store(tmp.path())));
     let prompt = want("prompt").then(bench_prompt);
     let e2e = want("e2e").then(|| rt.block_on(bench_e2e()));
-    // Not in the default set: the e2e part measures the same burst.
-    let ingest_only = only
-        .as_deref()
-        .is_some_and(|o| o.split(',').any(|p| p.trim() == "ingest"))
-        .then(|| rt.block_on(bench_ingest()));
+    let ingest_only = want("ingest").then(|| rt.block_on(bench_ingest()));
     let tools = want("tools").then(|| rt.block_on(bench_tools()));
     let sched = want("scheduler").then(|| rt.block_on(bench_scheduler()));
     let scale = want("scale").then(|| rt.block_on(bench_scale()));
