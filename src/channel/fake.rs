@@ -80,11 +80,6 @@ impl FakeChannel {
         // the file cost seven fsyncs, most of the bridge's cold start.
         conn.pragma_update(None, "synchronous", "OFF")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // The fake phone stands in for WhatsApp's servers: a crash of the
-        // bridge must not lose what it received (WAL with NORMAL keeps
-        // that), but a disk flush per message, which SQLite's default FULL
-        // does, is not part of any real delivery.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS received (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
