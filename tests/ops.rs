@@ -132,12 +132,18 @@ async fn metrics_status_doctor_backup_and_restore_round_trip() {
         assert!(out.contains(line), "{line} missing:\n{out}");
     }
 
-    // A backup while messages keep arriving.
+    // A backup while messages keep arriving. The first of them is
+    // committed (202) before the backup starts, so the backup holds at
+    // least it and the owner's message, however the rest interleave.
     let file = w.dir.path().join("backup.tar");
+    let (status, body) = w
+        .inbox(json!({"chat": STRANGER, "sender": STRANGER, "text": "flow 0", "id": "F0"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
     let flow = {
         let (base, http) = (w.base_url(), client());
         tokio::spawn(async move {
-            for i in 0..40 {
+            for i in 1..40 {
                 let body = json!({"chat": STRANGER, "sender": STRANGER, "text": format!("flow {i}"), "id": format!("F{i}")});
                 let r = http
                     .post(format!("{base}/fake/inbox"))
