@@ -1,11 +1,11 @@
 # The PocketBrain bridge. OpenCode runs in its own container (docker-compose.yml).
 # The build context is the repository root. The build stage copies exactly
-# what the crate compiles in: its manifest, sources and declared targets, and
-# the OpenCode plugin it embeds from opencode-plugin/ (tests/docker_context.rs
-# checks this list against the crate).
+# what the crate compiles in: its manifest, build script, sources and
+# declared targets, and the OpenCode plugin it embeds from opencode-plugin/
+# (tests/docker_context.rs checks this list against the crate).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY opencode-plugin/plugin ./opencode-plugin/plugin

@@ -340,6 +340,10 @@ impl App {
             },
             Some(api_routes),
         );
+        // The queue learns what the last process left (parked chats, work
+        // to resume) before /health can be asked about it; the dispatcher,
+        // spawned below, takes the queued chats when it starts.
+        let resumed = crate::run::recover::resume_pending(&store, &queue).await?;
         tracker.spawn({
             let cancel = cancel.clone();
             async move {
@@ -440,7 +444,6 @@ impl App {
             tracker.spawn(wa.supervise(Arc::new(intake), cancel.clone()));
         }
 
-        let resumed = crate::run::recover::resume_pending(&store, &queue).await?;
         tracing::info!(http = %addr, opencode = %client.base(), channel = ?config.channel, resumed, "pocketbrain is running");
         if config.channel == ChannelKind::Fake {
             tracing::warn!(
