@@ -77,6 +77,8 @@ struct Sizes {
     scale_pairs: usize,
     scale_idle: Duration,
     scale_ingest: usize,
+    /// Bridge starts timed by the cold start part.
+    cold_starts: usize,
 }
 
 fn sz() -> &'static Sizes {
@@ -101,6 +103,7 @@ fn sz() -> &'static Sizes {
                 scale_pairs: 2,
                 scale_idle: Duration::from_secs(1),
                 scale_ingest: 200,
+                cold_starts: 2,
             }
         } else {
             Sizes {
@@ -121,6 +124,7 @@ fn sz() -> &'static Sizes {
                 scale_pairs: 15,
                 scale_idle: Duration::from_secs(5),
                 scale_ingest: 10_000,
+                cold_starts: 20,
             }
         }
     })
@@ -1237,7 +1241,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
 
     // `PB_BENCH_ONLY=e2e,tools` runs only the named parts (store, prompt,
-    // e2e, ingest, tools, scheduler, scale); all of them by default.
+    // e2e, ingest, tools, scheduler, scale, coldstart); all by default.
     let only = std::env::var("PB_BENCH_ONLY").ok();
     let want = |part: &str| {
         only.as_deref()
@@ -1250,6 +1254,7 @@ fn main() {
     let tools = want("tools").then(|| rt.block_on(bench_tools()));
     let sched = want("scheduler").then(|| rt.block_on(bench_scheduler()));
     let scale = want("scale").then(|| rt.block_on(bench_scale()));
+    let cold = want("coldstart").then(|| rt.block_on(bench_cold_start()));
     let load_after = loadavg();
 
     let dirty = if command_line("git", &["status", "--porcelain"]).is_empty() {
@@ -1300,6 +1305,42 @@ fn main() {
     if let Some(scale) = &scale {
         print_scale(scale);
     }
+    if let Some(cold) = &cold {
+        println!(
+            "\n## Cold start (OpenCode up, one registered chat, the data folder of the last \
+             start; spawn → first `/health` answer, the harness looking every 2 ms; target \
+             < 50 ms)\n"
+        );
+        println!("| measure | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| start → /health | {} | {} | {} | {} | {} | {} |",
+            cold.n(),
+            ms(cold.pct(50.0)),
+            ms(cold.pct(90.0)),
+            ms(cold.pct(99.0)),
+            ms(cold.max()),
+            ms(cold.mean()),
+        );
+    }
+}
+
+/// Starts and stops the bridge `cold_starts` times against one OpenCode,
+/// timing spawn → `/health` (the first start, which creates the data
+/// folder, is not counted).
+async fn bench_cold_start() -> Dist {
+    let mut world = World::new().await;
+    world.register(DM, "Bench", &[]);
+    world.start_bridge().await;
+    let _ = world.stop_bridge().await;
+    let mut starts = Vec::new();
+    for _ in 0..sz().cold_starts {
+        let t = Instant::now();
+        world.start_bridge().await;
+        starts.push(t.elapsed());
+        let _ = world.stop_bridge().await;
+    }
+    Dist::new(starts)
 }
 
 fn print_store(store_rows: &[StoreRow]) {
