@@ -340,10 +340,11 @@ impl App {
             },
             Some(api_routes),
         );
-        // The queue learns what the last process left (parked chats, work
-        // to resume) before /health can be asked about it; the dispatcher,
-        // spawned below, takes the queued chats when it starts.
-        let resumed = crate::run::recover::resume_pending(&store, &queue).await?;
+        // The chats parked before the stop are known before /health can be
+        // asked about them. (Work to resume is queued at the end, once the
+        // tool-call processor runs: a tool request left from before the
+        // stop is carried out before the run it belongs to is reconciled.)
+        crate::run::recover::restore_parked(&store, &queue).await?;
         tracker.spawn({
             let cancel = cancel.clone();
             async move {
@@ -444,6 +445,7 @@ impl App {
             tracker.spawn(wa.supervise(Arc::new(intake), cancel.clone()));
         }
 
+        let resumed = crate::run::recover::resume_pending(&store, &queue).await?;
         tracing::info!(http = %addr, opencode = %client.base(), channel = ?config.channel, resumed, "pocketbrain is running");
         if config.channel == ChannelKind::Fake {
             tracing::warn!(

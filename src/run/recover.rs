@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{RunError, Runner};
 use crate::agent::{Recovered, RunSpec};
+use crate::ids::ChatJid;
 use crate::model::{RegisteredChat, RunState};
 use crate::queue::{ChatQueue, Wake};
 use crate::store::{RunRecord, Store, tasks};
@@ -68,7 +69,25 @@ pub async fn resume_pending(store: &Store, queue: &ChatQueue) -> crate::store::R
             chats.push(run.chat.clone());
         }
     }
-    for run in runs {
+    for parked in restore_parked(store, queue).await? {
+        chats.retain(|c| *c != parked);
+    }
+    for chat in &chats {
+        queue.notify(chat, Wake::MoreWork);
+    }
+    Ok(chats.len())
+}
+
+/// Puts the chats parked before the stop back in the queue's parked state
+/// (unless a message came meanwhile); returns them. Runs before `/health`
+/// can be asked, and again (a no-op for chats the queue knows) in
+/// [`resume_pending`].
+pub async fn restore_parked(
+    store: &Store,
+    queue: &ChatQueue,
+) -> crate::store::Result<Vec<ChatJid>> {
+    let mut parked = Vec::new();
+    for run in store.runs().await? {
         if run.state != RunState::Parked
             || store
                 .has_message_after(&run.chat, run.up_to_seq.unwrap_or(0))
@@ -79,10 +98,7 @@ pub async fn resume_pending(store: &Store, queue: &ChatQueue) -> crate::store::R
         let reason = run.reason.unwrap_or_default();
         tracing::info!(chat = %run.chat, %reason, "chat stays parked until its next message");
         queue.restore_parked(&run.chat, run.attempts.max(0) as u32, reason);
-        chats.retain(|c| *c != run.chat);
+        parked.push(run.chat);
     }
-    for chat in &chats {
-        queue.notify(chat, Wake::MoreWork);
-    }
-    Ok(chats.len())
+    Ok(parked)
 }
