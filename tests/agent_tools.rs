@@ -381,6 +381,16 @@ async fn forged_and_replayed_requests_are_refused() {
             "{i}: {resp}"
         );
     }
+    // Each request is set aside (with its reason) just after its answer.
+    let deadline = std::time::Instant::now() + T;
+    while failed_reasons(&w).len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            failed_reasons(&w)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(failed_reasons(&w).len(), 4);
     assert_eq!(
         failed_reasons(&w)
