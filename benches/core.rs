@@ -1313,15 +1313,7 @@ fn main() {
         );
         println!("| measure | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
-        println!(
-            "| start → /health | {} | {} | {} | {} | {} | {} |",
-            cold.n(),
-            ms(cold.pct(50.0)),
-            ms(cold.pct(90.0)),
-            ms(cold.pct(99.0)),
-            ms(cold.max()),
-            ms(cold.mean()),
-        );
+        println!("{}", ms_row("start → /health", cold));
     }
 }
 
@@ -1403,15 +1395,7 @@ fn print_e2e(e2e: &E2eResult) {
             &e2e.inbox_post,
         ),
     ] {
-        println!(
-            "| {name} | {} | {} | {} | {} | {} | {} |",
-            d.n(),
-            ms(d.pct(50.0)),
-            ms(d.pct(90.0)),
-            ms(d.pct(99.0)),
-            ms(d.max()),
-            ms(d.mean()),
-        );
+        println!("{}", ms_row(name, d));
     }
     let ratio = e2e.bridge.pct(50.0).as_secs_f64() / e2e.bare.pct(50.0).as_secs_f64();
     println!(

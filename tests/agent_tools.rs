@@ -283,6 +283,19 @@ async fn wait_file(path: &std::path::Path) -> String {
     }
 }
 
+/// Waits until at least `n` requests have been set aside in `failed/`.
+async fn wait_failed(w: &World, n: usize) {
+    let deadline = std::time::Instant::now() + T;
+    while failed_reasons(w).len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            failed_reasons(w)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn failed_reasons(w: &World) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(w.data_dir().join("ipc/failed"))
         .unwrap()
@@ -382,15 +395,7 @@ async fn forged_and_replayed_requests_are_refused() {
         );
     }
     // Each request is set aside (with its reason) just after its answer.
-    let deadline = std::time::Instant::now() + T;
-    while failed_reasons(&w).len() < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            failed_reasons(&w)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_failed(&w, 4).await;
     assert_eq!(failed_reasons(&w).len(), 4);
     assert_eq!(
         failed_reasons(&w)
@@ -448,15 +453,7 @@ async fn malformed_request_files_are_set_aside_and_the_bridge_goes_on() {
         serde_json::from_str(&wait_file(&w.data_dir().join("ipc/responses/req_bad_2.json")).await)
             .unwrap();
     assert_eq!(bad["error"]["code"], "malformed");
-    let deadline = std::time::Instant::now() + T;
-    while failed_reasons(&w).len() < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            failed_reasons(&w)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_failed(&w, 4).await;
     let reasons = failed_reasons(&w).join("");
     assert!(reasons.contains("malformed JSON"), "{reasons}");
     assert!(reasons.contains("limit is 262144"), "{reasons}");
