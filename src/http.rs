@@ -434,7 +434,7 @@ fn validate_media(m: FakeMedia) -> Result<crate::model::InboundMedia, ApiError> 
             seconds: m.seconds,
             ..Default::default()
         },
-        data: Ok(data),
+        data: Ok(data.into()),
     })
 }
 

@@ -197,7 +197,7 @@ impl Intake {
                 // Only the description is stored; the bytes are in the file.
                 msg.media = Some(crate::model::InboundMedia {
                     info,
-                    data: Ok(Vec::new()),
+                    data: Ok(Vec::new().into()),
                 });
                 refusal
             }

@@ -1,9 +1,10 @@
 //! Media: photos, voice notes, audio, documents, video and stickers, in and
 //! out.
 //!
-//! In: a channel hands over an [`InboundMedia`] (its bytes already
-//! downloaded, or why they could not be). [`save_inbound`] checks it against
-//! the kind's size limit ([`MediaLimits`], `PB_MEDIA_MAX_BYTES`), checks a
+//! In: a channel hands over an [`InboundMedia`] (its bytes, or the
+//! temporary file it streamed them into, or why it has neither).
+//! [`save_inbound`] checks it against the kind's size limit
+//! ([`MediaLimits`], `PB_MEDIA_MAX_BYTES`) by its real size, checks a
 //! photo or sticker really is an image the model can read ([`sniff`]), and
 //! saves it into the chat's own folder as `media/<date>/<id>.<ext>`, through
 //! [`SafeDir`] (the agent can write there: no planted symlink is followed).
@@ -21,13 +22,14 @@
 //! again when the sender sends it.
 
 use std::ffi::OsStr;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use crate::ids::{Folder, MessageId};
-use crate::model::{InboundMedia, MediaInfo, MediaKind, OutboxMedia};
+use crate::model::{InboundMedia, MediaData, MediaInfo, MediaKind, OutboxMedia};
 use crate::safe_dir::{Limited, ReadError, SafeDir};
 
 const KI: u64 = 1024;
@@ -324,11 +326,21 @@ pub fn save_inbound(
     let InboundMedia { mut info, data } = media;
     let noun = info.kind.noun();
     let limit = limits.of(info.kind);
-    if let Ok(d) = &data {
-        info.bytes = d.len() as u64;
-    }
+    // The real size of what arrived; the announced one stays for a file
+    // that was not fetched.
+    let data = match data {
+        Ok(d) => match d.size() {
+            Ok(n) => {
+                info.bytes = n;
+                Ok(d)
+            }
+            Err(e) => Err(format!("the downloaded file cannot be read ({e})")),
+        },
+        Err(why) => Err(why),
+    };
     // Over the limit by its real size, or by the size the sender announced
-    // for a file that was therefore not fetched.
+    // (or the channel counted before it stopped) for a file that was
+    // therefore not fetched in full.
     if info.bytes > limit {
         info.note = Some(format!(
             "media not available: {} is over the limit of {} for a {noun} (PB_MEDIA_MAX_BYTES)",
@@ -349,13 +361,18 @@ pub fn save_inbound(
             return (info, None);
         }
     };
-    if data.is_empty() {
+    if info.bytes == 0 {
         info.note = Some("media not available: the file is empty".into());
         let reply = format!("Your {noun} arrived empty; please send it again.");
         return (info, Some(Refusal { reply }));
     }
     if matches!(info.kind, MediaKind::Image | MediaKind::Sticker) {
-        match sniff(&data).filter(|m| VISION_TYPES.contains(m)) {
+        match head(&data)
+            .as_deref()
+            .ok()
+            .and_then(sniff)
+            .filter(|m| VISION_TYPES.contains(m))
+        {
             Some(real) => info.mime = real.to_owned(),
             None => {
                 info.note = Some(format!(
@@ -379,8 +396,19 @@ pub fn save_inbound(
         file_stem(id),
         extension(&info.mime, info.filename.as_deref())
     );
-    let saved = SafeDir::open_path(workspace, &["chats", folder.as_str(), "media", date])
-        .and_then(|dir| dir.write(&name, &data));
+    let saved =
+        SafeDir::open_path(workspace, &["chats", folder.as_str(), "media", date]).and_then(|dir| {
+            match &data {
+                MediaData::Bytes(b) => dir.write(&name, b),
+                MediaData::File(f) => {
+                    // Streamed from the channel's temporary file, never whole
+                    // in memory; at most the size checked above.
+                    let mut r: &std::fs::File = f;
+                    r.seek(SeekFrom::Start(0))?;
+                    dir.write_from(&name, &mut r.take(limit))
+                }
+            }
+        });
     match saved {
         Ok(()) => info.path = Some(format!("media/{date}/{name}")),
         Err(e) => {
@@ -389,6 +417,21 @@ pub fn save_inbound(
         }
     }
     (info, None)
+}
+
+/// A file's first bytes, enough for [`sniff`].
+fn head(data: &MediaData) -> std::io::Result<Vec<u8>> {
+    const HEAD: usize = 16;
+    match data {
+        MediaData::Bytes(b) => Ok(b[..b.len().min(HEAD)].to_vec()),
+        MediaData::File(f) => {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0; HEAD];
+            let n = f.read_at(&mut buf, 0)?;
+            buf.truncate(n);
+            Ok(buf)
+        }
+    }
 }
 
 /// Why a path the agent named cannot be sent.

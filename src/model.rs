@@ -39,15 +39,40 @@ pub struct Inbound {
 #[derive(Clone)]
 pub struct InboundMedia {
     pub info: MediaInfo,
-    /// The downloaded bytes, or why there are none ("download failed: ...").
-    pub data: Result<Vec<u8>, String>,
+    /// The downloaded file, or why there is none ("download failed: ...").
+    pub data: Result<MediaData, String>,
+}
+
+/// A downloaded file: bytes in memory (the fake channel, bounded by its
+/// request size), or an unnamed temporary file a channel streamed it into
+/// (WhatsApp), read from its start.
+#[derive(Clone)]
+pub enum MediaData {
+    Bytes(Vec<u8>),
+    File(std::sync::Arc<std::fs::File>),
+}
+
+impl MediaData {
+    /// Its size in bytes, as it is now.
+    pub fn size(&self) -> std::io::Result<u64> {
+        match self {
+            MediaData::Bytes(b) => Ok(b.len() as u64),
+            MediaData::File(f) => Ok(f.metadata()?.len()),
+        }
+    }
+}
+
+impl From<Vec<u8>> for MediaData {
+    fn from(bytes: Vec<u8>) -> Self {
+        MediaData::Bytes(bytes)
+    }
 }
 
 impl fmt::Debug for InboundMedia {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboundMedia")
             .field("info", &self.info)
-            .field("data", &self.data.as_ref().map(Vec::len))
+            .field("data", &self.data.as_ref().map(|d| d.size().ok()))
             .finish()
     }
 }

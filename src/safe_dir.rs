@@ -200,6 +200,11 @@ impl SafeDir {
     /// Writes `name` atomically: a fresh temp file in this folder, renamed
     /// over it. A symlink at `name` is replaced, never followed.
     pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.write_from(name, &mut &bytes[..])
+    }
+
+    /// [`SafeDir::write`], with the contents streamed from `reader`.
+    pub fn write_from(&self, name: &str, reader: &mut dyn Read) -> io::Result<()> {
         let target = plain(OsStr::new(name))?;
         let tmp_name = format!(".{name}.{:016x}.pbtmp", rand::random::<u64>());
         let tmp = plain(OsStr::new(&tmp_name))?;
@@ -208,7 +213,8 @@ impl SafeDir {
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             0o644,
         )?;
-        let written = std::fs::File::from(fd).write_all(bytes);
+        let mut file = std::fs::File::from(fd);
+        let written = io::copy(reader, &mut file).and_then(|_| file.flush());
         // SAFETY: valid fd and C strings.
         let renamed = written.and_then(|()| {
             check(unsafe {

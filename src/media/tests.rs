@@ -9,7 +9,7 @@ fn media(kind: MediaKind, mime: &str, data: Result<Vec<u8>, String>) -> InboundM
             mime: mime.into(),
             ..MediaInfo::default()
         },
-        data,
+        data: data.map(MediaData::from),
     }
 }
 
@@ -234,4 +234,55 @@ fn an_image_becomes_a_data_url_part() {
     assert_eq!(part.mime, "image/png");
     assert_eq!(part.filename, "p.png");
     assert_eq!(part.url, "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==");
+}
+
+#[test]
+fn a_downloaded_file_is_copied_into_the_chats_folder_and_checked_by_its_real_size() {
+    use std::io::Write;
+    let ws = tempfile::tempdir().unwrap();
+    let folder = Folder::parse("fam").unwrap();
+    let file = |bytes: &[u8]| {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        MediaData::File(std::sync::Arc::new(f))
+    };
+    let announced = |data| InboundMedia {
+        info: MediaInfo {
+            kind: MediaKind::Image,
+            mime: "image/jpeg".into(),
+            // What the sender announced; the file decides.
+            bytes: 1,
+            ..MediaInfo::default()
+        },
+        data: Ok(data),
+    };
+    let (info, refusal) = save_inbound(
+        ws.path(),
+        Some(&folder),
+        &MessageId::new("F1"),
+        "d",
+        announced(file(PNG)),
+        &MediaLimits::default(),
+    );
+    assert!(refusal.is_none());
+    assert_eq!(
+        (info.mime.as_str(), info.bytes),
+        ("image/png", PNG.len() as u64)
+    );
+    assert_eq!(
+        std::fs::read(ws.path().join("chats/fam/media/d/F1.png")).unwrap(),
+        PNG
+    );
+
+    let (info, refusal) = save_inbound(
+        ws.path(),
+        Some(&folder),
+        &MessageId::new("F2"),
+        "d",
+        announced(file(PNG)),
+        &MediaLimits::parse("image=10").unwrap(),
+    );
+    assert!(refusal.unwrap().reply.contains("too large (16 bytes)"));
+    assert!(info.path.is_none());
+    assert!(!ws.path().join("chats/fam/media/d/F2.png").exists());
 }

@@ -446,7 +446,7 @@ async fn media_descriptions_are_kept_with_their_message_and_updated() {
     let mut msg = inbound(DM, "V1", "", false);
     msg.media = Some(InboundMedia {
         info: info.clone(),
-        data: Ok(b"bytes are not stored".to_vec()),
+        data: Ok(b"bytes are not stored".to_vec().into()),
     });
     store.record_inbound(msg, false).await.unwrap();
     store

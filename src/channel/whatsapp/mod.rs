@@ -13,7 +13,9 @@
 //! Inbound. The crate's inbound durability hook commits each message to the
 //! bridge's store (through the [`InboundSink`]) before WhatsApp is told it
 //! arrived; an error leaves it unacknowledged so WhatsApp redelivers it.
-//! Duplicates are dropped by the store (unique chat + id).
+//! Duplicates are dropped by the store (unique chat + id). Media is
+//! downloaded before that, for registered chats only, streamed to disk and
+//! refused by the bytes that arrive ([`download`]).
 //!
 //! Outbound. Markdown becomes WhatsApp formatting and long texts are split
 //! (`wa_format`); each part goes out with an id derived from the outbox row's
@@ -23,6 +25,7 @@
 //! applies them (and decides who may be sent to).
 
 pub mod convert;
+pub mod download;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -256,6 +259,7 @@ impl WhatsAppChannel {
             sink,
             store: self.shared.store.clone(),
             limits: opts.media_limits,
+            tmp: media_tmp(&opts.device_db),
         };
         let mut b = Bot::builder()
             .with_backend(backend)
@@ -696,6 +700,18 @@ struct Hook {
     sink: Arc<dyn InboundSink>,
     store: Store,
     limits: crate::media::MediaLimits,
+    /// Where downloads are streamed to (unnamed temporary files).
+    tmp: PathBuf,
+}
+
+/// Where media downloads are streamed: the data folder (beside the device
+/// store), private to the bridge; the files there have no names.
+fn media_tmp(device_db: &std::path::Path) -> PathBuf {
+    device_db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Longest a media download may take before the message goes on without
@@ -704,57 +720,78 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Downloads a message's media, unless the sender announced a size over
 /// the kind's limit (then intake refuses it by the announced size, and
-/// nothing is fetched). A failure is the reason, never an error: the
+/// nothing is fetched); a download is refused as soon as more than the
+/// limit has arrived (then `bytes` becomes what had arrived, and intake
+/// refuses it by that). A failure is the reason, never an error: the
 /// message is kept without its file.
 async fn download(
-    client: &Client,
+    fetch: &dyn download::Fetch,
     message: &wa::Message,
+    media: &mut crate::model::InboundMedia,
     limits: &crate::media::MediaLimits,
-) -> Option<Result<Vec<u8>, String>> {
-    let (info, part) = convert::media(message)?;
+    tmp: &std::path::Path,
+) -> Result<(), String> {
+    let Some((info, part)) = convert::media(message) else {
+        return Ok(());
+    };
     let limit = limits.of(info.kind);
     if info.bytes > limit {
         // Stand-in bytes are not fetched: intake sees the announced size.
-        return Some(Err(format!(
+        return Err(format!(
             "not downloaded: the sender announced {}, over the limit of {} (PB_MEDIA_MAX_BYTES)",
             crate::media::human_size(info.bytes),
             crate::media::human_size(limit)
-        )));
+        ));
     }
-    Some(
-        match tokio::time::timeout(DOWNLOAD_TIMEOUT, client.download(part)).await {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(format!("download failed: {e}")),
-            Err(_) => Err(format!(
-                "download took longer than {} s",
-                DOWNLOAD_TIMEOUT.as_secs()
-            )),
-        },
-    )
+    match download::fetch_capped(fetch, part, limit, tmp, DOWNLOAD_TIMEOUT).await {
+        Ok(data) => {
+            media.data = Ok(data);
+            Ok(())
+        }
+        Err(missed) => {
+            if let Some(n) = missed.over {
+                media.info.bytes = n;
+            }
+            Err(missed.reason)
+        }
+    }
 }
 
-#[whatsapp_rust::async_trait]
-impl whatsapp_rust::InboundDurabilityHook for Hook {
-    async fn on_messages(
+impl Hook {
+    /// Commits a batch; media of registered chats is downloaded first
+    /// (through `fetch`), and nothing is downloaded for any other chat.
+    async fn commit(
         &self,
-        client: Arc<Client>,
+        fetch: &dyn download::Fetch,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
         for m in batch {
             match convert::inbound(&m.info, &m.message) {
                 Ok(mut c) => {
-                    if let Some(media) = c.inbound.media.as_mut()
-                        && let Some(data) = download(&client, &m.message, &self.limits).await
-                    {
-                        if let Err(why) = &data {
-                            tracing::warn!(id = %m.info.id, kind = %media.info.kind, error = %why, "media not downloaded; the message is kept without it");
-                        }
-                        media.data = data;
-                    }
                     self.store
-                        .record_aliases(c.aliases)
+                        .record_aliases(std::mem::take(&mut c.aliases))
                         .await
                         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+                    if let Some(media) = c.inbound.media.as_mut() {
+                        let registered = self
+                            .store
+                            .registered(&c.inbound.chat)
+                            .await
+                            .map_err(|e| anyhow::anyhow!(e.to_string()))?
+                            .is_some();
+                        let got = if registered {
+                            download(fetch, &m.message, media, &self.limits, &self.tmp).await
+                        } else {
+                            tracing::debug!(id = %m.info.id, chat = %c.inbound.chat, kind = %media.info.kind, "media of an unregistered chat not downloaded");
+                            Err("not downloaded: the chat is not registered".into())
+                        };
+                        if let Err(why) = got {
+                            if registered {
+                                tracing::warn!(id = %m.info.id, kind = %media.info.kind, error = %why, "media not downloaded; the message is kept without it");
+                            }
+                            media.data = Err(why);
+                        }
+                    }
                     self.sink
                         .accept(c.inbound)
                         .await
@@ -766,6 +803,17 @@ impl whatsapp_rust::InboundDurabilityHook for Hook {
             }
         }
         Ok(())
+    }
+}
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::InboundDurabilityHook for Hook {
+    async fn on_messages(
+        &self,
+        client: Arc<Client>,
+        batch: &[InboundMessage],
+    ) -> anyhow::Result<()> {
+        self.commit(client.as_ref(), batch).await
     }
 }
 
@@ -795,6 +843,30 @@ impl whatsapp_rust::http::HttpClient for DynHttp {
         request: whatsapp_rust::http::HttpRequest,
     ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
         self.0.execute(request).await
+    }
+
+    fn supports_streaming(&self) -> bool {
+        self.0.supports_streaming()
+    }
+
+    fn execute_streaming(
+        &self,
+        request: whatsapp_rust::http::HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::wacore::net::StreamingHttpResponse> {
+        self.0.execute_streaming(request)
+    }
+
+    fn supports_upload_streaming(&self) -> bool {
+        self.0.supports_upload_streaming()
+    }
+
+    fn execute_upload(
+        &self,
+        request: whatsapp_rust::http::HttpRequest,
+        body: whatsapp_rust::wacore::net::UploadBody,
+        content_length: u64,
+    ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
+        self.0.execute_upload(request, body, content_length)
     }
 }
 

@@ -452,3 +452,108 @@ async fn the_same_link_state_twice_is_one_change() {
     ch.set_link(status(true, "whatsapp-connected", "connected"));
     assert!(link.has_changed().unwrap());
 }
+
+/// A media source that records what it is asked for and serves a PNG.
+#[derive(Default)]
+struct RecordingFetch(Mutex<Vec<String>>);
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+impl download::Fetch for RecordingFetch {
+    fn fetch<'a>(
+        &'a self,
+        part: &'a dyn whatsapp_rust::download::Downloadable,
+        mut sink: download::Capped,
+    ) -> BoxFuture<'a, anyhow::Result<download::Capped>> {
+        Box::pin(async move {
+            use std::io::Write;
+            self.0
+                .lock()
+                .unwrap()
+                .push(part.direct_path().unwrap_or_default().to_owned());
+            sink.write_all(PNG)?;
+            Ok(sink)
+        })
+    }
+}
+
+/// Keeps what it is handed.
+#[derive(Default)]
+struct KeepSink(Mutex<Vec<Inbound>>);
+
+impl InboundSink for KeepSink {
+    fn accept(&self, msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
+        self.0.lock().unwrap().push(msg);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn photo_from(chat: &str, id: &str, path: &str) -> InboundMessage {
+    use whatsapp_rust::prelude::MessageField;
+    use whatsapp_rust::types::message::{MessageInfo, MessageSource};
+    let jid: Jid = chat.parse().unwrap();
+    let info = MessageInfo {
+        id: id.into(),
+        timestamp: chrono::DateTime::from_timestamp(1_763_700_000, 0).unwrap(),
+        source: MessageSource {
+            chat: jid.clone(),
+            sender: jid,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let message = wa::Message {
+        image_message: MessageField::some(wa::message::ImageMessage {
+            mimetype: Some("image/png".into()),
+            file_length: Some(PNG.len() as u64),
+            direct_path: Some(path.into()),
+            media_key: Some(vec![7; 32]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    InboundMessage::builder()
+        .info(Arc::new(info))
+        .message(Arc::new(message))
+        .build()
+}
+
+#[tokio::test]
+async fn media_of_an_unregistered_chat_is_not_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _ch) = offline(dir.path(), Arc::new(AtomicUsize::new(0))).await;
+    let sink = Arc::new(KeepSink::default());
+    let hook = Hook {
+        sink: sink.clone(),
+        store,
+        limits: crate::media::MediaLimits::default(),
+        tmp: dir.path().join("tmp"),
+    };
+    let fetch = RecordingFetch::default();
+    let stranger = "15559876543@s.whatsapp.net";
+    hook.commit(
+        &fetch,
+        &[
+            photo_from(stranger, "S1", "/v/stranger"),
+            photo_from(ANN, "A1", "/v/ann"),
+        ],
+    )
+    .await
+    .unwrap();
+
+    // Only the registered chat's photo was fetched.
+    assert_eq!(*fetch.0.lock().unwrap(), ["/v/ann"]);
+    let got = sink.0.lock().unwrap();
+    assert_eq!(got.len(), 2, "both messages are kept");
+    let media = |i: usize| got[i].media.as_ref().unwrap().data.as_ref();
+    assert_eq!(
+        media(0).err().map(String::as_str),
+        Some("not downloaded: the chat is not registered")
+    );
+    let Ok(crate::model::MediaData::File(file)) = media(1) else {
+        panic!("the registered chat's photo arrives as a file");
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &**file, &mut bytes).unwrap();
+    assert_eq!(bytes, PNG);
+}
