@@ -425,6 +425,7 @@ impl App {
                 tz: settings.tz,
                 workspace: settings.workspace,
                 media_limits: config.media_max_bytes,
+                max_tasks_per_chat: config.max_tasks_per_chat,
                 outbox_wake,
                 tasks_wake: tasks_wake.clone(),
             },

@@ -701,6 +701,7 @@ async fn operator(
     args: serde_json::Value,
 ) -> Result<serde_json::Value, CliError> {
     let tz = config.tz;
+    let max_tasks_per_chat = config.max_tasks_per_chat;
     let caller = RegisteredChat {
         is_main: true,
         ..caller
@@ -716,6 +717,7 @@ async fn operator(
                 new_message_id: &new_id,
                 workspace: None,
                 media_limits: crate::media::MediaLimits::default(),
+                max_tasks_per_chat,
             };
             Ok(crate::tools::execute(c, &caller, tool, &args, &env).map(|(v, _)| v))
         })

@@ -278,6 +278,18 @@ pub struct Config {
         hide_env_values = true
     )]
     pub max_batch: usize,
+    /// Most active or paused scheduled tasks one chat may have; the agent
+    /// is told to cancel one to schedule another
+    #[arg(
+        long,
+        env = "PB_MAX_TASKS_PER_CHAT",
+        value_name = "PB_MAX_TASKS_PER_CHAT",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000),
+        default_value = "50",
+        global = true,
+        hide_env_values = true
+    )]
+    pub max_tasks_per_chat: usize,
     /// How long an agent tool waits for the bridge before telling the model it is queued
     #[arg(
         long,

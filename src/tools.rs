@@ -24,6 +24,8 @@ use crate::store::tasks::{self, Task};
 pub struct ToolError {
     /// Stable code: `invalid_arguments`, `unauthorized`, `not_found`,
     /// `invalid_schedule`, `invalid_path` and `too_large` (`send_file`),
+    /// `limit_reached` (`schedule_task`: the chat has as many tasks as it
+    /// may),
     /// `unavailable`, `unknown_tool`, `internal`, and `storage` (the
     /// database failed: passing, so callers roll back and try again).
     pub code: &'static str,
@@ -60,6 +62,8 @@ pub struct ToolEnv<'a> {
     /// `send_file`; `None` where no file can be sent (the CLI).
     pub workspace: Option<&'a std::path::Path>,
     pub media_limits: crate::media::MediaLimits,
+    /// Most active or paused tasks one chat may have (`PB_MAX_TASKS_PER_CHAT`).
+    pub max_tasks_per_chat: usize,
 }
 
 /// Effects the caller must trigger after the transaction commits.
@@ -318,6 +322,25 @@ pub fn execute(
                 next_run: next,
                 created_at: env.now.timestamp_millis(),
             };
+            // Finished (completed) tasks do not count; cancelled ones are gone.
+            let open = tasks::list(c, Some(&chat.jid))?
+                .iter()
+                .filter(|t| matches!(t.status, TaskStatus::Active | TaskStatus::Paused))
+                .count();
+            if open >= env.max_tasks_per_chat {
+                return Err(fail(
+                    "limit_reached",
+                    format!(
+                        "not scheduled: {} already has {open} active or paused tasks, the most a chat may have (PB_MAX_TASKS_PER_CHAT = {}). Cancel one that is no longer needed with pocketbrain_cancel_task (pocketbrain_list_tasks shows their ids), then schedule this one again.",
+                        if chat.jid == caller.jid {
+                            "this chat".to_owned()
+                        } else {
+                            format!("{} ({})", chat.name, chat.jid)
+                        },
+                        env.max_tasks_per_chat
+                    ),
+                ));
+            }
             tasks::insert(c, &task)?;
             effects.tasks = true;
             let when = next

@@ -143,6 +143,8 @@ pub struct IpcDeps {
     pub workspace: PathBuf,
     /// Largest file per kind `send_file` takes.
     pub media_limits: crate::media::MediaLimits,
+    /// `PB_MAX_TASKS_PER_CHAT`, for `schedule_task`.
+    pub max_tasks_per_chat: usize,
     pub outbox_wake: Arc<Notify>,
     pub tasks_wake: Arc<Notify>,
 }
@@ -592,6 +594,7 @@ impl Ipc {
                     new_message_id: &new_id,
                     workspace: Some(&deps.workspace),
                     media_limits: deps.media_limits,
+                    max_tasks_per_chat: deps.max_tasks_per_chat,
                 };
                 let (resp, effects) =
                     match tools::execute(tx, &caller2, &req2.tool, &req2.args, &env) {

@@ -37,6 +37,17 @@ fn run(
     tool: &str,
     args: Value,
 ) -> Result<(Value, Effects), ToolError> {
+    run_capped(store, caller, tool, args, 50)
+}
+
+/// [`run`] with `PB_MAX_TASKS_PER_CHAT` at `max_tasks`.
+fn run_capped(
+    store: &Store,
+    caller: &str,
+    tool: &str,
+    args: Value,
+    max_tasks: usize,
+) -> Result<(Value, Effects), ToolError> {
     let caller = match caller {
         MAIN => reg(MAIN, "Main", true),
         ANN => reg(ANN, "Ann", false),
@@ -65,6 +76,7 @@ fn run(
                 new_message_id: &new_id,
                 workspace: None,
                 media_limits: crate::media::MediaLimits::default(),
+                max_tasks_per_chat: max_tasks,
             };
             Ok(execute(c, &caller, &tool, &args, &env))
         }))
@@ -293,4 +305,53 @@ async fn send_file_needs_a_chat_folder_and_short_arguments() {
     )
     .unwrap_err();
     assert!(e.message.contains("`caption` is over"), "{e}");
+}
+
+#[tokio::test]
+async fn a_chat_may_have_only_so_many_open_tasks() {
+    let (_d, store) = setup().await;
+    let task = json!({"prompt": "p", "schedule_type": "interval", "schedule_value": "1h", "context_mode": "group"});
+    let capped = |caller: &str, args: Value| run_capped(&store, caller, "schedule_task", args, 3);
+    let first = capped(ANN, task.clone()).unwrap().0["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = capped(ANN, task.clone()).unwrap().0["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    capped(ANN, task.clone()).unwrap();
+    // A paused task still counts.
+    run(&store, ANN, "pause_task", json!({"task_id": second})).unwrap();
+    let e = capped(ANN, task.clone()).unwrap_err();
+    assert_eq!(e.code, "limit_reached");
+    assert!(
+        e.message
+            .contains("this chat already has 3 active or paused tasks")
+            && e.message.contains("PB_MAX_TASKS_PER_CHAT = 3")
+            && e.message.contains("pocketbrain_cancel_task"),
+        "{}",
+        e.message
+    );
+    // The main chat scheduling for Ann meets the same limit, named.
+    let mut for_ann = task.clone();
+    for_ann["chat"] = json!(ANN);
+    let e = capped(MAIN, for_ann).unwrap_err();
+    assert_eq!(e.code, "limit_reached");
+    assert!(e.message.contains("Ann ("), "{}", e.message);
+    // Other chats have their own count.
+    capped(BOB, task.clone()).unwrap();
+
+    // A cancelled task frees its place, and so does a finished one.
+    run(&store, ANN, "cancel_task", json!({"task_id": first})).unwrap();
+    let third = capped(ANN, task.clone()).unwrap().0["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(capped(ANN, task.clone()).is_err());
+    store
+        .call(move |c| crate::store::tasks::set_state(c, &third, TaskStatus::Completed, None, None))
+        .await
+        .unwrap();
+    capped(ANN, task).unwrap();
 }
