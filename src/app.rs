@@ -310,6 +310,7 @@ impl App {
 
         let api_routes = crate::api::router(crate::api::ApiState::new(
             store.clone(),
+            agent.clone(),
             intake.clone(),
             api.clone(),
             hub,

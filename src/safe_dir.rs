@@ -324,6 +324,36 @@ impl SafeDir {
         }
     }
 
+    /// Removes `name` and, for a folder, everything in it, without ever
+    /// following a symlink: a symlink (at `name` or anywhere below) is
+    /// removed as the link itself, and what it points to is untouched.
+    /// Gone already is fine.
+    pub fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+        let c = plain(name)?;
+        match self.openat(&c, DIR_FLAGS, 0) {
+            Ok(fd) => {
+                let dir = Self { fd };
+                for entry in dir.names()? {
+                    dir.remove_tree(&entry)?;
+                }
+                drop(dir);
+                // SAFETY: valid fd and C string.
+                match check(unsafe {
+                    libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR)
+                }) {
+                    Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            // A symlink (ELOOP; ENOTDIR on some systems) or a file.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+                self.remove(name)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The names in this folder (without `.` and `..`).
     pub fn names(&self) -> io::Result<Vec<OsString>> {
         // fdopendir takes the fd over: give it a duplicate.

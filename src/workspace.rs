@@ -4,13 +4,14 @@
 //!
 //! The agent can write here, so the bridge's own writes go through
 //! [`SafeDir`]: a symlink planted as `chats/`, as a chat folder or as
-//! `AGENTS.md` is replaced, never followed.
+//! `AGENTS.md` is replaced, never followed; removing a purged chat's folder
+//! ([`remove_chat_dir`]) removes links as links, never what they point to.
 
 use std::path::{Path, PathBuf};
 
 use crate::ids::{ChatJid, Folder};
 use crate::model::RegisteredChat;
-use crate::safe_dir::{Kind, SafeDir};
+use crate::safe_dir::{Kind, ReadError, SafeDir};
 
 /// The memory file a registered chat starts with.
 pub fn agents_md(name: &str, jid: &ChatJid) -> String {
@@ -53,6 +54,27 @@ pub fn chat_dir(workspace: &Path, reg: &RegisteredChat) -> std::io::Result<PathB
     ensure_chat_dir(workspace, &reg.folder, &reg.name, &reg.jid)
 }
 
+/// Removes a chat's folder (`<workspace>/chats/<folder>`) and everything
+/// in it, without following any symlink: a chat folder, or anything in it,
+/// that is a link to somewhere else is removed as the link, and what it
+/// points to is untouched; a `chats` that is not a real folder is left
+/// alone (logged). Returns whether there was a folder.
+pub fn remove_chat_dir(workspace: &Path, folder: &Folder) -> std::io::Result<bool> {
+    let chats = match SafeDir::open_root(workspace)?.descend("chats") {
+        Ok(dir) => dir,
+        Err(ReadError::NotFound) => return Ok(false),
+        Err(ReadError::Io(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(folder = %folder.as_str(), error = %e, "the workspace's chats folder is not a real folder (a planted symlink?); nothing removed through it");
+            return Ok(false);
+        }
+    };
+    let name = std::ffi::OsStr::new(folder.as_str());
+    let existed = chats.stat(name)?.is_some();
+    chats.remove_tree(name)?;
+    Ok(existed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +98,49 @@ mod tests {
         std::fs::write(&memory, "my notes").unwrap();
         ensure_chat_dir(&ws, &folder, "Ann", &jid).unwrap();
         assert_eq!(std::fs::read_to_string(&memory).unwrap(), "my notes");
+    }
+
+    #[test]
+    fn removing_a_chat_folder_never_follows_a_symlink_out_of_the_workspace() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(outside.join("deep")).unwrap();
+        std::fs::write(outside.join("keep.txt"), "mine").unwrap();
+        std::fs::write(outside.join("deep/keep.txt"), "mine too").unwrap();
+        let ws = t.path().join("ws");
+        let link = |target: &Path, at: &str| {
+            std::os::unix::fs::symlink(target, ws.join(at)).unwrap();
+        };
+
+        // Links inside a real chat folder: removed as links.
+        std::fs::create_dir_all(ws.join("chats/ann/media")).unwrap();
+        std::fs::write(ws.join("chats/ann/media/a.png"), "png").unwrap();
+        link(&outside, "chats/ann/media/elsewhere");
+        link(&outside.join("keep.txt"), "chats/ann/notes.txt");
+        assert!(remove_chat_dir(&ws, &Folder::parse("ann").unwrap()).unwrap());
+        assert!(!ws.join("chats/ann").exists());
+
+        // A chat folder that is itself a link: the link goes.
+        link(&outside, "chats/bob");
+        assert!(remove_chat_dir(&ws, &Folder::parse("bob").unwrap()).unwrap());
+        assert!(std::fs::symlink_metadata(ws.join("chats/bob")).is_err());
+
+        // `chats` itself a link: nothing is removed through it.
+        std::fs::remove_dir_all(ws.join("chats")).unwrap();
+        std::fs::create_dir_all(t.path().join("other/deep")).unwrap();
+        link(&t.path().join("other"), "chats");
+        assert!(!remove_chat_dir(&ws, &Folder::parse("deep").unwrap()).unwrap());
+        assert!(t.path().join("other/deep").is_dir());
+
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep.txt")).unwrap(),
+            "mine"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("deep/keep.txt")).unwrap(),
+            "mine too"
+        );
+        // Gone already is fine.
+        assert!(!remove_chat_dir(&ws, &Folder::parse("cat").unwrap()).unwrap());
     }
 }

@@ -268,9 +268,28 @@ async fn sync_streamed_and_openai_replies_are_the_stored_ones() {
     .await;
     assert_eq!(status, 403);
 
-    // Forget with purge: history and folder gone; the next message starts over.
+    // Forget with purge: history, folder and OpenCode session gone; the
+    // next message starts over.
     let folder = w.workspace().join("chats/api-laptop");
     assert!(folder.is_dir());
+    let db = rusqlite::Connection::open(w.data_dir().join("pocketbrain.sqlite3")).unwrap();
+    let session: String = db
+        .query_row(
+            "SELECT session_id FROM sessions WHERE chat = 'api:laptop'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    let in_opencode = w
+        .opencode_get(&format!("/session/{session}"), "api-oa")
+        .await;
+    assert_eq!(in_opencode["id"], session.as_str(), "{in_opencode}");
+    // A link the agent planted to a folder outside: removed as a link.
+    let outside = w.home().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), "mine").unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("elsewhere")).unwrap();
     let (status, _, body) = call(
         reqwest::Method::DELETE,
         format!("{base}/api/v1/conversations/laptop?purge=true"),
@@ -284,6 +303,14 @@ async fn sync_streamed_and_openai_replies_are_the_stored_ones() {
         "{body}"
     );
     assert!(!folder.exists());
+    assert_eq!(
+        std::fs::read_to_string(outside.join("keep.txt")).unwrap(),
+        "mine"
+    );
+    let gone = w
+        .opencode_get(&format!("/session/{session}"), "api-oa")
+        .await;
+    assert_eq!(gone["name"], "NotFoundError", "{gone}");
     let (status, _, _) = call(
         reqwest::Method::GET,
         format!("{base}/api/v1/conversations/laptop"),
@@ -300,6 +327,45 @@ async fn sync_streamed_and_openai_replies_are_the_stored_ones() {
     )
     .await;
     assert_eq!(body["reply"], "echo: again");
+}
+
+#[tokio::test]
+async fn a_purge_never_removes_anything_through_a_symlink() {
+    let mut w = World::without_opencode().await;
+    // No session exists, so OpenCode is never asked.
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env("PB_HTTP_TOKEN", TOKEN);
+    w.register("api:notes", "Notes", &["--folder", "api-notes"]);
+    w.start_bridge().await;
+    // The agent replaced `chats` with a link to a folder of the owner's
+    // that has a folder named like the conversation's.
+    let outside = w.home().join("outside");
+    std::fs::create_dir_all(outside.join("api-notes/deep")).unwrap();
+    std::fs::write(outside.join("api-notes/keep.txt"), "mine").unwrap();
+    std::fs::write(outside.join("api-notes/deep/keep.txt"), "mine too").unwrap();
+    let chats = w.workspace().join("chats");
+    if chats.exists() {
+        std::fs::remove_dir_all(&chats).unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, &chats).unwrap();
+
+    let (status, _, body) = call(
+        reqwest::Method::DELETE,
+        format!("{}/api/v1/conversations/notes?purge=true", w.base_url()),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["forgotten"], true, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("api-notes/keep.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("api-notes/deep/keep.txt")).unwrap(),
+        "mine too"
+    );
 }
 
 #[tokio::test]

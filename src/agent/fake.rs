@@ -101,6 +101,17 @@ impl Agent for FakeAgent {
         })
     }
 
+    fn delete_session<'a>(
+        &'a self,
+        _dir: &'a Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, AgentError>> {
+        Box::pin(async move {
+            self.check_up()?;
+            Ok(lock(&self.sessions).remove(id))
+        })
+    }
+
     fn new_prompt_id(&self) -> PromptId {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         PromptId::new(format!("msg_fake{n:08}"))

@@ -130,6 +130,13 @@ pub trait Agent: Send + Sync + 'static {
         dir: &'a std::path::Path,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<bool, AgentError>>;
+    /// Deletes a session and its whole history for good (`Ok(false)`: it
+    /// was gone already).
+    fn delete_session<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, AgentError>>;
     /// A fresh prompt id, sorting after every earlier one.
     fn new_prompt_id(&self) -> PromptId;
     /// Sends the prompt and follows the run to its final answer text.

@@ -83,6 +83,8 @@ pub struct ApiState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Store,
+    /// For deleting a purged conversation's sessions.
+    pub agent: Arc<dyn crate::agent::Agent>,
     pub intake: Intake,
     pub channel: ApiChannel,
     pub hub: EventHub,
@@ -101,8 +103,10 @@ impl std::ops::Deref for ApiState {
 }
 
 impl ApiState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
+        agent: Arc<dyn crate::agent::Agent>,
         intake: Intake,
         channel: ApiChannel,
         hub: EventHub,
@@ -113,6 +117,7 @@ impl ApiState {
         let limiter = limit::Limiter::per_minute(settings.rate_per_minute);
         Self(Arc::new(Inner {
             store,
+            agent,
             intake,
             channel,
             hub,
@@ -429,8 +434,10 @@ struct ForgetQuery {
     purge: Option<bool>,
 }
 
-/// Forgets a conversation's session and history; its folder too with
-/// `?purge=true`. Refused while a reply is being written.
+/// Forgets a conversation's session and history; with `?purge=true` its
+/// OpenCode sessions are deleted too (first: if OpenCode fails, nothing is
+/// forgotten) and its folder removed, never through a symlink. Refused
+/// while a reply is being written.
 async fn forget_conversation(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -450,15 +457,38 @@ async fn forget_conversation(
             "a reply is being written in this conversation; try again when it is done".into(),
         ));
     }
+    if purge {
+        // OpenCode keeps a session's whole history: delete it first, so a
+        // failure leaves everything as it was, to be tried again.
+        let dir = std::path::absolute(s.settings.workspace.join("chats").join(reg.folder.as_str()))
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        for session in s.store.sessions_of(&reg.jid).await.map_err(unavailable)? {
+            if let Err(e) = s.agent.delete_session(&dir, &session).await {
+                tracing::error!(chat = %reg.jid, session = %session, error = %e, "cannot delete a purged conversation's OpenCode session");
+                return Err(ApiError(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "OpenCode could not delete the conversation's session ({e}); nothing was forgotten, try again"
+                    ),
+                ));
+            }
+            tracing::info!(chat = %reg.jid, session = %session, "OpenCode session deleted");
+        }
+    }
     s.store.forget_chat(&reg.jid).await.map_err(unavailable)?;
     let mut purged = false;
     if purge {
-        let dir = s.settings.workspace.join("chats").join(reg.folder.as_str());
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => purged = true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let (workspace, folder) = (s.settings.workspace.clone(), reg.folder.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::workspace::remove_chat_dir(&workspace, &folder)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+        match removed {
+            Ok(was) => purged = was,
             Err(e) => {
-                tracing::error!(chat = %reg.jid, dir = %dir.display(), error = %e, "cannot remove a forgotten conversation's folder");
+                tracing::error!(chat = %reg.jid, folder = %reg.folder.as_str(), error = %e, "cannot remove a forgotten conversation's folder");
                 return Err(ApiError(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!(

@@ -206,6 +206,20 @@ impl Client {
         Ok(true)
     }
 
+    /// `DELETE /session/{id}`: the session and its messages, for good;
+    /// `Ok(false)` when OpenCode says it was gone already (404).
+    pub async fn delete_session(&self, dir: &Path, id: &SessionId) -> Result<bool, AgentError> {
+        let req = self.request(Method::DELETE, &format!("/session/{id}"), Some(dir));
+        let resp = self
+            .send("delete session", req, Duration::from_secs(60))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Self::expect_ok("delete session", resp).await?;
+        Ok(true)
+    }
+
     /// A prompt's parts: the text, then each file (images as `data:` URLs).
     /// OpenCode hands a file part to the model as image input when the
     /// model's config declares image input, else it replaces it by a note.

@@ -395,6 +395,17 @@ impl Agent for OpenCode {
         })
     }
 
+    fn delete_session<'a>(
+        &'a self,
+        dir: &'a Path,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<bool, AgentError>> {
+        Box::pin(async move {
+            self.seen_sessions().remove(id.as_str());
+            self.note(self.client.delete_session(dir, id).await)
+        })
+    }
+
     fn new_prompt_id(&self) -> PromptId {
         new_message_id()
     }

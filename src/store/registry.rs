@@ -217,6 +217,23 @@ impl Store {
         .await
     }
 
+    /// Every OpenCode session the bridge made for a chat: its conversation
+    /// session and its isolated tasks' sessions.
+    pub async fn sessions_of(&self, chat: &ChatJid) -> Result<Vec<SessionId>> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT session_id FROM sessions WHERE chat = ?1
+                 UNION SELECT session_id FROM task_sessions WHERE chat = ?1",
+            )?;
+            let ids = stmt
+                .query_map(params![chat.as_str()], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(ids.into_iter().map(SessionId::new).collect())
+        })
+        .await
+    }
+
     /// Records that `alias` (a LID) and `canonical` (a phone number) are one
     /// person or chat.
     pub async fn record_aliases(&self, pairs: Vec<(ChatJid, ChatJid)>) -> Result<()> {
