@@ -286,6 +286,7 @@ impl App {
                 main_policy: config.permission,
                 persona: settings.persona.clone(),
                 workspace: config.workspace.clone(),
+                message_limit: config.wa_chunk_limit,
             },
         );
         // (Each time the stream opens, OpenCode's pending requests are read

@@ -243,7 +243,10 @@ impl Intake {
             } else {
                 tracing::debug!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
             }
-        } else if self.answered_approval(chat, &id, answer.as_deref()).await? {
+        } else if self
+            .answered_approval(chat, &id, answer.as_deref(), from_me)
+            .await?
+        {
             tracing::debug!(chat = %chat, id = %id, "the owner's answer to an approval; not the agent's");
         } else if let Some(reg) = &outcome.registration
             && !starts_run(reg, &text, &self.persona.name)
@@ -318,12 +321,15 @@ impl Intake {
     }
 
     /// Whether `text` (in `chat`) answered an approval request; it is then
-    /// marked handled so no prompt carries it.
+    /// marked handled so no prompt carries it. Only the owner's own message
+    /// can (`from_me`, or in a direct main chat its person: see
+    /// [`crate::approvals::is_owner`]).
     async fn answered_approval(
         &self,
         chat: &ChatJid,
         id: &crate::ids::MessageId,
         text: Option<&str>,
+        from_me: bool,
     ) -> crate::store::Result<bool> {
         let (Some(approvals), Some(text)) = (&self.approvals, text) else {
             return Ok(false);
@@ -331,7 +337,8 @@ impl Intake {
         let Some(reg) = self.store.registered(chat).await? else {
             return Ok(false);
         };
-        match approvals.on_message(&reg, text).await {
+        let by_owner = crate::approvals::is_owner(&reg, from_me);
+        match approvals.on_message(&reg, text, by_owner).await {
             Ok(true) => {
                 self.store.mark_handled(chat, id).await?;
                 Ok(true)

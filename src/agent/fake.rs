@@ -23,6 +23,8 @@ pub struct FakeAgent {
     scripts: Mutex<VecDeque<Script>>,
     recovered: Mutex<VecDeque<Result<Recovered, AgentError>>>,
     runs: Mutex<Vec<RunSpec>>,
+    /// Answers to permission requests: id, reply, message.
+    answers: Mutex<Vec<(String, crate::agent::PermissionReply, Option<String>)>>,
     /// When set, every call fails as if OpenCode were down.
     pub down: std::sync::atomic::AtomicBool,
 }
@@ -64,6 +66,13 @@ impl FakeAgent {
     /// Every run started so far.
     pub fn runs(&self) -> Vec<RunSpec> {
         lock(&self.runs).clone()
+    }
+
+    /// Every permission request answered so far: id, reply, message.
+    pub fn permission_answers(
+        &self,
+    ) -> Vec<(String, crate::agent::PermissionReply, Option<String>)> {
+        lock(&self.answers).clone()
     }
 
     fn check_up(&self) -> Result<(), AgentError> {
@@ -156,11 +165,15 @@ impl Agent for FakeAgent {
     fn answer_permission<'a>(
         &'a self,
         _dir: &'a Path,
-        _id: &'a str,
-        _reply: crate::agent::PermissionReply,
-        _message: Option<&'a str>,
+        id: &'a str,
+        reply: crate::agent::PermissionReply,
+        message: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), AgentError>> {
-        Box::pin(async move { self.check_up() })
+        Box::pin(async move {
+            self.check_up()?;
+            lock(&self.answers).push((id.to_owned(), reply, message.map(str::to_owned)));
+            Ok(())
+        })
     }
 
     fn pending_permissions<'a>(

@@ -8,7 +8,9 @@
 //! the event hub, are the streamed text; the run is answered once the
 //! conversation's cursor has passed the message, and the reply is the
 //! outbox rows queued for it since (tool sends first, the answer last),
-//! read from the store: exactly what was stored. A delivered row, a
+//! read from the store: exactly what was stored. Streamed text is cleaned
+//! as it comes (per part, by [`crate::outbound::InternalFilter`]): the
+//! agent's `<internal>` notes never reach the caller. A delivered row, a
 //! `session.idle` or, failing both, a one-second tick makes it look again.
 
 use std::collections::HashSet;
@@ -141,6 +143,8 @@ pub struct Waiter {
     others: HashSet<String>,
     /// Parts of the session that are not answer text (reasoning, tools).
     not_text: HashSet<String>,
+    /// Each text part's `<internal>` filter: notes never reach the stream.
+    filters: std::collections::HashMap<String, crate::outbound::InternalFilter>,
     deadline: Instant,
     done: bool,
     /// Text already broadcast when the reply was found, still to yield.
@@ -161,6 +165,7 @@ impl Waiter {
             session: None,
             others: HashSet::new(),
             not_text: HashSet::new(),
+            filters: Default::default(),
             done: false,
             tail: Default::default(),
             reply: None,
@@ -231,7 +236,8 @@ impl Waiter {
                     return None;
                 }
                 let delta = props["delta"].as_str()?;
-                (!delta.is_empty()).then(|| Some(delta.to_owned()))
+                let shown = self.filters.entry(part.to_owned()).or_default().push(delta);
+                (!shown.is_empty()).then_some(Some(shown))
             }
             "message.part.updated" => {
                 let part = &props["part"];

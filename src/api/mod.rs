@@ -550,8 +550,8 @@ async fn answer_approval(
     if !matches!(answer.as_str(), "yes" | "always" | "no") {
         return Err(ApiError::bad("answer: yes, always or no"));
     }
-    if code.len() != 4 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::bad("code: four digits"));
+    if !crate::approvals::is_code(&code) {
+        return Err(ApiError::bad("code: four, six or eight digits"));
     }
     let approval = s
         .store
@@ -581,7 +581,8 @@ async fn answer_approval(
         ));
     };
     let handled = approvals
-        .on_message(&main, &format!("{answer} {code}"))
+        // The caller is the owner (the token or a `main` key).
+        .on_message(&main, &format!("{answer} {code}"), true)
         .await
         .map_err(|e| {
             tracing::error!(code = %code, error = %e, "API: cannot answer an approval");

@@ -9,7 +9,8 @@
 //!   approval request (the owner only, same rules as in the main chat).
 //!
 //! To the client, for its subscribed conversations:
-//! - `{"type":"delta","conversation","text"}`: reply text as produced;
+//! - `{"type":"delta","conversation","text"}`: reply text as produced
+//!   (the agent's `<internal>` notes hidden);
 //! - `{"type":"message","conversation","id","text"}`: every message the
 //!   bridge delivers there (replies, tool sends, task results), as stored;
 //! - `{"type":"approval","code","chat","permission","patterns"}`: a request
@@ -67,7 +68,14 @@ struct Conn {
     sessions: HashMap<String, Option<ChatJid>>,
     /// Approval codes already shown.
     shown: HashSet<String>,
+    /// The `<internal>` filter of each text part streamed lately (the
+    /// oldest is forgotten past [`FILTERS_KEPT`]).
+    filters: HashMap<String, crate::outbound::InternalFilter>,
+    filter_order: std::collections::VecDeque<String>,
 }
+
+/// How many text parts' filters a socket keeps.
+const FILTERS_KEPT: usize = 256;
 
 async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
     let mut delivered = s.channel.subscribe();
@@ -78,6 +86,8 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
         subscribed: HashSet::new(),
         sessions: HashMap::new(),
         shown: HashSet::new(),
+        filters: HashMap::new(),
+        filter_order: Default::default(),
     };
     let mut approvals = tokio::time::interval(APPROVALS_EVERY);
     loop {
@@ -204,11 +214,31 @@ impl Conn {
             }
         };
         match chat {
-            Some(c) if self.subscribed.contains(&c) => vec![json!({
-                "type": "delta", "conversation": c.conversation(), "text": delta,
-            })],
+            Some(c) if self.subscribed.contains(&c) => {
+                let shown = self.filter(props["partID"].as_str().unwrap_or_default(), delta);
+                if shown.is_empty() {
+                    return vec![];
+                }
+                vec![json!({
+                    "type": "delta", "conversation": c.conversation(), "text": shown,
+                })]
+            }
             _ => vec![],
         }
+    }
+
+    /// What of `delta` of text part `part` may be shown (`<internal>`
+    /// notes hidden, tags split over deltas included).
+    fn filter(&mut self, part: &str, delta: &str) -> String {
+        if !self.filters.contains_key(part) {
+            if self.filter_order.len() >= FILTERS_KEPT
+                && let Some(old) = self.filter_order.pop_front()
+            {
+                self.filters.remove(&old);
+            }
+            self.filter_order.push_back(part.to_owned());
+        }
+        self.filters.entry(part.to_owned()).or_default().push(delta)
     }
 
     /// Approval requests not shown yet that this caller may see.

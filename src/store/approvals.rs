@@ -64,8 +64,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
 }
 
 impl Store {
-    /// Records a new request with a fresh code (four digits, unique among the
-    /// pending ones). `None` when the request is known already.
+    /// Records a new request with a fresh code: one no request ever had, so
+    /// a late answer can never be taken for a newer request. Four digits
+    /// while fewer than half of those were used, then six, then eight (see
+    /// [`code_digits`]). `None` when the request is known already.
     pub async fn add_approval(&self, new: NewApproval) -> Result<Option<Approval>> {
         self.tx(move |tx| {
             let known: Option<i64> = tx
@@ -78,10 +80,13 @@ impl Store {
             if known.is_some() {
                 return Ok(None);
             }
+            let used: i64 = tx.query_row("SELECT COUNT(*) FROM approvals", [], |r| r.get(0))?;
+            let digits = code_digits(used.max(0) as u64);
+            let (low, high) = (10u64.pow(digits - 1), 10u64.pow(digits));
             let code = loop {
-                let code = format!("{:04}", rand::rng().random_range(1000..10000u32));
+                let code = rand::rng().random_range(low..high).to_string();
                 let taken: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM approvals WHERE code = ?1 AND state = 'pending')",
+                    "SELECT EXISTS (SELECT 1 FROM approvals WHERE code = ?1)",
                     params![code],
                     |r| r.get(0),
                 )?;
@@ -215,6 +220,16 @@ impl Store {
     }
 }
 
+/// How many digits a new code has when `used` requests were recorded: the
+/// fewest (4, 6 or 8) whose codes are at most half used, so that picking an
+/// unused one at random takes a couple of tries.
+pub fn code_digits(used: u64) -> u32 {
+    [4, 6]
+        .into_iter()
+        .find(|&d| used < 9 * 10u64.pow(d - 1) / 2)
+        .unwrap_or(8)
+}
+
 pub(crate) fn pending_in(c: &Connection) -> Result<Vec<Approval>> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' ORDER BY id"
@@ -223,4 +238,88 @@ pub(crate) fn pending_in(c: &Connection) -> Result<Vec<Approval>> {
         .query_map([], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(request_id: &str) -> NewApproval {
+        NewApproval {
+            request_id: request_id.into(),
+            chat: ChatJid::parse("120363000000001@g.us").unwrap(),
+            session: SessionId::new("ses_1"),
+            directory: "/w/chats/family".into(),
+            permission: "bash".into(),
+            patterns: vec!["ls".into()],
+            always: vec![],
+            expires_at: 0,
+        }
+    }
+
+    /// Records closed requests with the codes `codes`.
+    async fn closed(store: &Store, codes: impl Iterator<Item = u64> + Send + 'static) {
+        store
+            .tx(move |tx| {
+                for code in codes {
+                    tx.execute(
+                        "INSERT INTO approvals (code, request_id, chat, session_id, directory, permission,
+                           patterns, always, state, created_at, expires_at)
+                         VALUES (?1, ?2, 'x@g.us', 's', '/w', 'bash', '[]', '[]', 'expired', 0, 0)",
+                        params![code.to_string(), format!("old_{code}")],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_code_is_never_used_twice_even_after_its_request_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+        // Most four-digit codes belong to requests answered or expired long ago.
+        closed(&store, 1000..5400).await;
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..40 {
+            let a = store
+                .add_approval(new(&format!("per_{i}")))
+                .await
+                .unwrap()
+                .unwrap();
+            let n: u64 = a.code.parse().unwrap();
+            assert_eq!(a.code.len(), 4, "{}", a.code);
+            assert!(n >= 5400, "code {} was used before", a.code);
+            assert!(seen.insert(a.code.clone()), "code {} given twice", a.code);
+            assert!(crate::approvals::parse_answer(&format!("yes {}", a.code)).is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_grow_longer_when_four_digits_run_short() {
+        assert_eq!(code_digits(0), 4);
+        assert_eq!(code_digits(4499), 4);
+        assert_eq!(code_digits(4500), 6);
+        assert_eq!(code_digits(449_999), 6);
+        assert_eq!(code_digits(450_000), 8);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("pb.sqlite3")).unwrap();
+        closed(&store, 1000..10_000).await;
+        let a = store.add_approval(new("per_new")).await.unwrap().unwrap();
+        assert_eq!(a.code.len(), 6, "{}", a.code);
+        assert_eq!(
+            crate::approvals::parse_answer(&format!("always {}", a.code)),
+            Some((crate::approvals::Decision::Always, a.code.clone()))
+        );
+        assert_eq!(
+            store
+                .approval_by_code(&a.code)
+                .await
+                .unwrap()
+                .unwrap()
+                .request_id,
+            "per_new"
+        );
+    }
 }
