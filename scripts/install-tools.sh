@@ -3,11 +3,9 @@
 # when everything is in place.
 # - OpenCode, pinned, into the git-ignored .tools/.
 # - The plugin package's dependencies (opencode-plugin/node_modules: the
-#   plugin's own, and its type checker, linter and test runner), exactly as
-#   its lock file says (npm ci).
-# - The dependencies of the manifest the bridge installs into a workspace
-#   (opencode-plugin/runtime/node_modules): the black-box tests link them into
-#   each test workspace, so OpenCode need not install them per test.
+#   plugin's own, and its bundler, type checker, linter and test runner),
+#   exactly as its lock file says (npm ci). The plugin OpenCode loads is the
+#   checked-in bundle, which needs none of them at run time.
 # - schemathesis, pinned, in a Python virtual environment in .tools/venv:
 #   the API test fuzzes the local API from its OpenAPI document with it.
 set -euo pipefail
@@ -35,7 +33,7 @@ schemathesis_ok() {
     [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" = "$SCHEMATHESIS_VERSION" ]
 }
 
-if opencode_ok && deps_ok "$plugin" && deps_ok "$plugin/runtime" && schemathesis_ok; then
+if opencode_ok && deps_ok "$plugin" && schemathesis_ok; then
   exit 0
 fi
 if ! schemathesis_ok; then
@@ -53,7 +51,7 @@ if ! schemathesis_ok; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
 fi
-if opencode_ok && deps_ok "$plugin" && deps_ok "$plugin/runtime"; then
+if opencode_ok && deps_ok "$plugin"; then
   exit 0
 fi
 if ! command -v npm >/dev/null; then
@@ -73,4 +71,3 @@ if ! opencode_ok; then
   [ "$got" = "$OPENCODE_VERSION" ] || { echo "install-tools: expected opencode $OPENCODE_VERSION, got $got" >&2; exit 1; }
 fi
 deps_ok "$plugin" || npm_ci "$plugin"
-deps_ok "$plugin/runtime" || npm_ci "$plugin/runtime"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test: the OpenCode plugin's type check, lint and
-# tests; then formatting, clippy, unit tests, and the black-box tests against
+# tests, and a check that its checked-in bundle is what the sources build
+# to; then formatting, clippy, unit tests, and the black-box tests against
 # a real `opencode serve` (installed into .tools/ on first use), and a smoke
 # run of the benchmark harness. Extra arguments go to the Rust test runner.
 set -euo pipefail
@@ -28,6 +29,7 @@ fi
   npm run --silent typecheck
   npm run --silent lint
   npm test --silent
+  npm run --silent bundle:check
 )
 
 cargo fmt --all -- --check

@@ -447,11 +447,7 @@ async fn plugin(oc: &OpenCodeProbe, dir: &Path) -> Check {
     .await;
     match ids {
         Ok(ids) => {
-            let missing: Vec<String> = crate::tools::TOOLS
-                .iter()
-                .map(|t| format!("pocketbrain_{t}"))
-                .filter(|t| !ids.contains(t))
-                .collect();
+            let missing = crate::opencode::missing_tools(&ids);
             if missing.is_empty() {
                 Check::ok(
                     NAME,
@@ -461,11 +457,12 @@ async fn plugin(oc: &OpenCodeProbe, dir: &Path) -> Check {
                 Check::fail(
                     NAME,
                     format!(
-                        "OpenCode lacks {} for {}",
+                        "opencode-tools-missing: OpenCode lacks {} for {}",
                         missing.join(", "),
                         dir.display()
                     ),
-                    "start the bridge once (it writes the plugin into <workspace>/.opencode/), let OpenCode reach the npm registry to install the plugin's dependency, then restart OpenCode",
+                    "start the bridge once (it writes the plugin into <workspace>/.opencode/plugin/pocketbrain.js), \
+                     then restart OpenCode; if they are still missing, OpenCode's log says why the plugin did not load",
                 )
             }
         }

@@ -10,7 +10,8 @@
 //! folder that only the bridge mounts is hidden under an empty tmpfs, as
 //! compose hides it. Then a message and a `send_message` tool call must
 //! pass through, with the plugin in OpenCode finding the bridge only
-//! through what compose shares.
+//! through what compose shares, and every package registry unreachable
+//! from OpenCode.
 
 mod support;
 
@@ -322,26 +323,24 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
     );
 
     // Volumes: every container path gets its folder; opencode.json is the
-    // person's copy of the template, here pointing at the scripted model.
+    // person's copy of the template, here pointing at the scripted model;
+    // other files come from the repository, as compose mounts them.
     for s in [oc, bridge] {
         for (source, target) in &s.volumes {
-            if source.ends_with(".json") {
+            if source == "./opencode.json" {
                 std::fs::create_dir_all(at(target).parent().unwrap()).unwrap();
                 std::fs::write(at(target), opencode_config(&model)).unwrap();
+            } else if source.starts_with("./") && root().join(source).is_file() {
+                std::fs::create_dir_all(at(target).parent().unwrap()).unwrap();
+                std::fs::copy(root().join(source), at(target)).unwrap();
             } else {
                 std::fs::create_dir_all(at(target)).unwrap();
             }
         }
     }
-    // The plugin's runtime dependencies, as install-tools.sh left them
-    // (OpenCode would install them from the registry).
-    let workspace = at(&bridge.environment["PB_WORKSPACE"]);
-    std::fs::create_dir_all(workspace.join(".opencode")).unwrap();
-    std::os::unix::fs::symlink(
-        root().join("opencode-plugin/runtime/node_modules"),
-        workspace.join(".opencode/node_modules"),
-    )
-    .unwrap();
+    // No package registry: every setting OpenCode's npm (or Bun) could use
+    // points at a port nobody listens on.
+    let closed = format!("http://127.0.0.1:{}", free_port());
 
     // OpenCode: its compose command on a test port, in a namespace where
     // each folder only the bridge mounts is an empty tmpfs.
@@ -373,6 +372,7 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
         // The image runs as root; its home is where opencode.json is mounted.
         .env("HOME", at("/root"))
         .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .envs(no_registry(&closed))
         .envs(&oc.environment)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -409,7 +409,7 @@ fn the_image_build_context_holds_everything_the_crate_compiles_in() {
 fn the_crate_compiles_in_the_plugin_package_and_its_migrations() {
     let files = compiled_in();
     for want in [
-        "opencode-plugin/plugin/pocketbrain.ts",
+        "opencode-plugin/bundle/pocketbrain.js",
         "opencode-plugin/runtime/package-lock.json",
         "src/store/migrations/0001_chats_messages.sql",
         "benches/core.rs",
@@ -435,7 +435,7 @@ fn a_dockerfile_copying_only_the_rust_sources_is_caught() {
     assert!(
         found
             .iter()
-            .any(|p| p.starts_with("opencode-plugin/plugin/pocketbrain.ts:")),
+            .any(|p| p.starts_with("opencode-plugin/bundle/pocketbrain.js:")),
         "{found:#?}"
     );
     // (It did not copy the build script either, which came later.)

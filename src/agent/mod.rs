@@ -183,7 +183,8 @@ pub trait Agent: Send + Sync + 'static {
         dir: &'a std::path::Path,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<SessionId>, AgentError>>;
-    /// A short health code: `opencode-ok`, `opencode-unreachable`, `opencode-stream-down`.
+    /// A short health code: `opencode-ok`, `opencode-unreachable`,
+    /// `opencode-stream-down`, `opencode-model-refused`, `opencode-tools-missing`.
     fn health_code(&self) -> &'static str;
 }
 

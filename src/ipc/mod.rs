@@ -807,82 +807,57 @@ fn matching_call<'a>(calls: &'a [ToolCall], req: &Request, leftover: bool) -> Op
     })
 }
 
-/// What OpenCode needs of the plugin package (`opencode-plugin/`) at run
-/// time, embedded so the workspace always has the plugin that matches this
-/// bridge: its entry, the modules the entry imports (OpenCode runs the `.ts`
-/// sources as they are), and the manifest and lock of `@opencode-ai/plugin`
-/// (the package's own `package.json` also lists its test tools). Paths are
-/// relative to `<workspace>/.opencode/`; the package keeps the same layout,
-/// so the relative imports hold in both places.
-const PLUGIN_FILES: &[(&str, &str)] = &[
-    (
-        "plugin/pocketbrain.ts",
-        include_str!("../../opencode-plugin/plugin/pocketbrain.ts"),
-    ),
-    (
-        "pocketbrain/contract.ts",
-        include_str!("../../opencode-plugin/pocketbrain/contract.ts"),
-    ),
-    (
-        "pocketbrain/env.ts",
-        include_str!("../../opencode-plugin/pocketbrain/env.ts"),
-    ),
-    (
-        "pocketbrain/ipc.ts",
-        include_str!("../../opencode-plugin/pocketbrain/ipc.ts"),
-    ),
-    (
-        "pocketbrain/spec.ts",
-        include_str!("../../opencode-plugin/pocketbrain/spec.ts"),
-    ),
-    (
-        "pocketbrain/tools.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools.ts"),
-    ),
-    (
-        "pocketbrain/tools/cancel_task.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/cancel_task.ts"),
-    ),
-    (
-        "pocketbrain/tools/list_tasks.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/list_tasks.ts"),
-    ),
-    (
-        "pocketbrain/tools/pause_task.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/pause_task.ts"),
-    ),
-    (
-        "pocketbrain/tools/resume_task.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/resume_task.ts"),
-    ),
-    (
-        "pocketbrain/tools/schedule_task.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/schedule_task.ts"),
-    ),
-    (
-        "pocketbrain/tools/send_message.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/send_message.ts"),
-    ),
-    (
-        "pocketbrain/tools/send_file.ts",
-        include_str!("../../opencode-plugin/pocketbrain/tools/send_file.ts"),
-    ),
-    (
-        "package.json",
-        include_str!("../../opencode-plugin/runtime/package.json"),
-    ),
-    (
-        "package-lock.json",
-        include_str!("../../opencode-plugin/runtime/package-lock.json"),
-    ),
+/// The plugin as OpenCode loads it: the package in `opencode-plugin/`
+/// bundled with its dependencies (`@opencode-ai/plugin`, zod) into one file
+/// (`npm run bundle`, checked against the sources by `npm run bundle:check`),
+/// embedded so the workspace always has the plugin that matches this bridge
+/// and needs nothing from a package registry. Installed as
+/// `<workspace>/.opencode/plugin/pocketbrain.js`.
+pub const PLUGIN_BUNDLE: &str = include_str!("../../opencode-plugin/bundle/pocketbrain.js");
+
+/// Tells OpenCode that `.opencode/` has nothing to install.
+///
+/// OpenCode 1.18.33 runs an npm install of `@opencode-ai/plugin` (plus the
+/// dependencies of a `package.json`) in every config folder it reads,
+/// `.opencode/` included, and loads no plugin until that install has ended:
+/// with no registry, a fresh workspace's first answer waited ~75 s, and an
+/// unbundled plugin then failed to load. The install is skipped when the
+/// folder has a `node_modules/` and a `package-lock.json` whose root lists
+/// every wanted package. The bundle carries `@opencode-ai/plugin` inside,
+/// so this lock names it, and `node_modules/` stays empty. The same file
+/// serves OpenCode's own config folder in `docker-compose.yml`.
+pub const NOTHING_TO_INSTALL_LOCK: &str =
+    include_str!("../../opencode-plugin/runtime/package-lock.json");
+
+/// Files earlier versions installed into `.opencode/`: the plugin's
+/// TypeScript sources (loaded beside the bundle, they would register the
+/// tools twice) and a `package.json` that made OpenCode install from the
+/// registry. Removed when found.
+const LEGACY_FILES: &[&str] = &[
+    "plugin/pocketbrain.ts",
+    "package.json",
+    "pocketbrain/contract.ts",
+    "pocketbrain/env.ts",
+    "pocketbrain/ipc.ts",
+    "pocketbrain/spec.ts",
+    "pocketbrain/tools.ts",
+    "pocketbrain/tools/cancel_task.ts",
+    "pocketbrain/tools/list_tasks.ts",
+    "pocketbrain/tools/pause_task.ts",
+    "pocketbrain/tools/resume_task.ts",
+    "pocketbrain/tools/schedule_task.ts",
+    "pocketbrain/tools/send_file.ts",
+    "pocketbrain/tools/send_message.ts",
 ];
 
 /// Writes the plugin and its config into `<workspace>/.opencode/`,
-/// touching only files whose content changed. The agent can write there:
-/// every folder is opened without following a symlink (a planted one is
-/// replaced by a real folder), and every file is written through a fresh
-/// temp file renamed over it, so a symlink planted as a plugin file is
-/// replaced, and its target left alone.
+/// touching only files whose content changed, with the empty
+/// `node_modules/` and the lock that spare OpenCode an install (see
+/// [`NOTHING_TO_INSTALL_LOCK`]). The agent can write there: every folder is
+/// opened without following a symlink (a planted one is replaced by a real
+/// folder), and every file is written through a fresh temp file renamed
+/// over it, so a symlink planted as a plugin file is replaced, and its
+/// target left alone.
 ///
 /// `secret_env` names variables the plugin removes from the environment of
 /// the agent's shell commands (besides the server password and names that
@@ -899,11 +874,25 @@ pub fn install_plugin(
         "secret_env": secret_env,
     })
     .to_string();
-    let files = PLUGIN_FILES
-        .iter()
-        .map(|(p, c)| (*p, c.to_string()))
-        .chain(std::iter::once(("pocketbrain.json", config)));
+    let files = [
+        ("plugin/pocketbrain.js", PLUGIN_BUNDLE.to_owned()),
+        ("package-lock.json", NOTHING_TO_INSTALL_LOCK.to_owned()),
+        ("pocketbrain.json", config),
+    ];
     let base = SafeDir::open_root(workspace)?.subdir(".opencode")?;
+    for legacy in LEGACY_FILES {
+        let mut parts: Vec<&str> = legacy.split('/').collect();
+        let name = parts.pop().expect("a file name");
+        let dir = parts
+            .iter()
+            .try_fold(base.try_clone()?, |d, p| d.descend(p));
+        if let Ok(dir) = dir
+            && let Err(e) = dir.remove(OsStr::new(name))
+        {
+            tracing::warn!(file = legacy, error = %e, "cannot remove a file an earlier version installed in .opencode/");
+        }
+    }
+    base.subdir("node_modules")?;
     for (rel, content) in files {
         let mut parts: Vec<&str> = rel.split('/').collect();
         let name = parts.pop().expect("a file name");
@@ -1135,21 +1124,19 @@ mod tests {
         std::fs::create_dir_all(&outside_dir).unwrap();
         let ws = t.path().join("ws");
         std::fs::create_dir_all(ws.join(".opencode/plugin")).unwrap();
-        std::os::unix::fs::symlink(&outside, ws.join(".opencode/plugin/pocketbrain.ts")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.join(".opencode/plugin/pocketbrain.js")).unwrap();
         std::os::unix::fs::symlink(&outside, ws.join(".opencode/pocketbrain.json")).unwrap();
-        std::os::unix::fs::symlink(&outside_dir, ws.join(".opencode/pocketbrain")).unwrap();
+        std::os::unix::fs::symlink(&outside, ws.join(".opencode/package-lock.json")).unwrap();
+        std::os::unix::fs::symlink(&outside_dir, ws.join(".opencode/node_modules")).unwrap();
         install_plugin(&ws, Path::new("/data/ipc"), Duration::from_secs(30), &[]).unwrap();
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
         assert!(std::fs::read_dir(&outside_dir).unwrap().next().is_none());
-        let entry = ws.join(".opencode/plugin/pocketbrain.ts");
+        let entry = ws.join(".opencode/plugin/pocketbrain.js");
         assert!(!entry.is_symlink());
-        assert!(
-            std::fs::read_to_string(entry)
-                .unwrap()
-                .contains("export const PocketBrain")
-        );
-        assert!(!ws.join(".opencode/pocketbrain").is_symlink());
-        assert!(ws.join(".opencode/pocketbrain/ipc.ts").is_file());
+        assert_eq!(std::fs::read_to_string(entry).unwrap(), PLUGIN_BUNDLE);
+        assert!(!ws.join(".opencode/package-lock.json").is_symlink());
+        assert!(!ws.join(".opencode/node_modules").is_symlink());
+        assert!(ws.join(".opencode/node_modules").is_dir());
     }
 
     #[test]
@@ -1170,7 +1157,7 @@ mod tests {
             cfg,
             json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000, "secret_env": []})
         );
-        let plugin = dir.path().join(".opencode/plugin/pocketbrain.ts");
+        let plugin = dir.path().join(".opencode/plugin/pocketbrain.js");
         let before = std::fs::metadata(&plugin).unwrap().modified().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         install_plugin(
@@ -1187,64 +1174,11 @@ mod tests {
         );
     }
 
-    /// The `.ts` files under `dir`, relative to `base`.
-    fn ts_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                ts_files(base, &path, out);
-            } else if path.extension().is_some_and(|e| e == "ts") {
-                let rel = path.strip_prefix(base).unwrap();
-                out.push(rel.to_str().unwrap().to_owned());
-            }
-        }
-    }
-
+    /// What OpenCode 1.18.33 checks before it runs an npm install in a config
+    /// folder (its `Npm.install`): a `node_modules/` there, and a lock whose
+    /// root names every package of `package.json` and `@opencode-ai/plugin`.
     #[test]
-    fn every_runtime_module_of_the_plugin_package_is_embedded() {
-        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("opencode-plugin");
-        let mut on_disk = Vec::new();
-        for dir in ["plugin", "pocketbrain"] {
-            ts_files(&package, &package.join(dir), &mut on_disk);
-        }
-        on_disk.sort();
-        let mut embedded: Vec<&str> = PLUGIN_FILES
-            .iter()
-            .map(|(p, _)| *p)
-            .filter(|p| p.ends_with(".ts"))
-            .collect();
-        embedded.sort();
-        assert_eq!(
-            embedded, on_disk,
-            "PLUGIN_FILES must list every module in opencode-plugin/plugin and opencode-plugin/pocketbrain"
-        );
-    }
-
-    /// Module specifiers in `import ... from "x"`, `export ... from "x"`
-    /// (also where a long list of names ends a line `} from "x"`) and `import "x"`.
-    fn specifiers(source: &str) -> Vec<&str> {
-        let mut out = Vec::new();
-        for line in source.lines().map(str::trim_start) {
-            if !["import ", "export ", "} "]
-                .iter()
-                .any(|p| line.starts_with(p))
-            {
-                continue;
-            }
-            let tail = match line.rfind(" from \"") {
-                Some(i) => &line[i + 7..],
-                None if line.starts_with("import \"") => &line[8..],
-                None => continue,
-            };
-            if let Some(end) = tail.find('"') {
-                out.push(&tail[..end]);
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn the_installed_plugin_finds_all_it_imports() {
+    fn the_installed_folder_leaves_opencode_nothing_to_install() {
         let dir = tempfile::tempdir().unwrap();
         install_plugin(
             dir.path(),
@@ -1254,29 +1188,82 @@ mod tests {
         )
         .unwrap();
         let base = dir.path().join(".opencode");
-        let manifest: Value =
-            serde_json::from_str(&std::fs::read_to_string(base.join("package.json")).unwrap())
+        assert!(base.join("node_modules").is_dir());
+        assert!(
+            !base.join("package.json").exists(),
+            "a package.json would ask OpenCode to install its dependencies"
+        );
+        let lock: Value =
+            serde_json::from_str(&std::fs::read_to_string(base.join("package-lock.json")).unwrap())
                 .unwrap();
-        let mut imports = 0;
-        for (rel, source) in PLUGIN_FILES.iter().filter(|(p, _)| p.ends_with(".ts")) {
-            for spec in specifiers(source) {
-                imports += 1;
-                if spec.starts_with('.') {
-                    let target = base.join(rel).parent().unwrap().join(spec);
-                    assert!(
-                        target.is_file(),
-                        "{rel} imports {spec}, which is not installed"
-                    );
-                } else if !spec.starts_with("node:") {
-                    assert!(
-                        manifest["dependencies"][spec].is_string(),
-                        "{rel} imports {spec}, which the installed package.json does not list"
-                    );
-                }
-            }
+        assert!(lock["packages"][""]["dependencies"]["@opencode-ai/plugin"].is_string());
+    }
+
+    #[test]
+    fn files_of_earlier_versions_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join(".opencode");
+        for legacy in LEGACY_FILES {
+            let path = base.join(legacy);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "old").unwrap();
         }
-        assert!(imports > 10, "the import scan found {imports} imports");
-        let entry = std::fs::read_to_string(base.join("plugin/pocketbrain.ts")).unwrap();
-        assert!(entry.contains("export const PocketBrain"));
+        std::fs::write(base.join("plugin/mine.ts"), "a plugin of the owner's").unwrap();
+        install_plugin(
+            dir.path(),
+            Path::new("/data/ipc"),
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
+        for legacy in LEGACY_FILES {
+            assert!(!base.join(legacy).exists(), "{legacy} is still there");
+        }
+        assert!(base.join("plugin/mine.ts").is_file());
+        assert!(base.join("plugin/pocketbrain.js").is_file());
+    }
+
+    /// The bundle is the whole plugin: it imports nothing but Node's
+    /// built-ins (which Bun has), and exports the plugin and nothing else
+    /// (OpenCode takes every export of a plugin file for a plugin).
+    #[test]
+    fn the_bundle_imports_only_builtins_and_exports_only_the_plugin() {
+        let mut imports = 0;
+        for line in PLUGIN_BUNDLE.lines() {
+            let line = line.trim_start();
+            let spec = if let Some(i) = line.find(" from \"") {
+                line[i + 7..].split('"').next()
+            } else if let Some(rest) = line.strip_prefix("import \"") {
+                rest.split('"').next()
+            } else {
+                None
+            };
+            if let Some(spec) = spec
+                && (line.starts_with("import ")
+                    || line.starts_with("export ")
+                    || line.starts_with("} from"))
+            {
+                imports += 1;
+                assert!(spec.starts_with("node:"), "the bundle imports {spec}");
+            }
+            assert!(
+                !line.contains("require(\""),
+                "the bundle requires a module: {line}"
+            );
+        }
+        assert!(imports >= 3, "the scan found {imports} imports");
+        let exports = PLUGIN_BUNDLE
+            .split("\nexport {")
+            .nth(1)
+            .expect("an export list")
+            .split('}')
+            .next()
+            .unwrap();
+        let names: Vec<&str> = exports
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(names, ["PocketBrain"]);
     }
 }

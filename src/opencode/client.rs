@@ -375,6 +375,18 @@ impl Client {
         .await
     }
 
+    /// `GET /experimental/tool/ids`: the ids of the tools the instance of
+    /// `dir` offers the model, plugins' tools included. The first request
+    /// for a directory boots its instance and loads its plugins: allow time.
+    pub async fn tool_ids(&self, dir: &Path) -> Result<Vec<String>, AgentError> {
+        let req = self.request(Method::GET, "/experimental/tool/ids", Some(dir));
+        Self::json(
+            "tool ids",
+            self.send("tool ids", req, Duration::from_secs(60)).await?,
+        )
+        .await
+    }
+
     /// `GET /session/{id}`: its `parentID` (a subagent's session has one).
     pub async fn session_parent(
         &self,

@@ -11,6 +11,14 @@
 //! `session.error`, after the stream reconnects or lags, and on a slow
 //! timer, so a quiet or broken stream cannot strand a run, and it alone
 //! decides failures and refused tools. A run past its deadline is aborted.
+//!
+//! The tools. Before the first run in a directory (again after the event
+//! stream reconnects, which an OpenCode restart makes it do), the driver
+//! asks OpenCode for the tool ids it offers there. When PocketBrain's are
+//! missing (the plugin failed to load: OpenCode says so nowhere else) the
+//! health code is `opencode-tools-missing`, logged once, and checked again
+//! at every run in that directory until the tools are back; the run goes
+//! on, without them.
 
 pub mod calls;
 pub mod client;
@@ -18,7 +26,8 @@ pub mod events;
 pub mod server;
 pub mod streamed;
 
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -57,6 +66,25 @@ pub struct OpenCode {
     /// one, so a run need not ask again. One that is deleted meanwhile
     /// answers the prompt with 404, and the run starts over.
     sessions_seen: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// The tools' check per directory: the stream's epoch in which each was
+    /// found to have PocketBrain's tools, and those found without them.
+    tools: std::sync::Mutex<ToolsSeen>,
+}
+
+/// What [`OpenCode::check_tools`] found.
+#[derive(Default)]
+struct ToolsSeen {
+    present: HashMap<PathBuf, u64>,
+    missing: BTreeSet<PathBuf>,
+}
+
+/// PocketBrain's tool ids (as OpenCode names them) that `ids` lacks.
+pub fn missing_tools(ids: &[String]) -> Vec<String> {
+    crate::tools::TOOLS
+        .iter()
+        .map(|t| format!("pocketbrain_{t}"))
+        .filter(|t| !ids.contains(t))
+        .collect()
 }
 
 impl OpenCode {
@@ -69,6 +97,51 @@ impl OpenCode {
             reachable: std::sync::atomic::AtomicBool::new(false),
             model_refused: std::sync::atomic::AtomicBool::new(false),
             sessions_seen: Default::default(),
+            tools: Default::default(),
+        }
+    }
+
+    fn tools_seen(&self) -> std::sync::MutexGuard<'_, ToolsSeen> {
+        self.tools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether OpenCode offers PocketBrain's tools in `dir`, asked once per
+    /// directory and stream epoch while they are there, at every call while
+    /// they are missing. Only a wrong answer raises `opencode-tools-missing`;
+    /// a failed request is logged and asked again next time (the prompt
+    /// that follows meets the same trouble and reports it).
+    pub async fn check_tools(&self, dir: &Path) {
+        let epoch = self.hub.epoch();
+        if epoch != 0 && self.tools_seen().present.get(dir) == Some(&epoch) {
+            return;
+        }
+        let ids = match self.note(self.client.tool_ids(dir).await) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot list OpenCode's tools; checking again at the next run");
+                return;
+            }
+        };
+        let missing = missing_tools(&ids);
+        let mut seen = self.tools_seen();
+        if missing.is_empty() {
+            if seen.missing.remove(dir) {
+                tracing::info!(code = "opencode-tools-missing", dir = %dir.display(), "OpenCode offers the PocketBrain tools again");
+            }
+            seen.present.retain(|_, e| *e == epoch);
+            if epoch != 0 {
+                seen.present.insert(dir.to_owned(), epoch);
+            }
+        } else {
+            seen.present.remove(dir);
+            if seen.missing.insert(dir.to_owned()) {
+                tracing::error!(
+                    code = "opencode-tools-missing",
+                    dir = %dir.display(),
+                    missing = %missing.join(","),
+                    "OpenCode did not load the PocketBrain plugin for this folder: the agent runs without its tools (see `pocketbrain doctor` and OpenCode's log)"
+                );
+            }
         }
     }
 
@@ -412,6 +485,8 @@ impl Agent for OpenCode {
 
     fn run(&self, spec: RunSpec) -> BoxFuture<'_, Result<String, AgentError>> {
         Box::pin(async move {
+            self.check_tools(&spec.dir).await;
+            crate::stage!("tools_checked", spec.session);
             let result = self.prompt_and_follow(&spec).await;
             match &result {
                 Ok(_) => self.model_refused.store(false, Ordering::Relaxed),
@@ -531,6 +606,8 @@ impl Agent for OpenCode {
             "opencode-stream-down"
         } else if self.model_refused.load(Ordering::Relaxed) {
             "opencode-model-refused"
+        } else if !self.tools_seen().missing.is_empty() {
+            "opencode-tools-missing"
         } else {
             "opencode-ok"
         }

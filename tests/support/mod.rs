@@ -58,8 +58,50 @@ pub fn opencode_config_patched(model: &ScriptedModel, patch: &Value) -> String {
     config.to_string()
 }
 
-/// Environment that isolates an OpenCode process in `home`.
+/// OpenCode's own config folder in `home` as docker-compose.yml gives it
+/// to the OpenCode container: an empty `node_modules/` and the lock that
+/// names `@opencode-ai/plugin`, so OpenCode finds nothing to install there
+/// (it installs that package into every config folder it reads, and loads
+/// no plugin before the install has ended). The workspace's `.opencode/`
+/// gets the same from the bridge.
+pub fn opencode_home(home: &Path) {
+    let config = home.join(".config/opencode");
+    std::fs::create_dir_all(config.join("node_modules")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("opencode-plugin/runtime/package-lock.json"),
+        config.join("package-lock.json"),
+    )
+    .unwrap();
+}
+
+/// Environment that leaves a process no package registry: npm's and Bun's
+/// registry settings and the proxies all point at `closed` (a URL nobody
+/// listens on); loopback stays direct, for the scripted model.
+pub fn no_registry(closed: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        "npm_config_registry",
+        "NPM_CONFIG_REGISTRY",
+        "BUN_CONFIG_REGISTRY",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .map(|k| ((*k).to_owned(), closed.to_owned()))
+    .collect();
+    for k in ["NO_PROXY", "no_proxy"] {
+        env.push((k.to_owned(), "127.0.0.1,localhost".to_owned()));
+    }
+    env
+}
+
+/// Environment that isolates an OpenCode process in `home` (prepared by
+/// [`opencode_home`]).
 pub fn opencode_env(cmd: &mut Command, home: &Path, model: &ScriptedModel) {
+    opencode_home(home);
     cmd.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("XDG_DATA_HOME", home.join(".local/share"))
@@ -111,6 +153,18 @@ impl OpenCode {
         port: u16,
         config: String,
     ) -> Self {
+        Self::start_with_env(workspace, home, model, port, config, &[])
+    }
+
+    /// Like `start_with`, with `extra` added to the server's environment.
+    pub fn start_with_env(
+        workspace: &Path,
+        home: &Path,
+        model: &ScriptedModel,
+        port: u16,
+        config: String,
+        extra: &[(String, String)],
+    ) -> Self {
         std::fs::create_dir_all(workspace).unwrap();
         std::fs::create_dir_all(home).unwrap();
         let log = home.join("opencode.log");
@@ -119,7 +173,7 @@ impl OpenCode {
         loop {
             attempt += 1;
             let try_port = if port == 0 { free_port() } else { port };
-            match Self::spawn(workspace, home, model, try_port, &config, &log) {
+            match Self::spawn(workspace, home, model, try_port, &config, &log, extra) {
                 Ok(oc) => return oc,
                 Err(why) if attempt < 5 && Instant::now() < deadline => {
                     eprintln!("opencode serve on port {try_port} did not start ({why}); again");
@@ -141,6 +195,7 @@ impl OpenCode {
         port: u16,
         config: &str,
         log: &Path,
+        extra: &[(String, String)],
     ) -> Result<Self, String> {
         use std::io::{BufRead, BufReader};
         let stderr = std::fs::OpenOptions::new()
@@ -161,7 +216,8 @@ impl OpenCode {
         .stdout(Stdio::piped())
         .stderr(stderr);
         opencode_env(&mut cmd, home, model);
-        cmd.env("OPENCODE_CONFIG_CONTENT", config);
+        cmd.env("OPENCODE_CONFIG_CONTENT", config)
+            .envs(extra.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn opencode serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -227,18 +283,6 @@ impl World {
     /// Model only: the bridge will start its own OpenCode.
     pub async fn without_opencode() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // The plugin's run-time dependencies (the manifest the bridge installs
-        // into the workspace), installed once by install-tools.sh.
-        let shim =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("opencode-plugin/runtime/node_modules");
-        assert!(
-            shim.is_dir(),
-            "{} is missing: run scripts/install-tools.sh",
-            shim.display()
-        );
-        let dot = dir.path().join("workspace/.opencode");
-        std::fs::create_dir_all(&dot).unwrap();
-        std::os::unix::fs::symlink(&shim, dot.join("node_modules")).unwrap();
         let model = ScriptedModel::start().await;
         Self {
             dir,
