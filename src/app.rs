@@ -2,8 +2,9 @@
 //! them until shutdown.
 //!
 //! Start-up does only what can fail for good and must be reported at once:
-//! open the store, bind the HTTP port, open the channel, install the
-//! plugin, spawn a managed OpenCode. Nothing in it waits for OpenCode:
+//! open the store, refuse a workspace inside a git repository (it would
+//! join every chat folder into one OpenCode project), bind the HTTP port,
+//! open the channel, install the plugin, spawn a managed OpenCode. Nothing in it waits for OpenCode:
 //! `/health` is served from the moment `run` begins and reports
 //! `opencode-unreachable` until OpenCode answers, while runs that need it
 //! are retried by the queue.
@@ -74,6 +75,12 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the workspace {workspace} is inside the git repository {} ({} found): OpenCode would take that repository as every chat's project, and chats could read each other's folders; move the workspace out of the repository, or set PB_WORKSPACE to a folder outside it",
+        git.parent().unwrap_or(git).display(),
+        git.display()
+    )]
+    InsideGit { workspace: PathBuf, git: PathBuf },
     #[error("starting opencode: {0}")]
     OpenCode(#[from] ServerError),
     #[error("cannot listen on {addr} (PB_HTTP_ADDR): {source}")]
@@ -130,6 +137,11 @@ impl App {
             .map_err(workspace_err(config.workspace.clone()))?;
         let workspace = std::path::absolute(&config.workspace)
             .map_err(workspace_err(config.workspace.clone()))?;
+        // Chats are kept apart only while each chat folder is its own
+        // OpenCode project (see `crate::workspace`).
+        if let Some(git) = crate::workspace::enclosing_git(&workspace) {
+            return Err(StartError::InsideGit { workspace, git });
+        }
 
         let listen_err = |source| StartError::Listen {
             addr: config.http_addr,

@@ -2,7 +2,9 @@
 //! time, each with a fix when it fails.
 //!
 //! The checks, in order: the settings; the data folder's permissions (it
-//! holds the messages and the WhatsApp keys); the database; the HTTP port;
+//! holds the messages and the WhatsApp keys); the database; the chats'
+//! isolation (no git repository around the workspace, which would make
+//! OpenCode treat all chat folders as one project); the HTTP port;
 //! OpenCode reachable and at the pinned version; the plugin loaded for a
 //! chat folder (OpenCode lists the `pocketbrain_*` tools there); the
 //! workspace and the tool-call folder visible to OpenCode at the bridge's
@@ -92,7 +94,12 @@ pub async fn run(
     api: &BridgeApi,
     bridge: Option<serde_json::Value>,
 ) -> Vec<Check> {
-    let mut out = vec![settings(config), data_folder(config), database(config)];
+    let mut out = vec![
+        settings(config),
+        data_folder(config),
+        database(config),
+        isolation(config),
+    ];
     out.push(http_port(config, api, bridge.is_some()));
     let url = config
         .opencode_url
@@ -283,6 +290,30 @@ fn database(config: &Config) -> Check {
             NAME,
             format!("{}: {e}", path.display()),
             "check the file's owner and permissions; restore a backup if it is damaged",
+        ),
+    }
+}
+
+fn isolation(config: &Config) -> Check {
+    const NAME: &str = "isolation";
+    let workspace = std::path::absolute(&config.workspace).unwrap_or(config.workspace.clone());
+    match crate::workspace::enclosing_git(&workspace) {
+        None => Check::ok(
+            NAME,
+            format!(
+                "no git repository around {}: each chat folder is its own OpenCode project",
+                workspace.display()
+            ),
+        ),
+        Some(git) => Check::fail(
+            NAME,
+            format!(
+                "the workspace {} is inside the git repository {} ({} found): OpenCode takes it as every chat's project, so chats can read each other's folders (the bridge refuses to start)",
+                workspace.display(),
+                git.parent().unwrap_or(&git).display(),
+                git.display()
+            ),
+            "move the workspace out of the repository, or set PB_WORKSPACE to a folder outside it",
         ),
     }
 }

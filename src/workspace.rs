@@ -6,6 +6,15 @@
 //! [`SafeDir`]: a symlink planted as `chats/`, as a chat folder or as
 //! `AGENTS.md` is replaced, never followed; removing a purged chat's folder
 //! ([`remove_chat_dir`]) removes links as links, never what they point to.
+//!
+//! Chats are kept apart by OpenCode's `external_directory` rule, and that
+//! rule only holds while a chat folder is its own project. OpenCode looks
+//! for a `.git` (folder or file) from the session's directory upwards, and
+//! when it finds one it takes that repository's work tree as the project
+//! of every folder inside it: then every chat's folder, the workspace
+//! root and the plugin count as inside the project and no rule asks.
+//! [`enclosing_git`] finds such a `.git`, and the bridge refuses to start
+//! on a workspace inside a repository (`doctor` reports the same).
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +84,28 @@ pub fn remove_chat_dir(workspace: &Path, folder: &Folder) -> std::io::Result<boo
     Ok(existed)
 }
 
+/// The `.git` (a folder or a file) that would make OpenCode treat the
+/// workspace as part of a git repository: one in `chats/`, in the workspace
+/// or in any folder above it, along the absolute path as given and along
+/// the path with symlinks resolved (OpenCode may see either).
+///
+/// Any `.git` counts, even one git itself would reject: it is cheaper to
+/// move a workspace than to prove a stray `.git` harmless.
+pub fn enclosing_git(workspace: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+    let mut chats = vec![absolute.join("chats")];
+    if let Ok(real) = std::fs::canonicalize(&absolute)
+        && real != absolute
+    {
+        chats.push(real.join("chats"));
+    }
+    chats
+        .iter()
+        .flat_map(|chats| chats.ancestors())
+        .map(|dir| dir.join(".git"))
+        .find(|git| git.symlink_metadata().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +173,29 @@ mod tests {
         );
         // Gone already is fine.
         assert!(!remove_chat_dir(&ws, &Folder::parse("cat").unwrap()).unwrap());
+}
+
+    fn a_git_repository_around_the_workspace_is_found_wherever_it_sits() {
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let ws = root.join("outer/ws");
+        std::fs::create_dir_all(ws.join("chats/ann")).unwrap();
+        assert_eq!(enclosing_git(&ws), None);
+        // A chat's own repository does not widen anything.
+        std::fs::create_dir_all(ws.join("chats/ann/.git")).unwrap();
+        assert_eq!(enclosing_git(&ws), None);
+        for git in ["outer/.git", "outer/ws/.git", "outer/ws/chats/.git"] {
+            let git = root.join(git);
+            // A worktree's `.git` is a file.
+            std::fs::write(&git, "gitdir: /elsewhere\n").unwrap();
+            assert_eq!(enclosing_git(&ws), Some(git.clone()));
+            std::fs::remove_file(&git).unwrap();
+        }
+        std::fs::create_dir(root.join("outer/.git")).unwrap();
+        assert_eq!(enclosing_git(&ws), Some(root.join("outer/.git")));
+        // Reached through a symlink from outside the repository.
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&ws, &link).unwrap();
+        assert_eq!(enclosing_git(&link), Some(root.join("outer/.git")));
     }
 }
