@@ -27,6 +27,18 @@ npm_ci() {
   lock_sum "$1" >"$1/node_modules/.pocketbrain-lock"
 }
 
+# OpenCode's grep and glob tools run ripgrep; without `rg` on PATH it tries
+# to download one from GitHub at the first search (which an offline machine
+# cannot reach), so install Debian's.
+if ! command -v rg >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "install-tools: installing ripgrep from Debian (OpenCode's search tools use it)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ripgrep >&2
+  else
+    echo "install-tools: ripgrep (rg) is recommended for OpenCode's search tools (Debian: apt-get install ripgrep)" >&2
+  fi
+fi
+
 venv="$tools/venv"
 schemathesis_ok() {
   [ -x "$venv/bin/schemathesis" ] &&

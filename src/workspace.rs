@@ -173,8 +173,9 @@ mod tests {
         );
         // Gone already is fine.
         assert!(!remove_chat_dir(&ws, &Folder::parse("cat").unwrap()).unwrap());
-}
+    }
 
+    #[test]
     fn a_git_repository_around_the_workspace_is_found_wherever_it_sits() {
         let t = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(t.path()).unwrap();

@@ -248,3 +248,40 @@ async fn a_guest_cannot_write_git_or_opencode_files_in_its_own_folder() {
         .count();
     assert_eq!(denied, 4, "{results:?}");
 }
+
+/// A guest's web fetch of the bridge's own port, of the cloud metadata
+/// address and of a loopback address written as a number is refused by the
+/// bridge, through OpenCode's real permission request, and the owner is not
+/// asked.
+#[tokio::test]
+async fn a_guests_web_fetch_never_reaches_local_or_private_addresses() {
+    let mut w = World::new().await;
+    w.register(MAIN, "Me", &["--main"]);
+    w.register(GROUP, "Family", &["--trigger", "always"]);
+    w.start_bridge().await;
+    let fetch = |url: String| Reply::tool_call("webfetch", json!({"url": url, "format": "text"}));
+    let status = format!("{}/status", w.base_url());
+    w.model.on(
+        of_chat("Family"),
+        vec![
+            fetch(status),
+            fetch("http://169.254.169.254/latest/meta-data/".into()),
+            fetch("http://2130706433/".into()),
+            Reply::text("fetch done"),
+        ],
+    );
+    w.say(GROUP, "G1", "fetch some pages").await;
+    wait_text(&w, GROUP, "fetch done").await;
+
+    let results = tool_results_of(&w, "Family");
+    let refused = results
+        .iter()
+        .filter(|t| t.contains("Private and local addresses are not reachable from this chat"))
+        .count();
+    assert_eq!(refused, 3, "{results:?}");
+    let owner = w.outbox_texts(MAIN).await;
+    assert!(
+        !owner.iter().any(|t| t.contains("Approval needed")),
+        "{owner:?}"
+    );
+}
