@@ -91,11 +91,19 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
     };
     let mut approvals = tokio::time::interval(APPROVALS_EVERY);
     loop {
+        // Biased, the stream's events first: a reply's deltas reach the hub
+        // before the run that ends on them stores the reply, so draining the
+        // hub first sends every delta before the reply's `message` frame.
         let out: Vec<Value> = tokio::select! {
+            biased;
             _ = s.cancel.cancelled() => {
                 let _ = socket.send(Message::Close(None)).await;
                 return;
             }
+            ev = hub.recv() => match ev {
+                Ok(HubEvent::Event(ev)) if ev.kind == "message.part.delta" => conn.on_delta(&ev.properties).await,
+                _ => vec![],
+            },
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Text(t))) => conn.on_frame(t.as_str()).await,
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -111,10 +119,6 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
                     vec![json!({"type": "error", "error": format!("{n} messages were missed; read GET /api/v1/conversations/{{id}}")})]
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
-            },
-            ev = hub.recv() => match ev {
-                Ok(HubEvent::Event(ev)) if ev.kind == "message.part.delta" => conn.on_delta(&ev.properties).await,
-                _ => vec![],
             },
             _ = approvals.tick() => conn.new_approvals().await,
         };
