@@ -76,9 +76,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(
-        "the workspace {workspace} is inside the git repository {} ({} found): OpenCode would take that repository as every chat's project, and chats could read each other's folders; move the workspace out of the repository, or set PB_WORKSPACE to a folder outside it",
-        git.parent().unwrap_or(git).display(),
-        git.display()
+        "{}; {}",
+        crate::workspace::inside_git(workspace, git),
+        crate::workspace::INSIDE_GIT_FIX
     )]
     InsideGit { workspace: PathBuf, git: PathBuf },
     #[error("starting opencode: {0}")]

@@ -318,20 +318,7 @@ impl Approvals {
     /// every address it would reach is public, refused otherwise. The
     /// owner is not asked.
     async fn on_webfetch(&self, reg: &RegisteredChat, ask: &PermissionAsk) -> Result<()> {
-        let mut urls: Vec<&str> = ask.patterns.iter().map(String::as_str).collect();
-        urls.push(&ask.detail);
-        let mut verdict = if urls.iter().all(|u| u.trim().is_empty()) {
-            Err("no address given".to_owned())
-        } else {
-            Ok(())
-        };
-        for url in urls.into_iter().filter(|u| !u.trim().is_empty()) {
-            if verdict.is_err() {
-                break;
-            }
-            verdict = public_url(url, WEBFETCH_LOOKUP).await;
-        }
-        match verdict {
+        match fetch_verdict(ask).await {
             Ok(()) => {
                 tracing::info!(id = %ask.id, chat = %reg.jid, url = %ask.detail, "web fetch of a public address allowed");
                 crate::metrics::approval("public_fetch");
@@ -916,6 +903,27 @@ fn ask_messages(
         pieces.push(Piece::Code(rules_lines(&approval.always)));
     }
     pack(pieces, budget)
+}
+
+/// `Ok` when every address a `webfetch` request names (its patterns and its
+/// detail, usually the same URL, each checked once) is public; else why not.
+async fn fetch_verdict(ask: &PermissionAsk) -> std::result::Result<(), String> {
+    let mut urls: Vec<&str> = ask
+        .patterns
+        .iter()
+        .chain([&ask.detail])
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .collect();
+    urls.sort_unstable();
+    urls.dedup();
+    if urls.is_empty() {
+        return Err("no address given".to_owned());
+    }
+    for url in urls {
+        public_url(url, WEBFETCH_LOOKUP).await?;
+    }
+    Ok(())
 }
 
 /// Who may answer approvals in the main chat `reg`: the account's own

@@ -308,12 +308,10 @@ fn isolation(config: &Config) -> Check {
         Some(git) => Check::fail(
             NAME,
             format!(
-                "the workspace {} is inside the git repository {} ({} found): OpenCode takes it as every chat's project, so chats can read each other's folders (the bridge refuses to start)",
-                workspace.display(),
-                git.parent().unwrap_or(&git).display(),
-                git.display()
+                "{} (the bridge refuses to start)",
+                crate::workspace::inside_git(&workspace, &git)
             ),
-            "move the workspace out of the repository, or set PB_WORKSPACE to a folder outside it",
+            crate::workspace::INSIDE_GIT_FIX,
         ),
     }
 }

@@ -84,6 +84,21 @@ pub fn remove_chat_dir(workspace: &Path, folder: &Folder) -> std::io::Result<boo
     Ok(existed)
 }
 
+/// What is wrong with a workspace inside the repository of `git`, as the
+/// start-up error and `doctor` say it.
+pub fn inside_git(workspace: &Path, git: &Path) -> String {
+    format!(
+        "the workspace {} is inside the git repository {} ({} found): OpenCode would take that repository as every chat's project, and chats could read each other's folders",
+        workspace.display(),
+        git.parent().unwrap_or(git).display(),
+        git.display()
+    )
+}
+
+/// How to mend [`inside_git`].
+pub const INSIDE_GIT_FIX: &str =
+    "move the workspace out of the repository, or set PB_WORKSPACE to a folder outside it";
+
 /// The `.git` (a folder or a file) that would make OpenCode treat the
 /// workspace as part of a git repository: one in `chats/`, in the workspace
 /// or in any folder above it, along the absolute path as given and along

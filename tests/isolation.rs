@@ -8,40 +8,13 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use support::*;
 
 const MAIN: &str = "491510000001@s.whatsapp.net";
 const GROUP: &str = "120363000000001@g.us";
-// Generous: the first run in a chat boots an OpenCode instance, slow on a busy machine.
-const T: Duration = Duration::from_secs(120);
-
-/// A request of the chat whose memory file names `name`.
-fn of_chat(name: &'static str) -> impl Fn(&ChatRequest) -> bool + Send + Sync + 'static {
-    move |r: &ChatRequest| {
-        !r.is_title_request()
-            && r.system_text()
-                .contains(&format!("WhatsApp chat \"{name}\""))
-    }
-}
-
-/// Waits for a message in `chat` containing `needle`.
-async fn wait_text(w: &World, chat: &str, needle: &str) {
-    let deadline = Instant::now() + T;
-    loop {
-        let texts = w.outbox_texts(chat).await;
-        if texts.iter().any(|t| t.contains(needle)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message with {needle:?} in {chat}: {texts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The tool results the model saw in `chat`'s last request (each request
 /// carries the whole conversation so far).

@@ -29,17 +29,23 @@ const T: Duration = Duration::from_secs(120);
 /// A world whose OpenCode can reach no package registry.
 async fn offline_world() -> World {
     let mut w = World::without_opencode().await;
+    start_offline_opencode(&mut w, 0);
+    w
+}
+
+/// Starts the world's OpenCode on `port` (0: any) with every registry and
+/// proxy pointing at a closed port.
+fn start_offline_opencode(w: &mut World, port: u16) {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let config = opencode_config(&w.model);
     w.opencode = Some(OpenCode::start_with_env(
         &w.workspace(),
         &w.home(),
         &w.model,
-        0,
+        port,
         config,
         &no_registry(&closed),
     ));
-    w
 }
 
 /// The stage events (name → wall clock in µs) of a bridge's JSON log.
@@ -199,16 +205,7 @@ async fn a_plugin_that_does_not_load_raises_opencode_tools_missing_until_it_is_b
     // load): the next run finds the tools and the code clears.
     std::fs::write(&plugin, good).unwrap();
     let port = w.stop_opencode();
-    let closed = format!("http://127.0.0.1:{}", free_port());
-    let config = opencode_config(&w.model);
-    w.opencode = Some(OpenCode::start_with_env(
-        &w.workspace(),
-        &w.home(),
-        &w.model,
-        port,
-        config,
-        &no_registry(&closed),
-    ));
+    start_offline_opencode(&mut w, port);
     w.say(DM, "B2", "again").await;
     assert_eq!(
         w.wait_outbox(DM, 2, T).await,

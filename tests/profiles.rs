@@ -16,36 +16,11 @@ const GROUP: &str = "120363000000001@g.us";
 // Generous: the first run in a chat boots an OpenCode instance, slow on a busy machine.
 const T: Duration = Duration::from_secs(120);
 
-/// A request of the chat whose memory file names `name`.
-fn of_chat(name: &'static str) -> impl Fn(&ChatRequest) -> bool + Send + Sync + 'static {
-    move |r: &ChatRequest| {
-        !r.is_title_request()
-            && r.system_text()
-                .contains(&format!("WhatsApp chat \"{name}\""))
-    }
-}
-
 fn bash(command: &str) -> Reply {
     Reply::tool_call(
         "bash",
         json!({"command": command, "description": "run a command"}),
     )
-}
-
-/// Waits for a message in `chat` containing `needle`; returns it.
-async fn wait_text(w: &World, chat: &str, needle: &str) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        let texts = w.outbox_texts(chat).await;
-        if let Some(t) = texts.iter().find(|t| t.contains(needle)) {
-            return t.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message with {needle:?} in {chat}: {texts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The code in an approval message (`... "yes 4821" ...`).

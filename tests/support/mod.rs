@@ -714,3 +714,31 @@ pub async fn assert_quiet(world: &World, chat: &str, expected: usize, quiet: Dur
         "unexpected messages in {chat}: {texts:?}"
     );
 }
+
+/// A request of the chat whose memory file names `name` (its `AGENTS.md`
+/// says `WhatsApp chat "<name>"`), title requests aside.
+pub fn of_chat(name: &'static str) -> impl Fn(&ChatRequest) -> bool + Send + Sync + 'static {
+    move |r: &ChatRequest| {
+        !r.is_title_request()
+            && r.system_text()
+                .contains(&format!("WhatsApp chat \"{name}\""))
+    }
+}
+
+/// Waits (up to two minutes: a chat's first run boots an OpenCode instance,
+/// slow on a busy machine) for a message in `chat` containing `needle`;
+/// returns it.
+pub async fn wait_text(w: &World, chat: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let texts = w.outbox_texts(chat).await;
+        if let Some(t) = texts.iter().find(|t| t.contains(needle)) {
+            return t.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message with {needle:?} in {chat}: {texts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
