@@ -53,6 +53,13 @@ pub enum StartError {
         "another bridge is running on the data folder {0} (it holds bridge.lock); stop it first"
     )]
     Locked(PathBuf),
+    #[error(
+        "cannot create the data folder {path} or make it owner-only (0700): {source}; set PB_DATA_DIR to a folder this user owns"
+    )]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot lock the data folder {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -122,6 +129,11 @@ impl App {
             ChannelKind::WhatsApp => "whatsapp",
             ChannelKind::Fake => "fake",
         });
+        // Owner-only, whatever the umask or an older install left.
+        crate::owner_only::dir(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let lock = crate::backup::DataLock::try_acquire(&config.data_dir)
             .map_err(|source| StartError::Lock {
                 path: config.data_dir.clone(),
@@ -353,6 +365,7 @@ impl App {
                 opencode_url: client.base().to_string(),
             },
             Some(api_routes),
+            config.http_hosts.clone(),
         );
         // The chats parked before the stop are known before /health can be
         // asked about them. (Work to resume is queued at the end, once the

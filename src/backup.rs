@@ -346,6 +346,7 @@ fn verify_in(file: &Path, dir: &Path) -> Result<Verified> {
 /// `force`. The archive is verified first; nothing is replaced when it
 /// fails. Blocking.
 pub fn restore(config: &Config, file: &Path, force: bool) -> Result<Verified> {
+    crate::owner_only::dir(&config.data_dir)?;
     let _lock = DataLock::try_acquire(&config.data_dir)?
         .ok_or_else(|| BackupError::Running(config.data_dir.clone()))?;
     let db = config.db_path();
@@ -370,14 +371,15 @@ pub fn restore(config: &Config, file: &Path, force: bool) -> Result<Verified> {
 
 /// Moves the database `from` over `to`, removing `to`'s WAL files first.
 fn replace_db(from: &Path, to: &Path) -> Result<()> {
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let f = PathBuf::from(format!("{}{suffix}", to.display()));
+    for f in crate::owner_only::sqlite_companions(to) {
         match std::fs::remove_file(&f) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
     }
     std::fs::rename(from, to)?;
+    // Whatever mode the archive gave it: owner-only.
+    crate::owner_only::file(to)?;
     Ok(())
 }
 

@@ -73,6 +73,19 @@ pub struct Config {
         hide_env_values = true
     )]
     pub http_token: Option<Secret>,
+    /// Host names (besides localhost and IP addresses) the HTTP server
+    /// answers to, comma separated, e.g. "pocketbrain.lan"; a request for
+    /// any other name is refused (DNS rebinding)
+    #[arg(
+        long,
+        env = "PB_HTTP_HOSTS",
+        value_name = "PB_HTTP_HOSTS",
+        value_delimiter = ',',
+        value_parser = parse_host_name,
+        global = true,
+        hide_env_values = true
+    )]
+    pub http_hosts: Vec<String>,
     /// Log format: human (default) or json (one JSON object per line)
     #[arg(
         long,
@@ -473,8 +486,76 @@ pub struct Config {
     pub api_reply_timeout: Duration,
 }
 
-/// Shortest `PB_HTTP_TOKEN` accepted.
+/// Shortest `PB_HTTP_TOKEN` or `OPENCODE_SERVER_PASSWORD` accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Words that mark a value as a placeholder left from an example, compared
+/// with the value lower-cased and stripped of everything but letters and
+/// digits (`change-me`, `Change_Me_Now`, `changeme123` are all placeholders).
+const PLACEHOLDER_WORDS: [&str; 9] = [
+    "changeme",
+    "replaceme",
+    "placeholder",
+    "yourtoken",
+    "yourpassword",
+    "yoursecret",
+    "longrandomstring",
+    "randomstring",
+    "example",
+];
+
+/// Why `value` cannot be a token or password, or `None` when it may: it is
+/// shorter than [`MIN_TOKEN_LEN`], names a placeholder, or is made of a few
+/// characters repeated (`aaaa…`, `12121212…`). The value itself is never
+/// part of the reason.
+pub fn weak_secret(value: &str) -> Option<String> {
+    let chars = value.chars().count();
+    if chars < MIN_TOKEN_LEN {
+        return Some(format!(
+            "it is {chars} characters long, shorter than {MIN_TOKEN_LEN}"
+        ));
+    }
+    let folded: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if let Some(word) = PLACEHOLDER_WORDS.iter().find(|w| folded.contains(*w)) {
+        return Some(format!(
+            "it is a placeholder (it contains {word:?}), not a secret"
+        ));
+    }
+    let distinct: std::collections::BTreeSet<char> = value.chars().collect();
+    if distinct.len() < 6 {
+        return Some(format!(
+            "it is made of only {} different characters",
+            distinct.len()
+        ));
+    }
+    None
+}
+
+/// A host name for `PB_HTTP_HOSTS`: letters, digits, `-` and `.`, matched
+/// case-insensitively.
+fn parse_host_name(value: &str) -> Result<String, String> {
+    let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{value:?} is not a host name (letters, digits, '-' and '.'; no port, no scheme)"
+        ))
+    }
+}
 
 /// A secret string: never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -654,7 +735,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(token) = &self.http_token {
             let t = token.expose();
-            if t.len() < MIN_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            if !t.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(ConfigError {
                     setting: "PB_HTTP_TOKEN",
                     flag: "--http-token",
@@ -663,6 +744,24 @@ impl Config {
                     ),
                 });
             }
+            weak_secret(t).map_or(Ok(()), |why| {
+                Err(ConfigError {
+                    setting: "PB_HTTP_TOKEN",
+                    flag: "--http-token",
+                    why: format!("{why}: use at least {MIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 32`)"),
+                })
+            })?;
+        }
+        if let Some(password) = &self.opencode_password {
+            weak_secret(password.expose()).map_or(Ok(()), |why| {
+                Err(ConfigError {
+                    setting: "OPENCODE_SERVER_PASSWORD",
+                    flag: "--opencode-password",
+                    why: format!(
+                        "{why}: use at least {MIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 32`), the same for OpenCode and the bridge; unset it to have the bridge's own OpenCode use a random one"
+                    ),
+                })
+            })?;
         }
         let err = |why: &str| ConfigError {
             setting: "OPENCODE_URL",
@@ -1097,10 +1196,68 @@ mod tests {
         }
         let e = refused(&[("PB_HTTP_TOKEN", "short")], &["serve"]);
         assert!(
-            e.starts_with("invalid PB_HTTP_TOKEN (--http-token): use at least 16"),
+            e.starts_with(
+                "invalid PB_HTTP_TOKEN (--http-token): it is 5 characters long, shorter than 16"
+            ),
             "{e}"
         );
-        assert!(!e.contains("short"), "{e}");
+        assert!(!e.contains("short\""), "{e}");
+    }
+
+    /// Placeholders and short or repetitive values are refused as the
+    /// bridge's token and as OpenCode's password, the example file's own
+    /// values first; the value never shows in the message.
+    #[test]
+    fn placeholder_and_weak_secrets_are_refused() {
+        let example = include_str!("../.env.example");
+        let value_of = |name: &str| {
+            example
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} is not set in .env.example"))
+                .to_owned()
+        };
+        let from_example = [
+            value_of("PB_HTTP_TOKEN"),
+            value_of("OPENCODE_SERVER_PASSWORD"),
+        ];
+        let weak = [
+            "change-me",
+            "changeme",
+            "Change_Me_Please_Now_1234",
+            "replace-me-with-something-long",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "121212121212121212121212",
+            "0123456789",
+            "your-password-goes-here-xyz",
+        ];
+        for (setting, flag) in [
+            ("PB_HTTP_TOKEN", "--http-token"),
+            ("OPENCODE_SERVER_PASSWORD", "--opencode-password"),
+        ] {
+            for value in from_example.iter().map(String::as_str).chain(weak) {
+                let e = refused(&[(setting, value)], &["serve"]);
+                assert!(
+                    e.starts_with(&format!("invalid {setting} ({flag}): ")),
+                    "{e}"
+                );
+                assert!(!e.contains(value), "the value shows in {e}");
+            }
+            let strong = "9f2c4e1ab37d5068e4c1f0a2b9d37e65";
+            let c = parse(&[(setting, strong)], &["serve"]).unwrap();
+            assert!(c.http_token.is_some() || c.opencode_password.is_some());
+        }
+        assert_eq!(weak_secret("9f2c4e1ab37d5068"), None);
+    }
+
+    #[test]
+    fn host_names_are_checked_and_folded() {
+        let c = parse(&[("PB_HTTP_HOSTS", "PocketBrain.LAN, box.")], &["serve"]).unwrap();
+        assert_eq!(c.http_hosts, ["pocketbrain.lan", "box"]);
+        for bad in ["http://x", "x:8787", "a..b", "-"] {
+            let e = refused(&[("PB_HTTP_HOSTS", bad)], &["serve"]);
+            assert!(e.contains("PB_HTTP_HOSTS"), "{e}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `pocketbrain doctor`: checks what a working bridge needs, one check at a
 //! time, each with a fix when it fails.
 //!
-//! The checks, in order: the settings; the data folder's permissions (it
-//! holds the messages and the WhatsApp keys); the database; the chats'
+//! The checks, in order: the settings; the data folder's owner (it holds
+//! the messages and the WhatsApp keys); the modes of the folder and of the
+//! files in it that hold secrets (0700 and 0600); the database; the chats'
 //! isolation (no git repository around the workspace, which would make
 //! OpenCode treat all chat folders as one project); the HTTP port;
 //! OpenCode reachable and at the pinned version; the plugin loaded for a
@@ -97,6 +98,7 @@ pub async fn run(
     let mut out = vec![
         settings(config),
         data_folder(config),
+        file_modes(config),
         database(config),
         isolation(config),
     ];
@@ -224,31 +226,68 @@ fn data_folder(config: &Config) -> Check {
             format!("chmod 700 {}", dir.display()),
         );
     }
-    let token = config.token_file();
-    if let Ok(m) = std::fs::metadata(&token)
-        && m.permissions().mode() & 0o077 != 0
-    {
-        return Check::fail(
-            NAME,
-            format!(
-                "{} is readable by others (mode {:o})",
-                token.display(),
-                m.permissions().mode() & 0o777
-            ),
-            format!("chmod 600 {}", token.display()),
-        );
-    }
-    if mode & 0o077 != 0 {
-        return Check::warn(
-            NAME,
-            format!(
-                "{} can be read by other users (mode {mode:o}); it holds the messages and the WhatsApp keys",
-                dir.display()
-            ),
-            format!("chmod 700 {}", dir.display()),
-        );
-    }
     Check::ok(NAME, format!("{} (mode {mode:o})", dir.display()))
+}
+
+/// The data folder 0700 and every file in it that holds messages, keys or
+/// the token 0600: the bridge makes them so at each start, so a wider mode
+/// is from an older install, a copy, or a hand.
+fn file_modes(config: &Config) -> Check {
+    const NAME: &str = "file modes";
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        return Check::skip(NAME, "the data folder does not exist yet");
+    }
+    let mut files = vec![config.token_file()];
+    for db in [
+        config.db_path(),
+        config.whatsapp_db(),
+        dir.join("fake-phone.sqlite3"),
+    ] {
+        files.extend(crate::owner_only::sqlite_companions(&db));
+        files.push(db);
+    }
+    let mut wide = Vec::new();
+    let mut checked = 0;
+    let mode_of = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    };
+    if let Some(mode) = mode_of(dir)
+        && mode & !crate::owner_only::DIR_MODE != 0
+    {
+        wide.push((dir.clone(), mode, "700"));
+    }
+    for f in &files {
+        if let Some(mode) = mode_of(f) {
+            checked += 1;
+            if mode & !crate::owner_only::FILE_MODE != 0 {
+                wide.push((f.clone(), mode, "600"));
+            }
+        }
+    }
+    if wide.is_empty() {
+        return Check::ok(
+            NAME,
+            format!("{} is 700, its {checked} secret files 600", dir.display()),
+        );
+    }
+    let detail = wide
+        .iter()
+        .map(|(p, mode, _)| format!("{} is {mode:o}", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fix = wide
+        .iter()
+        .map(|(p, _, want)| format!("chmod {want} {}", p.display()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Check::fail(
+        NAME,
+        format!("others may read what only you should: {detail}"),
+        format!("{fix} (the bridge also narrows them at its next start)"),
+    )
 }
 
 fn database(config: &Config) -> Check {

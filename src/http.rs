@@ -79,8 +79,9 @@ impl IntoResponse for ApiError {
 }
 
 /// The bridge's routes; `api` (the local API's, with their own state and
-/// guards) are served beside them, under the same body limit.
-pub fn router(state: AppState, api: Option<Router>) -> Router {
+/// guards) are served beside them, under the same body limit and the same
+/// `Host` rule ([`host_allowed`], with `hosts` the names of `PB_HTTP_HOSTS`).
+pub fn router(state: AppState, api: Option<Router>, hosts: Vec<String>) -> Router {
     let mut r = Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
@@ -99,7 +100,66 @@ pub fn router(state: AppState, api: Option<Router>) -> Router {
         Some(api) => r.merge(api),
         None => r,
     };
-    limit_bodies(r)
+    only_known_hosts(limit_bodies(r), hosts.into())
+}
+
+/// Refuses, on every route (unknown paths too), a request whose `Host` is
+/// not one [`host_allowed`] accepts.
+fn only_known_hosts<S: Clone + Send + Sync + 'static>(
+    r: Router<S>,
+    hosts: Arc<[String]>,
+) -> Router<S> {
+    r.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+        let hosts = hosts.clone();
+        async move {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .map(|h| h.to_str().unwrap_or("\u{fffd}").to_owned())
+                .or_else(|| req.uri().authority().map(|a| a.to_string()));
+            match host {
+                Some(h) if host_allowed(&h, &hosts) => next.run(req).await,
+                Some(h) => ApiError(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!(
+                        "this bridge does not answer to the host name {h:?}: use localhost or an IP address, or add the name to PB_HTTP_HOSTS"
+                    ),
+                )
+                .into_response(),
+                None => ApiError::bad("the request has no Host header").into_response(),
+            }
+        }
+    }))
+}
+
+/// Whether a `Host` header value (`name[:port]`) names this bridge: an IP
+/// address, `localhost` or a name under `.localhost`, or one of `extra`.
+/// A web page can point a name it controls at 127.0.0.1 (DNS rebinding) and
+/// then read the bridge with the browser's same-origin blessing; the `Host`
+/// header still carries that name, so it is refused here.
+pub(crate) fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // An IPv6 literal, `[addr]` or `[addr]:port`.
+        return rest.split_once(']').is_some_and(|(addr, port)| {
+            addr.parse::<std::net::Ipv6Addr>().is_ok()
+                && (port.is_empty() || port.strip_prefix(':').is_some_and(valid_port))
+        });
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || extra.contains(&name)
+}
+
+fn valid_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Puts `r`'s routes behind the token (when there is one) and the JSON
@@ -855,6 +915,75 @@ mod tests {
                 "{ok}"
             );
         }
+    }
+
+    #[test]
+    fn host_names_other_than_ours_are_refused() {
+        let extra = ["pocketbrain.lan".to_owned()];
+        for ok in [
+            "127.0.0.1:8787",
+            "127.0.0.1",
+            "192.168.1.20:8787",
+            "[::1]:8787",
+            "[::1]",
+            "localhost:8787",
+            "LocalHost",
+            "localhost.",
+            "app.localhost:3000",
+            "pocketbrain.lan:8787",
+            "PocketBrain.LAN",
+        ] {
+            assert!(host_allowed(ok, &extra), "{ok} refused");
+        }
+        for bad in [
+            "evil.example:8787",
+            "evil.example",
+            "localhost.evil.example",
+            "pocketbrain.lan.evil.example",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "[not-an-ip]:80",
+            "localhost:http",
+            "localhost:",
+            "",
+            "\u{fffd}",
+        ] {
+            assert!(!host_allowed(bad, &extra), "{bad} allowed");
+        }
+        assert!(!host_allowed("pocketbrain.lan", &[]));
+    }
+
+    #[tokio::test]
+    async fn every_route_refuses_a_foreign_host() {
+        use tower::ServiceExt;
+        let app = only_known_hosts(
+            Router::new().route("/x", get(|| async { "ok" })),
+            vec!["box.lan".to_owned()].into(),
+        );
+        let call = |host: Option<&'static str>, path: &'static str| {
+            let app = app.clone();
+            async move {
+                let mut req = axum::http::Request::get(path);
+                if let Some(h) = host {
+                    req = req.header(header::HOST, h);
+                }
+                app.oneshot(req.body(axum::body::Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(call(Some("127.0.0.1:1"), "/x").await, StatusCode::OK);
+        assert_eq!(call(Some("box.lan:1"), "/x").await, StatusCode::OK);
+        assert_eq!(
+            call(Some("rebind.evil:1"), "/x").await,
+            StatusCode::MISDIRECTED_REQUEST
+        );
+        assert_eq!(
+            call(Some("rebind.evil:1"), "/nope").await,
+            StatusCode::MISDIRECTED_REQUEST
+        );
+        assert_eq!(call(None, "/x").await, StatusCode::BAD_REQUEST);
     }
 
     #[test]

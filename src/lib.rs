@@ -31,7 +31,8 @@
 //!   folder, described to the agent) and out (`pocketbrain_send_file`);
 //!   [`transcribe`] turns voice notes into text over HTTP.
 //! - [`safe_dir`]: reading and writing in folders the agent can write,
-//!   never through a planted symlink.
+//!   never through a planted symlink; [`owner_only`]: the data folder
+//!   0700 and its secret files 0600, whatever the umask.
 //! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`,
 //!   `status`, `doctor`, `backup`, `restore`); [`doctor`] checks a set-up,
 //!   [`backup`] writes and restores archives.
@@ -61,6 +62,7 @@ pub mod metrics;
 pub mod model;
 pub mod opencode;
 pub mod outbound;
+pub mod owner_only;
 pub mod profiles;
 pub mod prompt;
 pub mod queue;

@@ -785,3 +785,81 @@ async fn the_openapi_document_holds_under_a_schema_fuzzer() {
     );
     assert!(out.status.success(), "{report}");
 }
+
+/// A key's WebSocket is held to the key's rules: each frame counts against
+/// its rate (a refused frame says when to retry and is not acted on), and
+/// the socket is closed soon after the key is revoked; a revoked key
+/// cannot open another.
+#[tokio::test]
+async fn a_keys_websocket_is_rate_limited_and_closed_when_the_key_is_revoked() {
+    let mut w = World::without_opencode().await;
+    // No run happens here: OpenCode is never asked.
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env("PB_HTTP_TOKEN", TOKEN);
+    w.set_env("PB_API_RATE_PER_MINUTE", "3");
+    let key = create_key(&w, &["tablet", "--conversation", "notes"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+
+    // The upgrade is the first request of three; two frames pass.
+    let mut ws = ws_connect(&base, &key).await;
+    let subscribe = || Message::Text(json!({"type": "subscribe"}).to_string().into());
+    for _ in 0..2 {
+        ws.send(subscribe()).await.unwrap();
+        ws_until(&mut ws, |v| v["type"] == "subscribed").await;
+    }
+    ws.send(subscribe()).await.unwrap();
+    let frames = ws_until(&mut ws, |v| v["type"] == "error").await;
+    let refusal = frames.last().unwrap();
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("PB_API_RATE_PER_MINUTE"),
+        "{refusal}"
+    );
+    let wait = refusal["retry_after"].as_u64().unwrap();
+    assert!((1..=20).contains(&wait), "{refusal}");
+    assert!(
+        !frames.iter().any(|v| v["type"] == "subscribed"),
+        "the refused frame was acted on: {frames:?}"
+    );
+    // The owner's socket is not limited.
+    let mut owner = ws_connect(&base, TOKEN).await;
+    for _ in 0..5 {
+        owner.send(subscribe()).await.unwrap();
+        ws_until(&mut owner, |v| v["type"] == "subscribed").await;
+    }
+
+    // Revoked (by the CLI, another process): the key's socket is closed
+    // with a reason; the owner's stays open.
+    let (ok, out, err) = w.cli(&["api-keys", "revoke", "tablet"]);
+    assert!(ok, "{out}{err}");
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the revoked key's socket was closed within 20 s")
+    .expect("a close frame with a reason");
+    assert_eq!(u16::from(closed.code), 1008);
+    assert_eq!(closed.reason.as_str(), "API key revoked");
+    owner.send(subscribe()).await.unwrap();
+    ws_until(&mut owner, |v| v["type"] == "subscribed").await;
+
+    let url = format!("{}/api/v1/ws", base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 401)
+        }
+        other => panic!("a revoked key opened a socket: {other:?}"),
+    }
+}

@@ -484,7 +484,7 @@ async fn bad_input_gets_clear_errors_and_nothing_breaks() {
     // client streaming all 3 MiB would race the server's close.)
     let head = w
         .raw_exchange(
-            "POST /fake/inbox HTTP/1.1\r\nHost: pb\r\nContent-Type: application/json\r\n\
+            "POST /fake/inbox HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
              Content-Length: 3145728\r\nConnection: close\r\n\r\n",
         )
         .await;

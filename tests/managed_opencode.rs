@@ -74,7 +74,7 @@ async fn kill9_takes_the_managed_opencode_down_and_a_restart_reruns_the_lost_pro
 async fn with_a_server_password_every_call_uses_basic_auth() {
     let mut w = World::without_opencode().await;
     // The managed server requires it on every route; the bridge must send it.
-    w.set_env("OPENCODE_SERVER_PASSWORD", "s3cret-pass");
+    w.set_env("OPENCODE_SERVER_PASSWORD", "s3cret-pass-7Hq2xZ");
     w.set_env("OPENCODE_SERVER_USERNAME", "pb-user");
     w.model.set_default(Reply::text("authenticated"));
     w.register(DM, "Ann", &[]);
@@ -86,7 +86,7 @@ async fn with_a_server_password_every_call_uses_basic_auth() {
         .wait_health(T, |h| h["checks"]["opencode"] == "opencode-ok")
         .await;
     assert!(
-        !h.to_string().contains("s3cret-pass"),
+        !h.to_string().contains("s3cret-pass-7Hq2xZ"),
         "the password never shows"
     );
     assert_eq!(w.stop_bridge().await.code(), Some(0));

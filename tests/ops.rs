@@ -124,6 +124,7 @@ async fn metrics_status_doctor_backup_and_restore_round_trip() {
     let (ok, out, err) = w.cli(&["doctor"]);
     assert!(ok, "doctor failed:\n{out}{err}");
     for line in [
+        "[ok  ] file modes",
         "[ok  ] opencode",
         "[ok  ] plugin",
         "[ok  ] shared folders",
@@ -351,4 +352,131 @@ async fn doctor_reports_opencode_down_with_its_fix() {
         "{out}"
     );
     assert!(out.contains("1 problem(s) found."), "{out}");
+}
+
+/// DNS rebinding: a page on a name its owner points at 127.0.0.1 reaches
+/// the bridge with that name in `Host`. Every route refuses it, /health
+/// and unknown paths too, before the token is even looked at; localhost,
+/// an IP address and a name in PB_HTTP_HOSTS pass.
+#[tokio::test]
+async fn a_request_for_a_foreign_host_name_is_refused_on_every_route() {
+    let mut w = World::without_opencode().await;
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env("PB_HTTP_HOSTS", "pocketbrain.lan");
+    w.start_bridge().await;
+    let raw = |host: &str, method: &str, path: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    for (method, path) in [
+        ("GET", "/health"),
+        ("GET", "/status"),
+        ("GET", "/metrics"),
+        ("GET", "/fake/outbox"),
+        ("POST", "/fake/inbox"),
+        ("POST", "/fake/link"),
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/nowhere"),
+    ] {
+        for host in ["rebind.evil.example:8787", "localhost.evil.example"] {
+            let res = w.raw_exchange(&raw(host, method, path)).await;
+            assert!(
+                res.starts_with("HTTP/1.1 421"),
+                "{method} {path} for {host}: {res}"
+            );
+            assert!(res.contains("PB_HTTP_HOSTS"), "{res}");
+        }
+    }
+    for host in [
+        "127.0.0.1:8787",
+        "localhost:8787",
+        "[::1]",
+        "pocketbrain.lan:8787",
+    ] {
+        let res = w.raw_exchange(&raw(host, "GET", "/status")).await;
+        assert!(res.starts_with("HTTP/1.1 200"), "{host}: {res}");
+    }
+}
+
+/// The data folder ends 0700 and the database, its journal files and the
+/// token file 0600, with the most permissive umask and over an older
+/// install's wide modes; doctor reports the modes, and names a file that a
+/// hand widened later, with its fix.
+#[tokio::test]
+async fn data_files_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask has no preconditions; each test runs in its own
+    // process (nextest), whose children inherit it.
+    unsafe { libc::umask(0) };
+    let mut w = World::without_opencode().await;
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env("PB_HTTP_TOKEN", TOKEN);
+    let data = w.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    w.register(OWNER, "Me", &["--main"]);
+    let db = data.join("pocketbrain.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    w.start_bridge().await;
+    w.say(OWNER, "m1", "hello").await;
+    let mode = |name: &str| {
+        std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for f in [
+        "pocketbrain.sqlite3",
+        "pocketbrain.sqlite3-wal",
+        "pocketbrain.sqlite3-shm",
+        "fake-phone.sqlite3",
+        "http-token",
+    ] {
+        assert_eq!(mode(f), 0o600, "{f}");
+    }
+    let (_, out, _) = w.cli(&["doctor"]);
+    assert!(out.contains("[ok  ] file modes"), "{out}");
+
+    std::fs::set_permissions(
+        data.join("fake-phone.sqlite3"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (ok, out, _) = w.cli(&["doctor"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("[FAIL] file modes") && out.contains("fake-phone.sqlite3 is 644"),
+        "{out}"
+    );
+    assert!(out.contains("chmod 600"), "{out}");
+}
+
+/// A placeholder left from .env.example, or a short password, stops the
+/// bridge at start with one line naming the setting, never the value.
+#[tokio::test]
+async fn placeholder_secrets_stop_the_bridge_at_start() {
+    let mut w = World::without_opencode().await;
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    for (setting, value) in [
+        ("OPENCODE_SERVER_PASSWORD", "change-me"),
+        ("OPENCODE_SERVER_PASSWORD", "hunter2"),
+        ("PB_HTTP_TOKEN", "change-me-to-a-long-random-string"),
+    ] {
+        let mut w2 = World::without_opencode().await;
+        w2.env = w.env.clone();
+        w2.set_env(setting, value);
+        let (ok, _, err) = w2.cli_ending(&["serve"], Duration::from_secs(60));
+        assert!(!ok, "{setting}={value} was accepted");
+        assert!(err.contains(&format!("invalid {setting}")), "{err}");
+        assert!(!err.contains(value), "the value is shown: {err}");
+    }
+    w.set_env("OPENCODE_SERVER_PASSWORD", "d81f3a09c2b7e456");
+    w.start_bridge().await;
 }

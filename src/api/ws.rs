@@ -15,7 +15,13 @@
 //!   bridge delivers there (replies, tool sends, task results), as stored;
 //! - `{"type":"approval","code","chat","permission","patterns"}`: a request
 //!   waiting for the owner (the owner sees every chat's, a key its own);
-//! - `{"type":"error","error"}`: a refused frame (the socket stays open).
+//! - `{"type":"error","error"}`: a refused frame (the socket stays open);
+//!   over the key's rate, also `"retry_after"` (seconds).
+//!
+//! A key's socket is held to the same rules as its REST calls: each frame
+//! counts against the key's rate limit (`PB_API_RATE_PER_MINUTE`), and the
+//! socket is closed (code 1008, "API key revoked") within a second of the
+//! key being revoked, and before any frame sent after it is acted on.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -105,7 +111,11 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
                 _ => vec![],
             },
             frame = socket.recv() => match frame {
-                Some(Ok(Message::Text(t))) => conn.on_frame(t.as_str()).await,
+                Some(Ok(Message::Text(t))) => match conn.admit().await {
+                    Admit::Yes => conn.on_frame(t.as_str()).await,
+                    Admit::Limited(out) => out,
+                    Admit::Revoked => return close_revoked(socket).await,
+                },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => vec![],
             },
@@ -120,7 +130,12 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = approvals.tick() => conn.new_approvals().await,
+            _ = approvals.tick() => {
+                if !conn.key_live().await {
+                    return close_revoked(socket).await;
+                }
+                conn.new_approvals().await
+            }
         };
         for v in out {
             if socket
@@ -138,7 +153,60 @@ fn error(why: impl Into<String>) -> Vec<Value> {
     vec![json!({"type": "error", "error": why.into()})]
 }
 
+/// Whether a client frame may be acted on.
+enum Admit {
+    Yes,
+    /// Over the key's rate: the frames to send instead.
+    Limited(Vec<Value>),
+    Revoked,
+}
+
+/// Ends a socket whose key was revoked, telling the client why.
+async fn close_revoked(mut socket: WebSocket) {
+    tracing::info!("closing a WebSocket: its API key was revoked");
+    let _ = socket
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::POLICY,
+            reason: "API key revoked".into(),
+        })))
+        .await;
+}
+
 impl Conn {
+    /// Whether the caller's key is still live (the owner always is). A
+    /// store error keeps the socket: it is not a revocation.
+    async fn key_live(&self) -> bool {
+        match &self.caller {
+            Caller::Owner => true,
+            Caller::Key(k) => self.s.store.api_key_live(&k.name).await.unwrap_or(true),
+        }
+    }
+
+    /// Checks a client frame against the key: revoked, or over its rate
+    /// (a refused frame does not count).
+    async fn admit(&self) -> Admit {
+        let Caller::Key(k) = &self.caller else {
+            return Admit::Yes;
+        };
+        if !self.key_live().await {
+            return Admit::Revoked;
+        }
+        match self.s.limiter.check(&k.name) {
+            Ok(()) => Admit::Yes,
+            Err(wait) => {
+                let secs = super::limit::retry_after_secs(wait);
+                Admit::Limited(vec![json!({
+                    "type": "error",
+                    "error": format!(
+                        "API key {:?} is over {} requests a minute (PB_API_RATE_PER_MINUTE); retry in {secs} s",
+                        k.name, self.s.settings.rate_per_minute
+                    ),
+                    "retry_after": secs,
+                })])
+            }
+        }
+    }
+
     async fn on_frame(&mut self, text: &str) -> Vec<Value> {
         let msg: ClientMsg = match serde_json::from_str(text) {
             Ok(m) => m,

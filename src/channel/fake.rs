@@ -73,6 +73,12 @@ fn status(up: bool) -> LinkStatus {
 impl FakeChannel {
     /// Opens (creating) the fake phone's store at `path`.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        crate::owner_only::sqlite(path).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("{}: {e}", path.display())),
+            )
+        })?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // A stand-in phone must outlive a bridge crash (kill -9), which the

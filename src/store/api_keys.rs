@@ -140,6 +140,20 @@ impl Store {
         .await
     }
 
+    /// Whether the key named `name` is still live (not revoked). Only
+    /// reads: an open WebSocket asks this every second.
+    pub async fn api_key_live(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE name = ?1 AND revoked_at IS NULL)",
+                params![name],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     /// The live key `key` is, noting its use; `None` for an unknown or
     /// revoked key.
     pub async fn api_key_for(&self, key: &str) -> Result<Option<ApiKey>> {

@@ -83,7 +83,7 @@ pub enum StoreError {
     Busy,
     #[error("{0}")]
     Conflict(String),
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create {path} or make it owner-only: {source}")]
     Dir {
         path: PathBuf,
         source: std::io::Error,
@@ -149,11 +149,16 @@ impl Store {
     /// Blocking: call before the runtime is busy, or from `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            crate::owner_only::dir(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_owned(),
                 source,
             })?;
         }
+        // Messages and keys: owner-only before SQLite writes a byte.
+        crate::owner_only::sqlite(path).map_err(|source| StoreError::Dir {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -499,16 +499,18 @@ impl World {
         }
     }
 
-    /// POST /fake/inbox with a raw body; returns (status, json).
+    /// POST /fake/inbox with a raw body (with the owner's token, when the
+    /// world sets one); returns (status, json).
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let r = self
+        let mut r = self
             .http
             .post(format!("{}{path}", self.base()))
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .body(body);
+        if let Some((_, token)) = self.env.iter().find(|(k, _)| k == "PB_HTTP_TOKEN") {
+            r = r.bearer_auth(token);
+        }
+        let r = r.send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }

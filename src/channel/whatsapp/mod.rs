@@ -250,8 +250,10 @@ impl WhatsAppChannel {
     async fn build(&self, sink: Arc<dyn InboundSink>) -> anyhow::Result<Bot> {
         let opts = &self.shared.opts;
         if let Some(dir) = opts.device_db.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::owner_only::dir(dir)?;
         }
+        // The device's keys: owner-only before the store writes them.
+        crate::owner_only::sqlite(&opts.device_db)?;
         let backend = SqliteStore::new(&opts.device_db.to_string_lossy()).await?;
         let me = self.clone();
         let paired_sink = sink.clone();
