@@ -251,3 +251,46 @@ async fn the_managed_opencode_gets_no_bridge_settings_and_a_random_password() {
     assert!(!h.to_string().contains(&password), "health never shows it");
     assert_eq!(w.stop_bridge().await.code(), Some(0));
 }
+
+/// A provider key can stay out of every process's environment: written to
+/// a file only its owner reads and named in OpenCode's config as
+/// `{file:…}` (what the README's security model recommends), the managed
+/// OpenCode sends it to the provider, and neither the bridge's nor
+/// OpenCode's environment holds it.
+#[tokio::test]
+async fn a_provider_key_from_a_file_reaches_the_provider_and_no_environment() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut w = World::without_opencode().await;
+    let key = "sk-from-a-file-5b1e9c0d7a";
+    let key_file = w.home().join("provider.key");
+    std::fs::create_dir_all(w.home()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, key.as_bytes()).unwrap();
+    let mut config: Value = serde_json::from_str(&opencode_config(&w.model)).unwrap();
+    config["provider"]["scripted"]["options"]["apiKey"] =
+        json!(format!("{{file:{}}}", key_file.display()));
+    w.set_env("OPENCODE_CONFIG_CONTENT", &config.to_string());
+    w.model.set_default(Reply::text("keyed"));
+    w.register(DM, "Ann", &[]);
+    w.start_bridge().await;
+    w.say(DM, "K1", "hi").await;
+    assert_eq!(w.wait_outbox(DM, 1, T).await, vec!["Andy: keyed"]);
+    let request = w.agent_requests().pop().expect("the model was asked");
+    assert_eq!(
+        request.authorization.as_deref(),
+        Some(format!("Bearer {key}").as_str())
+    );
+    for pid in pids_with_cwd(&w.workspace()) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&environ).contains(key),
+            "process {pid}'s environment holds the key"
+        );
+    }
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
+}

@@ -378,6 +378,7 @@ fn chat_request_helpers() {
             ],
             "tools": [{"type": "function", "function": {"name": "read"}}],
         }),
+        authorization: None,
     };
     assert_eq!(r.system_text(), "sys one\nsys two");
     assert_eq!(r.last_role(), "tool");
@@ -392,6 +393,7 @@ fn chat_request_helpers() {
             {"role": "system", "content": "You are a title generator. You output ONLY a thread title."},
             {"role": "user", "content": "Generate a title for this conversation:\n"},
         ]}),
+        authorization: None,
     };
     assert!(title.is_title_request());
     assert_eq!(
@@ -399,7 +401,10 @@ fn chat_request_helpers() {
         "sys one\nsys two\nfirst question\n\nfile contents\nsecond\nquestion\nresult two"
     );
 
-    let empty = ChatRequest { body: json!({}) };
+    let empty = ChatRequest {
+        body: json!({}),
+        authorization: None,
+    };
     assert_eq!(empty.last_role(), "");
     assert_eq!(empty.last_user_text(), "");
     assert!(empty.tool_names().is_empty());

@@ -78,6 +78,8 @@ impl Reply {
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
     pub body: Value,
+    /// The `Authorization` header, if any (the provider key OpenCode sent).
+    pub authorization: Option<String>,
 }
 
 impl ChatRequest {
@@ -565,7 +567,11 @@ async fn models() -> Json<Value> {
     }))
 }
 
-async fn chat_completions(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+async fn chat_completions(
+    State(inner): State<Arc<Inner>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     // Counted from arrival until the response body is finished or dropped
     // (client gone). Dropping the handler future also drops the guard.
     let guard = InFlightGuard::new(inner.clone());
@@ -577,7 +583,14 @@ async fn chat_completions(State(inner): State<Arc<Inner>>, body: Bytes) -> Respo
             return error_response(400, &format!("invalid JSON body: {e}"));
         }
     };
-    let request = ChatRequest { body };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let request = ChatRequest {
+        body,
+        authorization,
+    };
 
     let (number, reply) = {
         let mut state = inner.lock();
