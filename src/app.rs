@@ -318,8 +318,20 @@ impl App {
         drop(asks_tx);
         tracker.spawn(approvals.clone().run(asks_rx, cancel.clone()));
         let api_approvals = approvals.clone();
+        let stops = crate::run::Stops::default();
         let mut intake = Intake::new(store.clone(), queue.clone(), settings.persona.clone())
             .with_approvals(approvals)
+            .with_commands(crate::commands::Commands {
+                store: store.clone(),
+                agent: agent.clone(),
+                channel: channel.clone(),
+                outbox_wake: outbox_wake.clone(),
+                persona: settings.persona.clone(),
+                workspace: config.workspace.clone(),
+                tz: config.tz,
+                max_tasks_per_chat: config.max_tasks_per_chat,
+                stops: stops.clone(),
+            })
             .with_media(crate::intake::MediaIntake {
                 workspace: config.workspace.clone(),
                 limits: config.media_max_bytes,
@@ -395,7 +407,8 @@ impl App {
             channel.clone(),
             queue.clone(),
             outbox_wake.clone(),
-        );
+        )
+        .with_stops(stops);
         match config.transcribe() {
             Some(t) => {
                 let t = crate::transcribe::HttpTranscriber::new(t);

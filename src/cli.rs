@@ -192,6 +192,29 @@ pub enum ChatsCommand {
     },
     /// Stop answering in a chat (its memory is kept).
     Unregister { jid: String },
+    /// Set the model a chat's prompts use (as `/model` does in the chat).
+    SetModel {
+        /// The chat's JID.
+        jid: String,
+        /// provider/model, or "default" for OPENCODE_MODEL / OpenCode's own.
+        model: String,
+    },
+    /// Let senders steer a chat (`/new`, `/stop`, `/model`, `/compact`,
+    /// `/tasks`); in a group with a list, only they start the assistant.
+    Allow {
+        /// The chat's JID.
+        jid: String,
+        /// Each sender's JID (<digits>@s.whatsapp.net or <id>@lid).
+        #[arg(required = true)]
+        senders: Vec<String>,
+    },
+    /// Take senders off a chat's list (an empty list: anyone may start it).
+    Disallow {
+        /// The chat's JID.
+        jid: String,
+        #[arg(required = true)]
+        senders: Vec<String>,
+    },
 }
 
 fn parse_profile(s: &str) -> Result<Profile, CliError> {
@@ -578,6 +601,12 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
     match command {
         ChatsCommand::List { json } => {
             let chats = store.list_chats().await?;
+            let mut models = std::collections::HashMap::new();
+            for c in chats.iter().filter(|c| c.registered.is_some()) {
+                if let Some(m) = store.chat_model(&c.jid).await? {
+                    models.insert(c.jid.clone(), m);
+                }
+            }
             if json {
                 let rows: Vec<_> = chats
                     .iter()
@@ -587,6 +616,7 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
                             "last_activity_ms": c.last_activity_ms,
                             "registered": c.registered.as_ref().map(|r| serde_json::json!({
                                 "name": r.name, "folder": r.folder, "main": r.is_main, "trigger": r.trigger.to_string(), "profile": r.profile,
+                                "model": models.get(&c.jid),
                             })),
                         })
                     })
@@ -607,9 +637,13 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
             );
             for c in chats {
                 let kind = if c.is_group { "group" } else { "dm" };
+                let model = models
+                    .get(&c.jid)
+                    .map(|m| format!(", {m}"))
+                    .unwrap_or_default();
                 let reg = match &c.registered {
-                    Some(r) if r.is_main => format!("main ({}, {})", r.folder, r.profile),
-                    Some(r) => format!("yes ({}, {}, {})", r.folder, r.trigger, r.profile),
+                    Some(r) if r.is_main => format!("main ({}, {}{model})", r.folder, r.profile),
+                    Some(r) => format!("yes ({}, {}, {}{model})", r.folder, r.trigger, r.profile),
                     None => "no".into(),
                 };
                 let name = c
@@ -688,7 +722,69 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
                 Err(CliError::Usage(format!("{jid} is not registered")))
             }
         }
+        ChatsCommand::SetModel { jid, model } => {
+            let jid = registered_jid(&store, &jid).await?;
+            let model = model.trim();
+            if model.eq_ignore_ascii_case("default") {
+                store.set_chat_model(&jid, None).await?;
+                println!("{jid} uses the default model again.");
+            } else {
+                let m: crate::config::ModelRef =
+                    model.parse().map_err(|e: String| CliError::Usage(e))?;
+                store.set_chat_model(&jid, Some(model)).await?;
+                println!(
+                    "{jid} now uses {}/{} from its next prompt (`/model` in the chat lists what OpenCode offers).",
+                    m.provider, m.model
+                );
+            }
+            Ok(())
+        }
+        ChatsCommand::Allow { jid, senders } => set_senders(&store, &jid, senders, true).await,
+        ChatsCommand::Disallow { jid, senders } => set_senders(&store, &jid, senders, false).await,
     }
+}
+
+/// A registered chat's JID from the command line.
+async fn registered_jid(store: &Store, jid: &str) -> Result<ChatJid, CliError> {
+    let jid = ChatJid::parse(jid).map_err(|e| CliError::Usage(e.to_string()))?;
+    match store.registered(&jid).await? {
+        Some(r) => Ok(r.jid),
+        None => Err(CliError::Usage(format!("{jid} is not registered"))),
+    }
+}
+
+/// `chats allow` / `chats disallow`.
+async fn set_senders(
+    store: &Store,
+    jid: &str,
+    senders: Vec<String>,
+    allow: bool,
+) -> Result<(), CliError> {
+    let jid = registered_jid(store, jid).await?;
+    let mut checked = Vec::new();
+    for s in senders {
+        let sender = ChatJid::parse(s.trim())
+            .ok()
+            .filter(|j| !j.is_group() && !j.is_api())
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{s:?} is not a person's JID (<digits>@s.whatsapp.net or <id>@lid)"
+                ))
+            })?;
+        checked.push(sender.as_str().to_owned());
+    }
+    let list = store.set_senders(&jid, checked, allow).await?;
+    if list.is_empty() {
+        println!("{jid} has no sender list: its owner alone steers it, and anyone may start it.");
+    } else {
+        println!("{jid} may be steered by: {}", list.join(", "));
+        if jid.is_group() {
+            println!(
+                "Only they (and you) start the assistant there; others' messages are kept as context."
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The operator's tool calls: the same code the agent's tools run, acting

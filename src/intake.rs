@@ -48,6 +48,8 @@ pub struct Intake {
     approvals: Option<Approvals>,
     /// Where media is saved, its limits, and how refusals are answered.
     media: Option<Arc<MediaIntake>>,
+    /// Chat commands (`/new`, `/stop`, ...), the bridge's own.
+    commands: Option<crate::commands::Commands>,
 }
 
 /// What intake needs to keep media and answer refusals.
@@ -118,6 +120,7 @@ impl Intake {
             owner: None,
             approvals: None,
             media: None,
+            commands: None,
         }
     }
 
@@ -128,6 +131,12 @@ impl Intake {
     }
 
     /// The owner's `yes/always/no CODE` in the main chat answers approvals.
+    /// Handles chat commands (see [`crate::commands`]).
+    pub fn with_commands(mut self, commands: crate::commands::Commands) -> Self {
+        self.commands = Some(commands);
+        self
+    }
+
     pub fn with_approvals(mut self, approvals: Approvals) -> Self {
         self.approvals = Some(approvals);
         self
@@ -207,6 +216,7 @@ impl Intake {
         let from_me = msg.from_me;
         let answer = parse_answer(&msg.text).is_some().then(|| msg.text.clone());
         let text = msg.text.clone();
+        let sender = msg.sender.clone();
         let outcome = self
             .store
             .record_inbound(msg, self.persona.own_number)
@@ -248,11 +258,32 @@ impl Intake {
             .await?
         {
             tracing::debug!(chat = %chat, id = %id, "the owner's answer to an approval; not the agent's");
+        } else if let (Some(commands), Some(reg)) = (&self.commands, &outcome.registration)
+            && let Some(command) = crate::commands::parse(reg, &text, &self.persona.name)
+        {
+            // The bridge's, never the model's: no prompt carries it.
+            crate::metrics::message_in("command");
+            self.store.mark_handled(chat, &id).await?;
+            commands
+                .handle(crate::commands::Request {
+                    reg: reg.clone(),
+                    sender,
+                    from_me,
+                    command,
+                })
+                .await;
         } else if let Some(reg) = &outcome.registration
             && !starts_run(reg, &text, &self.persona.name)
         {
             crate::metrics::message_in("context");
             tracing::debug!(chat = %chat, id = %id, "group message without the trigger; kept as context");
+        } else if let Some(reg) = &outcome.registration
+            && reg.jid.is_group()
+            && !from_me
+            && !self.store.sender_may_start(&reg.jid, &sender).await?
+        {
+            crate::metrics::message_in("context");
+            tracing::debug!(chat = %chat, id = %id, "sender not on the group's list; kept as context");
         } else {
             crate::metrics::message_in("accepted");
             self.queue.notify(chat, Wake::Message);

@@ -33,6 +33,8 @@
 //! - [`safe_dir`]: reading and writing in folders the agent can write,
 //!   never through a planted symlink; [`owner_only`]: the data folder
 //!   0700 and its secret files 0600, whatever the umask.
+//! - [`commands`]: `/new`, `/stop`, `/status`, `/model`, `/compact`,
+//!   `/tasks`, `/help` typed in a chat, answered by the bridge.
 //! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`,
 //!   `status`, `doctor`, `backup`, `restore`); [`doctor`] checks a set-up,
 //!   [`backup`] writes and restores archives.
@@ -51,6 +53,7 @@ pub mod backup;
 pub mod channel;
 pub mod chat;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod http;

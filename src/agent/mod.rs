@@ -53,6 +53,31 @@ pub struct RunSpec {
     /// The agent definition (chat profile) the prompt runs with; `None`:
     /// the server's default agent.
     pub agent: Option<String>,
+    /// The chat's own model (`/model`); `None`: `OPENCODE_MODEL`, else the
+    /// server's default.
+    pub model: Option<crate::config::ModelRef>,
+}
+
+/// The models a runtime offers, as `provider/model`, and the one a prompt
+/// without a model uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Models {
+    pub available: Vec<String>,
+    pub default: Option<String>,
+}
+
+/// A session's last finished turn, as the runtime reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnInfo {
+    /// `provider/model`.
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cost: f64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
 }
 
 /// A permission request of the agent runtime: may a tool call go ahead?
@@ -114,6 +139,13 @@ pub struct ToolCall {
     /// `pending`, `running`, `completed` or `error`.
     pub status: String,
     pub input: serde_json::Value,
+}
+
+fn unsupported(what: &'static str) -> AgentError {
+    AgentError::Protocol {
+        what,
+        why: "this agent runtime does not offer it".into(),
+    }
 }
 
 /// An agent runtime with sessions.
@@ -183,6 +215,39 @@ pub trait Agent: Send + Sync + 'static {
         dir: &'a std::path::Path,
         id: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<SessionId>, AgentError>>;
+    /// Stops the session's running turn (`/stop`).
+    fn abort<'a>(
+        &'a self,
+        _dir: &'a std::path::Path,
+        _session: &'a SessionId,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async { Err(unsupported("abort")) })
+    }
+    /// The models on offer in `dir` (`/model`).
+    fn models<'a>(
+        &'a self,
+        _dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Models, AgentError>> {
+        Box::pin(async { Err(unsupported("models")) })
+    }
+    /// Summarises the session with `model` so its next turn starts from
+    /// the summary (`/compact`).
+    fn compact<'a>(
+        &'a self,
+        _dir: &'a std::path::Path,
+        _session: &'a SessionId,
+        _model: &'a crate::config::ModelRef,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async { Err(unsupported("compact")) })
+    }
+    /// The session's last turn's model, tokens, cost and times (`/status`).
+    fn last_turn<'a>(
+        &'a self,
+        _dir: &'a std::path::Path,
+        _session: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<TurnInfo>, AgentError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// A short health code: `opencode-ok`, `opencode-unreachable`,
     /// `opencode-stream-down`, `opencode-model-refused`, `opencode-tools-missing`.
     fn health_code(&self) -> &'static str;

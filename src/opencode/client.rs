@@ -39,10 +39,19 @@ pub struct MessageInfo {
     #[serde(default)]
     pub time: MessageTime,
     pub error: Option<Value>,
+    /// An assistant message's model, tokens and cost.
+    #[serde(rename = "providerID")]
+    pub provider_id: Option<String>,
+    #[serde(rename = "modelID")]
+    pub model_id: Option<String>,
+    #[serde(default)]
+    pub tokens: Option<Value>,
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct MessageTime {
+    pub created: Option<i64>,
     pub completed: Option<i64>,
 }
 
@@ -320,6 +329,63 @@ impl Client {
         )
         .await?;
         Ok(v.get(session.as_str()).is_some())
+    }
+
+    /// `GET /config/providers`: every model on offer as `provider/model`,
+    /// sorted; and `GET /config`'s `model`, the default.
+    pub async fn models(&self, dir: &Path) -> Result<crate::agent::Models, AgentError> {
+        let req = self.request(Method::GET, "/config/providers", Some(dir));
+        let v: Value = Self::json(
+            "providers",
+            self.send("providers", req, Duration::from_secs(30)).await?,
+        )
+        .await?;
+        let mut available: Vec<String> = v["providers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let id = p["id"].as_str()?;
+                let models = p["models"].as_object()?;
+                Some(models.keys().map(move |m| format!("{id}/{m}")))
+            })
+            .flatten()
+            .collect();
+        available.sort();
+        let req = self.request(Method::GET, "/config", Some(dir));
+        let config: Value = Self::json(
+            "config",
+            self.send("config", req, Duration::from_secs(30)).await?,
+        )
+        .await?;
+        Ok(crate::agent::Models {
+            available,
+            default: config["model"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// `POST /session/{id}/summarize` with the model that writes the summary.
+    pub async fn summarize(
+        &self,
+        dir: &Path,
+        session: &SessionId,
+        model: &crate::config::ModelRef,
+    ) -> Result<(), AgentError> {
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/session/{session}/summarize"),
+                Some(dir),
+            )
+            .json(&json!({ "providerID": model.provider, "modelID": model.model }));
+        let resp = self
+            .send("summarize", req, Duration::from_secs(600))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(AgentError::SessionGone(session.clone()));
+        }
+        Self::expect_ok("summarize", resp).await?;
+        Ok(())
     }
 
     /// `POST /session/{id}/abort`.

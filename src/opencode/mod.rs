@@ -58,6 +58,9 @@ pub struct OpenCode {
     client: Client,
     hub: EventHub,
     model: Option<ModelRef>,
+    /// OpenCode's own default model (`GET /config`'s `model`), read at the
+    /// first prompt that names none.
+    configured_model: tokio::sync::OnceCell<Option<ModelRef>>,
     reachable: std::sync::atomic::AtomicBool,
     /// The last run ended with the provider refusing the key or model.
     model_refused: std::sync::atomic::AtomicBool,
@@ -93,6 +96,7 @@ impl OpenCode {
             client,
             hub,
             model,
+            configured_model: tokio::sync::OnceCell::new(),
             // Unknown until the first call answers: health says unreachable.
             reachable: std::sync::atomic::AtomicBool::new(false),
             model_refused: std::sync::atomic::AtomicBool::new(false),
@@ -174,6 +178,25 @@ impl OpenCode {
         Ok(progress(&transcript, spec.prompt_id.as_str()))
     }
 
+    /// The model a prompt names: the chat's own, else `OPENCODE_MODEL`,
+    /// else OpenCode's configured default (read once). Always named when
+    /// known: OpenCode otherwise keeps the model a session used last, so a
+    /// chat that went back to the default (`/model default`) would not.
+    async fn model_for(&self, spec: &RunSpec) -> Option<ModelRef> {
+        if let Some(m) = spec.model.clone().or_else(|| self.model.clone()) {
+            return Some(m);
+        }
+        self.configured_model
+            .get_or_try_init(|| async {
+                let models = self.client.models(&spec.dir).await?;
+                Ok::<_, AgentError>(models.default.and_then(|m| m.parse().ok()))
+            })
+            .await
+            .ok()
+            .cloned()
+            .flatten()
+    }
+
     /// Sends the prompt and waits for its answer.
     async fn prompt_and_follow(&self, spec: &RunSpec) -> Result<String, AgentError> {
         let rx = self.hub.subscribe();
@@ -184,7 +207,7 @@ impl OpenCode {
                     &spec.session,
                     &spec.prompt_id,
                     client::Client::prompt_parts(&spec.text, &spec.files),
-                    self.model.as_ref(),
+                    self.model_for(spec).await.as_ref(),
                     spec.agent.as_deref(),
                 )
                 .await,
@@ -476,6 +499,69 @@ impl Agent for OpenCode {
         Box::pin(async move {
             self.seen_sessions().remove(id.as_str());
             self.note(self.client.delete_session(dir, id).await)
+        })
+    }
+
+    fn abort<'a>(
+        &'a self,
+        dir: &'a Path,
+        session: &'a SessionId,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async move { self.note(self.client.abort(dir, session).await) })
+    }
+
+    fn models<'a>(
+        &'a self,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<crate::agent::Models, AgentError>> {
+        Box::pin(async move {
+            let mut m = self.note(self.client.models(dir).await)?;
+            if let Some(own) = &self.model {
+                m.default = Some(format!("{}/{}", own.provider, own.model));
+            }
+            Ok(m)
+        })
+    }
+
+    fn compact<'a>(
+        &'a self,
+        dir: &'a Path,
+        session: &'a SessionId,
+        model: &'a ModelRef,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async move { self.note(self.client.summarize(dir, session, model).await) })
+    }
+
+    fn last_turn<'a>(
+        &'a self,
+        dir: &'a Path,
+        session: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<crate::agent::TurnInfo>, AgentError>> {
+        Box::pin(async move {
+            let tail = self.note(self.client.messages(dir, session, Some(TAIL)).await)?;
+            let Some(last) = tail.iter().rev().find(|m| m.info.role == "assistant") else {
+                return Ok(None);
+            };
+            let i = &last.info;
+            let n = |k: &str| i.tokens.as_ref().and_then(|t| t[k].as_u64()).unwrap_or(0);
+            Ok(Some(crate::agent::TurnInfo {
+                model: format!(
+                    "{}/{}",
+                    i.provider_id.as_deref().unwrap_or("?"),
+                    i.model_id.as_deref().unwrap_or("?")
+                ),
+                input_tokens: n("input"),
+                output_tokens: n("output"),
+                reasoning_tokens: n("reasoning"),
+                cache_read_tokens: i
+                    .tokens
+                    .as_ref()
+                    .and_then(|t| t["cache"]["read"].as_u64())
+                    .unwrap_or(0),
+                cost: i.cost.unwrap_or(0.0),
+                started_ms: i.time.created.unwrap_or(0),
+                finished_ms: i.time.completed,
+            }))
         })
     }
 

@@ -57,13 +57,24 @@ impl Runner {
             files,
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
+            model: self.chat_model(chat).await?,
         };
         // Typing is shown while the prompt goes out, not before it: on
         // WhatsApp it is a network round trip of its own.
         let ((), result) = tokio::join!(channel.set_typing(chat, true), agent.run(spec));
         channel.set_typing(chat, false).await;
+        // A `/stop` mark is this run's alone: a finished answer that raced
+        // it is still delivered.
+        let stopped = self.ctx.stops.take(chat);
         let answer = match result {
             Ok(a) => a,
+            Err(e) if stopped => {
+                // `/stop`: the turn was ended on purpose; its messages count
+                // as answered (nothing is retried) and the chat moves on.
+                tracing::info!(chat = %chat, error = %e, "run stopped by /stop");
+                store.complete_run(chat, up_to, None).await?;
+                return Ok(());
+            }
             Err(e) if store.tools_sent_since(&session, ledger_mark).await? => {
                 tracing::warn!(chat = %chat, error = %e, "run failed after its tools sent messages; not retried");
                 store.complete_run(chat, up_to, None).await?;

@@ -86,6 +86,32 @@ struct Ctx {
     outbox_wake: Arc<Notify>,
     /// Voice notes and audio to text; `None`: not configured.
     transcriber: Option<Arc<dyn crate::media::Transcriber>>,
+    /// Chats whose running turn `/stop` ended.
+    stops: Stops,
+}
+
+/// Chats whose running turn was stopped on purpose (`/stop`): their run's
+/// failure is the stop, not a fault to retry. Shared by the commands and
+/// the runner; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Stops(Arc<std::sync::Mutex<std::collections::HashSet<ChatJid>>>);
+
+impl Stops {
+    /// Marks `chat`'s running turn as stopped on purpose.
+    pub fn mark(&self, chat: &ChatJid) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(chat.clone());
+    }
+
+    /// Whether `chat` was marked (and forgets the mark).
+    pub fn take(&self, chat: &ChatJid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(chat)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +142,35 @@ impl Runner {
                 queue,
                 outbox_wake,
                 transcriber: None,
+                stops: Stops::default(),
             }),
         }
+    }
+
+    /// Shares `stops` with the `/stop` command. Call before the runner is
+    /// cloned.
+    pub fn with_stops(mut self, stops: Stops) -> Self {
+        Arc::get_mut(&mut self.ctx)
+            .expect("with_stops is called before the runner is shared")
+            .stops = stops;
+        self
+    }
+
+    /// The chat's own model (`/model`), if it set one that parses.
+    async fn chat_model(
+        &self,
+        chat: &ChatJid,
+    ) -> Result<Option<crate::config::ModelRef>, RunError> {
+        Ok(match self.ctx.store.chat_model(chat).await? {
+            Some(m) => match m.parse() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(chat = %chat, model = %m, error = %e, "the chat's model is not provider/model; using the default");
+                    None
+                }
+            },
+            None => None,
+        })
     }
 
     /// Transcribes voice notes and audio before they reach the agent.
@@ -167,7 +220,20 @@ impl Runner {
 
         // Whether task runs wait after this run. One claimed while it runs
         // wakes the queue itself (the chat is then marked dirty).
-        let more_tasks = if should_run(&plan.reg, &plan.batch, &settings.persona.name) {
+        // In a group with a sender list, only its senders' (and the
+        // owner's own) messages can start the turn; the rest ride along.
+        let allowed = if plan.reg.jid.is_group() {
+            store.allowed_senders(chat).await?
+        } else {
+            Vec::new()
+        };
+        let starters: Vec<_> = plan
+            .batch
+            .iter()
+            .filter(|m| allowed.is_empty() || m.from_me || allowed.contains(&m.sender))
+            .cloned()
+            .collect();
+        let more_tasks = if should_run(&plan.reg, &starters, &settings.persona.name) {
             self.converse(&plan.reg, dir, &plan.batch, plan.session, attempt)
                 .await?;
             plan.next_task.is_some()

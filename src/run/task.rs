@@ -29,6 +29,7 @@ impl Runner {
                 .await?;
             return Ok(());
         };
+        let model = self.chat_model(&reg.jid).await?;
         let spec = |session: SessionId, prompt_id: PromptId, text: String| RunSpec {
             dir: dir.to_owned(),
             session,
@@ -37,6 +38,7 @@ impl Runner {
             files: Vec::new(),
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
+            model: model.clone(),
         };
         // Left running by the last process: take its answer if it has one.
         if run.status == TaskRunStatus::Running

@@ -215,7 +215,17 @@ impl Store {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((cursor >= seq, rows))
+            // A message the bridge handled itself (a chat command) moves no
+            // cursor: it is answered once its answer is queued.
+            let handled: bool = c
+                .query_row(
+                    "SELECT handled FROM messages WHERE chat = ?1 AND seq = ?2",
+                    params![chat.as_str(), seq],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            Ok((cursor >= seq || (handled && !rows.is_empty()), rows))
         })
         .await
     }

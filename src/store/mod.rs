@@ -31,6 +31,7 @@ use crate::ids::ChatJid;
 
 pub mod api_keys;
 pub mod approvals;
+mod chat_controls;
 mod ipc;
 mod messages;
 mod outbox;
@@ -62,6 +63,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_profiles_approvals.sql")),
     (6, include_str!("migrations/0006_media.sql")),
     (7, include_str!("migrations/0007_api_keys.sql")),
+    (8, include_str!("migrations/0008_chat_controls.sql")),
 ];
 
 /// The schema version this code writes.

@@ -207,7 +207,8 @@ impl Store {
             let found = c
                 .query_row(
                     "SELECT chat FROM sessions WHERE session_id = ?1
-                     UNION ALL SELECT chat FROM task_sessions WHERE session_id = ?1 LIMIT 1",
+                     UNION ALL SELECT chat FROM task_sessions WHERE session_id = ?1
+                     UNION ALL SELECT chat FROM retired_sessions WHERE session_id = ?1 LIMIT 1",
                     params![session.as_str()],
                     |r| r.get::<_, String>(0),
                 )
@@ -218,13 +219,14 @@ impl Store {
     }
 
     /// Every OpenCode session the bridge made for a chat: its conversation
-    /// session and its isolated tasks' sessions.
+    /// session, those it left with `/new`, and its isolated tasks' sessions.
     pub async fn sessions_of(&self, chat: &ChatJid) -> Result<Vec<SessionId>> {
         let chat = chat.clone();
         self.call(move |c| {
             let mut stmt = c.prepare(
                 "SELECT session_id FROM sessions WHERE chat = ?1
-                 UNION SELECT session_id FROM task_sessions WHERE chat = ?1",
+                 UNION SELECT session_id FROM task_sessions WHERE chat = ?1
+                 UNION SELECT session_id FROM retired_sessions WHERE chat = ?1",
             )?;
             let ids = stmt
                 .query_map(params![chat.as_str()], |r| r.get::<_, String>(0))?
