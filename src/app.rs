@@ -331,6 +331,7 @@ impl App {
                 tz: config.tz,
                 max_tasks_per_chat: config.max_tasks_per_chat,
                 stops: stops.clone(),
+                unknown_dm: config.unknown_dm,
             })
             .with_media(crate::intake::MediaIntake {
                 workspace: config.workspace.clone(),

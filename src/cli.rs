@@ -117,6 +117,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },
+    /// Pairing codes given to people who wrote without being registered
+    /// (PB_UNKNOWN_DM=pair): list them, or approve one.
+    Pair {
+        #[command(subcommand)]
+        command: PairCommand,
+    },
     /// Talk to the assistant in the terminal, through the running bridge's
     /// WebSocket: replies stream in, tool messages, task results and
     /// approval requests arrive; `yes|always|no CODE` answers a request.
@@ -128,6 +134,15 @@ pub enum Command {
         #[arg(long, env = "PB_API_KEY", hide_env_values = true)]
         key: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PairCommand {
+    /// The codes waiting, with who got each.
+    List,
+    /// Register the person who got CODE (profile member), as `pair CODE`
+    /// in the main chat does.
+    Approve { code: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +347,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Backup { file, verify } => backup(config, file, verify).await,
         Command::Restore { file, force } => restore(config, file, force).await,
         Command::ApiKeys { command } => api_keys(&config, command).await,
+        Command::Pair { command } => pair_cmd(&config, command).await,
         Command::Chat { conversation, key } => {
             let api = Api::new(&config, std::time::Duration::from_secs(10));
             let credential = key
@@ -741,6 +757,58 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
         }
         ChatsCommand::Allow { jid, senders } => set_senders(&store, &jid, senders, true).await,
         ChatsCommand::Disallow { jid, senders } => set_senders(&store, &jid, senders, false).await,
+    }
+}
+
+/// `pocketbrain pair`.
+async fn pair_cmd(config: &Config, command: PairCommand) -> Result<(), CliError> {
+    let store = open_store(config)?;
+    match command {
+        PairCommand::List => {
+            let open = store.open_pairings().await?;
+            if open.is_empty() {
+                println!("No pairing codes are waiting.");
+            }
+            for p in open {
+                let until = chrono::DateTime::from_timestamp_millis(p.expires_at)
+                    .map(|t| t.with_timezone(&config.tz).format("%H:%M").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{}  {}  {}  (until {until})",
+                    p.code,
+                    p.chat,
+                    p.sender_name.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        PairCommand::Approve { code } => {
+            let p = store.take_pairing(&code).await?.ok_or_else(|| {
+                CliError::Usage(format!(
+                    "no pairing code {code:?} is waiting (codes last an hour; `pocketbrain pair list`)"
+                ))
+            })?;
+            let name = p
+                .sender_name
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| {
+                    p.chat
+                        .as_str()
+                        .split('@')
+                        .next()
+                        .unwrap_or("contact")
+                        .to_owned()
+                });
+            let reg = crate::commands::register_person(&store, &config.workspace, &p.chat, &name)
+                .await
+                .map_err(CliError::Usage)?;
+            println!(
+                "Paired: {name} ({}) may now talk to the assistant (profile member, folder {}).",
+                p.chat, reg.folder
+            );
+            Ok(())
+        }
     }
 }
 

@@ -178,6 +178,8 @@ pub struct Commands {
     pub tz: chrono_tz::Tz,
     pub max_tasks_per_chat: usize,
     pub stops: Stops,
+    /// `PB_UNKNOWN_DM`.
+    pub unknown_dm: crate::config::UnknownDm,
 }
 
 /// A command and who sent it.
@@ -276,6 +278,11 @@ impl Commands {
             .await?
             .iter()
             .any(|s| s == sender))
+    }
+
+    /// Queues the bridge's own `text` in `chat`.
+    pub async fn say(&self, chat: &ChatJid, text: &str) {
+        self.answer(chat, text).await
     }
 
     async fn answer(&self, chat: &ChatJid, text: &str) {
@@ -500,6 +507,137 @@ impl Commands {
             Err(e) => format!("Cannot read the tasks: {e}"),
         }
     }
+}
+
+/// `pair CODE`, as the owner writes it in the main chat.
+pub fn parse_pair(text: &str) -> Option<&str> {
+    let mut it = text.split_whitespace();
+    match (it.next(), it.next(), it.next()) {
+        (Some(w), Some(code), None)
+            if w.eq_ignore_ascii_case("pair")
+                && code.len() == 6
+                && code.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Some(code)
+        }
+        _ => None,
+    }
+}
+
+impl Commands {
+    /// A direct message from someone not registered. With
+    /// `PB_UNKNOWN_DM=pair` and the assistant's own number (on a shared
+    /// number such chats are the owner's own conversations), they get one
+    /// reply with a pairing code an hour and the main chat a notice;
+    /// nothing of theirs reaches the model.
+    pub async fn stranger(&self, chat: &ChatJid, sender_name: Option<String>, from_me: bool) {
+        let person = !chat.is_group() && !chat.is_api();
+        if self.unknown_dm != crate::config::UnknownDm::Pair
+            || !self.persona.own_number
+            || from_me
+            || !person
+        {
+            return;
+        }
+        let code = match self.store.offer_pairing(chat, sender_name.clone()).await {
+            Ok(Some(code)) => code,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(chat = %chat, error = %e, "cannot offer a pairing code");
+                return;
+            }
+        };
+        tracing::info!(chat = %chat, "unknown direct message: pairing code offered");
+        self.answer(
+            chat,
+            &format!(
+                "Hi! I only talk with people my owner has approved. Your pairing code is {code}: send it to my owner, who can approve you with it within the hour."
+            ),
+        )
+        .await;
+        if let Ok(Some(main)) = self.store.main_chat().await {
+            let who = match &sender_name {
+                Some(n) => format!("{n} ({chat})"),
+                None => chat.to_string(),
+            };
+            self.answer(
+                &main,
+                &format!(
+                    "{who} wrote to me and got a pairing code. If you know them, ask them for it and send \"pair CODE\" here within the hour."
+                ),
+            )
+            .await;
+        }
+    }
+
+    /// The owner's `pair CODE` in the main chat: registers the person who
+    /// got that code (profile member), from their next message on.
+    pub async fn pair(&self, code: &str) -> Result<String, String> {
+        let p = self
+            .store
+            .take_pairing(code)
+            .await
+            .map_err(|e| format!("Cannot pair: {e}"))?
+            .ok_or_else(|| format!("No pairing code {code} is waiting (codes last an hour)."))?;
+        let name = p
+            .sender_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| {
+                p.chat
+                    .as_str()
+                    .split('@')
+                    .next()
+                    .unwrap_or("contact")
+                    .to_owned()
+            });
+        let reg = register_person(&self.store, &self.workspace, &p.chat, &name)
+            .await
+            .map_err(|e| format!("Cannot register {}: {e}", p.chat))?;
+        tracing::info!(chat = %p.chat, folder = %reg.folder, "paired by code");
+        self.answer(&p.chat, "You're approved: write to me any time.")
+            .await;
+        Ok(format!(
+            "Paired: {name} ({}) may now talk to me (profile member, folder {}).",
+            p.chat, reg.folder
+        ))
+    }
+}
+
+/// Registers a person's direct chat as `member`, in a folder from the name
+/// (or the number when the name's folder is taken); their messages from
+/// before are not carried into the first prompt.
+pub async fn register_person(
+    store: &Store,
+    workspace: &std::path::Path,
+    chat: &ChatJid,
+    name: &str,
+) -> Result<RegisteredChat, String> {
+    let number = chat.as_str().split('@').next().unwrap_or("contact");
+    let mut last = String::new();
+    for folder in [
+        crate::ids::Folder::from_name(name),
+        crate::ids::Folder::from_name(number),
+    ] {
+        let reg = RegisteredChat {
+            jid: chat.clone(),
+            name: name.to_owned(),
+            folder,
+            is_main: false,
+            trigger: TriggerRule::Mention,
+            profile: crate::model::Profile::Member,
+        };
+        match store.register(reg.clone()).await {
+            Ok(()) => {
+                crate::workspace::ensure_chat_dir(workspace, &reg.folder, &reg.name, &reg.jid)
+                    .map_err(|e| e.to_string())?;
+                return Ok(reg);
+            }
+            Err(crate::store::StoreError::Conflict(why)) => last = why,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(last)
 }
 
 /// A duration in ms as a person says it: `42 s`, `5 min`, `3 h`, `2 days`.

@@ -269,6 +269,31 @@ pub struct Config {
         hide_env_values = true
     )]
     pub permission: PermissionPolicy,
+    /// A direct message from a number that is not registered: ignore it, or
+    /// pair (one reply with a pairing code an hour, a notice in the main
+    /// chat; the owner sends `pair CODE`). Only with ASSISTANT_HAS_OWN_NUMBER:
+    /// on a shared number such chats are the owner's own
+    #[arg(
+        long,
+        env = "PB_UNKNOWN_DM",
+        value_name = "PB_UNKNOWN_DM",
+        value_enum,
+        default_value_t = UnknownDm::Pair,
+        global = true,
+        hide_env_values = true
+    )]
+    pub unknown_dm: UnknownDm,
+    /// An emoji the assistant reacts with to the message it starts working
+    /// on (taken back when it has answered); unset: no reaction
+    #[arg(
+        long,
+        env = "PB_ACK_REACTION",
+        value_name = "PB_ACK_REACTION",
+        value_parser = parse_reaction,
+        global = true,
+        hide_env_values = true
+    )]
+    pub ack_reaction: Option<String>,
     /// Largest inbound message text in bytes
     #[arg(
         long,
@@ -535,6 +560,21 @@ pub fn weak_secret(value: &str) -> Option<String> {
     None
 }
 
+/// A reaction for `PB_ACK_REACTION`: one emoji (a few code points at
+/// most: skin tones and joiners), no letters, digits or spaces.
+fn parse_reaction(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let ok = !v.is_empty()
+        && v.chars().count() <= 8
+        && v.chars()
+            .all(|c| !c.is_alphanumeric() && !c.is_whitespace() && !c.is_control());
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("{value:?} is not one emoji (e.g. 👀)"))
+    }
+}
+
 /// A host name for `PB_HTTP_HOSTS`: letters, digits, `-` and `.`, matched
 /// case-insensitively.
 fn parse_host_name(value: &str) -> Result<String, String> {
@@ -596,6 +636,15 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// What a direct message from someone not registered gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnknownDm {
+    /// Recorded, never answered.
+    Ignore,
+    /// One reply with a pairing code; the owner registers them by it.
+    Pair,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

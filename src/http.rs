@@ -91,6 +91,7 @@ pub fn router(state: AppState, api: Option<Router>, hosts: Vec<String>) -> Route
             .route("/fake/inbox", post(fake_inbox))
             .route("/fake/outbox", get(fake_outbox).delete(fake_clear))
             .route("/fake/link", post(fake_link))
+            .route("/fake/reactions", get(fake_reactions))
             .route("/fake/receipt", post(fake_receipt));
     }
     let r = guard(r, state.token.clone())
@@ -629,6 +630,21 @@ async fn fake_outbox(
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(json!({ "messages": messages })).into_response())
+}
+
+/// `GET /fake/reactions`: the reactions the bridge sent, in order
+/// (`emoji` empty: taken back).
+async fn fake_reactions(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let fake = s.fake.expect("route exists only with the fake channel");
+    let rows = fake
+        .reactions()
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(chat, id, emoji)| json!({ "chat": chat, "id": id, "emoji": emoji }))
+        .collect();
+    Ok(Json(json!({ "reactions": list })).into_response())
 }
 
 async fn fake_clear(State(s): State<AppState>) -> Result<StatusCode, ApiError> {

@@ -217,6 +217,7 @@ impl Intake {
         let answer = parse_answer(&msg.text).is_some().then(|| msg.text.clone());
         let text = msg.text.clone();
         let sender = msg.sender.clone();
+        let sender_name = msg.sender_name.clone();
         let outcome = self
             .store
             .record_inbound(msg, self.persona.own_number)
@@ -253,6 +254,21 @@ impl Intake {
             } else {
                 tracing::debug!(chat = %chat, id = %id, "message from unregistered chat recorded, not answered");
             }
+            if let Some(commands) = &self.commands {
+                commands.stranger(chat, sender_name, from_me).await;
+            }
+        } else if let (Some(commands), Some(reg)) = (&self.commands, &outcome.registration)
+            && reg.is_main
+            && crate::approvals::is_owner(reg, from_me)
+            && let Some(code) = crate::commands::parse_pair(&text)
+        {
+            // The owner's `pair CODE`: the bridge's, never the model's.
+            crate::metrics::message_in("command");
+            self.store.mark_handled(chat, &id).await?;
+            let answer = match commands.pair(code).await {
+                Ok(t) | Err(t) => t,
+            };
+            commands.say(chat, &answer).await;
         } else if self
             .answered_approval(chat, &id, answer.as_deref(), from_me)
             .await?

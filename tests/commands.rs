@@ -290,3 +290,157 @@ async fn commands_work_on_the_api_too() {
         "{body}"
     );
 }
+
+/// A stranger's direct message (the assistant on its own number): one reply
+/// with a pairing code an hour and a notice in the main chat; nothing of
+/// theirs reaches the model; the owner's `pair CODE` registers them, and
+/// their next message is answered without the ones from before.
+#[tokio::test]
+async fn a_stranger_gets_one_pairing_code_and_the_owner_pairs_them() {
+    const STRANGER: &str = "491514444444@s.whatsapp.net";
+    const OTHER: &str = "491515555555@s.whatsapp.net";
+    let mut w = World::new().await;
+    w.set_env("ASSISTANT_HAS_OWN_NUMBER", "true");
+    w.model.set_default(Reply::text("hello there"));
+    w.register(MAIN, "Me", &["--main"]);
+    w.start_bridge().await;
+
+    let (status, _) = w
+        .inbox(
+            json!({"chat": STRANGER, "sender": STRANGER, "sender_name": "Sam",
+                      "text": "hi, secret plans inside", "id": "s1"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let offer = reply(&w, STRANGER, 1).await;
+    let code: String = offer
+        .split("pairing code is ")
+        .nth(1)
+        .expect("a code in the reply")
+        .chars()
+        .take(6)
+        .collect();
+    assert_eq!(code.len(), 6, "{offer}");
+    let notice = reply(&w, MAIN, 1).await;
+    assert!(
+        notice.contains("Sam") && notice.contains(STRANGER) && !notice.contains(&code),
+        "{notice}"
+    );
+    // More messages within the hour: no second code.
+    from(&w, STRANGER, STRANGER, "s2", "hello??").await;
+    assert_quiet(&w, STRANGER, 1, Duration::from_secs(2)).await;
+    assert!(
+        w.agent_requests().is_empty(),
+        "a stranger reached the model"
+    );
+
+    w.say(MAIN, "p1", "pair ZZZZZZ").await;
+    assert!(reply(&w, MAIN, 2).await.contains("No pairing code ZZZZZZ"));
+    w.say(MAIN, "p2", &format!("pair {}", code.to_lowercase()))
+        .await;
+    let paired = reply(&w, MAIN, 3).await;
+    assert!(
+        paired.contains("Paired: Sam") && paired.contains(STRANGER),
+        "{paired}"
+    );
+    assert!(reply(&w, STRANGER, 2).await.contains("approved"));
+    from(&w, STRANGER, STRANGER, "s3", "so, can we talk now?").await;
+    assert_eq!(reply(&w, STRANGER, 3).await, "hello there");
+    let turn = asked(&w, "can we talk now").pop().unwrap();
+    assert!(
+        !turn.all_text().contains("secret plans"),
+        "an earlier message leaked"
+    );
+    let (ok, list, _) = w.cli(&["chats", "list"]);
+    assert!(
+        ok && list.contains(STRANGER) && list.contains("member"),
+        "{list}"
+    );
+    // A used code cannot pair again.
+    w.say(MAIN, "p3", &format!("pair {code}")).await;
+    assert!(reply(&w, MAIN, 4).await.contains("No pairing code"));
+
+    // From the terminal: list and approve.
+    from(&w, OTHER, OTHER, "o1", "hey").await;
+    reply(&w, OTHER, 1).await;
+    let (ok, list, _) = w.cli(&["pair", "list"]);
+    assert!(ok && list.contains(OTHER), "{list}");
+    let other_code = list.split_whitespace().next().unwrap().to_owned();
+    let (ok, out, err) = w.cli(&["pair", "approve", &other_code]);
+    assert!(ok && out.contains("Paired"), "{out}{err}");
+    let (ok, list, _) = w.cli(&["pair", "list"]);
+    assert!(ok && list.contains("No pairing codes"), "{list}");
+}
+
+/// On a shared number a DM from someone not registered is one of the
+/// owner's own conversations: never answered, whatever PB_UNKNOWN_DM says;
+/// and PB_UNKNOWN_DM=ignore keeps an own number silent too.
+#[tokio::test]
+async fn strangers_get_nothing_on_a_shared_number_or_when_ignored() {
+    const STRANGER: &str = "491514444444@s.whatsapp.net";
+    for own_number in ["false", "true"] {
+        let mut w = World::without_opencode().await;
+        w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+        w.set_env("ASSISTANT_HAS_OWN_NUMBER", own_number);
+        if own_number == "true" {
+            w.set_env("PB_UNKNOWN_DM", "ignore");
+        }
+        w.register(MAIN, "Me", &["--main"]);
+        w.start_bridge().await;
+        from(&w, STRANGER, STRANGER, "s1", "hi").await;
+        assert_quiet(&w, STRANGER, 0, Duration::from_secs(2)).await;
+        assert_quiet(&w, MAIN, 0, Duration::from_millis(200)).await;
+    }
+}
+
+/// PB_ACK_REACTION: the message a turn works on gets the emoji while the
+/// agent works, taken back once the answer is there; a bad value is refused.
+#[tokio::test]
+async fn the_message_being_worked_on_gets_the_ack_reaction() {
+    let mut w = World::new().await;
+    w.set_env("PB_ACK_REACTION", "👀");
+    w.model.set_default(Reply::delayed(
+        Duration::from_secs(2),
+        Reply::text("done thinking"),
+    ));
+    w.register(ANN, "Ann", &[]);
+    w.start_bridge().await;
+    let reactions = |w: &World| {
+        let w_url = w.base_url();
+        async move {
+            let v: Value = reqwest::get(format!("{w_url}/fake/reactions"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["reactions"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    from(&w, ANN, ANN, "r1", "think about it").await;
+    w.wait_agent_request("think about it", T).await;
+    let shown = reactions(&w).await;
+    assert_eq!(
+        shown,
+        vec![json!({"chat": ANN, "id": "r1", "emoji": "👀"})],
+        "while the agent works"
+    );
+    assert!(w.outbox_texts(ANN).await.is_empty());
+    assert_eq!(reply(&w, ANN, 1).await, "Andy: done thinking");
+    let deadline = Instant::now() + T;
+    while reactions(&w).await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the reaction was never taken back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        reactions(&w).await[1],
+        json!({"chat": ANN, "id": "r1", "emoji": ""})
+    );
+
+    w.set_env("PB_ACK_REACTION", "ok");
+    let (ok, _, err) = w.cli(&["chats", "list"]);
+    assert!(!ok && err.contains("PB_ACK_REACTION"), "{err}");
+}

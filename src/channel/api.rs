@@ -151,6 +151,15 @@ impl Channel for Channels {
     ) -> BoxFuture<'a, ()> {
         self.of(chat).mark_read(chat, messages)
     }
+    fn react<'a>(
+        &'a self,
+        chat: &'a ChatJid,
+        id: &'a MessageId,
+        sender: &'a str,
+        emoji: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        self.of(chat).react(chat, id, sender, emoji)
+    }
     fn set_typing<'a>(&'a self, chat: &'a ChatJid, on: bool) -> BoxFuture<'a, ()> {
         self.of(chat).set_typing(chat, on)
     }

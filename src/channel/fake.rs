@@ -92,6 +92,11 @@ impl FakeChannel {
                 chat TEXT NOT NULL, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, timestamp INTEGER NOT NULL,
                 media TEXT)",
         )?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS reactions (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                chat TEXT NOT NULL, id TEXT NOT NULL, emoji TEXT NOT NULL)",
+        )?;
         // A phone file from before media: add the column.
         let has_media: bool = conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('received') WHERE name = 'media'",
@@ -142,6 +147,17 @@ impl FakeChannel {
         .await
     }
 
+    /// Every reaction the bridge sent (`emoji` empty: taken back), in
+    /// order, as `(chat, message id, emoji)`.
+    pub async fn reactions(&self) -> rusqlite::Result<Vec<(String, String, String)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT chat, id, emoji FROM reactions ORDER BY seq")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .await
+    }
+
     /// Forgets everything received.
     pub async fn clear(&self) -> rusqlite::Result<()> {
         self.with(|c| c.execute("DELETE FROM received", []).map(|_| ()))
@@ -162,6 +178,30 @@ impl FakeChannel {
 }
 
 impl Channel for FakeChannel {
+    fn react<'a>(
+        &'a self,
+        chat: &'a ChatJid,
+        id: &'a MessageId,
+        _sender: &'a str,
+        emoji: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (chat, id, emoji) = (chat.to_string(), id.to_string(), emoji.to_owned());
+            let r = self
+                .with(move |c| {
+                    c.execute(
+                        "INSERT INTO reactions (chat, id, emoji) VALUES (?1, ?2, ?3)",
+                        params![chat, id, emoji],
+                    )
+                    .map(|_| ())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "fake phone: reaction not kept");
+            }
+        })
+    }
+
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
         Box::pin(async move {
             if !self.link.borrow().up {

@@ -156,4 +156,15 @@ pub trait Channel: Send + Sync + 'static {
     fn set_typing<'a>(&'a self, _chat: &'a ChatJid, _on: bool) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+    /// Reacts to message `id` (from `sender`) in `chat` with `emoji`; an
+    /// empty `emoji` takes the reaction back. Best effort.
+    fn react<'a>(
+        &'a self,
+        _chat: &'a ChatJid,
+        _id: &'a MessageId,
+        _sender: &'a str,
+        _emoji: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }

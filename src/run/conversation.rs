@@ -59,10 +59,21 @@ impl Runner {
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
             model: self.chat_model(chat).await?,
         };
+        // The person's newest message gets the acknowledgement, if one is set.
+        let ack = settings
+            .ack_reaction
+            .as_deref()
+            .zip(batch.iter().rev().find(|m| !m.from_me));
+        if let Some((emoji, m)) = ack {
+            channel.react(chat, &m.id, &m.sender, emoji).await;
+        }
         // Typing is shown while the prompt goes out, not before it: on
         // WhatsApp it is a network round trip of its own.
         let ((), result) = tokio::join!(channel.set_typing(chat, true), agent.run(spec));
         channel.set_typing(chat, false).await;
+        if let Some((_, m)) = ack {
+            channel.react(chat, &m.id, &m.sender, "").await;
+        }
         // A `/stop` mark is this run's alone: a finished answer that raced
         // it is still delivered.
         let stopped = self.ctx.stops.take(chat);

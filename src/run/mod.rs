@@ -53,6 +53,8 @@ pub struct RunSettings {
     pub max_batch: usize,
     /// Largest file per kind (images read for the prompt).
     pub media_limits: crate::media::MediaLimits,
+    /// `PB_ACK_REACTION`: shown on the message a turn works on.
+    pub ack_reaction: Option<String>,
 }
 
 impl RunSettings {
@@ -67,6 +69,7 @@ impl RunSettings {
             run_timeout: config.run_timeout,
             max_batch: config.max_batch,
             media_limits: config.media_max_bytes,
+            ack_reaction: config.ack_reaction.clone(),
         }
     }
 }

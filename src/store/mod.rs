@@ -35,6 +35,7 @@ mod chat_controls;
 mod ipc;
 mod messages;
 mod outbox;
+mod pairings;
 mod registry;
 mod runs;
 pub mod tasks;
@@ -64,6 +65,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_media.sql")),
     (7, include_str!("migrations/0007_api_keys.sql")),
     (8, include_str!("migrations/0008_chat_controls.sql")),
+    (9, include_str!("migrations/0009_pairings.sql")),
 ];
 
 /// The schema version this code writes.

@@ -71,7 +71,8 @@ impl Store {
             let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             for row in &mut rows {
                 let reg = super::registry::registered_in(c, &row.chat)?;
-                row.registered = reg.is_some();
+                // A stranger offered a pairing code may get that one reply.
+                row.registered = reg.is_some() || super::pairings::offer_open(c, &row.chat)?;
                 row.folder = reg.map(|r| r.folder);
             }
             Ok(rows)

@@ -625,6 +625,30 @@ impl Channel for WhatsAppChannel {
         })
     }
 
+    fn react<'a>(
+        &'a self,
+        chat: &'a ChatJid,
+        id: &'a MessageId,
+        sender: &'a str,
+        emoji: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (Some(client), Some(jid)) = (self.client(), convert::to_jid(chat)) else {
+                return;
+            };
+            let key = whatsapp_rust::waproto::whatsapp::MessageKey {
+                remote_jid: Some(jid.to_string()),
+                from_me: Some(false),
+                id: Some(id.to_string()),
+                // Groups name the message's sender.
+                participant: jid.is_group().then(|| sender.to_owned()),
+            };
+            if let Err(e) = client.send_reaction(jid, key, emoji).await {
+                tracing::debug!(chat = %chat, error = %e, "reaction not sent");
+            }
+        })
+    }
+
     fn mark_read<'a>(
         &'a self,
         chat: &'a ChatJid,
