@@ -332,6 +332,7 @@ impl App {
                 max_tasks_per_chat: config.max_tasks_per_chat,
                 stops: stops.clone(),
                 unknown_dm: config.unknown_dm,
+                pins: crate::config::ModelPins::from_config(&config),
             })
             .with_media(crate::intake::MediaIntake {
                 workspace: config.workspace.clone(),

@@ -180,6 +180,8 @@ pub struct Commands {
     pub stops: Stops,
     /// `PB_UNKNOWN_DM`.
     pub unknown_dm: crate::config::UnknownDm,
+    /// The models each profile may choose.
+    pub pins: crate::config::ModelPins,
 }
 
 /// A command and who sent it.
@@ -427,7 +429,13 @@ impl Commands {
                 .or(models.default.clone())
                 .unwrap_or_else(|| "OpenCode's default".into());
             let mut lines = vec![format!("This chat's model: {current}"), "Models:".into()];
-            lines.extend(models.available.iter().map(|m| format!("- {m}")));
+            lines.extend(
+                models
+                    .available
+                    .iter()
+                    .filter(|m| self.pins.allows(reg.profile, m))
+                    .map(|m| format!("- {m}")),
+            );
             lines.push("Set one with /model provider/model; /model default goes back.".into());
             return lines.join("\n");
         };
@@ -436,6 +444,13 @@ impl Commands {
         }
         if !models.available.contains(&wanted) {
             return format!("OpenCode offers no model {wanted:?}; /model lists them.");
+        }
+        if !self.pins.allows(reg.profile, &wanted) {
+            return format!(
+                "{wanted} is not among the models a {} chat may use ({}); /model lists them.",
+                reg.profile,
+                crate::config::ModelPins::setting(reg.profile)
+            );
         }
         match self.store.set_chat_model(chat, Some(&wanted)).await {
             Ok(()) => format!("This chat now uses {wanted}."),

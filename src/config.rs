@@ -294,6 +294,29 @@ pub struct Config {
         hide_env_values = true
     )]
     pub ack_reaction: Option<String>,
+    /// Models a member chat may choose with /model (comma separated
+    /// provider/model, provider/* or *); unset: any OpenCode offers
+    #[arg(
+        long,
+        env = "PB_MODELS_MEMBER",
+        value_name = "PB_MODELS_MEMBER",
+        value_delimiter = ',',
+        value_parser = parse_model_pattern,
+        global = true,
+        hide_env_values = true
+    )]
+    pub models_member: Vec<String>,
+    /// Models a guest chat may choose with /model (as PB_MODELS_MEMBER)
+    #[arg(
+        long,
+        env = "PB_MODELS_GUEST",
+        value_name = "PB_MODELS_GUEST",
+        value_delimiter = ',',
+        value_parser = parse_model_pattern,
+        global = true,
+        hide_env_values = true
+    )]
+    pub models_guest: Vec<String>,
     /// Largest inbound message text in bytes
     #[arg(
         long,
@@ -558,6 +581,66 @@ pub fn weak_secret(value: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// A model pattern: `provider/model`, `provider/*` or `*`.
+fn parse_model_pattern(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    if v == "*" {
+        return Ok(v.to_owned());
+    }
+    match v.split_once('/') {
+        Some((p, m))
+            if !p.is_empty()
+                && !m.is_empty()
+                && !p.contains('*')
+                && (m == "*" || !m.contains('*')) =>
+        {
+            Ok(v.to_owned())
+        }
+        _ => Err(format!("{value:?} is not provider/model, provider/* or *")),
+    }
+}
+
+/// The models each profile's chats may choose (`PB_MODELS_MEMBER`,
+/// `PB_MODELS_GUEST`; the main chat may choose any).
+#[derive(Debug, Clone, Default)]
+pub struct ModelPins {
+    pub member: Vec<String>,
+    pub guest: Vec<String>,
+}
+
+impl ModelPins {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            member: config.models_member.clone(),
+            guest: config.models_guest.clone(),
+        }
+    }
+
+    /// Whether a chat of `profile` may use `model` (`provider/model`).
+    pub fn allows(&self, profile: crate::model::Profile, model: &str) -> bool {
+        let list = match profile {
+            crate::model::Profile::Main => return true,
+            crate::model::Profile::Member => &self.member,
+            crate::model::Profile::Guest => &self.guest,
+        };
+        list.is_empty()
+            || list.iter().any(|p| {
+                p == "*"
+                    || p == model
+                    || p.strip_suffix("/*")
+                        .is_some_and(|prov| model.split_once('/').is_some_and(|(mp, _)| mp == prov))
+            })
+    }
+
+    /// The setting that pins `profile`'s models.
+    pub fn setting(profile: crate::model::Profile) -> &'static str {
+        match profile {
+            crate::model::Profile::Guest => "PB_MODELS_GUEST",
+            _ => "PB_MODELS_MEMBER",
+        }
+    }
 }
 
 /// A reaction for `PB_ACK_REACTION`: one emoji (a few code points at
@@ -1300,6 +1383,32 @@ mod tests {
             assert!(c.http_token.is_some() || c.opencode_password.is_some());
         }
         assert_eq!(weak_secret("9f2c4e1ab37d5068"), None);
+    }
+
+    #[test]
+    fn model_pins_hold_per_profile() {
+        use crate::model::Profile;
+        let c = parse(
+            &[
+                ("PB_MODELS_MEMBER", "openai/*,anthropic/claude-haiku"),
+                ("PB_MODELS_GUEST", "local/small"),
+            ],
+            &["serve"],
+        )
+        .unwrap();
+        let pins = ModelPins::from_config(&c);
+        assert!(pins.allows(Profile::Main, "anything/at-all"));
+        assert!(pins.allows(Profile::Member, "openai/gpt-5"));
+        assert!(pins.allows(Profile::Member, "anthropic/claude-haiku"));
+        assert!(!pins.allows(Profile::Member, "anthropic/claude-opus"));
+        assert!(!pins.allows(Profile::Member, "openaix/gpt-5"));
+        assert!(pins.allows(Profile::Guest, "local/small"));
+        assert!(!pins.allows(Profile::Guest, "openai/gpt-5"));
+        assert!(ModelPins::default().allows(Profile::Guest, "x/y"));
+        for bad in ["openai", "*/gpt", "a/b*", "/x"] {
+            let e = refused(&[("PB_MODELS_GUEST", bad)], &["serve"]);
+            assert!(e.contains("PB_MODELS_GUEST"), "{e}");
+        }
     }
 
     #[test]

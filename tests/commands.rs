@@ -203,6 +203,8 @@ async fn the_owner_steers_the_main_chat_new_model_compact_stop_status_tasks() {
 async fn others_may_read_but_only_allowed_senders_steer_and_start_a_group() {
     let mut w = two_models().await;
     w.model.set_default(Reply::text("ok"));
+    // Member chats may choose the first model only.
+    w.set_env("PB_MODELS_MEMBER", "scripted/scripted-1");
     w.register(MAIN, "Me", &["--main"]);
     w.register(ANN, "Ann", &[]);
     w.register(GROUP, "Family", &[]);
@@ -222,6 +224,15 @@ async fn others_may_read_but_only_allowed_senders_steer_and_start_a_group() {
     assert!(reply(&w, ANN, 4).await.contains("New session"));
     let (ok, _, err) = w.cli(&["chats", "allow", ANN, "not-a-jid"]);
     assert!(!ok && err.contains("not a person's JID"), "{err}");
+    // The member profile's pin: only scripted-1 is offered and taken.
+    from(&w, ANN, ANN, "a6", "/model").await;
+    let list = reply(&w, ANN, 5).await;
+    assert!(
+        list.contains("scripted/scripted-1") && !list.contains("scripted/scripted-2"),
+        "{list}"
+    );
+    from(&w, ANN, ANN, "a7", "/model scripted/scripted-2").await;
+    assert!(reply(&w, ANN, 6).await.contains("PB_MODELS_MEMBER"));
 
     // A group with a list: Bob's trigger is kept as context, Alice's runs
     // the turn and carries Bob's message along.
@@ -247,14 +258,20 @@ async fn others_may_read_but_only_allowed_senders_steer_and_start_a_group() {
     from(&w, GROUP, BOB, "g5", "@Andy hello again").await;
     assert_eq!(reply(&w, GROUP, 4).await, "Andy: ok");
 
-    // `chats set-model` is `/model` from the terminal.
-    let (ok, out, err) = w.cli(&["chats", "set-model", ANN, "scripted/scripted-2"]);
+    // `chats set-model` is `/model` from the terminal (a guest group: no pin).
+    let (ok, out, err) = w.cli(&["chats", "set-model", GROUP, "scripted/scripted-2"]);
     assert!(ok, "{out}{err}");
-    from(&w, ANN, ANN, "a5", "/status").await;
+    from(&w, GROUP, BOB, "g6", "@Andy /status").await;
+    let status = reply(&w, GROUP, 5).await;
     assert!(
-        reply(&w, ANN, 5)
-            .await
-            .contains("Model: scripted/scripted-2 (this chat's)"),
+        status.contains("Model: scripted/scripted-2 (this chat's)"),
+        "{status}"
+    );
+    from(&w, GROUP, BOB, "g7", "@Andy which model?").await;
+    reply(&w, GROUP, 6).await;
+    assert_eq!(
+        asked(&w, "which model?").pop().unwrap().model(),
+        "scripted-2"
     );
     let (ok, _, err) = w.cli(&["chats", "set-model", ANN, "no-slash"]);
     assert!(!ok, "{err}");

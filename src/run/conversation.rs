@@ -57,7 +57,7 @@ impl Runner {
             files,
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
-            model: self.chat_model(chat).await?,
+            model: self.chat_model(reg).await?,
         };
         // The person's newest message gets the acknowledgement, if one is set.
         let ack = settings

@@ -55,6 +55,9 @@ pub struct RunSettings {
     pub media_limits: crate::media::MediaLimits,
     /// `PB_ACK_REACTION`: shown on the message a turn works on.
     pub ack_reaction: Option<String>,
+    /// The models each profile may use (a chat's own model outside them,
+    /// after the pins changed, is not used).
+    pub pins: crate::config::ModelPins,
 }
 
 impl RunSettings {
@@ -70,6 +73,7 @@ impl RunSettings {
             max_batch: config.max_batch,
             media_limits: config.media_max_bytes,
             ack_reaction: config.ack_reaction.clone(),
+            pins: crate::config::ModelPins::from_config(config),
         }
     }
 }
@@ -162,9 +166,14 @@ impl Runner {
     /// The chat's own model (`/model`), if it set one that parses.
     async fn chat_model(
         &self,
-        chat: &ChatJid,
+        reg: &RegisteredChat,
     ) -> Result<Option<crate::config::ModelRef>, RunError> {
+        let chat = &reg.jid;
         Ok(match self.ctx.store.chat_model(chat).await? {
+            Some(m) if !self.ctx.settings.pins.allows(reg.profile, &m) => {
+                tracing::warn!(chat = %chat, model = %m, profile = %reg.profile, "the chat's model is outside its profile's models; using the default");
+                None
+            }
             Some(m) => match m.parse() {
                 Ok(m) => Some(m),
                 Err(e) => {

@@ -36,7 +36,7 @@ impl Runner {
             files: Vec::new(),
             timeout: self.ctx.settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
-            model: self.chat_model(&reg.jid).await?,
+            model: self.chat_model(reg).await?,
         };
         match self.ctx.agent.recover(spec).await {
             Ok(Recovered::Answered(answer)) => {

@@ -29,7 +29,7 @@ impl Runner {
                 .await?;
             return Ok(());
         };
-        let model = self.chat_model(&reg.jid).await?;
+        let model = self.chat_model(reg).await?;
         let spec = |session: SessionId, prompt_id: PromptId, text: String| RunSpec {
             dir: dir.to_owned(),
             session,
