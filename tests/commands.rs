@@ -306,6 +306,38 @@ async fn commands_work_on_the_api_too() {
             .contains("New session"),
         "{body}"
     );
+
+    // The WebSocket `pocketbrain chat` uses: the answer is a message frame.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let url = format!("{}/api/v1/ws", w.base_url().replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "send", "conversation": "desk", "text": "/help"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let help = tokio::time::timeout(T, async {
+        loop {
+            if let Some(Ok(Message::Text(t))) = ws.next().await {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "message" {
+                    return v["text"].as_str().unwrap_or_default().to_owned();
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer on the socket");
+    assert!(
+        help.contains("/compact") && help.contains("/stop"),
+        "{help}"
+    );
 }
 
 /// A stranger's direct message (the assistant on its own number): one reply
