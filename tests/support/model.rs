@@ -323,6 +323,13 @@ pub struct ScriptedModel {
 impl ScriptedModel {
     /// Start a server on 127.0.0.1 with an OS-chosen port.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Start a server on `addr` (a container's model service listens on
+    /// every interface). It also answers `GET /__requests`: what it
+    /// received, for a test that runs it in another process.
+    pub async fn start_on(addr: &str) -> Self {
         let inner = Arc::new(Inner {
             state: Mutex::new(Script {
                 rules: Vec::new(),
@@ -344,11 +351,12 @@ impl ScriptedModel {
             .route("/v1/models", get(models))
             .route("/models", get(models))
             .route("/v1/audio/transcriptions", post(transcriptions))
+            .route("/__requests", get(recorded))
             .layer(DefaultBodyLimit::disable())
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .expect("scripted model: bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("scripted model: bind {addr}: {e}"));
         let addr = listener.local_addr().expect("scripted model: local_addr");
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -509,6 +517,25 @@ impl ScriptedModel {
             }
         }
     }
+}
+
+/// `GET /__requests`: each chat request's `Authorization`, model and
+/// last user text.
+async fn recorded(State(inner): State<Arc<Inner>>) -> Response {
+    let list: Vec<Value> = inner
+        .lock()
+        .requests
+        .iter()
+        .map(|r| {
+            json!({
+                "authorization": r.authorization,
+                "model": r.model(),
+                "last_user": r.last_user_text(),
+                "last_role": r.last_role(),
+            })
+        })
+        .collect();
+    Json(json!({ "requests": list })).into_response()
 }
 
 async fn transcriptions(
