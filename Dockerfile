@@ -1,7 +1,8 @@
 # The PocketBrain bridge. OpenCode runs in its own container (docker-compose.yml).
 # The build context is the repository root. The build stage copies exactly
 # what the crate compiles in: its manifest, build script, sources and
-# declared targets, and the OpenCode plugin it embeds from opencode-plugin/:
+# declared targets, the skills it ships (skills/), and the OpenCode plugin it
+# embeds from opencode-plugin/:
 # the checked-in bundle and lock, so the build needs no npm
 # (tests/docker_context.rs checks this list against the crate).
 FROM rust:1.95-bookworm AS build
@@ -9,6 +10,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
+COPY skills ./skills
 COPY opencode-plugin/bundle/pocketbrain.js ./opencode-plugin/bundle/
 COPY opencode-plugin/runtime/package-lock.json ./opencode-plugin/runtime/
 RUN cargo build --release --locked --bin pocketbrain

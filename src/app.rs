@@ -202,7 +202,10 @@ impl App {
         ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout, &secret_env)
             .map_err(workspace_err(workspace.join(".opencode")))?;
         // The chat profiles, as OpenCode agents every prompt names.
-        crate::profiles::install(&workspace)
+        // Memory every chat shares, and the shipped skills.
+        crate::memory::install(&workspace)
+            .map_err(workspace_err(workspace.join(crate::memory::GLOBAL_DIR)))?;
+        crate::profiles::install(&workspace, &crate::profiles::Skills::from_config(&config))
             .map_err(workspace_err(workspace.join(crate::profiles::CONFIG_FILE)))?;
         if config.approval_timeout >= config.run_timeout {
             tracing::warn!(

@@ -117,6 +117,18 @@ pub enum Command {
         #[command(subcommand)]
         command: ApiKeysCommand,
     },
+    /// Show or edit memory: a chat's AGENTS.md, or the global one every
+    /// chat reads.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+    /// The skills OpenCode finds, where each came from, and which profiles
+    /// may load it.
+    Skills {
+        #[command(subcommand)]
+        command: SkillsCommand,
+    },
     /// Pairing codes given to people who wrote without being registered
     /// (PB_UNKNOWN_DM=pair): list them, or approve one.
     Pair {
@@ -134,6 +146,27 @@ pub enum Command {
         #[arg(long, env = "PB_API_KEY", hide_env_values = true)]
         key: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Print it.
+    Show {
+        /// A registered chat's JID, or "global" (default).
+        #[arg(default_value = "global")]
+        target: String,
+    },
+    /// Open it in $EDITOR (vi when unset); the next message reads it.
+    Edit {
+        #[arg(default_value = "global")]
+        target: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkillsCommand {
+    /// One line each: name, source (shipped or workspace), profiles.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +381,33 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Restore { file, force } => restore(config, file, force).await,
         Command::ApiKeys { command } => api_keys(&config, command).await,
         Command::Pair { command } => pair_cmd(&config, command).await,
+        Command::Memory { command } => memory_cmd(&config, command).await,
+        Command::Skills {
+            command: SkillsCommand::List,
+        } => {
+            let skills = crate::profiles::Skills::from_config(&config);
+            let list = crate::memory::list(&config.workspace);
+            for s in &list {
+                let mut who = vec!["main"];
+                if skills.member.allows(&s.name) {
+                    who.push("member");
+                }
+                if skills.guest.allows(&s.name) {
+                    who.push("guest");
+                }
+                println!(
+                    "{:<20} {:<9} {:<18} {}",
+                    s.name,
+                    s.source,
+                    who.join(","),
+                    s.description
+                );
+            }
+            if list.is_empty() {
+                println!("No skills.");
+            }
+            Ok(())
+        }
         Command::Chat { conversation, key } => {
             let api = Api::new(&config, std::time::Duration::from_secs(10));
             let credential = key
@@ -757,6 +817,45 @@ async fn chats(config: &Config, command: ChatsCommand) -> Result<(), CliError> {
         }
         ChatsCommand::Allow { jid, senders } => set_senders(&store, &jid, senders, true).await,
         ChatsCommand::Disallow { jid, senders } => set_senders(&store, &jid, senders, false).await,
+    }
+}
+
+/// `pocketbrain memory`.
+async fn memory_cmd(config: &Config, command: MemoryCommand) -> Result<(), CliError> {
+    let (MemoryCommand::Show { target } | MemoryCommand::Edit { target }) = &command;
+    let path = if target.eq_ignore_ascii_case("global") {
+        crate::memory::install(&config.workspace)?
+    } else {
+        let store = open_store(config)?;
+        let jid = registered_jid(&store, target).await?;
+        let reg = store
+            .registered(&jid)
+            .await?
+            .ok_or_else(|| CliError::Usage(format!("{jid} is not registered")))?;
+        crate::workspace::chat_dir(&config.workspace, &reg)?.join("AGENTS.md")
+    };
+    match command {
+        MemoryCommand::Show { .. } => {
+            print!("{}", std::fs::read_to_string(&path)?);
+            Ok(())
+        }
+        MemoryCommand::Edit { .. } => {
+            let editor = std::env::var("VISUAL")
+                .or_else(|_| std::env::var("EDITOR"))
+                .unwrap_or_else(|_| "vi".into());
+            // The editor may be a command with arguments ("code -w").
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{editor} \"$1\""))
+                .arg("editor")
+                .arg(&path)
+                .status()?;
+            if !status.success() {
+                return Err(CliError::Usage(format!("{editor} exited with {status}")));
+            }
+            println!("Saved {}; the next message reads it.", path.display());
+            Ok(())
+        }
     }
 }
 

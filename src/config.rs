@@ -321,6 +321,41 @@ pub struct Config {
         hide_env_values = true
     )]
     pub models_guest: Vec<String>,
+    /// Skills a member chat's agent may load (comma separated names, or *);
+    /// unset: none. The main chat may load every skill
+    #[arg(
+        long,
+        env = "PB_SKILLS_MEMBER",
+        value_name = "PB_SKILLS_MEMBER",
+        value_delimiter = ',',
+        value_parser = parse_skill_name,
+        global = true,
+        hide_env_values = true
+    )]
+    pub skills_member: Vec<String>,
+    /// Skills a guest (group) chat's agent may load (as PB_SKILLS_MEMBER)
+    #[arg(
+        long,
+        env = "PB_SKILLS_GUEST",
+        value_name = "PB_SKILLS_GUEST",
+        value_delimiter = ',',
+        value_parser = parse_skill_name,
+        global = true,
+        hide_env_values = true
+    )]
+    pub skills_guest: Vec<String>,
+    /// Compact a chat's session (OpenCode's summary) once its last turn used
+    /// this share of the model's context window (0 turns it off)
+    #[arg(
+        long,
+        env = "PB_COMPACT_AT",
+        value_name = "PB_COMPACT_AT",
+        value_parser = parse_share,
+        default_value = "0.8",
+        global = true,
+        hide_env_values = true
+    )]
+    pub compact_at: f64,
     /// Largest inbound message text in bytes
     #[arg(
         long,
@@ -601,6 +636,33 @@ pub fn weak_secret(value: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// A skill's name (lower-case letters, digits, `-`), or `*`.
+fn parse_skill_name(value: &str) -> Result<String, String> {
+    let v = value.trim();
+    let ok = v == "*"
+        || (!v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a skill name (a-z, 0-9, '-') or *"
+        ))
+    }
+}
+
+/// A share between 0 and 0.95.
+fn parse_share(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(v) if (0.0..=0.95).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{value:?} is not a share from 0 to 0.95 (e.g. 0.8)"
+        )),
+    }
 }
 
 /// A model pattern: `provider/model`, `provider/*` or `*`.

@@ -33,6 +33,8 @@
 //! - [`safe_dir`]: reading and writing in folders the agent can write,
 //!   never through a planted symlink; [`owner_only`]: the data folder
 //!   0700 and its secret files 0600, whatever the umask.
+//! - [`memory`]: the global memory every chat reads, and skills (shipped
+//!   and the user's) with each profile's share of them.
 //! - [`commands`]: `/new`, `/stop`, `/status`, `/model`, `/compact`,
 //!   `/tasks`, `/help` typed in a chat, answered by the bridge.
 //! - [`cli`]: the command line (`serve`, `chats`, `tasks`, `health`,
@@ -61,6 +63,7 @@ pub mod ids;
 pub mod intake;
 pub mod ipc;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod opencode;

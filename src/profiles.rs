@@ -46,9 +46,50 @@ pub fn agent_name(profile: Profile) -> &'static str {
     }
 }
 
+/// Which skills each profile's chats may load (`PB_SKILLS_MEMBER`,
+/// `PB_SKILLS_GUEST`; the main chat may load every one).
+#[derive(Debug, Clone)]
+pub struct Skills {
+    pub member: crate::memory::SkillPolicy,
+    pub guest: crate::memory::SkillPolicy,
+}
+
+impl Default for Skills {
+    /// None for members and guests.
+    fn default() -> Self {
+        Self {
+            member: crate::memory::SkillPolicy::Named(Vec::new()),
+            guest: crate::memory::SkillPolicy::Named(Vec::new()),
+        }
+    }
+}
+
+impl Skills {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            member: crate::memory::SkillPolicy::from_list(&config.skills_member),
+            guest: crate::memory::SkillPolicy::from_list(&config.skills_guest),
+        }
+    }
+
+    pub fn of(&self, profile: Profile) -> crate::memory::SkillPolicy {
+        match profile {
+            Profile::Main => crate::memory::SkillPolicy::All,
+            Profile::Member => self.member.clone(),
+            Profile::Guest => self.guest.clone(),
+        }
+    }
+}
+
 /// The permission rules of a profile's agent (OpenCode's `permission`
 /// shape; for pattern objects the last matching pattern wins).
-pub fn permissions(profile: Profile) -> Value {
+pub fn permissions(profile: Profile, skills: &Skills) -> Value {
+    let mut rules = base_permissions(profile);
+    rules["skill"] = skills.of(profile).permission();
+    rules
+}
+
+fn base_permissions(profile: Profile) -> Value {
     match profile {
         // As OpenCode is configured (the managed one allows everything;
         // what it still asks, PB_PERMISSION answers): only the question
@@ -84,10 +125,9 @@ pub fn permissions(profile: Profile) -> Value {
             // Only the chat's own folder.
             "external_directory": "deny",
             // Denied by "*" already; named so that a reader sees it. A
-            // subagent would run with another agent's rules; skills and
-            // questions reach outside the chat.
+            // subagent would run with another agent's rules; questions
+            // wait on a person. (`skill` is set from the profile's skills.)
             "task": "deny",
-            "skill": "deny",
             "question": "deny",
             "doom_loop": "deny",
         }),
@@ -130,8 +170,11 @@ fn description(profile: Profile) -> &'static str {
     }
 }
 
-/// The workspace's OpenCode config: one agent per profile.
-pub fn workspace_config() -> Value {
+/// The workspace's OpenCode config: one agent per profile; the global
+/// memory as instructions for every chat; the user's skills folder (see
+/// [`crate::memory`]). Paths are absolute: OpenCode reads this file from
+/// every chat folder below it.
+pub fn workspace_config(workspace: &Path, skills: &Skills) -> Value {
     let agents: serde_json::Map<String, Value> = Profile::ALL
         .iter()
         .map(|&p| {
@@ -140,7 +183,7 @@ pub fn workspace_config() -> Value {
                 json!({
                     "description": description(p),
                     "mode": "primary",
-                    "permission": permissions(p),
+                    "permission": permissions(p, skills),
                 }),
             )
         })
@@ -148,6 +191,8 @@ pub fn workspace_config() -> Value {
     json!({
         "$schema": "https://opencode.ai/config.json",
         "agent": agents,
+        "instructions": [crate::memory::global_memory(workspace)],
+        "skills": {"paths": [workspace.join(crate::memory::USER_SKILLS_DIR)]},
     })
 }
 
@@ -156,8 +201,9 @@ pub const CONFIG_FILE: &str = ".opencode/opencode.json";
 
 /// Writes the agent definitions into `workspace` (the bridge owns this file:
 /// it is rewritten at every start, never through a planted symlink).
-pub fn install(workspace: &Path) -> std::io::Result<()> {
-    let content = serde_json::to_string_pretty(&workspace_config()).expect("static json");
+pub fn install(workspace: &Path, skills: &Skills) -> std::io::Result<()> {
+    let content =
+        serde_json::to_string_pretty(&workspace_config(workspace, skills)).expect("static json");
     crate::safe_dir::SafeDir::open_path(workspace, &[".opencode"])?
         .write("opencode.json", content.as_bytes())
 }
@@ -168,7 +214,7 @@ mod tests {
 
     #[test]
     fn every_profile_is_an_agent_and_outsiders_are_fenced_in() {
-        let c = workspace_config();
+        let c = workspace_config(Path::new("/ws"), &Skills::default());
         for p in Profile::ALL {
             let a = &c["agent"][agent_name(p)];
             assert_eq!(a["mode"], "primary", "{p}");
@@ -265,7 +311,11 @@ mod tests {
     fn the_deny_everything_rule_comes_first_in_the_written_config() {
         // OpenCode applies the last matching rule, in the order the file
         // lists them: a "*" after the allow-list would deny every tool.
-        let text = serde_json::to_string(&permissions(Profile::Guest)).unwrap();
+        let skills = Skills {
+            guest: crate::memory::SkillPolicy::Named(vec!["recipes".into()]),
+            ..Skills::default()
+        };
+        let text = serde_json::to_string(&permissions(Profile::Guest, &skills)).unwrap();
         assert!(text.starts_with(r#"{"*":"deny","#), "{text}");
     }
 
@@ -277,11 +327,15 @@ mod tests {
         let ws = dir.path().join("ws");
         std::fs::create_dir_all(ws.join(".opencode")).unwrap();
         std::os::unix::fs::symlink(&outside, ws.join(CONFIG_FILE)).unwrap();
-        install(&ws).unwrap();
+        install(&ws, &Skills::default()).unwrap();
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
         let written: Value =
             serde_json::from_str(&std::fs::read_to_string(ws.join(CONFIG_FILE)).unwrap()).unwrap();
-        assert_eq!(written, workspace_config());
+        assert_eq!(written, workspace_config(&ws, &Skills::default()));
+        assert_eq!(
+            written["instructions"][0],
+            ws.join("global/AGENTS.md").to_str().unwrap()
+        );
         assert!(!ws.join(CONFIG_FILE).is_symlink());
     }
 }

@@ -438,11 +438,12 @@ fn a_dockerfile_copying_only_the_rust_sources_is_caught() {
             .any(|p| p.starts_with("opencode-plugin/bundle/pocketbrain.js:")),
         "{found:#?}"
     );
-    // (It did not copy the build script either, which came later.)
+    // (It did not copy the build script or the shipped skills either,
+    // which came later.)
     assert!(
-        found
-            .iter()
-            .all(|p| p.starts_with("opencode-plugin/") || p.starts_with("build.rs:")),
+        found.iter().all(|p| p.starts_with("opencode-plugin/")
+            || p.starts_with("build.rs:")
+            || p.starts_with("skills/")),
         "{found:#?}"
     );
 }

@@ -64,6 +64,8 @@ pub struct RunSpec {
 pub struct Models {
     pub available: Vec<String>,
     pub default: Option<String>,
+    /// Each model's context window in tokens, where the runtime says.
+    pub context: std::collections::HashMap<String, u64>,
 }
 
 /// A session's last finished turn, as the runtime reports it.
@@ -239,6 +241,15 @@ pub trait Agent: Send + Sync + 'static {
         _model: &'a crate::config::ModelRef,
     ) -> BoxFuture<'a, Result<(), AgentError>> {
         Box::pin(async { Err(unsupported("compact")) })
+    }
+    /// The context window of `model` (`provider/model`) in tokens, when the
+    /// runtime says.
+    fn context_limit<'a>(
+        &'a self,
+        _dir: &'a std::path::Path,
+        _model: &'a str,
+    ) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async { None })
     }
     /// The session's last turn's model, tokens, cost and times (`/status`).
     fn last_turn<'a>(

@@ -340,17 +340,20 @@ impl Client {
             self.send("providers", req, Duration::from_secs(30)).await?,
         )
         .await?;
-        let mut available: Vec<String> = v["providers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| {
-                let id = p["id"].as_str()?;
-                let models = p["models"].as_object()?;
-                Some(models.keys().map(move |m| format!("{id}/{m}")))
-            })
-            .flatten()
-            .collect();
+        let mut available = Vec::new();
+        let mut context = std::collections::HashMap::new();
+        for p in v["providers"].as_array().into_iter().flatten() {
+            let (Some(id), Some(models)) = (p["id"].as_str(), p["models"].as_object()) else {
+                continue;
+            };
+            for (m, info) in models {
+                let name = format!("{id}/{m}");
+                if let Some(limit) = info["limit"]["context"].as_u64().filter(|l| *l > 0) {
+                    context.insert(name.clone(), limit);
+                }
+                available.push(name);
+            }
+        }
         available.sort();
         let req = self.request(Method::GET, "/config", Some(dir));
         let config: Value = Self::json(
@@ -361,6 +364,7 @@ impl Client {
         Ok(crate::agent::Models {
             available,
             default: config["model"].as_str().map(str::to_owned),
+            context,
         })
     }
 

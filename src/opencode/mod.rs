@@ -61,6 +61,8 @@ pub struct OpenCode {
     /// OpenCode's own default model (`GET /config`'s `model`), read at the
     /// first prompt that names none.
     configured_model: tokio::sync::OnceCell<Option<ModelRef>>,
+    /// Each model's context window, read once (for compaction).
+    context_limits: tokio::sync::OnceCell<HashMap<String, u64>>,
     reachable: std::sync::atomic::AtomicBool,
     /// The last run ended with the provider refusing the key or model.
     model_refused: std::sync::atomic::AtomicBool,
@@ -97,6 +99,7 @@ impl OpenCode {
             hub,
             model,
             configured_model: tokio::sync::OnceCell::new(),
+            context_limits: tokio::sync::OnceCell::new(),
             // Unknown until the first call answers: health says unreachable.
             reachable: std::sync::atomic::AtomicBool::new(false),
             model_refused: std::sync::atomic::AtomicBool::new(false),
@@ -520,6 +523,17 @@ impl Agent for OpenCode {
                 m.default = Some(format!("{}/{}", own.provider, own.model));
             }
             Ok(m)
+        })
+    }
+
+    fn context_limit<'a>(&'a self, dir: &'a Path, model: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let limits = self
+                .context_limits
+                .get_or_try_init(|| async { self.client.models(dir).await.map(|m| m.context) })
+                .await
+                .ok()?;
+            limits.get(model).copied()
         })
     }
 

@@ -49,6 +49,7 @@ impl Runner {
         crate::metrics::run_started("conversation");
         let started = std::time::Instant::now();
         let before_agent = started - entered;
+        let spec_dir = dir.clone();
         let spec = RunSpec {
             dir,
             session: session.clone(),
@@ -106,6 +107,13 @@ impl Runner {
                 }
                 return Err(RunError::Agent(AgentError::ModelRefused(why)));
             }
+            Err(AgentError::Run(why)) if context_too_long(&why) => {
+                // The session outgrew the model: summarise it, and the
+                // queue's retry runs the same messages on the summary.
+                tracing::warn!(chat = %chat, error = %why, "the model's context window is full; compacting before the retry");
+                self.compact_now(reg, &spec_dir, &session).await;
+                return Err(RunError::Agent(AgentError::Run(why)));
+            }
             Err(AgentError::SessionGone(_)) => {
                 // Gone for good: forget it so the retry makes a new one.
                 tracing::warn!(chat = %chat, session = %session, "OpenCode session is gone; a new one will be created");
@@ -125,6 +133,7 @@ impl Runner {
             .map(|m| (m.id.clone(), m.sender.clone()))
             .collect();
         channel.mark_read(chat, &read).await;
+        self.keep_sharp(reg, &spec_dir, &session).await;
         Ok(())
     }
 
@@ -219,5 +228,37 @@ impl Runner {
             }
         }
         Ok((out, files))
+    }
+}
+
+/// Whether a model's refusal says the prompt is longer than its context
+/// window (OpenAI, Anthropic and OpenAI-compatible servers' wordings).
+fn context_too_long(why: &str) -> bool {
+    let w = why.to_ascii_lowercase();
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "context window",
+        "prompt is too long",
+        "too many tokens",
+        "context length",
+    ]
+    .iter()
+    .any(|p| w.contains(p))
+}
+
+#[cfg(test)]
+mod context_tests {
+    #[test]
+    fn context_length_refusals_are_recognised() {
+        for why in [
+            "This model's maximum context length is 8192 tokens",
+            "Error: context_length_exceeded",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            "input exceeds the context window",
+        ] {
+            assert!(super::context_too_long(why), "{why}");
+        }
+        assert!(!super::context_too_long("rate limited, try again"));
     }
 }

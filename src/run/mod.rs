@@ -58,6 +58,9 @@ pub struct RunSettings {
     /// The models each profile may use (a chat's own model outside them,
     /// after the pins changed, is not used).
     pub pins: crate::config::ModelPins,
+    /// `PB_COMPACT_AT`: the share of the context window past which a
+    /// session is compacted after its turn (0: never).
+    pub compact_at: f64,
 }
 
 impl RunSettings {
@@ -74,6 +77,7 @@ impl RunSettings {
             media_limits: config.media_max_bytes,
             ack_reaction: config.ack_reaction.clone(),
             pins: crate::config::ModelPins::from_config(config),
+            compact_at: config.compact_at,
         }
     }
 }
@@ -161,6 +165,64 @@ impl Runner {
             .expect("with_stops is called before the runner is shared")
             .stops = stops;
         self
+    }
+
+    /// Compacts the chat's session (OpenCode's summary) once its last turn
+    /// used `PB_COMPACT_AT` of the model's context window, so the next turn
+    /// starts from a summary instead of failing for length or slowing down.
+    /// Runs after the answer is committed; a failure only logs.
+    async fn keep_sharp(&self, reg: &RegisteredChat, dir: &Path, session: &SessionId) {
+        let share = self.ctx.settings.compact_at;
+        if share <= 0.0 {
+            return;
+        }
+        let agent = &self.ctx.agent;
+        let turn = match agent.last_turn(dir, session).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(chat = %reg.jid, error = %e, "cannot read the last turn's size");
+                return;
+            }
+        };
+        let Some(limit) = agent.context_limit(dir, &turn.model).await else {
+            return;
+        };
+        let used =
+            turn.input_tokens + turn.cache_read_tokens + turn.output_tokens + turn.reasoning_tokens;
+        if (used as f64) < share * limit as f64 {
+            return;
+        }
+        tracing::info!(chat = %reg.jid, session = %session, used, limit, "session past PB_COMPACT_AT of the context window; compacting");
+        self.compact_now(reg, dir, session).await;
+    }
+
+    /// Summarises the session with the chat's model (else OpenCode's
+    /// default). A failure only logs.
+    async fn compact_now(&self, reg: &RegisteredChat, dir: &Path, session: &SessionId) {
+        let agent = &self.ctx.agent;
+        let model = match self.chat_model(reg).await {
+            Ok(Some(m)) => Some(m),
+            _ => agent
+                .models(dir)
+                .await
+                .ok()
+                .and_then(|m| m.default)
+                .and_then(|m| m.parse().ok()),
+        };
+        let Some(model) = model else {
+            tracing::warn!(chat = %reg.jid, "cannot compact: no model is known (set OPENCODE_MODEL or a model in opencode.json)");
+            return;
+        };
+        match agent.compact(dir, session, &model).await {
+            Ok(()) => {
+                crate::metrics::run_started("compaction");
+                tracing::info!(chat = %reg.jid, session = %session, "session compacted");
+            }
+            Err(e) => {
+                tracing::warn!(chat = %reg.jid, error = %e, "compaction failed; the next turn carries the whole session")
+            }
+        }
     }
 
     /// The chat's own model (`/model`), if it set one that parses.
