@@ -413,7 +413,8 @@ impl App {
             queue.clone(),
             outbox_wake.clone(),
         )
-        .with_stops(stops);
+        .with_stops(stops)
+        .with_tasks_wake(tasks_wake.clone());
         match config.transcribe() {
             Some(t) => {
                 let t = crate::transcribe::HttpTranscriber::new(t);

@@ -356,6 +356,18 @@ pub struct Config {
         hide_env_values = true
     )]
     pub compact_at: f64,
+    /// Largest a memory file (a chat's AGENTS.md, the global one) may grow
+    /// before the agent is given a task to condense it (K/M suffixes)
+    #[arg(
+        long,
+        env = "PB_MEMORY_MAX_BYTES",
+        value_name = "PB_MEMORY_MAX_BYTES",
+        value_parser = crate::media::parse_size,
+        default_value = "16K",
+        global = true,
+        hide_env_values = true
+    )]
+    pub memory_max_bytes: u64,
     /// Largest inbound message text in bytes
     #[arg(
         long,

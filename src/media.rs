@@ -137,7 +137,7 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = s[digits.len()..].to_ascii_lowercase();
     let n: u64 = digits

@@ -256,3 +256,57 @@ async fn a_session_past_the_threshold_is_compacted_before_the_next_turn() {
         "{metrics}"
     );
 }
+
+/// A memory file past PB_MEMORY_MAX_BYTES gets a maintenance task: the
+/// agent is asked, in a fresh session, to condense it, and nothing of that
+/// reaches the chat.
+#[tokio::test]
+async fn a_memory_file_past_its_cap_is_condensed_by_a_task() {
+    let mut w = World::new().await;
+    w.set_env("PB_MEMORY_MAX_BYTES", "2K");
+    w.register(MAIN, "Me", &["--main"]);
+    let memory = w.workspace().join("chats/me/AGENTS.md");
+    let target = memory.display().to_string();
+    w.model.on(
+        |r| r.last_role() == "user" && r.last_user_text().contains("[memory upkeep]"),
+        vec![Reply::tool_call(
+            "write",
+            json!({"filePath": target, "content": "# Me\n\n## Memory\n- condensed\n"}),
+        )],
+    );
+    w.model.always(
+        |r| r.last_role() == "tool",
+        Reply::text("<internal>done</internal>"),
+    );
+    w.model.set_default(Reply::text("hi"));
+    w.start_bridge().await;
+    std::fs::write(
+        &memory,
+        format!("# Me\n\n## Memory\n{}", "- a fact\n".repeat(400)),
+    )
+    .unwrap();
+
+    w.say(MAIN, "m1", "hello").await;
+    assert_eq!(w.wait_outbox(MAIN, 1, T).await, ["Andy: hi"]);
+    let deadline = Instant::now() + T;
+    while std::fs::read_to_string(&memory).unwrap().len() > 2048 {
+        assert!(
+            Instant::now() < deadline,
+            "the memory file was never condensed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        std::fs::read_to_string(&memory)
+            .unwrap()
+            .contains("condensed")
+    );
+    // The upkeep said nothing in the chat, and is not scheduled twice.
+    assert_quiet(&w, MAIN, 1, Duration::from_secs(2)).await;
+    let upkeep = w
+        .agent_requests()
+        .iter()
+        .filter(|r| r.last_role() == "user" && r.last_user_text().contains("[memory upkeep]"))
+        .count();
+    assert_eq!(upkeep, 1);
+}

@@ -134,6 +134,7 @@ impl Runner {
             .collect();
         channel.mark_read(chat, &read).await;
         self.keep_sharp(reg, &spec_dir, &session).await;
+        self.keep_memory_small(reg, &spec_dir).await;
         Ok(())
     }
 

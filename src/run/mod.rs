@@ -61,6 +61,8 @@ pub struct RunSettings {
     /// `PB_COMPACT_AT`: the share of the context window past which a
     /// session is compacted after its turn (0: never).
     pub compact_at: f64,
+    /// `PB_MEMORY_MAX_BYTES`: a memory file past it gets a maintenance task.
+    pub memory_max_bytes: u64,
 }
 
 impl RunSettings {
@@ -78,9 +80,13 @@ impl RunSettings {
             ack_reaction: config.ack_reaction.clone(),
             pins: crate::config::ModelPins::from_config(config),
             compact_at: config.compact_at,
+            memory_max_bytes: config.memory_max_bytes,
         }
     }
 }
+
+/// How a memory upkeep task's prompt starts (one waits per chat at most).
+const MEMORY_UPKEEP: &str = "[memory upkeep]";
 
 /// Runs chats' work; the queue's [`Worker`]. Cheap to clone.
 #[derive(Clone)]
@@ -97,6 +103,8 @@ struct Ctx {
     outbox_wake: Arc<Notify>,
     /// Voice notes and audio to text; `None`: not configured.
     transcriber: Option<Arc<dyn crate::media::Transcriber>>,
+    /// Wakes the scheduler when a run schedules a task (memory upkeep).
+    tasks_wake: Option<Arc<Notify>>,
     /// Chats whose running turn `/stop` ended.
     stops: Stops,
 }
@@ -153,9 +161,19 @@ impl Runner {
                 queue,
                 outbox_wake,
                 transcriber: None,
+                tasks_wake: None,
                 stops: Stops::default(),
             }),
         }
+    }
+
+    /// Wakes `wake` when a run schedules a task. Call before the runner
+    /// is cloned.
+    pub fn with_tasks_wake(mut self, wake: Arc<Notify>) -> Self {
+        Arc::get_mut(&mut self.ctx)
+            .expect("with_tasks_wake is called before the runner is shared")
+            .tasks_wake = Some(wake);
+        self
     }
 
     /// Shares `stops` with the `/stop` command. Call before the runner is
@@ -195,6 +213,85 @@ impl Runner {
         }
         tracing::info!(chat = %reg.jid, session = %session, used, limit, "session past PB_COMPACT_AT of the context window; compacting");
         self.compact_now(reg, dir, session).await;
+    }
+
+    /// Gives the agent a task to condense the chat's memory file (and, in
+    /// the main chat, the global one) once it is past
+    /// `PB_MEMORY_MAX_BYTES`, unless such a task is already waiting. The
+    /// task runs in a fresh session and answers nothing visible.
+    async fn keep_memory_small(&self, reg: &RegisteredChat, dir: &Path) {
+        let max = self.ctx.settings.memory_max_bytes;
+        let mut files = vec![dir.join("AGENTS.md")];
+        if reg.is_main {
+            files.push(crate::memory::global_memory(&self.ctx.settings.workspace));
+        }
+        let big: Vec<(PathBuf, u64)> = files
+            .into_iter()
+            .filter_map(|f| {
+                let len = std::fs::symlink_metadata(&f).ok()?.len();
+                (len > max).then_some((f, len))
+            })
+            .collect();
+        if big.is_empty() {
+            return;
+        }
+        let list = big
+            .iter()
+            .map(|(f, len)| format!("{} ({len} bytes)", f.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let prompt = format!(
+            "{MEMORY_UPKEEP} These memory files are over the limit of {max} bytes: {list}. \
+             Read each one whole, then write it back condensed to well under half the limit: \
+             merge related points, drop what expired or no longer matters, keep the first lines \
+             (who you are) and every standing instruction. Answer only <internal>done</internal>."
+        );
+        let (chat, tz) = (reg.jid.clone(), self.ctx.settings.tz);
+        let scheduled = self
+            .ctx
+            .store
+            .tx(move |tx| {
+                let waiting: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE chat = ?1 AND status = 'active' AND prompt LIKE ?2)",
+                    rusqlite::params![chat.as_str(), format!("{MEMORY_UPKEEP}%")],
+                    |r| r.get(0),
+                )?;
+                if waiting {
+                    return Ok(false);
+                }
+                let now = chrono::Utc::now();
+                use rand::RngExt;
+                let n: u32 = rand::rng().random();
+                crate::store::tasks::insert(
+                    tx,
+                    &crate::store::tasks::Task {
+                        id: format!("task-{n:08x}"),
+                        chat: chat.clone(),
+                        prompt,
+                        schedule_type: crate::model::ScheduleKind::Once,
+                        // As stored schedules are: RFC 3339.
+                        schedule_value: now.to_rfc3339(),
+                        context_mode: crate::model::ContextMode::Isolated,
+                        tz: tz.to_string(),
+                        status: crate::model::TaskStatus::Active,
+                        status_reason: None,
+                        next_run: Some(now.timestamp_millis()),
+                        created_at: now.timestamp_millis(),
+                    },
+                )?;
+                Ok(true)
+            })
+            .await;
+        match scheduled {
+            Ok(true) => {
+                tracing::info!(chat = %reg.jid, files = %list, "memory past PB_MEMORY_MAX_BYTES; the agent is asked to condense it");
+                if let Some(w) = &self.ctx.tasks_wake {
+                    w.notify_one();
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(chat = %reg.jid, error = %e, "cannot schedule memory upkeep"),
+        }
     }
 
     /// Summarises the session with the chat's model (else OpenCode's
