@@ -261,7 +261,10 @@ impl Intake {
             && reg.is_main
             && crate::approvals::is_owner(reg, from_me)
             && let Some(code) = crate::commands::parse_pair(&text)
+            && !self.store.open_pairings().await?.is_empty()
         {
+            // (Only while a code waits: otherwise "pair ribbon" is the
+            // owner talking to the assistant.)
             // The owner's `pair CODE`: the bridge's, never the model's.
             crate::metrics::message_in("command");
             self.store.mark_handled(chat, &id).await?;

@@ -405,13 +405,17 @@ async fn a_stranger_gets_one_pairing_code_and_the_owner_pairs_them() {
         ok && list.contains(STRANGER) && list.contains("member"),
         "{list}"
     );
-    // A used code cannot pair again.
+    // With no code waiting, "pair ..." is the owner talking to the
+    // assistant (and pairs nobody).
     w.say(MAIN, "p3", &format!("pair {code}")).await;
-    assert!(reply(&w, MAIN, 4).await.contains("No pairing code"));
+    assert_eq!(reply(&w, MAIN, 4).await, "hello there");
 
-    // From the terminal: list and approve.
+    // From the terminal: list and approve; a used code cannot pair again.
     from(&w, OTHER, OTHER, "o1", "hey").await;
     reply(&w, OTHER, 1).await;
+    reply(&w, MAIN, 5).await; // the notice
+    w.say(MAIN, "p4", &format!("pair {code}")).await;
+    assert!(reply(&w, MAIN, 6).await.contains("No pairing code"));
     let (ok, list, _) = w.cli(&["pair", "list"]);
     assert!(ok && list.contains(OTHER), "{list}");
     let other_code = list.split_whitespace().next().unwrap().to_owned();
