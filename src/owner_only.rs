@@ -17,13 +17,18 @@ pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
 
 /// Creates `path` (and any missing parent, owner-only too) and narrows it
-/// to [`DIR_MODE`].
+/// to [`DIR_MODE`]. The folder itself may be a symlink the owner made (a
+/// data folder on another disk): its target is narrowed.
 pub fn dir(path: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(path)?;
-    narrow(path, DIR_MODE)
+    let now = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    if now & !DIR_MODE != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(now & DIR_MODE))?;
+    }
+    Ok(())
 }
 
 /// Creates `path` empty if missing (never truncating one that exists) and
@@ -132,7 +137,16 @@ mod tests {
         file(&ro).unwrap();
         assert_eq!(mode(&ro), 0o400);
 
-        // A symlink in its place is refused, its target untouched.
+        // A data folder that is a symlink to another disk is followed.
+        let elsewhere = tmp.path().join("disk");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let linked = tmp.path().join("linked-data");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        dir(&linked).unwrap();
+        assert_eq!(mode(&elsewhere), 0o700);
+
+        // A file's symlink in its place is refused, its target untouched.
         let target = tmp.path().join("elsewhere");
         std::fs::write(&target, b"").unwrap();
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();

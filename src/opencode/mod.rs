@@ -53,16 +53,18 @@ const STREAM_GRACE: Duration = Duration::from_millis(30);
 /// prompt, and one answer per step of its turn (a tool call makes a step).
 const TAIL: usize = 24;
 
+/// How long OpenCode's model list (its default, the context windows) is
+/// taken as read.
+const MODELS_FRESH: Duration = Duration::from_secs(60);
+
 /// OpenCode as the bridge's agent.
 pub struct OpenCode {
     client: Client,
     hub: EventHub,
     model: Option<ModelRef>,
-    /// OpenCode's own default model (`GET /config`'s `model`), read at the
-    /// first prompt that names none.
-    configured_model: tokio::sync::OnceCell<Option<ModelRef>>,
-    /// Each model's context window, read once (for compaction).
-    context_limits: tokio::sync::OnceCell<HashMap<String, u64>>,
+    /// OpenCode's own default model (`GET /config`'s `model`) and each
+    /// model's context window, as last read (see [`MODELS_FRESH`]).
+    models_seen: tokio::sync::Mutex<Option<(tokio::time::Instant, crate::agent::Models)>>,
     reachable: std::sync::atomic::AtomicBool,
     /// The last run ended with the provider refusing the key or model.
     model_refused: std::sync::atomic::AtomicBool,
@@ -98,8 +100,7 @@ impl OpenCode {
             client,
             hub,
             model,
-            configured_model: tokio::sync::OnceCell::new(),
-            context_limits: tokio::sync::OnceCell::new(),
+            models_seen: tokio::sync::Mutex::new(None),
             // Unknown until the first call answers: health says unreachable.
             reachable: std::sync::atomic::AtomicBool::new(false),
             model_refused: std::sync::atomic::AtomicBool::new(false),
@@ -189,15 +190,25 @@ impl OpenCode {
         if let Some(m) = spec.model.clone().or_else(|| self.model.clone()) {
             return Some(m);
         }
-        self.configured_model
-            .get_or_try_init(|| async {
-                let models = self.client.models(&spec.dir).await?;
-                Ok::<_, AgentError>(models.default.and_then(|m| m.parse().ok()))
-            })
-            .await
-            .ok()
-            .cloned()
-            .flatten()
+        self.models_cached(&spec.dir)
+            .await?
+            .default
+            .and_then(|m| m.parse().ok())
+    }
+
+    /// OpenCode's models, read at most every [`MODELS_FRESH`] (so an
+    /// OpenCode restarted with another default is seen within a minute);
+    /// `None` when it cannot be read.
+    async fn models_cached(&self, dir: &Path) -> Option<crate::agent::Models> {
+        let mut seen = self.models_seen.lock().await;
+        if let Some((at, m)) = &*seen
+            && at.elapsed() < MODELS_FRESH
+        {
+            return Some(m.clone());
+        }
+        let m = self.client.models(dir).await.ok()?;
+        *seen = Some((tokio::time::Instant::now(), m.clone()));
+        Some(m)
     }
 
     /// Sends the prompt and waits for its answer.
@@ -527,14 +538,7 @@ impl Agent for OpenCode {
     }
 
     fn context_limit<'a>(&'a self, dir: &'a Path, model: &'a str) -> BoxFuture<'a, Option<u64>> {
-        Box::pin(async move {
-            let limits = self
-                .context_limits
-                .get_or_try_init(|| async { self.client.models(dir).await.map(|m| m.context) })
-                .await
-                .ok()?;
-            limits.get(model).copied()
-        })
+        Box::pin(async move { self.models_cached(dir).await?.context.get(model).copied() })
     }
 
     fn compact<'a>(
