@@ -251,6 +251,14 @@ impl Store {
     }
 }
 
+/// Where the copy of a database at schema `version` goes before it is
+/// migrated: `<db>.v<version>.bak`.
+pub fn upgrade_backup(path: &Path, version: i64) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".v{version}.bak"));
+    PathBuf::from(p)
+}
+
 /// Brings the schema to `SCHEMA_VERSION`, one transaction per step.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -260,6 +268,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             found,
             supported: SCHEMA_VERSION,
         });
+    }
+    if found > 0 && found < SCHEMA_VERSION {
+        // An older database: copy it whole before the first change, so an
+        // upgrade that goes wrong (or a downgrade wanted later) loses
+        // nothing. SQLite's online backup, into a 0600 file beside it.
+        let copy = upgrade_backup(path, found);
+        crate::owner_only::file(&copy).map_err(|source| StoreError::Dir {
+            path: copy.clone(),
+            source,
+        })?;
+        conn.backup(rusqlite::MAIN_DB, &copy, None)?;
+        tracing::info!(from = found, to = SCHEMA_VERSION, backup = %copy.display(), "migrating the store; its old form is kept as a backup");
     }
     for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
         let tx = conn.transaction()?;

@@ -67,6 +67,23 @@ async fn upgrades_a_version_1_database_keeping_its_data() {
         vec!["still pending"]
     );
     assert!(store.registered(&me).await.unwrap().unwrap().is_main);
+    // The version 1 database was copied whole, owner-only, before the
+    // first change.
+    let backup = crate::store::upgrade_backup(&path, 1);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let old = Connection::open(&backup).unwrap();
+        let v: i64 = old
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+        let pending: i64 = old
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert!(pending > 0);
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     // The tables version 2 added work.
     store
         .complete_run(
