@@ -594,11 +594,16 @@ async fn fake_inbox(
     let channel = s.channel.clone();
     let msg = validate_inbox(req, s.max_text_bytes, || channel.new_message_id())?;
     let id = msg.id.clone();
-    let outcome = s.intake.accept(msg).await.map_err(|e| {
-        ApiError(
+    let outcome = s.intake.accept(msg).await.map_err(|e| match e {
+        // Refused, not lost: the phone keeps it and sends it again.
+        crate::store::StoreError::Full => ApiError(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the bridge's disk is full: the message was not kept; send it again once there is space".into(),
+        ),
+        e => ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unavailable, try again: {e}"),
-        )
+        ),
     })?;
     Ok(if outcome.duplicate {
         (StatusCode::OK, Json(json!({ "id": id, "duplicate": true }))).into_response()

@@ -186,13 +186,12 @@ impl Store {
                 Err(e) => {
                     // Nothing of the batch stayed: every caller fails (a
                     // channel withholds its ack, so the message comes again).
-                    let busy = matches!(e, super::StoreError::Busy);
                     let why = e.to_string();
                     for reply in replies {
-                        let _ = reply.send(Err(if busy {
-                            super::StoreError::Busy
-                        } else {
-                            super::StoreError::Conflict(why.clone())
+                        let _ = reply.send(Err(match e {
+                            super::StoreError::Busy => super::StoreError::Busy,
+                            super::StoreError::Full => super::StoreError::Full,
+                            _ => super::StoreError::Conflict(why.clone()),
                         }));
                     }
                 }

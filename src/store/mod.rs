@@ -85,6 +85,10 @@ pub enum StoreError {
     },
     #[error("database is busy (locked by another process)")]
     Busy,
+    /// The disk (or the file system's quota) is full: nothing new can be
+    /// kept until space returns; what is kept stays.
+    #[error("the disk holding the database is full")]
+    Full,
     #[error("{0}")]
     Conflict(String),
     #[error("cannot create {path} or make it owner-only: {source}")]
@@ -104,6 +108,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Busy
             }
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
             _ => StoreError::Sqlite(e),
         }
     }
