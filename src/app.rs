@@ -54,13 +54,15 @@ pub enum StartError {
     )]
     Locked(PathBuf),
     #[error(
-        "cannot create the data folder {path} or make it owner-only (0700): {source}; set PB_DATA_DIR to a folder this user owns"
+        "cannot create the data folder {path} or make it owner-only (0700): {source}; make it writable by this user (a read-only mount?) or set PB_DATA_DIR to a folder this user owns"
     )]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot lock the data folder {path}: {source}")]
+    #[error(
+        "cannot lock the data folder {path}: {source}; the bridge writes there: make it writable by this user (a read-only mount?) or set PB_DATA_DIR to another folder"
+    )]
     Lock {
         path: PathBuf,
         source: std::io::Error,

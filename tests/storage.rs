@@ -107,3 +107,40 @@ async fn a_full_disk_refuses_messages_and_loses_none() {
     }
     assert_eq!(w.stop_bridge().await.code(), Some(0));
 }
+
+/// A data folder on a read-only file system stops `serve` at once with one
+/// line naming the folder and the fix.
+#[tokio::test]
+async fn a_read_only_data_folder_stops_the_bridge_with_one_clear_line() {
+    let mut w = World::without_opencode().await;
+    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    let ro = w.dir.path().join("ro");
+    let _mount = mount_tmpfs(&ro, "1m");
+    std::fs::create_dir(ro.join("data")).unwrap();
+    // One already owner-only: then the lock file is the first write.
+    std::fs::create_dir(ro.join("private")).unwrap();
+    std::fs::set_permissions(
+        ro.join("private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    for data in [ro.join("data"), ro.join("private"), ro.join("missing/data")] {
+        w.set_env("PB_DATA_DIR", data.to_str().unwrap());
+        let (ok, _, err) = w.cli_ending(&["serve"], Duration::from_secs(60));
+        assert!(!ok, "served on a read-only data folder");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].contains(data.to_str().unwrap())
+                && lines[0].contains("Read-only file system")
+                && lines[0].contains("PB_DATA_DIR"),
+            "{err}"
+        );
+    }
+}
