@@ -500,6 +500,14 @@ fn validate_media(m: FakeMedia) -> Result<crate::model::InboundMedia, ApiError> 
 }
 
 /// Validates one inbound message at the boundary.
+/// The inbox route's parsing and validation of a raw body, for the fuzz
+/// tests: the message when accepted.
+#[cfg(test)]
+pub(crate) fn fuzz_inbox(body: &[u8], max_text: usize) -> Option<Inbound> {
+    let req: FakeInbox = parse_body(Ok(Bytes::copy_from_slice(body))).ok()?;
+    validate_inbox(req, max_text, || MessageId::new("FUZZ")).ok()
+}
+
 fn validate_inbox(
     req: FakeInbox,
     max_text: usize,

@@ -58,6 +58,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod doctor;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod ids;
 pub mod intake;
