@@ -882,29 +882,18 @@ async fn pair_cmd(config: &Config, command: PairCommand) -> Result<(), CliError>
             Ok(())
         }
         PairCommand::Approve { code } => {
-            let p = store.take_pairing(&code).await?.ok_or_else(|| {
-                CliError::Usage(format!(
-                    "no pairing code {code:?} is waiting (codes last an hour; `pocketbrain pair list`)"
-                ))
-            })?;
-            let name = p
-                .sender_name
-                .clone()
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| {
-                    p.chat
-                        .as_str()
-                        .split('@')
-                        .next()
-                        .unwrap_or("contact")
-                        .to_owned()
-                });
-            let reg = crate::commands::register_person(&store, &config.workspace, &p.chat, &name)
-                .await
-                .map_err(CliError::Usage)?;
+            let (name, reg) =
+                crate::commands::pair_by_code(&store, &config.workspace, &code)
+                    .await
+                    .map_err(CliError::Usage)?
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "no pairing code {code:?} is waiting (codes last an hour; `pocketbrain pair list`)"
+                        ))
+                    })?;
             println!(
                 "Paired: {name} ({}) may now talk to the assistant (profile member, folder {}).",
-                p.chat, reg.folder
+                reg.jid, reg.folder
             );
             Ok(())
         }
@@ -969,23 +958,10 @@ async fn operator(
         is_main: true,
         ..caller
     };
-    let result = store
-        .call(move |c| {
-            let outgoing = |t: &str| Some(t.to_owned());
-            let new_id = || crate::ids::MessageId::new("unused");
-            let env = crate::tools::ToolEnv {
-                tz,
-                now: chrono::Utc::now(),
-                outgoing: &outgoing,
-                new_message_id: &new_id,
-                workspace: None,
-                media_limits: crate::media::MediaLimits::default(),
-                max_tasks_per_chat,
-            };
-            Ok(crate::tools::execute(c, &caller, tool, &args, &env).map(|(v, _)| v))
-        })
-        .await?
-        .map_err(|e| CliError::Usage(e.message))?;
+    let result =
+        crate::tools::execute_outside_session(store, caller, tool, args, tz, max_tasks_per_chat)
+            .await?
+            .map_err(|e| CliError::Usage(e.message))?;
     poke_scheduler(config).await;
     Ok(result)
 }

@@ -201,20 +201,20 @@ impl Commands {
         let chat = req.reg.jid.clone();
         let command = match req.command {
             Ok(c) => c,
-            Err(usage) => return self.answer(&chat, &usage).await,
+            Err(usage) => return self.say(&chat, &usage).await,
         };
         let allowed = match self.may_steer(&req.reg, &req.sender, req.from_me).await {
             Ok(a) => a,
             Err(e) => {
                 return self
-                    .answer(&chat, &format!("Cannot check who may do that: {e}"))
+                    .say(&chat, &format!("Cannot check who may do that: {e}"))
                     .await;
             }
         };
         if command.restricted() && !allowed {
             tracing::info!(chat = %chat, sender = %req.sender, ?command, "command refused: sender not allowed");
             return self
-                .answer(
+                .say(
                     &chat,
                     "Only the owner and the people they allowed may use that here (/help lists what you can use).",
                 )
@@ -228,7 +228,7 @@ impl Commands {
                     .filter(|(_, _, restricted)| allowed || !restricted)
                     .map(|(_, line, _)| *line)
                     .collect();
-                self.answer(&chat, &lines.join("\n")).await
+                self.say(&chat, &lines.join("\n")).await
             }
             Command::New => {
                 let text = match self.store.retire_session(&chat).await {
@@ -238,11 +238,11 @@ impl Commands {
                     Ok(None) => "New session: your next message starts fresh.".to_owned(),
                     Err(e) => format!("Cannot start a new session: {e}"),
                 };
-                self.answer(&chat, &text).await
+                self.say(&chat, &text).await
             }
             Command::Stop { all } => {
                 let text = self.stop(&req.reg, all).await;
-                self.answer(&chat, &text).await
+                self.say(&chat, &text).await
             }
             slow => {
                 let me = self.clone();
@@ -255,7 +255,7 @@ impl Commands {
                         Command::Tasks { cancel } => me.tasks(&reg, cancel).await,
                         _ => unreachable!("handled above"),
                     };
-                    me.answer(&reg.jid, &text).await;
+                    me.say(&reg.jid, &text).await;
                 });
             }
         }
@@ -284,10 +284,6 @@ impl Commands {
 
     /// Queues the bridge's own `text` in `chat`.
     pub async fn say(&self, chat: &ChatJid, text: &str) {
-        self.answer(chat, text).await
-    }
-
-    async fn answer(&self, chat: &ChatJid, text: &str) {
         let text = self.persona.say_to(chat, text);
         let id: MessageId = self.channel.new_message_id();
         match self.store.enqueue_outbox(chat, &id, &text).await {
@@ -498,26 +494,17 @@ impl Commands {
             Some(id) => ("cancel_task", serde_json::json!({ "task_id": id })),
             None => ("list_tasks", serde_json::json!({})),
         };
-        let (tz, max) = (self.tz, self.max_tasks_per_chat);
-        let result = self
-            .store
-            .tx(move |tx| {
-                let outgoing = |t: &str| Some(t.to_owned());
-                let new_id = || MessageId::new("unused");
-                let env = crate::tools::ToolEnv {
-                    tz,
-                    now: chrono::Utc::now(),
-                    outgoing: &outgoing,
-                    new_message_id: &new_id,
-                    workspace: None,
-                    media_limits: crate::media::MediaLimits::default(),
-                    max_tasks_per_chat: max,
-                };
-                Ok(crate::tools::execute(tx, &caller, tool, &args, &env))
-            })
-            .await;
+        let result = crate::tools::execute_outside_session(
+            &self.store,
+            caller,
+            tool,
+            args,
+            self.tz,
+            self.max_tasks_per_chat,
+        )
+        .await;
         match result {
-            Ok(Ok((v, _))) => v["text"].as_str().unwrap_or("Done.").to_owned(),
+            Ok(Ok(v)) => v["text"].as_str().unwrap_or("Done.").to_owned(),
             Ok(Err(e)) => e.message,
             Err(e) => format!("Cannot read the tasks: {e}"),
         }
@@ -563,7 +550,7 @@ impl Commands {
             }
         };
         tracing::info!(chat = %chat, "unknown direct message: pairing code offered");
-        self.answer(
+        self.say(
             chat,
             &format!(
                 "Hi! I only talk with people my owner has approved. Your pairing code is {code}: send it to my owner, who can approve you with it within the hour."
@@ -575,7 +562,7 @@ impl Commands {
                 Some(n) => format!("{n} ({chat})"),
                 None => chat.to_string(),
             };
-            self.answer(
+            self.say(
                 &main,
                 &format!(
                     "{who} wrote to me and got a pairing code. If you know them, ask them for it and send \"pair CODE\" here within the hour."
@@ -588,35 +575,50 @@ impl Commands {
     /// The owner's `pair CODE` in the main chat: registers the person who
     /// got that code (profile member), from their next message on.
     pub async fn pair(&self, code: &str) -> Result<String, String> {
-        let p = self
-            .store
-            .take_pairing(code)
-            .await
-            .map_err(|e| format!("Cannot pair: {e}"))?
+        let (name, reg) = pair_by_code(&self.store, &self.workspace, code)
+            .await?
             .ok_or_else(|| format!("No pairing code {code} is waiting (codes last an hour)."))?;
-        let name = p
-            .sender_name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| {
-                p.chat
-                    .as_str()
-                    .split('@')
-                    .next()
-                    .unwrap_or("contact")
-                    .to_owned()
-            });
-        let reg = register_person(&self.store, &self.workspace, &p.chat, &name)
-            .await
-            .map_err(|e| format!("Cannot register {}: {e}", p.chat))?;
-        tracing::info!(chat = %p.chat, folder = %reg.folder, "paired by code");
-        self.answer(&p.chat, "You're approved: write to me any time.")
+        tracing::info!(chat = %reg.jid, folder = %reg.folder, "paired by code");
+        self.say(&reg.jid, "You're approved: write to me any time.")
             .await;
         Ok(format!(
             "Paired: {name} ({}) may now talk to me (profile member, folder {}).",
-            p.chat, reg.folder
+            reg.jid, reg.folder
         ))
     }
+}
+
+/// Takes pairing `code` and registers the person who got it: their name
+/// (their number when they gave none) and registration; `None` for a code
+/// that is unknown, expired or used.
+pub async fn pair_by_code(
+    store: &Store,
+    workspace: &std::path::Path,
+    code: &str,
+) -> Result<Option<(String, RegisteredChat)>, String> {
+    let Some(p) = store
+        .take_pairing(code)
+        .await
+        .map_err(|e| format!("Cannot pair: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let name = p
+        .sender_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| {
+            p.chat
+                .as_str()
+                .split('@')
+                .next()
+                .unwrap_or("contact")
+                .to_owned()
+        });
+    let reg = register_person(store, workspace, &p.chat, &name)
+        .await
+        .map_err(|e| format!("Cannot register {}: {e}", p.chat))?;
+    Ok(Some((name, reg)))
 }
 
 /// Registers a person's direct chat as `member`, in a folder from the name

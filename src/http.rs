@@ -602,17 +602,7 @@ async fn fake_inbox(
     let channel = s.channel.clone();
     let msg = validate_inbox(req, s.max_text_bytes, || channel.new_message_id())?;
     let id = msg.id.clone();
-    let outcome = s.intake.accept(msg).await.map_err(|e| match e {
-        // Refused, not lost: the phone keeps it and sends it again.
-        crate::store::StoreError::Full => ApiError(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "the bridge's disk is full: the message was not kept; send it again once there is space".into(),
-        ),
-        e => ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable, try again: {e}"),
-        ),
-    })?;
+    let outcome = s.intake.accept(msg).await.map_err(inbound_refused)?;
     Ok(if outcome.duplicate {
         (StatusCode::OK, Json(json!({ "id": id, "duplicate": true }))).into_response()
     } else {
@@ -643,6 +633,22 @@ async fn fake_outbox(
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(json!({ "messages": messages })).into_response())
+}
+
+/// Why an inbound message could not be kept, for any HTTP route that
+/// takes one: a full disk is 507, anything else 503. Refused, not lost: the
+/// sender keeps the message and sends it again.
+pub(crate) fn inbound_refused(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Full => ApiError(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the bridge's disk is full: the message was not kept; send it again once there is space".into(),
+        ),
+        e => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable, try again: {e}"),
+        ),
+    }
 }
 
 /// `GET /fake/reactions`: the reactions the bridge sent, in order

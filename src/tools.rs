@@ -188,6 +188,35 @@ fn new_task_id() -> String {
     format!("task-{n:08x}")
 }
 
+/// Carries out `tool` for `caller` outside an agent's session (the CLI's
+/// task commands, the chat's `/tasks`), in one transaction: nothing is sent
+/// and no file is read, so those parts of the environment are inert.
+pub async fn execute_outside_session(
+    store: &crate::store::Store,
+    caller: RegisteredChat,
+    tool: &'static str,
+    args: Value,
+    tz: Tz,
+    max_tasks_per_chat: usize,
+) -> StoreResult<Result<Value, ToolError>> {
+    store
+        .tx(move |tx| {
+            let outgoing = |t: &str| Some(t.to_owned());
+            let new_id = || MessageId::new("unused");
+            let env = ToolEnv {
+                tz,
+                now: Utc::now(),
+                outgoing: &outgoing,
+                new_message_id: &new_id,
+                workspace: None,
+                media_limits: crate::media::MediaLimits::default(),
+                max_tasks_per_chat,
+            };
+            Ok(execute(tx, &caller, tool, &args, &env).map(|(v, _)| v))
+        })
+        .await
+}
+
 /// Carries out one tool request for `caller`.
 pub fn execute(
     c: &Connection,

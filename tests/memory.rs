@@ -107,12 +107,20 @@ async fn global_memory_reaches_every_chat_and_only_the_main_chat_changes_it() {
     // A guest's agent cannot write it (its write is refused by OpenCode).
     group_says(&w, "g3", "@Andy please rewrite the global memory").await;
     w.wait_outbox(GROUP, 3, T).await;
-    let refused = w
+    // OpenCode refused the write and told the model so.
+    let results: Vec<String> = w
         .agent_requests()
         .iter()
+        .filter(|r| r.last_user_text().contains("rewrite the global memory"))
         .flat_map(tool_messages)
-        .any(|t| !t.contains("HIJACKED") || t.to_lowercase().contains("denied"));
-    assert!(refused, "no tool result came back");
+        .collect();
+    assert!(
+        // OpenCode 1.18.33's answer to a denied tool call.
+        results
+            .iter()
+            .any(|t| t.contains("a rule which prevents you from using this specific tool call")),
+        "the guest's write was not refused: {results:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(&global).unwrap(),
         "GLOBAL-MARK-2 the owner moved to Lisbon\n",

@@ -104,7 +104,10 @@ pub async fn submit(
         from_me: false,
         media: None,
     };
-    s.intake.accept(msg).await.map_err(unavailable)?;
+    s.intake
+        .accept(msg)
+        .await
+        .map_err(crate::http::inbound_refused)?;
     let seq = s
         .store
         .message_seq(&chat, id.as_str())
