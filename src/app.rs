@@ -201,7 +201,7 @@ impl App {
         let mut extra_env = server::config_env_references(&workspace);
         extra_env.extend(config.opencode_env.iter().cloned());
         let secret_env: Vec<String> = extra_env.iter().cloned().collect();
-        ipc::install_plugin(&workspace, &ipc_dirs.root, config.ipc_timeout, &secret_env)
+        crate::plugin::install(&workspace, &ipc_dirs.root, config.ipc_timeout, &secret_env)
             .map_err(workspace_err(workspace.join(".opencode")))?;
         // The chat profiles, as OpenCode agents every prompt names.
         // Memory every chat shares, and the shipped skills.

@@ -71,6 +71,7 @@ pub mod model;
 pub mod opencode;
 pub mod outbound;
 pub mod owner_only;
+pub mod plugin;
 pub mod profiles;
 pub mod prompt;
 pub mod queue;

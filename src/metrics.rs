@@ -316,9 +316,7 @@ pub enum ToolEnd {
 /// An agent tool call, by tool name (`unknown` for a name that is not one
 /// of ours, or a request that could not be read).
 pub fn tool_call(tool: &str, end: ToolEnd) {
-    let tool = crate::tools::TOOLS
-        .iter()
-        .copied()
+    let tool = crate::tools::names()
         .find(|t| *t == tool)
         .unwrap_or("unknown");
     let outcome = match end {

@@ -5,7 +5,7 @@
 import { type ToolContext, type ToolDefinition, tool } from "@opencode-ai/plugin"
 import { MAX_RESULT_CHARS, TOOL_PREFIX } from "./contract.ts"
 import type { Caller, Outcome } from "./ipc.ts"
-import type { ToolSpec } from "./spec.ts"
+import { type ToolSpec, z } from "./spec.ts"
 import { spec as cancelTask } from "./tools/cancel_task.ts"
 import { spec as listTasks } from "./tools/list_tasks.ts"
 import { spec as pauseTask } from "./tools/pause_task.ts"
@@ -16,6 +16,34 @@ import { spec as sendMessage } from "./tools/send_message.ts"
 
 /** Every tool, in the order the model sees them. */
 export const SPECS = [sendMessage, scheduleTask, listTasks, pauseTask, resumeTask, cancelTask, sendFile] as const
+
+/** One argument as fixtures/contract.json records it (the bridge's `Arg`). */
+type ArgContract = { required: boolean; max_chars?: number; one_of?: string[] }
+
+/**
+ * Every tool's arguments in the shape of fixtures/contract.json's `args`,
+ * read from the zod schemas themselves (through their JSON Schema), so the
+ * file says what OpenCode will check. The bridge's tests compare its own
+ * specs (src/tools/) with it.
+ */
+export function argsContract(): Record<string, Record<string, ArgContract>> {
+  return Object.fromEntries(
+    SPECS.map((spec) => {
+      const schema = z.toJSONSchema(z.object(spec.args)) as {
+        properties?: Record<string, { type?: string; maxLength?: number; enum?: string[] }>
+        required?: string[]
+      }
+      const args = Object.entries(schema.properties ?? {}).map(([name, p]) => {
+        if (p.type !== "string") throw new Error(`${spec.name}.${name}: the bridge takes string arguments only`)
+        const arg: ArgContract = { required: (schema.required ?? []).includes(name) }
+        if (p.maxLength !== undefined) arg.max_chars = p.maxLength
+        if (p.enum !== undefined) arg.one_of = p.enum
+        return [name, arg] as const
+      })
+      return [spec.name, Object.fromEntries(args)]
+    }),
+  )
+}
 
 /** The text the model gets for an outcome. */
 export function render(outcome: Outcome): string {

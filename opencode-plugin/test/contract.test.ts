@@ -5,13 +5,25 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { test } from "node:test"
-import { contractJson, TOOL_NAMES, TOOL_PREFIX } from "../pocketbrain/contract.ts"
+import { contractJson, LIMITS, TOOL_NAMES, TOOL_PREFIX } from "../pocketbrain/contract.ts"
 import type { ToolSpec } from "../pocketbrain/spec.ts"
-import { makeTools, SPECS } from "../pocketbrain/tools.ts"
+import { argsContract, makeTools, SPECS } from "../pocketbrain/tools.ts"
 import { readJson, root } from "./fixtures.ts"
 
-test("fixtures/contract.json is written from contract.ts (run `npm run contract` after a change)", () => {
-  assert.deepEqual(readJson("fixtures/contract.json"), contractJson())
+test("fixtures/contract.json is written from contract.ts and the tools' schemas (run `npm run contract` after a change)", () => {
+  assert.deepEqual(readJson("fixtures/contract.json"), { ...contractJson(), args: argsContract() })
+})
+
+test("the contract records each tool's arguments as OpenCode checks them", () => {
+  const args = argsContract()
+  assert.deepEqual(Object.keys(args), [...TOOL_NAMES])
+  assert.deepEqual(args.send_file, {
+    path: { required: true, max_chars: LIMITS.sendFilePathChars },
+    caption: { required: false, max_chars: LIMITS.sendFileCaptionChars },
+  })
+  assert.deepEqual(args.schedule_task?.schedule_type, { required: true, one_of: ["cron", "interval", "once"] })
+  // A tool's arguments as the model sees them are exactly these.
+  for (const spec of SPECS) assert.deepEqual(Object.keys(args[spec.name] ?? {}), Object.keys(spec.args), spec.name)
 })
 
 test("every tool has its own file in pocketbrain/tools/, named after it, and nothing else is there", async () => {
@@ -38,7 +50,7 @@ test("the plugin offers exactly the contract's tools, prefixed, in its order", (
 
 test("the lock the bridge installs names the @opencode-ai/plugin this package bundles, and no manifest goes with it", () => {
   // OpenCode skips its npm install in .opencode/ when the lock's root names
-  // @opencode-ai/plugin (src/ipc/mod.rs, NOTHING_TO_INSTALL_LOCK).
+  // @opencode-ai/plugin (src/plugin.rs, NOTHING_TO_INSTALL_LOCK).
   type Manifest = { dependencies: Record<string, string> }
   type Lock = { packages: Record<string, { dependencies?: Record<string, string> }> }
   const own = readJson<Manifest>("package.json").dependencies["@opencode-ai/plugin"]

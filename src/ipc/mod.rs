@@ -69,19 +69,6 @@ const FAILED_MAX_FILES: usize = 2000;
 /// Most requests of one OpenCode session acted on in one pass; the rest
 /// wait for the next pass, which follows at once.
 const PER_SESSION_PER_PASS: usize = 4;
-/// The argument names of every PocketBrain tool: a call's input may carry
-/// other keys (a model's stray key the plugin's schema dropped), never a
-/// different or missing value for one of these.
-const ARG_NAMES: &[&str] = &[
-    "text",
-    "chat",
-    "prompt",
-    "schedule_type",
-    "schedule_value",
-    "context_mode",
-    "task_id",
-];
-
 /// The IPC folders.
 #[derive(Debug, Clone)]
 pub struct IpcDirs {
@@ -596,19 +583,24 @@ impl Ipc {
                     media_limits: deps.media_limits,
                     max_tasks_per_chat: deps.max_tasks_per_chat,
                 };
-                let (resp, effects) =
-                    match tools::execute(tx, &caller2, &req2.tool, &req2.args, &env) {
-                        Ok((result, effects)) => (Response::ok(&req2.id, result), effects),
-                        // A passing database failure is not the answer: roll
-                        // back (nothing half-done stays) and try again later.
-                        Err(e) if e.code == tools::STORAGE => {
-                            return Err(crate::store::StoreError::Conflict(e.message));
-                        }
-                        Err(e) => (
-                            Response::error(&req2.id, e.code, e.message),
-                            tools::Effects::default(),
-                        ),
-                    };
+                let (resp, effects) = match tools::execute(
+                    tx,
+                    tools::Caller::Chat(&caller2),
+                    &req2.tool,
+                    &req2.args,
+                    &env,
+                ) {
+                    Ok((result, effects)) => (Response::ok(&req2.id, result), effects),
+                    // A passing database failure is not the answer: roll
+                    // back (nothing half-done stays) and try again later.
+                    Err(e) if e.code == tools::STORAGE => {
+                        return Err(crate::store::StoreError::Conflict(e.message));
+                    }
+                    Err(e) => (
+                        Response::error(&req2.id, e.code, e.message),
+                        tools::Effects::default(),
+                    ),
+                };
                 let response_json = serde_json::to_string(&resp).unwrap_or_default();
                 crate::store::ipc_record(
                     tx,
@@ -789,7 +781,7 @@ enum Acted {
 /// meanwhile.
 fn matching_call<'a>(calls: &'a [ToolCall], req: &Request, leftover: bool) -> Option<&'a ToolCall> {
     let tool = format!("pocketbrain_{}", req.tool);
-    let args = req.args.as_object()?;
+    let spec = tools::spec(&req.tool)?;
     let call_id = req.context.call_id.as_deref()?;
     calls.iter().find(|c| {
         let status_ok = match c.status.as_str() {
@@ -800,112 +792,8 @@ fn matching_call<'a>(calls: &'a [ToolCall], req: &Request, leftover: bool) -> Op
         c.tool == tool
             && c.call_id == call_id
             && status_ok
-            && args.iter().all(|(k, v)| c.input.get(k) == Some(v))
-            && ARG_NAMES
-                .iter()
-                .all(|k| args.contains_key(*k) || c.input.get(*k).is_none_or(Value::is_null))
+            && tools::same_call(spec, &req.args, &c.input)
     })
-}
-
-/// The plugin as OpenCode loads it: the package in `opencode-plugin/`
-/// bundled with its dependencies (`@opencode-ai/plugin`, zod) into one file
-/// (`npm run bundle`, checked against the sources by `npm run bundle:check`),
-/// embedded so the workspace always has the plugin that matches this bridge
-/// and needs nothing from a package registry. Installed as
-/// `<workspace>/.opencode/plugin/pocketbrain.js`.
-pub const PLUGIN_BUNDLE: &str = include_str!("../../opencode-plugin/bundle/pocketbrain.js");
-
-/// Tells OpenCode that `.opencode/` has nothing to install.
-///
-/// OpenCode 1.18.33 runs an npm install of `@opencode-ai/plugin` (plus the
-/// dependencies of a `package.json`) in every config folder it reads,
-/// `.opencode/` included, and loads no plugin until that install has ended:
-/// with no registry, a fresh workspace's first answer waited ~75 s, and an
-/// unbundled plugin then failed to load. The install is skipped when the
-/// folder has a `node_modules/` and a `package-lock.json` whose root lists
-/// every wanted package. The bundle carries `@opencode-ai/plugin` inside,
-/// so this lock names it, and `node_modules/` stays empty. The same file
-/// serves OpenCode's own config folder in `docker-compose.yml`.
-pub const NOTHING_TO_INSTALL_LOCK: &str =
-    include_str!("../../opencode-plugin/runtime/package-lock.json");
-
-/// Files earlier versions installed into `.opencode/`: the plugin's
-/// TypeScript sources (loaded beside the bundle, they would register the
-/// tools twice) and a `package.json` that made OpenCode install from the
-/// registry. Removed when found.
-const LEGACY_FILES: &[&str] = &[
-    "plugin/pocketbrain.ts",
-    "package.json",
-    "pocketbrain/contract.ts",
-    "pocketbrain/env.ts",
-    "pocketbrain/ipc.ts",
-    "pocketbrain/spec.ts",
-    "pocketbrain/tools.ts",
-    "pocketbrain/tools/cancel_task.ts",
-    "pocketbrain/tools/list_tasks.ts",
-    "pocketbrain/tools/pause_task.ts",
-    "pocketbrain/tools/resume_task.ts",
-    "pocketbrain/tools/schedule_task.ts",
-    "pocketbrain/tools/send_file.ts",
-    "pocketbrain/tools/send_message.ts",
-];
-
-/// Writes the plugin and its config into `<workspace>/.opencode/`,
-/// touching only files whose content changed, with the empty
-/// `node_modules/` and the lock that spare OpenCode an install (see
-/// [`NOTHING_TO_INSTALL_LOCK`]). The agent can write there: every folder is
-/// opened without following a symlink (a planted one is replaced by a real
-/// folder), and every file is written through a fresh temp file renamed
-/// over it, so a symlink planted as a plugin file is replaced, and its
-/// target left alone.
-///
-/// `secret_env` names variables the plugin removes from the environment of
-/// the agent's shell commands (besides the server password and names that
-/// look like keys, which it always removes).
-pub fn install_plugin(
-    workspace: &Path,
-    ipc_root: &Path,
-    timeout: Duration,
-    secret_env: &[String],
-) -> std::io::Result<()> {
-    let config = serde_json::json!({
-        "ipc_dir": ipc_root,
-        "timeout_ms": timeout.as_millis() as u64,
-        "secret_env": secret_env,
-    })
-    .to_string();
-    let files = [
-        ("plugin/pocketbrain.js", PLUGIN_BUNDLE.to_owned()),
-        ("package-lock.json", NOTHING_TO_INSTALL_LOCK.to_owned()),
-        ("pocketbrain.json", config),
-    ];
-    let base = SafeDir::open_root(workspace)?.subdir(".opencode")?;
-    for legacy in LEGACY_FILES {
-        let mut parts: Vec<&str> = legacy.split('/').collect();
-        let name = parts.pop().expect("a file name");
-        let dir = parts
-            .iter()
-            .try_fold(base.try_clone()?, |d, p| d.descend(p));
-        if let Ok(dir) = dir
-            && let Err(e) = dir.remove(OsStr::new(name))
-        {
-            tracing::warn!(file = legacy, error = %e, "cannot remove a file an earlier version installed in .opencode/");
-        }
-    }
-    base.subdir("node_modules")?;
-    for (rel, content) in files {
-        let mut parts: Vec<&str> = rel.split('/').collect();
-        let name = parts.pop().expect("a file name");
-        let dir = base.subpath(&parts)?;
-        let same = matches!(
-            dir.read_limited(OsStr::new(name), content.len() as u64),
-            Ok(Limited::Whole(b)) if b == content.as_bytes()
-        );
-        if !same {
-            dir.write(name, content.as_bytes())?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -997,6 +885,81 @@ mod tests {
             json!({"text": "hi", "mood": "happy"}),
         )];
         assert!(matching_call(&stray, &r, false).is_some());
+    }
+
+    /// Regression: the check compared a fixed list of argument names that
+    /// lacked `send_file`'s `path` and `caption`, so a request could drop
+    /// the caption of a real call, or carry one the call never had. Every
+    /// argument of the tool's own spec is compared now.
+    #[test]
+    fn provenance_compares_every_argument_of_send_file() {
+        let calls = vec![call(
+            "pocketbrain_send_file",
+            "c1",
+            "running",
+            json!({"path": "report.pdf", "caption": "Q3"}),
+        )];
+        let ok = |args: Value| {
+            matching_call(&calls, &req("send_file", args, Some("c1")), false).is_some()
+        };
+        assert!(ok(json!({"path": "report.pdf", "caption": "Q3"})));
+        assert!(!ok(json!({"path": "report.pdf"})), "caption dropped");
+        assert!(
+            !ok(json!({"path": "report.pdf", "caption": "pay now"})),
+            "caption changed"
+        );
+        assert!(
+            !ok(json!({"path": "secret.pdf", "caption": "Q3"})),
+            "another file"
+        );
+        assert!(!ok(json!({"caption": "Q3"})), "path dropped");
+        let bare = vec![call(
+            "pocketbrain_send_file",
+            "c2",
+            "running",
+            json!({"path": "a.png"}),
+        )];
+        let r = |args: Value| req("send_file", args, Some("c2"));
+        assert!(matching_call(&bare, &r(json!({"path": "a.png"})), false).is_some());
+        assert!(
+            matching_call(&bare, &r(json!({"path": "a.png", "caption": null})), false).is_some(),
+            "null and absent are the same"
+        );
+        assert!(
+            matching_call(
+                &bare,
+                &r(json!({"path": "a.png", "caption": "added"})),
+                false
+            )
+            .is_none(),
+            "a caption the call never had"
+        );
+        // Every tool's every argument counts, whatever the tool.
+        for spec in tools::SPECS {
+            for arg in spec.args {
+                let input = json!({ arg.name: "model's value" });
+                let calls = vec![call(
+                    &format!("pocketbrain_{}", spec.name),
+                    "c3",
+                    "running",
+                    input,
+                )];
+                let forged = req(spec.name, json!({ arg.name: "other value" }), Some("c3"));
+                assert!(
+                    matching_call(&calls, &forged, false).is_none(),
+                    "{}: `{}` not compared",
+                    spec.name,
+                    arg.name
+                );
+                let dropped = req(spec.name, json!({}), Some("c3"));
+                assert!(
+                    matching_call(&calls, &dropped, false).is_none(),
+                    "{}: `{}` may be left out",
+                    spec.name,
+                    arg.name
+                );
+            }
+        }
     }
 
     /// The stream's index of running calls answers the provenance check by
@@ -1113,157 +1076,5 @@ mod tests {
             vec!["f0.json", "f1.json", "f2.json", "f3.json"],
             "past the age limit, then the oldest beyond the count, are gone"
         );
-    }
-
-    #[test]
-    fn plugin_install_replaces_planted_symlinks_and_leaves_their_targets() {
-        let t = tempfile::tempdir().unwrap();
-        let outside = t.path().join("outside.txt");
-        std::fs::write(&outside, "precious").unwrap();
-        let outside_dir = t.path().join("outside-dir");
-        std::fs::create_dir_all(&outside_dir).unwrap();
-        let ws = t.path().join("ws");
-        std::fs::create_dir_all(ws.join(".opencode/plugin")).unwrap();
-        std::os::unix::fs::symlink(&outside, ws.join(".opencode/plugin/pocketbrain.js")).unwrap();
-        std::os::unix::fs::symlink(&outside, ws.join(".opencode/pocketbrain.json")).unwrap();
-        std::os::unix::fs::symlink(&outside, ws.join(".opencode/package-lock.json")).unwrap();
-        std::os::unix::fs::symlink(&outside_dir, ws.join(".opencode/node_modules")).unwrap();
-        install_plugin(&ws, Path::new("/data/ipc"), Duration::from_secs(30), &[]).unwrap();
-        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
-        assert!(std::fs::read_dir(&outside_dir).unwrap().next().is_none());
-        let entry = ws.join(".opencode/plugin/pocketbrain.js");
-        assert!(!entry.is_symlink());
-        assert_eq!(std::fs::read_to_string(entry).unwrap(), PLUGIN_BUNDLE);
-        assert!(!ws.join(".opencode/package-lock.json").is_symlink());
-        assert!(!ws.join(".opencode/node_modules").is_symlink());
-        assert!(ws.join(".opencode/node_modules").is_dir());
-    }
-
-    #[test]
-    fn plugin_install_writes_once_and_config_points_at_ipc() {
-        let dir = tempfile::tempdir().unwrap();
-        install_plugin(
-            dir.path(),
-            Path::new("/data/ipc"),
-            Duration::from_secs(30),
-            &[],
-        )
-        .unwrap();
-        let cfg: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(".opencode/pocketbrain.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            cfg,
-            json!({"ipc_dir": "/data/ipc", "timeout_ms": 30000, "secret_env": []})
-        );
-        let plugin = dir.path().join(".opencode/plugin/pocketbrain.js");
-        let before = std::fs::metadata(&plugin).unwrap().modified().unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        install_plugin(
-            dir.path(),
-            Path::new("/data/ipc"),
-            Duration::from_secs(30),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(
-            std::fs::metadata(&plugin).unwrap().modified().unwrap(),
-            before,
-            "unchanged files are not rewritten"
-        );
-    }
-
-    /// What OpenCode 1.18.33 checks before it runs an npm install in a config
-    /// folder (its `Npm.install`): a `node_modules/` there, and a lock whose
-    /// root names every package of `package.json` and `@opencode-ai/plugin`.
-    #[test]
-    fn the_installed_folder_leaves_opencode_nothing_to_install() {
-        let dir = tempfile::tempdir().unwrap();
-        install_plugin(
-            dir.path(),
-            Path::new("/data/ipc"),
-            Duration::from_secs(30),
-            &[],
-        )
-        .unwrap();
-        let base = dir.path().join(".opencode");
-        assert!(base.join("node_modules").is_dir());
-        assert!(
-            !base.join("package.json").exists(),
-            "a package.json would ask OpenCode to install its dependencies"
-        );
-        let lock: Value =
-            serde_json::from_str(&std::fs::read_to_string(base.join("package-lock.json")).unwrap())
-                .unwrap();
-        assert!(lock["packages"][""]["dependencies"]["@opencode-ai/plugin"].is_string());
-    }
-
-    #[test]
-    fn files_of_earlier_versions_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join(".opencode");
-        for legacy in LEGACY_FILES {
-            let path = base.join(legacy);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, "old").unwrap();
-        }
-        std::fs::write(base.join("plugin/mine.ts"), "a plugin of the owner's").unwrap();
-        install_plugin(
-            dir.path(),
-            Path::new("/data/ipc"),
-            Duration::from_secs(30),
-            &[],
-        )
-        .unwrap();
-        for legacy in LEGACY_FILES {
-            assert!(!base.join(legacy).exists(), "{legacy} is still there");
-        }
-        assert!(base.join("plugin/mine.ts").is_file());
-        assert!(base.join("plugin/pocketbrain.js").is_file());
-    }
-
-    /// The bundle is the whole plugin: it imports nothing but Node's
-    /// built-ins (which Bun has), and exports the plugin and nothing else
-    /// (OpenCode takes every export of a plugin file for a plugin).
-    #[test]
-    fn the_bundle_imports_only_builtins_and_exports_only_the_plugin() {
-        let mut imports = 0;
-        for line in PLUGIN_BUNDLE.lines() {
-            let line = line.trim_start();
-            let spec = if let Some(i) = line.find(" from \"") {
-                line[i + 7..].split('"').next()
-            } else if let Some(rest) = line.strip_prefix("import \"") {
-                rest.split('"').next()
-            } else {
-                None
-            };
-            if let Some(spec) = spec
-                && (line.starts_with("import ")
-                    || line.starts_with("export ")
-                    || line.starts_with("} from"))
-            {
-                imports += 1;
-                assert!(spec.starts_with("node:"), "the bundle imports {spec}");
-            }
-            assert!(
-                !line.contains("require(\""),
-                "the bundle requires a module: {line}"
-            );
-        }
-        assert!(imports >= 3, "the scan found {imports} imports");
-        let exports = PLUGIN_BUNDLE
-            .split("\nexport {")
-            .nth(1)
-            .expect("an export list")
-            .split('}')
-            .next()
-            .unwrap();
-        let names: Vec<&str> = exports
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .collect();
-        assert_eq!(names, ["PocketBrain"]);
     }
 }

@@ -13,9 +13,7 @@ use serde_json::Value;
 
 pub const VERSION: u32 = 1;
 /// The tools and their argument limits are defined with the tools.
-pub use crate::tools::{
-    MAX_CAPTION_CHARS, MAX_PATH_CHARS, MAX_PROMPT_CHARS, MAX_TEXT_CHARS, TOOLS,
-};
+pub use crate::tools::{MAX_CAPTION_CHARS, MAX_PATH_CHARS, MAX_PROMPT_CHARS, MAX_TEXT_CHARS};
 /// Largest request file read.
 pub const MAX_REQUEST_BYTES: u64 = 256 * 1024;
 /// Longest request id, in characters.
@@ -131,7 +129,11 @@ mod tests {
         .unwrap();
         let ours = serde_json::json!({
             "protocol_version": VERSION,
-            "tools": TOOLS,
+            "tools": crate::tools::names().collect::<Vec<_>>(),
+            "args": crate::tools::SPECS
+                .iter()
+                .map(|s| (s.name.to_owned(), s.contract_json()))
+                .collect::<serde_json::Map<_, _>>(),
             "limits": {
                 "max_request_bytes": MAX_REQUEST_BYTES,
                 "max_request_id_chars": MAX_REQUEST_ID_CHARS,
@@ -143,8 +145,9 @@ mod tests {
         });
         assert_eq!(
             ours, contract,
-            "src/ipc/protocol.rs and opencode-plugin/pocketbrain/contract.ts disagree \
-             (opencode-plugin/fixtures/contract.json is written from the latter by `npm run contract`)"
+            "the bridge (src/ipc/protocol.rs, the tools' specs in src/tools/) and the plugin \
+             (opencode-plugin/pocketbrain/contract.ts, the tools' zod schemas in pocketbrain/tools/) disagree; \
+             opencode-plugin/fixtures/contract.json is written from the plugin by `npm run contract`"
         );
     }
 
@@ -156,7 +159,7 @@ mod tests {
             let r: Request = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(r.version, VERSION, "{name}");
             assert!(valid_id(&r.id), "{name}: {}", r.id);
-            assert!(TOOLS.contains(&r.tool.as_str()), "{name}: {}", r.tool);
+            assert!(crate::tools::spec(&r.tool).is_some(), "{name}: {}", r.tool);
             assert!(r.args.is_object(), "{name}");
             assert!(text.len() as u64 <= MAX_REQUEST_BYTES, "{name}");
             // Nothing is lost or added by our types: they write it back the same.
@@ -168,7 +171,7 @@ mod tests {
             tools.push(r.tool);
         }
         tools.sort();
-        let mut expected: Vec<&str> = TOOLS.to_vec();
+        let mut expected: Vec<&str> = crate::tools::names().collect();
         expected.sort();
         assert_eq!(tools, expected, "one request fixture per tool");
     }

@@ -87,8 +87,7 @@ struct ToolsSeen {
 
 /// PocketBrain's tool ids (as OpenCode names them) that `ids` lacks.
 pub fn missing_tools(ids: &[String]) -> Vec<String> {
-    crate::tools::TOOLS
-        .iter()
+    crate::tools::names()
         .map(|t| format!("pocketbrain_{t}"))
         .filter(|t| !ids.contains(t))
         .collect()

@@ -1,7 +1,9 @@
 use super::*;
 use crate::ids::Folder;
+use crate::model::TaskStatus;
 use crate::model::TriggerRule;
 use crate::store::Store;
+use serde_json::json;
 
 const MAIN: &str = "491510000001@s.whatsapp.net";
 const ANN: &str = "491511111111@s.whatsapp.net";
@@ -78,7 +80,7 @@ fn run_capped(
                 media_limits: crate::media::MediaLimits::default(),
                 max_tasks_per_chat: max_tasks,
             };
-            Ok(execute(c, &caller, &tool, &args, &env))
+            Ok(execute(c, Caller::Chat(&caller), &tool, &args, &env))
         }))
         .unwrap()
     })
@@ -354,4 +356,69 @@ async fn a_chat_may_have_only_so_many_open_tasks() {
         .await
         .unwrap();
     capped(ANN, task).unwrap();
+}
+
+/// Each tool's spec and its argument type agree: every argument the spec
+/// names, filled in, reads into the type; a required one left out, an
+/// unknown one added, a value that is not allowed, are refused by the spec
+/// with the argument's name.
+#[test]
+fn every_spec_reads_into_its_type_and_refuses_what_it_does_not_name() {
+    assert_eq!(names().count(), 7);
+    for spec in SPECS {
+        let full: serde_json::Map<String, Value> = spec
+            .args
+            .iter()
+            .map(|a| {
+                let v = a.one_of.first().copied().unwrap_or("x");
+                (a.name.to_owned(), Value::from(v))
+            })
+            .collect();
+        let full = Value::Object(full);
+        assert_eq!(parses(spec.name, &full), Some(Ok(())), "{}", spec.name);
+        let mut extra = full.clone();
+        extra["mood"] = "happy".into();
+        let e = parses(spec.name, &extra).unwrap().unwrap_err();
+        assert!(
+            e.message.contains("unknown argument `mood`"),
+            "{}: {e}",
+            spec.name
+        );
+        for arg in spec.args {
+            let mut without = full.clone();
+            without.as_object_mut().unwrap().remove(arg.name);
+            let got = parses(spec.name, &without).unwrap();
+            if arg.required {
+                let e = got.unwrap_err();
+                assert_eq!(
+                    e.message,
+                    format!("`{}` is required", arg.name),
+                    "{}",
+                    spec.name
+                );
+            } else {
+                assert_eq!(got, Ok(()), "{}: `{}` is optional", spec.name, arg.name);
+            }
+            if !arg.one_of.is_empty() {
+                let mut other = full.clone();
+                other[arg.name] = "something else".into();
+                let e = parses(spec.name, &other).unwrap().unwrap_err();
+                assert!(
+                    e.message.starts_with(&format!("`{}` must be", arg.name)),
+                    "{e}"
+                );
+            }
+            if let Some(max) = arg.max_chars {
+                let mut long = full.clone();
+                long[arg.name] = "ä".repeat(max + 1).into();
+                let e = parses(spec.name, &long).unwrap().unwrap_err();
+                assert!(
+                    e.message
+                        .starts_with(&format!("`{}` is over {max}", arg.name)),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert_eq!(parses("nope", &json!({})), None);
 }
