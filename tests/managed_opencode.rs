@@ -254,7 +254,7 @@ async fn the_managed_opencode_gets_no_bridge_settings_and_a_random_password() {
 
 /// A provider key can stay out of every process's environment: written to
 /// a file only its owner reads and named in OpenCode's config as
-/// `{file:…}` (what the README's security model recommends), the managed
+/// `{file:…}` (what docs/security.md recommends), the managed
 /// OpenCode sends it to the provider, and neither the bridge's nor
 /// OpenCode's environment holds it.
 #[tokio::test]
