@@ -48,6 +48,7 @@ struct Kind {
 struct ToolOutcome {
     tool: &'static str,
     outcome: &'static str,
+    via: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,7 +173,7 @@ impl Metrics {
         );
         r.register(
             "tool_calls",
-            "Agent tool calls by tool and outcome (ok, error, refused, forged)",
+            "Agent tool calls by tool, outcome (ok, error, refused, forged) and way in (socket, folder)",
             m.tool_calls.clone(),
         );
         r.register(
@@ -313,9 +314,18 @@ pub enum ToolEnd {
     Forged,
 }
 
+/// How a tool request reached the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The IPC socket (the fast way).
+    Socket,
+    /// A request file (the durable way).
+    Folder,
+}
+
 /// An agent tool call, by tool name (`unknown` for a name that is not one
 /// of ours, or a request that could not be read).
-pub fn tool_call(tool: &str, end: ToolEnd) {
+pub fn tool_call(tool: &str, end: ToolEnd, via: Via) {
     let tool = crate::tools::names()
         .find(|t| *t == tool)
         .unwrap_or("unknown");
@@ -325,8 +335,12 @@ pub fn tool_call(tool: &str, end: ToolEnd) {
         ToolEnd::Refused => "refused",
         ToolEnd::Forged => "forged",
     };
+    let via = match via {
+        Via::Socket => "socket",
+        Via::Folder => "folder",
+    };
     m().tool_calls
-        .get_or_create(&ToolOutcome { tool, outcome })
+        .get_or_create(&ToolOutcome { tool, outcome, via })
         .inc();
 }
 
@@ -401,8 +415,8 @@ mod tests {
     fn helpers_show_in_the_rendering() {
         message_in("accepted");
         run_finished(RunEnd::Succeeded, Duration::from_millis(1200));
-        tool_call("send_message", ToolEnd::Forged);
-        tool_call("rm -rf /", ToolEnd::Refused);
+        tool_call("send_message", ToolEnd::Forged, Via::Socket);
+        tool_call("rm -rf /", ToolEnd::Refused, Via::Folder);
         let text = render(&Snapshot {
             queue: vec![("queued", 2)],
             runs_active: 1,
@@ -413,8 +427,8 @@ mod tests {
         for line in [
             "pocketbrain_messages_in_total{channel=\"none\",outcome=\"accepted\"}",
             "pocketbrain_run_duration_seconds_count{kind=\"any\"}",
-            "pocketbrain_tool_calls_total{tool=\"send_message\",outcome=\"forged\"}",
-            "pocketbrain_tool_calls_total{tool=\"unknown\",outcome=\"refused\"}",
+            "pocketbrain_tool_calls_total{tool=\"send_message\",outcome=\"forged\",via=\"socket\"}",
+            "pocketbrain_tool_calls_total{tool=\"unknown\",outcome=\"refused\",via=\"folder\"}",
             "pocketbrain_queue_chats{state=\"queued\"} 2",
             "pocketbrain_runs_active 1",
             "pocketbrain_outbox_rows{state=\"pending\"} 3",

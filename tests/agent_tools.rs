@@ -260,6 +260,24 @@ async fn only_the_main_chat_reaches_other_chats_and_their_tasks() {
     );
 }
 
+/// Sends a request on the bridge's IPC socket the way the plugin (or a
+/// forger's bash) would; the answer line, or `None` when it closed without.
+async fn socket_request(w: &World, body: &str) -> Option<Value> {
+    use std::io::{BufRead, Write};
+    let path = w.data_dir().join("ipc/bridge.sock");
+    let body = format!("{body}\n");
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("the bridge's socket");
+        s.set_read_timeout(Some(T)).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        (!line.is_empty()).then(|| serde_json::from_str(&line).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
 /// Writes a request file the way the plugin (or a forger's bash) would.
 fn drop_request(w: &World, name: &str, body: &str) {
     let dir = w.data_dir().join("ipc/requests");
@@ -406,11 +424,49 @@ async fn forged_and_replayed_requests_are_refused() {
         "{:?}",
         failed_reasons(&w)
     );
+    // The same forgeries by the socket (anyone who can write in the folder
+    // can connect): the same checks, the same answers.
+    for (i, (text, call_id)) in [
+        ("send me your secrets", "call_999"),
+        ("transfer the money", call.as_str()),
+        ("legit progress", call.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("req_socket_{i}");
+        let resp = socket_request(&w, &forge(&id, text, call_id)).await;
+        let resp = resp.expect("an answer on the socket");
+        assert_eq!(
+            (
+                resp["id"].as_str(),
+                resp["ok"].as_bool(),
+                resp["error"]["code"].as_str()
+            ),
+            (Some(id.as_str()), Some(false), Some("forged")),
+            "socket {i}: {resp}"
+        );
+    }
+    // Unreadable on the socket: answered when an id can be read, else closed.
+    let bad = socket_request(&w, r#"{"version": 9, "id": "req_v9"}"#)
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["code"], "unsupported_version", "{bad}");
+    assert_eq!(socket_request(&w, "not json").await, None);
     assert_eq!(
         w.outbox_texts(DM).await,
         vec!["Andy: legit progress", "Andy: done"],
         "nothing forged was sent"
     );
+    // The plugin's own call came by the socket; the forgeries are counted.
+    let metrics = w.http_get_text("/metrics").await;
+    for line in [
+        r#"pocketbrain_tool_calls_total{tool="send_message",outcome="ok",via="socket"} 1"#,
+        r#"pocketbrain_tool_calls_total{tool="send_message",outcome="forged",via="socket"} 3"#,
+        r#"pocketbrain_tool_calls_total{tool="send_message",outcome="forged",via="folder"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     assert_eq!(w.health().await["status"], "ok");
 }
 

@@ -12,6 +12,9 @@ export const TOOL_NAMES = ["send_message", "schedule_task", "list_tasks", "pause
 
 export type ToolName = (typeof TOOL_NAMES)[number]
 
+/** The bridge's socket in the IPC folder (the fast way; the folder is the durable one). */
+export const SOCKET_NAME = "bridge.sock"
+
 /** Prefix of every tool's name in OpenCode. */
 export const TOOL_PREFIX = "pocketbrain_"
 
@@ -39,6 +42,7 @@ export const MAX_RESULT_CHARS = 4000
 export function contractJson() {
   return {
     protocol_version: PROTOCOL_VERSION,
+    socket: SOCKET_NAME,
     tools: [...TOOL_NAMES],
     limits: {
       max_request_bytes: LIMITS.maxRequestBytes,

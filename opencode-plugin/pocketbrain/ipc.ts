@@ -1,6 +1,10 @@
-// File IPC with the PocketBrain bridge (protocol in ./contract.ts).
+// IPC with the PocketBrain bridge (protocol in ./contract.ts).
 //
-// A request is written atomically (temp file + rename) into <ipc>/requests/;
+// First the fast way: one connection to the bridge's socket in the IPC
+// folder, the request as one JSON line, its response as one line back. If
+// the socket is missing, refuses, or closes without an answer (the bridge
+// is down, stopping, or cannot act now), the same request goes the durable
+// way, through the folder: a request is written atomically (temp file + rename) into <ipc>/requests/;
 // the bridge acts on it at most once and writes <ipc>/responses/<id>.json,
 // which we wait for: woken by a watch on the responses folder, with a coarse
 // timer that looks anyway (a watch event can be missed, or the folder cannot
@@ -8,9 +12,10 @@
 // stays queued and the bridge carries it out when it is back.
 import { randomBytes } from "node:crypto"
 import { type FSWatcher, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from "node:fs"
+import { createConnection } from "node:net"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { LIMITS, PROTOCOL_VERSION, type ToolName } from "./contract.ts"
+import { LIMITS, PROTOCOL_VERSION, SOCKET_NAME, type ToolName } from "./contract.ts"
 
 /** OpenCode's tool context, as far as the bridge needs it. */
 export type CallContext = { sessionID: string; messageID: string; callID?: string | undefined; agent?: string | undefined }
@@ -101,6 +106,9 @@ export class IpcClient implements Caller {
     if (size > LIMITS.maxRequestBytes) {
       throw new Error(`the request is ${size} bytes; PocketBrain takes at most ${LIMITS.maxRequestBytes}. Make it shorter.`)
     }
+    const started = Date.now()
+    const fast = await viaSocket(join(this.dir, SOCKET_NAME), body, id, Math.min(this.timeoutMs, SOCKET_WAIT_MS), abort)
+    if (fast) return { kind: "response", response: fast }
     // The file work is synchronous on purpose: a request is at most a few
     // KB on a local disk, so each call is a few microseconds, while each
     // async form waits for the runtime's thread pool and then for its turn
@@ -115,7 +123,6 @@ export class IpcClient implements Caller {
     try {
       writeFileSync(tmp, body)
       renameSync(tmp, join(requests, `${id}.json`))
-      const started = Date.now()
       while (!abort?.aborted) {
         const response = takeResponse(join(responses, `${id}.json`))
         if (response) return { kind: "response", response }
@@ -128,6 +135,53 @@ export class IpcClient implements Caller {
       waiter.close()
     }
   }
+}
+
+/**
+ * How long the socket may take to answer before the request goes through
+ * the folder as well (the bridge answers a request that came both ways
+ * once, from its ledger).
+ */
+const SOCKET_WAIT_MS = 2000
+
+/**
+ * Sends `body` (request `id`) on the bridge's socket at `path` and resolves
+ * with its answer; `undefined` when there is none (no socket, refused,
+ * closed without an answer, aborted, or `waitMs` passed).
+ */
+export function viaSocket(path: string, body: string, id: string, waitMs: number, abort?: AbortSignal): Promise<Response | undefined> {
+  return new Promise((resolve) => {
+    let received = ""
+    let settled = false
+    const socket = createConnection(path)
+    const finish = (response: Response | undefined) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      abort?.removeEventListener("abort", onAbort)
+      socket.destroy()
+      resolve(response)
+    }
+    const onAbort = () => finish(undefined)
+    const timer = setTimeout(onAbort, waitMs)
+    if (abort?.aborted) return finish(undefined)
+    abort?.addEventListener("abort", onAbort, { once: true })
+    socket.setEncoding("utf8")
+    socket.on("connect", () => socket.write(`${body}\n`))
+    socket.on("data", (chunk: string) => {
+      received += chunk
+      const end = received.indexOf("\n")
+      if (end < 0) return
+      try {
+        const response = JSON.parse(received.slice(0, end)) as Response
+        finish(response.id === id ? response : undefined)
+      } catch {
+        finish(undefined)
+      }
+    })
+    socket.on("error", () => finish(undefined))
+    socket.on("close", () => finish(undefined))
+  })
 }
 
 /** Reads and removes a response file; `undefined` while it is not there (or mid-rename). */

@@ -1,10 +1,11 @@
 // The request and response files, against the fixtures the bridge's tests read too.
 import assert from "node:assert/strict"
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { after, test } from "node:test"
-import { LIMITS, PROTOCOL_VERSION, TOOL_NAMES, type ToolName } from "../pocketbrain/contract.ts"
+import { LIMITS, PROTOCOL_VERSION, SOCKET_NAME, TOOL_NAMES, type ToolName } from "../pocketbrain/contract.ts"
 import { buildRequest, type CallContext, IpcClient, newRequestId, type Request, type Response, validRequestId } from "../pocketbrain/ipc.ts"
 import { z } from "../pocketbrain/spec.ts"
 import { SPECS } from "../pocketbrain/tools.ts"
@@ -86,6 +87,87 @@ test("a call writes the request and returns the bridge's response", async () => 
   assert.deepEqual({ ...seen, id: fixture.id, created_at: fixture.created_at }, fixture)
   assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: seen.id } })
   assert.deepEqual(readdirSync(join(dir, "responses")), [], "the response is taken")
+})
+
+/** A bridge socket in `dir` that hands each request line to `onRequest`. */
+async function fakeSocket(
+  dir: string,
+  onRequest: (r: Request, answer: (resp: Response) => void, close: () => void) => void,
+): Promise<Server> {
+  mkdirSync(dir, { recursive: true })
+  const server = createServer((conn) => {
+    let buf = ""
+    conn.setEncoding("utf8")
+    conn.on("data", (chunk: string) => {
+      buf += chunk
+      const end = buf.indexOf("\n")
+      if (end < 0) return
+      onRequest(
+        JSON.parse(buf.slice(0, end)) as Request,
+        (resp) => conn.end(`${JSON.stringify(resp)}\n`),
+        () => conn.destroy(),
+      )
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(join(dir, SOCKET_NAME), resolve))
+  return server
+}
+
+test("a call goes by the bridge's socket when it listens, and nothing is left in the folder", async () => {
+  const fixture = readFixture<Request>("request-send_message.json")
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const seen: Request[] = []
+  const server = await fakeSocket(dir, (r, answer) => {
+    seen.push(r)
+    answer({ ...reply, id: r.id })
+  })
+  try {
+    const outcome = await new IpcClient(dir, 5000).call(fixture.tool, fixture.args, contextOf(fixture))
+    assert.equal(seen.length, 1)
+    const [request] = seen
+    assert.ok(request)
+    assert.deepEqual({ ...request, id: fixture.id, created_at: fixture.created_at }, fixture)
+    assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: request.id } })
+    assert.throws(() => readdirSync(join(dir, "requests")), "no request file")
+  } finally {
+    server.close()
+  }
+})
+
+test("a socket that closes without an answer: the same request goes through the folder", async () => {
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const bySocket: string[] = []
+  const server = await fakeSocket(dir, (r, _answer, close) => {
+    bySocket.push(r.id)
+    close()
+  })
+  try {
+    const [outcome, byFile] = await Promise.all([
+      new IpcClient(dir, 5000).call("list_tasks", {}, { sessionID: "ses_a", messageID: "msg_a", callID: "c1" }),
+      fakeBridge(dir, (r) => ({ ...reply, id: r.id })),
+    ])
+    assert.deepEqual(bySocket, [byFile.id], "one request, tried by the socket first")
+    assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: byFile.id } })
+  } finally {
+    server.close()
+  }
+})
+
+test("an answer on the socket for another request is not taken", async () => {
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const server = await fakeSocket(dir, (_r, answer) => answer({ ...reply, id: "req_someone_else" }))
+  try {
+    const [outcome, byFile] = await Promise.all([
+      new IpcClient(dir, 5000).call("list_tasks", {}, { sessionID: "ses_a", messageID: "msg_a" }),
+      fakeBridge(dir, (r) => ({ ...reply, id: r.id })),
+    ])
+    assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: byFile.id } })
+  } finally {
+    server.close()
+  }
 })
 
 test("without an answer in time the request stays queued", async () => {

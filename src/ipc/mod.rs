@@ -30,6 +30,7 @@
 //! beside them, and are logged; processing goes on.
 
 pub mod protocol;
+pub mod socket;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -39,7 +40,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,7 @@ use crate::agent::Agent;
 use crate::agent::{AgentError, ToolCall};
 use crate::channel::Channel;
 use crate::ids::SessionId;
-use crate::metrics::ToolEnd;
+use crate::metrics::{ToolEnd, Via};
 use crate::outbound::Persona;
 use crate::safe_dir::{Kind, Limited, ReadError, SafeDir};
 use crate::store::LedgerEntry;
@@ -197,6 +197,15 @@ impl Ipc {
     /// a new request file, to retry postponed requests every few seconds,
     /// and to sweep old responses and failed requests now and then.
     pub async fn run(self, cancel: CancellationToken) {
+        match socket::bind(&self.dirs.root) {
+            Ok((listener, path)) => {
+                tracing::debug!(socket = %path.display(), "IPC socket listening");
+                tokio::spawn(self.clone().serve_socket(listener, cancel.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot offer the IPC socket; tool calls come through the request folder only");
+            }
+        }
         let mut watcher = match watch::RequestWatcher::start(&self.dirs.requests) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -389,85 +398,49 @@ impl Ipc {
             }
             Err(ReadError::Io(e)) => return Err(Skip::Later(format!("cannot read: {e}"))),
         };
-        let value: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                self.refuse_unread(
-                    dirs,
-                    name,
-                    None,
-                    "malformed",
-                    &format!("malformed JSON: {e}"),
-                );
-                return Ok(());
-            }
-        };
-        let id = value["id"]
-            .as_str()
-            .filter(|i| valid_id(i))
-            .map(str::to_owned);
-        let Some(id) = id else {
-            self.refuse_unread(
-                dirs,
-                name,
-                None,
-                "malformed",
-                "no valid request id (req_...)",
-            );
-            return Ok(());
-        };
-        if value["version"].as_u64() != Some(VERSION as u64) {
-            let why = format!(
-                "unsupported protocol version {}; this bridge speaks version {VERSION}",
-                value["version"]
-            );
-            self.refuse_unread(dirs, name, Some(&id), "unsupported_version", &why);
-            return Ok(());
-        }
-        let req: Request = match serde_json::from_value(value) {
+        let req = match protocol::read_request(&bytes) {
             Ok(r) => r,
-            Err(e) => {
-                self.refuse_unread(
-                    dirs,
-                    name,
-                    Some(&id),
-                    "malformed",
-                    &format!("malformed request: {e}"),
-                );
+            Err(bad) => {
+                self.refuse_unread(dirs, name, bad.id.as_deref(), bad.code, &bad.why);
                 return Ok(());
             }
         };
-        crate::stage!("tool_read", req.id);
-        let store = &self.deps.store;
-        if let Some(recorded) = store
-            .ipc_response(&req.id)
-            .await
-            .map_err(|e| Skip::Later(e.to_string()))?
-            .and_then(|raw| serde_json::from_str::<Response>(&raw).ok())
-        {
-            tracing::info!(id = %req.id, "IPC request already handled; answering again");
-            self.respond(dirs, name, &recorded);
-            return Ok(());
-        }
         let leftover = self.leftover.contains(&(name.to_owned(), stat.inode));
-        let response = self.act(&req, leftover).await?;
-        match response {
-            Acted::Answer(resp) => {
-                let end = if resp.ok { ToolEnd::Ok } else { ToolEnd::Error };
-                crate::metrics::tool_call(&req.tool, end);
-                self.respond(dirs, name, &resp)
-            }
-            Acted::Refused(code, why) => {
-                let end = if code == "forged" {
-                    ToolEnd::Forged
-                } else {
-                    ToolEnd::Refused
-                };
-                crate::metrics::tool_call(&req.tool, end);
-                self.refuse(dirs, name, Some(&req.id), code, &why)
-            }
+        match self.answer(&req, leftover, Via::Folder).await? {
+            Acted::Answer(resp) => self.respond(dirs, name, &resp),
+            Acted::Refused(code, why) => self.refuse(dirs, name, Some(&req.id), code, &why),
         }
         Ok(())
+    }
+
+    /// One request, read and well formed (from a file or the socket): its
+    /// recorded answer when it was handled before, else acted on now.
+    async fn answer(&self, req: &Request, leftover: bool, via: Via) -> Result<Acted, Skip> {
+        crate::stage!("tool_read", req.id);
+        if let Some(recorded) = self.recorded(&req.id).await? {
+            tracing::info!(id = %req.id, "IPC request already handled; answering again");
+            return Ok(Acted::Answer(recorded));
+        }
+        let acted = self.act(req, leftover).await?;
+        let end = match &acted {
+            Acted::Answer(r) if r.ok => ToolEnd::Ok,
+            Acted::Answer(_) => ToolEnd::Error,
+            Acted::Refused("forged", _) => ToolEnd::Forged,
+            Acted::Refused(..) => ToolEnd::Refused,
+        };
+        crate::metrics::tool_call(&req.tool, end, via);
+        Ok(acted)
+    }
+
+    /// The answer recorded in the ledger for request `id`, if any.
+    async fn recorded(&self, id: &str) -> Result<Option<Response>, Skip> {
+        Ok(self
+            .deps
+            .store
+            .ipc_response(id)
+            .await
+            .map_err(|e| Skip::Later(e.to_string()))?
+            .and_then(|raw| serde_json::from_str::<Response>(&raw).ok()))
     }
 
     /// Identity, provenance, then the action and its ledger row in one
@@ -620,6 +593,11 @@ impl Ipc {
             .map_err(|e| Skip::Later(e.to_string()))?;
         crate::stage!("tool_committed", req.id);
         let Some((resp, effects)) = outcome else {
+            // The same request, carried both ways (the plugin fell back to
+            // a file while the socket's answer was on its way): its answer.
+            if let Some(recorded) = self.recorded(&req.id).await? {
+                return Ok(Acted::Answer(recorded));
+            }
             let forged = self.forged.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(id = %req.id, call = %call.call_id, forged_total = forged, "a second request for an already handled tool call: refused as forged");
             return Ok(Acted::Refused(
@@ -658,7 +636,7 @@ impl Ipc {
         code: &str,
         why: &str,
     ) {
-        crate::metrics::tool_call("unknown", ToolEnd::Refused);
+        crate::metrics::tool_call("unknown", ToolEnd::Refused, Via::Folder);
         self.refuse(dirs, name, id, code, why);
     }
 
@@ -799,7 +777,7 @@ fn matching_call<'a>(calls: &'a [ToolCall], req: &Request, leftover: bool) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn req(tool: &str, args: Value, call: Option<&str>) -> Request {
         Request {

@@ -94,6 +94,44 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Why a request could not be read: its id when one could be read (so the
+/// plugin can be answered), a stable code, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub id: Option<String>,
+    pub code: &'static str,
+    pub why: String,
+}
+
+/// Reads one request (a file's bytes or one line from the socket): JSON,
+/// a valid id, this protocol version, the request's shape.
+pub fn read_request(bytes: &[u8]) -> Result<Request, Unreadable> {
+    let bad = |id: Option<&str>, code, why: String| Unreadable {
+        id: id.map(str::to_owned),
+        code,
+        why,
+    };
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad(None, "malformed", format!("malformed JSON: {e}")))?;
+    let Some(id) = value["id"].as_str().filter(|i| valid_id(i)) else {
+        return Err(bad(
+            None,
+            "malformed",
+            "no valid request id (req_...)".into(),
+        ));
+    };
+    let id = id.to_owned();
+    if value["version"].as_u64() != Some(VERSION as u64) {
+        let why = format!(
+            "unsupported protocol version {}; this bridge speaks version {VERSION}",
+            value["version"]
+        );
+        return Err(bad(Some(&id), "unsupported_version", why));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| bad(Some(&id), "malformed", format!("malformed request: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +167,7 @@ mod tests {
         .unwrap();
         let ours = serde_json::json!({
             "protocol_version": VERSION,
+            "socket": crate::ipc::socket::SOCKET_NAME,
             "tools": crate::tools::names().collect::<Vec<_>>(),
             "args": crate::tools::SPECS
                 .iter()
