@@ -300,16 +300,7 @@ fn database(config: &Config) -> Check {
             "it is created at the bridge's first start",
         );
     }
-    let checked = (|| -> rusqlite::Result<(i64, String)> {
-        let c = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        c.busy_timeout(Duration::from_secs(5))?;
-        let version = crate::status::schema_version(&c)?;
-        let quick: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        Ok((version, quick))
-    })();
+    let checked = crate::store::ops::quick_check(&path);
     match checked {
         Ok((v, _)) if v > crate::store::SCHEMA_VERSION => Check::fail(
             NAME,
@@ -477,22 +468,7 @@ async fn opencode(config: &Config, oc: &OpenCodeProbe) -> Check {
 /// a run sees it), else the workspace itself.
 async fn first_chat_dir(config: &Config) -> PathBuf {
     let workspace = std::path::absolute(&config.workspace).unwrap_or(config.workspace.clone());
-    let first = (|| -> rusqlite::Result<Option<String>> {
-        let c = rusqlite::Connection::open_with_flags(
-            config.db_path(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        c.query_row(
-            "SELECT folder FROM registered_chats ORDER BY is_main DESC, registered_at LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })
-    })();
+    let first = crate::store::ops::first_chat_folder(&config.db_path());
     match first {
         Ok(Some(folder)) if workspace.join("chats").join(&folder).is_dir() => {
             workspace.join("chats").join(folder)
@@ -624,20 +600,7 @@ fn whatsapp(config: &Config) -> Check {
     if !path.exists() {
         return Check::fail(NAME, format!("no device store at {}", path.display()), fix);
     }
-    let paired = (|| -> rusqlite::Result<bool> {
-        let c = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        c.busy_timeout(Duration::from_secs(5))?;
-        // A paired device has its account (signed by the phone) and number.
-        c.query_row(
-            "SELECT COUNT(*) FROM device WHERE account IS NOT NULL AND pn != ''",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)
-    })();
+    let paired = crate::store::ops::device_paired(&path);
     match paired {
         Ok(true) => Check::ok(NAME, "device paired"),
         Ok(false) => Check::fail(NAME, "the device store has no paired identity", fix),

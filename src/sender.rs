@@ -319,7 +319,8 @@ mod tests {
 
     use super::*;
     use crate::channel::LinkStatus;
-    use crate::ids::{ChatJid, MessageId};
+    use crate::ids::{ChatJid, Folder, MessageId};
+    use crate::model::{Profile, RegisteredChat, TriggerRule};
 
     /// A channel that answers each send to a chat with the next scripted
     /// result for that chat (`Ok` when none is left) and records deliveries.
@@ -376,19 +377,22 @@ mod tests {
     }
 
     /// A store in which the test's chats are registered.
-    fn store_with_chats(dir: &std::path::Path) -> Store {
+    async fn store_with_chats(dir: &std::path::Path) -> Store {
         let path = dir.join("pb.sqlite3");
         let store = Store::open(&path).unwrap();
-        let c = rusqlite::Connection::open(&path).unwrap();
         for (i, jid) in ["15551111111@s.whatsapp.net", "15552222222@s.whatsapp.net"]
             .iter()
             .enumerate()
         {
-            c.execute(
-                "INSERT INTO registered_chats (jid, name, folder, registered_at) VALUES (?1, 'x', ?2, 0)",
-                rusqlite::params![jid, format!("c{i}")],
-            )
-            .unwrap();
+            let reg = RegisteredChat {
+                jid: ChatJid::parse(jid).unwrap(),
+                name: "x".into(),
+                folder: Folder::parse(&format!("c{i}")).unwrap(),
+                is_main: false,
+                trigger: TriggerRule::Mention,
+                profile: Profile::Member,
+            };
+            store.register(reg).await.unwrap();
         }
         store
     }
@@ -412,7 +416,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_row_that_keeps_failing_is_given_up_and_unblocks_its_chat() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_with_chats(dir.path());
+        let store = store_with_chats(dir.path()).await;
         let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
         let b = ChatJid::parse("15552222222@s.whatsapp.net").unwrap();
         for (chat, id) in [(&a, "A1"), (&a, "A2"), (&b, "B1")] {
@@ -461,7 +465,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lost_link_gives_failing_rows_a_fresh_allowance() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_with_chats(dir.path());
+        let store = store_with_chats(dir.path()).await;
         let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
         let seq = store
             .enqueue_outbox(&a, &MessageId::new("A1"), "hi")
@@ -519,7 +523,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_row_for_an_unregistered_chat_is_never_sent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_with_chats(dir.path());
+        let store = store_with_chats(dir.path()).await;
         let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
         let stranger = ChatJid::parse("15559999999@s.whatsapp.net").unwrap();
         for (chat, id) in [(&stranger, "S1"), (&a, "A1")] {
@@ -543,7 +547,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_goes_out_in_its_place_and_a_vanished_one_is_marked_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_with_chats(dir.path());
+        let store = store_with_chats(dir.path()).await;
         let ws = dir.path().join("ws");
         std::fs::create_dir_all(ws.join("chats/c0/out")).unwrap();
         std::fs::write(ws.join("chats/c0/out/a.pdf"), b"%PDF-1 hello").unwrap();
