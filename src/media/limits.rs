@@ -108,20 +108,19 @@ pub fn human_size(n: u64) -> String {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = s[digits.len()..].to_ascii_lowercase();
-    let n: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))?;
-    let mul = match unit.as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => KI,
-        "m" | "mb" | "mib" => MI,
-        "g" | "gb" | "gib" => 1024 * MI,
+    // 1024-based however it is spelled: `bytesize` reads `K` and `KB` as
+    // 1000, so every spelling is passed on as its binary unit.
+    let binary = match unit.as_str() {
+        "" | "b" => "B",
+        "k" | "kb" | "kib" => "KiB",
+        "m" | "mb" | "mib" => "MiB",
+        "g" | "gb" | "gib" => "GiB",
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use K, M or G)")),
     };
-    let v = n
-        .checked_mul(mul)
-        .filter(|v| (1..=4 * 1024 * MI).contains(v))
-        .ok_or_else(|| format!("{s:?}: a size must be between 1 byte and 4 GB"))?;
-    Ok(v)
+    let n: bytesize::ByteSize = format!("{}{binary}", digits.trim())
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))?;
+    Some(n.as_u64())
+        .filter(|v| (1..=4 * bytesize::GIB).contains(v))
+        .ok_or_else(|| format!("{s:?}: a size must be between 1 byte and 4 GB"))
 }

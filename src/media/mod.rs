@@ -40,8 +40,8 @@ pub use limits::*;
 pub use paths::*;
 pub use types::*;
 
-const KI: u64 = 1024;
-const MI: u64 = 1024 * 1024;
+const KI: u64 = bytesize::KIB;
+const MI: u64 = bytesize::MIB;
 
 /// A message id as a file name stem: WhatsApp's and the fake channel's ids
 /// are plain already; anything else is replaced.

@@ -4,34 +4,21 @@
 use super::*;
 
 /// The type a file's first bytes show, when they show one this bridge
-/// knows. Magic numbers only: enough to tell a real photo from a broken or
-/// mislabelled one before a vision model gets it.
+/// knows. Magic numbers only (the `infer` crate's): enough to tell a real
+/// photo from a broken or mislabelled one before a vision model gets it.
+/// Only the types below are reported, under the names WhatsApp and the
+/// rest of the bridge use (Ogg Opus is `audio/ogg`, M4A `audio/mp4`, WAV
+/// `audio/wav`, a QuickTime or M4V container `video/mp4`); anything else is
+/// `None`, as if unknown.
 pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    let at = |i: usize, magic: &[u8]| bytes.get(i..i + magic.len()) == Some(magic);
-    Some(if at(0, b"\xFF\xD8\xFF") {
-        "image/jpeg"
-    } else if at(0, b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if at(0, b"GIF87a") || at(0, b"GIF89a") {
-        "image/gif"
-    } else if at(0, b"RIFF") && at(8, b"WEBP") {
-        "image/webp"
-    } else if at(0, b"RIFF") && at(8, b"WAVE") {
-        "audio/wav"
-    } else if at(0, b"OggS") {
-        "audio/ogg"
-    } else if at(0, b"%PDF-") {
-        "application/pdf"
-    } else if at(4, b"ftyp") {
-        if at(8, b"M4A ") {
-            "audio/mp4"
-        } else {
-            "video/mp4"
-        }
-    } else if at(0, b"ID3") || (bytes.len() > 1 && bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0) {
-        "audio/mpeg"
-    } else {
-        return None;
+    Some(match infer::get(bytes)?.mime_type() {
+        t @ ("image/jpeg" | "image/png" | "image/gif" | "image/webp" | "audio/ogg"
+        | "audio/mpeg" | "application/pdf" | "video/mp4") => t,
+        "audio/opus" => "audio/ogg",
+        "audio/x-wav" => "audio/wav",
+        "audio/m4a" => "audio/mp4",
+        "video/quicktime" | "video/x-m4v" => "video/mp4",
+        _ => return None,
     })
 }
 
@@ -102,7 +89,9 @@ pub fn extension(mime: &str, filename: Option<&str>) -> String {
         .unwrap_or_else(|| "bin".into())
 }
 
-/// A file's type from its name (for files the agent sends).
+/// A file's type from its name (for files the agent sends): the bridge's
+/// own table first (the names WhatsApp expects, such as `audio/ogg` for
+/// `.opus`), then `mime_guess`'s, else `application/octet-stream`.
 pub fn mime_for_name(name: &str) -> &'static str {
     let ext = Path::new(name)
         .extension()
@@ -113,6 +102,7 @@ pub fn mime_for_name(name: &str) -> &'static str {
         .iter()
         .find(|(_, e)| *e == ext)
         .map(|(t, _)| *t)
+        .or_else(|| mime_guess::from_ext(&ext).first_raw())
         .unwrap_or("application/octet-stream")
 }
 
