@@ -28,10 +28,10 @@
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::store::{self, StoreError};
 
 /// The archive's layout version.
 pub const FORMAT: u32 = 1;
@@ -45,8 +45,8 @@ const CHATS: &str = "workspace/chats";
 pub enum BackupError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -128,37 +128,13 @@ impl Drop for Scratch {
 /// Copies the SQLite database at `src` to `dst` in one step of the online
 /// backup API (one consistent snapshot), as a single file.
 fn copy_db(src: &Path, dst: &Path) -> Result<()> {
-    let from = Connection::open(src)?;
-    from.busy_timeout(std::time::Duration::from_secs(10))?;
-    let mut to = Connection::open(dst)?;
-    {
-        use rusqlite::backup::{Backup, StepResult};
-        let b = Backup::new(&from, &mut to)?;
-        // Every page in one step (-1): one read transaction, one snapshot.
-        // Busy or locked: another connection holds a lock; wait a little.
-        let mut tries = 0;
-        loop {
-            match b.step(-1)? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                _ => {
-                    return Err(BackupError::Invalid(format!(
-                        "{} stayed locked; try again",
-                        src.display()
-                    )));
-                }
-            }
-        }
+    if !store::ops::snapshot(src, dst)? {
+        return Err(BackupError::Invalid(format!(
+            "{} stayed locked; try again",
+            src.display()
+        )));
     }
-    let _: String = to.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
     Ok(())
-}
-
-fn schema_version(c: &Connection) -> Result<i64> {
-    Ok(crate::status::schema_version(c)?)
 }
 
 /// Writes the archive to `file` (replacing it only once it is complete).
@@ -175,7 +151,7 @@ pub fn backup(config: &Config, file: &Path) -> Result<Manifest> {
     let scratch = Scratch::new(&config.data_dir)?;
     let db_copy = scratch.0.join("pocketbrain.sqlite3");
     copy_db(&db, &db_copy)?;
-    let schema = schema_version(&Connection::open(&db_copy)?)?;
+    let schema = store::ops::schema_version_at(&db_copy)?;
     let device = config.whatsapp_db();
     let device_copy = scratch.0.join("whatsapp-device.sqlite3");
     let has_device = device.is_file();
@@ -192,7 +168,7 @@ pub fn backup(config: &Config, file: &Path) -> Result<Manifest> {
         format: FORMAT,
         bridge_version: env!("CARGO_PKG_VERSION").into(),
         schema_version: schema,
-        created_at_ms: crate::store::now_ms(),
+        created_at_ms: store::now_ms(),
         device_store: has_device,
         chat_files,
     };
@@ -291,8 +267,7 @@ fn unpack(file: &Path, into: &Path) -> Result<Manifest> {
 
 /// Checks an unpacked database: integrity, and a schema this build reads.
 fn check_db(path: &Path, store: bool) -> Result<(i64, i64)> {
-    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    let ok = store::ops::integrity_check(path)?;
     if ok != "ok" {
         return Err(BackupError::Invalid(format!(
             "{} fails its integrity check: {ok}",
@@ -302,18 +277,14 @@ fn check_db(path: &Path, store: bool) -> Result<(i64, i64)> {
     if !store {
         return Ok((0, 0));
     }
-    let v = schema_version(&c)?;
-    if !(1..=crate::store::SCHEMA_VERSION).contains(&v) {
+    let v = store::ops::schema_version_at(path)?;
+    if !(1..=store::SCHEMA_VERSION).contains(&v) {
         return Err(BackupError::Invalid(format!(
             "schema version {v}; this build reads 1 to {}",
-            crate::store::SCHEMA_VERSION
+            store::SCHEMA_VERSION
         )));
     }
-    Ok(c.query_row(
-        "SELECT (SELECT COUNT(*) FROM registered_chats), (SELECT COUNT(*) FROM messages)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+    Ok(store::ops::counts_at(path)?)
 }
 
 /// Unpacks `file` next to `config`'s data, checks both databases

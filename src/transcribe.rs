@@ -59,32 +59,6 @@ impl HttpTranscriber {
     }
 }
 
-/// A `multipart/form-data` body: text fields, then one file.
-fn multipart(boundary: &str, fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> Vec<u8> {
-    let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
-    let mut body = Vec::with_capacity(file.2.len() + 512);
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    let (filename, mime, bytes) = file;
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
-            clean(filename),
-            clean(mime)
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    body
-}
-
 /// The transcript in an answer body: `{"text": ...}`, or plain text.
 fn transcript_of(body: &str) -> Result<String, TranscribeError> {
     let text = match serde_json::from_str::<serde_json::Value>(body) {
@@ -106,21 +80,20 @@ impl Transcriber for HttpTranscriber {
         filename: &'a str,
     ) -> BoxFuture<'a, Result<String, TranscribeError>> {
         Box::pin(async move {
-            let boundary = format!("pocketbrain-{:032x}", rand::random::<u128>());
-            let body = multipart(
-                &boundary,
-                &[("model", &self.settings.model), ("response_format", "json")],
-                (filename, mime, &audio),
-            );
+            // Text fields, then the file; no quote or line break in its name.
+            let file = reqwest::multipart::Part::bytes(audio)
+                .file_name(filename.replace(['"', '\r', '\n'], "_"))
+                .mime_str(mime)
+                .map_err(|e| TranscribeError(format!("{mime:?} is not a media type ({e})")))?;
+            let form = reqwest::multipart::Form::new()
+                .text("model", self.settings.model.clone())
+                .text("response_format", "json")
+                .part("file", file);
             let mut req = self
                 .http
                 .post(&self.url)
                 .timeout(self.settings.timeout)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(body);
+                .multipart(form);
             if let Some(key) = &self.settings.api_key {
                 req = req.bearer_auth(key.expose());
             }
@@ -175,20 +148,6 @@ mod tests {
             t("https://api.openai.com/v1/audio/transcriptions"),
             "https://api.openai.com/v1/audio/transcriptions"
         );
-    }
-
-    #[test]
-    fn multipart_body_carries_fields_and_file() {
-        let b = multipart(
-            "XX",
-            &[("model", "m1")],
-            ("a\"b.ogg", "audio/ogg", b"OggS1"),
-        );
-        let s = String::from_utf8_lossy(&b);
-        assert!(
-            s.starts_with("--XX\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm1\r\n")
-        );
-        assert!(s.contains("name=\"file\"; filename=\"a_b.ogg\"\r\nContent-Type: audio/ogg\r\n\r\nOggS1\r\n--XX--\r\n"));
     }
 
     #[test]

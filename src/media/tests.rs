@@ -32,6 +32,23 @@ fn limits_parse_one_size_or_pairs() {
 }
 
 #[test]
+fn every_spelling_of_a_unit_is_1024_based_and_sizes_stay_in_range() {
+    for s in ["2K", "2k", "2KB", "2kib", "2 K"] {
+        assert_eq!(parse_size(s), Ok(2 * KI), "{s}");
+    }
+    assert_eq!(parse_size("1G"), Ok(1024 * MI));
+    assert_eq!(parse_size("4GB"), Ok(4 * 1024 * MI));
+    assert!(
+        parse_size("5G")
+            .unwrap_err()
+            .contains("between 1 byte and 4 GB")
+    );
+    assert!(parse_size("M").unwrap_err().contains("is not a size"));
+    assert!(parse_size("-1K").unwrap_err().contains("is not a size"));
+    assert!(parse_size("2T").unwrap_err().contains("unknown unit"));
+}
+
+#[test]
 fn sizes_read_well() {
     assert_eq!(human_size(16 * MI), "16 MB");
     assert_eq!(human_size(1536 * KI), "1.5 MB");
@@ -47,6 +64,17 @@ fn sniffing_tells_real_images_apart() {
     assert_eq!(sniff(b"OggS\0\x02"), Some("audio/ogg"));
     assert_eq!(sniff(b"%PDF-1.7"), Some("application/pdf"));
     assert_eq!(sniff(b"hello"), None);
+    // Under the names the bridge uses, whatever the library calls them.
+    let mut opus = b"OggS".to_vec();
+    opus.resize(28, 0);
+    opus.extend_from_slice(b"OpusHead");
+    assert_eq!(sniff(&opus), Some("audio/ogg"));
+    assert_eq!(sniff(b"RIFF\0\0\0\0WAVEfmt "), Some("audio/wav"));
+    assert_eq!(sniff(b"\0\0\0\x20ftypM4A \0\0\0\0"), Some("audio/mp4"));
+    assert_eq!(sniff(b"\0\0\0\x20ftypisom\0\0\0\0"), Some("video/mp4"));
+    assert_eq!(sniff(b"ID3\x03\0"), Some("audio/mpeg"));
+    // A type the bridge does not use is not reported.
+    assert_eq!(sniff(b"BM\0\0\0\0\0\0\0\0\0\0"), None);
 }
 
 #[test]
@@ -55,6 +83,9 @@ fn extensions_and_kinds() {
     assert_eq!(extension("application/x-thing", Some("notes.TAR")), "tar");
     assert_eq!(extension("application/x-thing", Some("../evil/")), "bin");
     assert_eq!(mime_for_name("report.PDF"), "application/pdf");
+    assert_eq!(mime_for_name("voice.opus"), "audio/ogg");
+    assert_eq!(mime_for_name("page.html"), "text/html");
+    assert_eq!(mime_for_name("blob"), "application/octet-stream");
     assert_eq!(outgoing_kind("image/png"), MediaKind::Image);
     assert_eq!(outgoing_kind("image/webp"), MediaKind::Document);
     assert_eq!(outgoing_kind("audio/mpeg"), MediaKind::Audio);

@@ -17,8 +17,9 @@
 //! helpers; the queries live beside their tables, each file adding an
 //! `impl Store` block: `messages` (messages and cursors), `registry`
 //! (chats, registration, aliases, sessions), `outbox`, `runs`, [`tasks`]
-//! (functions on a connection, to combine in one transaction) and `ipc`
-//! (the tool-call ledger). The store speaks only
+//! (functions on a connection, to combine in one transaction), `ipc`
+//! (the tool-call ledger) and `overview` (what status shows); [`ops`]
+//! works on database files by path (backup copies, checks). The store speaks only
 //! [`crate::ids`] and [`crate::model`]; whatever needs the IPC protocol or
 //! schedule arithmetic is done by the caller, which passes plain values.
 
@@ -34,7 +35,9 @@ pub mod approvals;
 mod chat_controls;
 mod ipc;
 mod messages;
+pub mod ops;
 mod outbox;
+mod overview;
 mod pairings;
 mod registry;
 mod runs;
@@ -45,6 +48,7 @@ pub(crate) use ipc::{ipc_call_seen, ipc_record};
 pub use messages::InboundOutcome;
 pub use outbox::OutboxRow;
 pub(crate) use outbox::{insert_outbox, insert_outbox_media};
+pub use overview::{NextTask, OutboxBacklog, Overview, ParkedChat, PendingApproval};
 pub use registry::ChatRow;
 pub(crate) use registry::registered_in;
 pub use runs::{RunPlan, RunRecord};

@@ -484,3 +484,33 @@ async fn media_descriptions_are_kept_with_their_message_and_updated() {
     let pending = store.pending_messages(&chat(DM), 10).await.unwrap();
     assert_eq!(pending[0].media, Some(transcribed));
 }
+
+#[tokio::test]
+async fn a_snapshot_of_a_live_store_is_checked_and_counted_by_path() {
+    let (dir, store) = temp_db();
+    store
+        .register(reg("491511111111@s.whatsapp.net", "ann", false))
+        .await
+        .unwrap();
+    store
+        .register(reg("491522222222@s.whatsapp.net", "boss", true))
+        .await
+        .unwrap();
+    let copy = dir.path().join("copy.sqlite3");
+    assert!(ops::snapshot(store.path(), &copy).unwrap());
+    assert_eq!(ops::integrity_check(&copy).unwrap(), "ok");
+    assert_eq!(ops::schema_version_at(&copy).unwrap(), SCHEMA_VERSION);
+    assert_eq!(ops::counts_at(&copy).unwrap(), (2, 0));
+    assert_eq!(
+        ops::quick_check(&copy).unwrap(),
+        (SCHEMA_VERSION, "ok".to_owned())
+    );
+    // The main chat first.
+    assert_eq!(
+        ops::first_chat_folder(&copy).unwrap().as_deref(),
+        Some("boss")
+    );
+    let overview = store.overview(5).await.unwrap();
+    assert_eq!(overview.chats.len(), 2);
+    assert_eq!(overview.outbox.pending, 0);
+}
