@@ -50,7 +50,7 @@ pub enum ChatsCommand {
     SetModel {
         /// The chat's JID.
         jid: String,
-        /// provider/model, or "default" for OPENCODE_MODEL / OpenCode's own.
+        /// provider/model, or "default" for PB_OPENCODE_MODEL / OpenCode's own.
         model: String,
     },
     /// Let senders steer a chat (`/new`, `/stop`, `/model`, `/compact`,

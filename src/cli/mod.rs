@@ -56,6 +56,10 @@ pub struct Cli {
     pub config: Config,
     #[command(subcommand)]
     pub command: Command,
+    /// Old setting names found in the environment, warned about once
+    /// logging is set up ([`run`]).
+    #[arg(skip)]
+    pub old_names: Vec<crate::config::OldName>,
 }
 
 impl Cli {
@@ -66,13 +70,18 @@ impl Cli {
     }
 
     /// Parses `args` (the program name first) and the environment, where a
-    /// blank variable counts as unset.
+    /// blank variable counts as unset and a setting's old name stands in
+    /// for its unset new one.
     pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        Self::parse_with(crate::config::unset_blank_env(Self::command()), args)
+        let old = crate::config::old_names(|k| std::env::var_os(k));
+        let cmd = crate::config::accept_old_names(Self::command(), &old);
+        let mut cli = Self::parse_with(crate::config::unset_blank_env(cmd), args)?;
+        cli.old_names = old;
+        Ok(cli)
     }
 
     pub(crate) fn parse_with<I, T>(mut cmd: ClapCommand, args: I) -> Result<Self, clap::Error>
@@ -198,6 +207,9 @@ pub enum CliError {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    for old in &cli.old_names {
+        old.warn();
+    }
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,6 +11,7 @@
 mod duration;
 mod kinds;
 mod model_pins;
+mod names;
 mod secret;
 mod settings;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub use duration::parse_duration;
 pub use kinds::{ChannelKind, LogFormat, ModelRef, PermissionPolicy, UnknownDm};
 pub use model_pins::ModelPins;
+pub use names::{OldName, RENAMED, accept_old_names, old_name, old_names};
 pub use secret::{MIN_TOKEN_LEN, Secret, weak_secret};
 pub use settings::Config;
 
@@ -101,7 +103,7 @@ impl Config {
             })?;
         }
         let err = |why: &str| ConfigError {
-            setting: "OPENCODE_URL",
+            setting: "PB_OPENCODE_URL",
             flag: "--opencode-url",
             why: why.into(),
         };

@@ -115,8 +115,8 @@ pub struct Config {
     /// The assistant's name, used for the group trigger "@<name>"
     #[arg(
         long,
-        env = "ASSISTANT_NAME",
-        value_name = "ASSISTANT_NAME",
+        env = "PB_ASSISTANT_NAME",
+        value_name = "PB_ASSISTANT_NAME",
         value_parser = parse_assistant_name,
         default_value = "Andy",
         global = true,
@@ -126,8 +126,8 @@ pub struct Config {
     /// true when the assistant has its own WhatsApp number
     #[arg(
         long,
-        env = "ASSISTANT_HAS_OWN_NUMBER",
-        value_name = "ASSISTANT_HAS_OWN_NUMBER",
+        env = "PB_ASSISTANT_HAS_OWN_NUMBER",
+        value_name = "PB_ASSISTANT_HAS_OWN_NUMBER",
         action = clap::ArgAction::Set,
         value_parser = BoolishValueParser::new(),
         default_value = "false",
@@ -138,8 +138,8 @@ pub struct Config {
     /// Most chats with a run at the same time
     #[arg(
         long,
-        env = "MAX_CONCURRENT_SESSIONS",
-        value_name = "MAX_CONCURRENT_SESSIONS",
+        env = "PB_MAX_CONCURRENT_SESSIONS",
+        value_name = "PB_MAX_CONCURRENT_SESSIONS",
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=64),
         default_value = "5",
         global = true,
@@ -149,8 +149,8 @@ pub struct Config {
     /// URL of a running `opencode serve`; unset: the bridge starts one
     #[arg(
         long,
-        env = "OPENCODE_URL",
-        value_name = "OPENCODE_URL",
+        env = "PB_OPENCODE_URL",
+        value_name = "PB_OPENCODE_URL",
         global = true,
         hide_env_values = true
     )]
@@ -190,17 +190,17 @@ pub struct Config {
     /// Model as provider/model; unset: OpenCode's configured default
     #[arg(
         long,
-        env = "OPENCODE_MODEL",
-        value_name = "OPENCODE_MODEL",
+        env = "PB_OPENCODE_MODEL",
+        value_name = "PB_OPENCODE_MODEL",
         global = true,
         hide_env_values = true
     )]
     pub opencode_model: Option<ModelRef>,
-    /// The opencode binary to start when OPENCODE_URL is unset; unset: PATH, then .tools/
+    /// The opencode binary to start when PB_OPENCODE_URL is unset; unset: PATH, then .tools/
     #[arg(
         long,
-        env = "OPENCODE_BIN",
-        value_name = "OPENCODE_BIN",
+        env = "PB_OPENCODE_BIN",
+        value_name = "PB_OPENCODE_BIN",
         global = true,
         hide_env_values = true
     )]
@@ -275,7 +275,7 @@ pub struct Config {
     pub permission: PermissionPolicy,
     /// A direct message from a number that is not registered: ignore it, or
     /// pair (one reply with a pairing code an hour, a notice in the main
-    /// chat; the owner sends `pair CODE`). Only with ASSISTANT_HAS_OWN_NUMBER:
+    /// chat; the owner sends `pair CODE`). Only with PB_ASSISTANT_HAS_OWN_NUMBER:
     /// on a shared number such chats are the owner's own
     #[arg(
         long,

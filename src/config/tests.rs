@@ -24,7 +24,12 @@ fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<Config, String> {
             unsafe { std::env::set_var(k, v) };
         }
         // clap reads each variable here, when the argument is built.
-        let cmd = Cli::command().mut_args(|a| {
+        let old = old_names(|k| {
+            env.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.into())
+        });
+        let cmd = accept_old_names(Cli::command(), &old).mut_args(|a| {
             let given = a
                 .get_env()
                 .is_some_and(|name| env.iter().any(|(k, _)| name == *k));
@@ -150,7 +155,7 @@ fn a_bad_variable_is_refused_by_name() {
             "5 fortnights",
             "unknown unit \"fortnights\"",
         ),
-        ("MAX_CONCURRENT_SESSIONS", "0", "0 is not in 1..=64"),
+        ("PB_MAX_CONCURRENT_SESSIONS", "0", "0 is not in 1..=64"),
         ("PB_MAX_BATCH", "lots", "invalid digit"),
         (
             "PB_CHANNEL",
@@ -160,9 +165,9 @@ fn a_bad_variable_is_refused_by_name() {
         ("PB_PERMISSION", "ask", "[possible values: allow, reject]"),
         ("PB_READ_RECEIPTS", "maybe", "value was not a boolean"),
         ("PB_HTTP_ADDR", "nope", "invalid socket address"),
-        ("OPENCODE_MODEL", "gpt", "expected provider/model"),
+        ("PB_OPENCODE_MODEL", "gpt", "expected provider/model"),
         ("PB_WHATSAPP_PHONE", "12ab", "digits only"),
-        ("ASSISTANT_NAME", "Andy Bot", "one word"),
+        ("PB_ASSISTANT_NAME", "Andy Bot", "one word"),
     ];
     for (var, value, why) in cases {
         let e = refused(&[(var, value)], &["serve"]);
@@ -182,7 +187,7 @@ fn a_bad_variable_is_refused_by_name() {
 #[test]
 fn ranges_hold_at_both_ends() {
     let cases: [(&str, u64, u64); 7] = [
-        ("MAX_CONCURRENT_SESSIONS", 1, 64),
+        ("PB_MAX_CONCURRENT_SESSIONS", 1, 64),
         ("PB_RETRY_ATTEMPTS", 1, 20),
         ("PB_MAX_TEXT_BYTES", 1, 1_048_576),
         ("PB_MAX_BATCH", 1, 10_000),
@@ -236,9 +241,9 @@ fn a_flag_wins_over_its_variable_before_or_after_the_command() {
 #[test]
 fn a_blank_variable_counts_as_unset() {
     let env = [
-        ("OPENCODE_MODEL", ""),
+        ("PB_OPENCODE_MODEL", ""),
         ("PB_WHATSAPP_PHONE", ""),
-        ("MAX_CONCURRENT_SESSIONS", " "),
+        ("PB_MAX_CONCURRENT_SESSIONS", " "),
         ("PB_READ_RECEIPTS", ""),
     ];
     let c = parse(&env, &["serve"]).unwrap();
@@ -252,15 +257,15 @@ fn a_blank_variable_counts_as_unset() {
 fn values_are_parsed_into_their_types() {
     let c = parse(
         &[
-            ("OPENCODE_MODEL", "anthropic/claude-sonnet-4-5"),
+            ("PB_OPENCODE_MODEL", "anthropic/claude-sonnet-4-5"),
             ("PB_WHATSAPP_PHONE", "+49 151-1234 5678"),
             ("PB_CHANNEL", "fake"),
             ("PB_PERMISSION", "reject"),
-            ("ASSISTANT_HAS_OWN_NUMBER", "yes"),
+            ("PB_ASSISTANT_HAS_OWN_NUMBER", "yes"),
             ("PB_READ_RECEIPTS", "0"),
             ("PB_RUN_TIMEOUT", "1h30m"),
             ("PB_IPC_TIMEOUT", "2500"),
-            ("OPENCODE_URL", "http://127.0.0.1:4096"),
+            ("PB_OPENCODE_URL", "http://127.0.0.1:4096"),
         ],
         // TZ is not set here: other tests' clocks may read it.
         &["--tz", ":Europe/Berlin", "serve"],
@@ -287,16 +292,16 @@ fn values_are_parsed_into_their_types() {
 #[test]
 fn opencode_url_rules_keep_their_messages() {
     assert_eq!(
-        refused(&[("OPENCODE_URL", "ftp://x")], &["serve"]),
-        "invalid OPENCODE_URL (--opencode-url): use an http:// or https:// URL"
+        refused(&[("PB_OPENCODE_URL", "ftp://x")], &["serve"]),
+        "invalid PB_OPENCODE_URL (--opencode-url): use an http:// or https:// URL"
     );
     // Credentials would be logged with the URL; the refusal never shows them.
     let e = refused(
-        &[("OPENCODE_URL", "http://opencode:hunter2@127.0.0.1:4096")],
+        &[("PB_OPENCODE_URL", "http://opencode:hunter2@127.0.0.1:4096")],
         &["serve"],
     );
     assert!(
-        e.starts_with("invalid OPENCODE_URL (--opencode-url): leave the user and password out")
+        e.starts_with("invalid PB_OPENCODE_URL (--opencode-url): leave the user and password out")
             && !e.contains("hunter2"),
         "{e}"
     );
@@ -472,5 +477,82 @@ fn durations() {
     for (v, why) in bad {
         let e = parse_duration(v).unwrap_err();
         assert!(e.contains(why), "{v}: {e}");
+    }
+}
+
+#[test]
+fn an_old_name_stands_in_for_its_unset_new_one() {
+    let c = parse(
+        &[
+            ("ASSISTANT_NAME", "Robo"),
+            ("MAX_CONCURRENT_SESSIONS", "3"),
+            ("OPENCODE_URL", "http://127.0.0.1:4096"),
+        ],
+        &["serve"],
+    )
+    .unwrap();
+    assert_eq!(c.assistant_name, "Robo");
+    assert_eq!(c.max_concurrent_sessions, 3);
+    assert!(c.opencode_url.is_some());
+    // A bad value under the old name is refused naming the new one.
+    let e = refused(&[("MAX_CONCURRENT_SESSIONS", "0")], &["serve"]);
+    assert!(e.contains("<PB_MAX_CONCURRENT_SESSIONS>"), "{e}");
+}
+
+#[test]
+fn the_new_name_wins_when_both_are_set() {
+    let c = parse(
+        &[("ASSISTANT_NAME", "Old"), ("PB_ASSISTANT_NAME", "New")],
+        &["serve"],
+    )
+    .unwrap();
+    assert_eq!(c.assistant_name, "New");
+}
+
+#[test]
+fn old_names_are_found_once_each() {
+    let env = [
+        ("ASSISTANT_NAME", "Old"),
+        ("PB_ASSISTANT_NAME", "New"),
+        ("OPENCODE_MODEL", "a/b"),
+        ("MAX_CONCURRENT_SESSIONS", " "),
+        ("PB_OPENCODE_BIN", "/x"),
+    ];
+    let found = old_names(|k| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.into())
+    });
+    assert_eq!(
+        found,
+        [
+            OldName {
+                old: "ASSISTANT_NAME",
+                new: "PB_ASSISTANT_NAME",
+                ignored: true
+            },
+            OldName {
+                old: "OPENCODE_MODEL",
+                new: "PB_OPENCODE_MODEL",
+                ignored: false
+            },
+        ]
+    );
+    // Every new name is a setting's variable, and every setting's is PB_*
+    // but the three it shares with other programs.
+    let vars: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    for (_, new) in RENAMED {
+        assert!(vars.iter().any(|v| v == new), "{new}");
+    }
+    for v in &vars {
+        assert!(
+            v.starts_with("PB_")
+                || ["OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME", "TZ"]
+                    .contains(&v.as_str()),
+            "{v} is not a PB_* name"
+        );
     }
 }
