@@ -79,7 +79,8 @@ impl Cli {
     {
         let old = crate::config::old_names(|k| std::env::var_os(k));
         let cmd = crate::config::accept_old_names(Self::command(), &old);
-        let mut cli = Self::parse_with(crate::config::unset_blank_env(cmd), args)?;
+        let cmd = settings_layout(crate::config::unset_blank_env(cmd));
+        let mut cli = Self::parse_with(cmd, args)?;
         cli.old_names = old;
         Ok(cli)
     }
@@ -94,10 +95,56 @@ impl Cli {
     }
 }
 
+/// Lays out the settings ([`Config`]'s arguments, already given their
+/// variables) as every command expects them: each named after its
+/// variable (`--run-timeout <PB_RUN_TIMEOUT>`, so clap's message names the
+/// variable whether the value came from a flag or the environment), its
+/// value never shown, accepted before or after any command, and listed by
+/// `pocketbrain serve --help` alone, under its heading.
+///
+/// Every command reads every setting (doctor checks them all, the others
+/// take the data folder, the address, the time zone...), so they stay
+/// global: hidden on the top level and on the other commands, and given
+/// to `serve` as visible copies, which clap's global propagation then
+/// leaves alone (it skips an argument a subcommand already has).
+pub fn settings_layout(cmd: ClapCommand) -> ClapCommand {
+    use clap::Args;
+    let settings = Config::augment_args(ClapCommand::new("settings"));
+    let is_setting = |a: &clap::Arg| settings.get_arguments().any(|s| s.get_id() == a.get_id());
+    // The variable as defined (the one given may be an old name, or none).
+    let laid_out = |a: clap::Arg| {
+        let name = settings
+            .get_arguments()
+            .find(|s| s.get_id() == a.get_id())
+            .and_then(|s| s.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_else(|| a.get_id().to_string());
+        a.global(true).hide_env_values(true).value_name(name)
+    };
+    let shown: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| is_setting(a))
+        .map(|a| laid_out(a.clone()))
+        .collect();
+    cmd.mut_args(|a| {
+        if is_setting(&a) {
+            laid_out(a).hide(true)
+        } else {
+            a
+        }
+    })
+    .mut_subcommand("serve", |serve| serve.args(shown))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the bridge.
+    /// Run the bridge. Its settings come from flags or environment
+    /// variables (docs/configuration.md); every command reads them.
     Serve,
+    /// Print the configuration reference (docs/configuration.md), made from
+    /// the settings' own definitions.
+    #[command(hide = true)]
+    ConfigReference,
     /// List, register and unregister chats.
     Chats {
         #[command(subcommand)]
@@ -228,6 +275,10 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             .await?
             .run(shutdown_signal())
             .await?),
+        Command::ConfigReference => {
+            print!("{}", crate::config::reference_markdown());
+            Ok(())
+        }
         Command::Chats { command } => chats(&config, command).await,
         Command::Tasks { command } => tasks_cmd(&config, command).await,
         Command::Whatsapp {

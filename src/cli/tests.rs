@@ -4,7 +4,7 @@ use super::*;
 
 /// Parses `pocketbrain <args>` with no settings from the environment.
 fn parse(args: &[&str]) -> Result<Command, clap::Error> {
-    let cmd = Cli::command().mut_args(|a| a.env(None::<&'static str>));
+    let cmd = settings_layout(Cli::command().mut_args(|a| a.env(None::<&'static str>)));
     let argv = std::iter::once("pocketbrain").chain(args.iter().copied());
     Cli::parse_with(cmd, argv).map(|cli| cli.command)
 }

@@ -12,6 +12,7 @@ mod duration;
 mod kinds;
 mod model_pins;
 mod names;
+mod reference;
 mod secret;
 mod settings;
 #[cfg(test)]
@@ -25,8 +26,25 @@ pub use duration::parse_duration;
 pub use kinds::{ChannelKind, LogFormat, ModelRef, PermissionPolicy, UnknownDm};
 pub use model_pins::ModelPins;
 pub use names::{OldName, RENAMED, accept_old_names, old_name, old_names};
+pub use reference::reference_markdown;
 pub use secret::{MIN_TOKEN_LEN, Secret, weak_secret};
 pub use settings::Config;
+
+/// `<XDG_DATA_HOME or ~/.local/share>/pocketbrain/<leaf>`: where every
+/// command (serve, the CLI, scripts/run.sh) finds the bridge's state unless
+/// PB_DATA_DIR / PB_WORKSPACE say otherwise (the image sets both).
+pub(crate) fn state_dir(leaf: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("pocketbrain").join(leaf)
+}
 
 /// A setting that failed validation; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +220,7 @@ impl Config {
     pub fn defaults_for_tests() -> Config {
         use clap::CommandFactory;
         let cmd = crate::cli::Cli::command().mut_args(|a| a.env(None::<&'static str>));
+        let cmd = crate::cli::settings_layout(cmd);
         crate::cli::Cli::parse_with(cmd, ["pocketbrain", "serve"])
             .expect("the defaults parse")
             .config

@@ -3,7 +3,6 @@ use std::sync::{Mutex, PoisonError};
 use chrono_tz::Tz;
 use clap::CommandFactory;
 
-use super::settings::state_dir;
 use super::*;
 use crate::cli::Cli;
 
@@ -39,7 +38,7 @@ fn parse(env: &[(&str, &str)], args: &[&str]) -> Result<Config, String> {
                 a.env(None::<&'static str>)
             }
         });
-        let cmd = unset_blank_env(cmd);
+        let cmd = crate::cli::settings_layout(unset_blank_env(cmd));
         for ((k, _), old) in env.iter().zip(before) {
             // SAFETY: as above.
             unsafe {
@@ -555,4 +554,98 @@ fn old_names_are_found_once_each() {
             "{v} is not a PB_* name"
         );
     }
+}
+
+/// docs/configuration.md is what the settings' definitions render to.
+#[test]
+fn the_configuration_reference_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == reference_markdown(),
+        "docs/configuration.md is stale: run `cargo run -- config-reference > docs/configuration.md`"
+    );
+}
+
+/// Every variable the crate reads is in the reference, or named here as
+/// not a setting.
+#[test]
+fn every_variable_the_crate_reads_is_documented() {
+    /// Read by the crate but no setting of the bridge: the system's and
+    /// OpenCode's own (mirrored for the managed OpenCode), and test knobs.
+    const NOT_SETTINGS: [&str; 9] = [
+        "HOME",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "PATH",
+        "VISUAL",
+        "EDITOR",
+        "OPENCODE_CONFIG",
+        "OPENCODE_CONFIG_CONTENT",
+        "PB_FUZZ_CASES",
+    ];
+    let reference = reference_markdown();
+    let mut read = std::collections::BTreeSet::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs") || p.ends_with("config/tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for opener in [
+                "env = \"",
+                "env::var(\"",
+                "env::var_os(\"",
+                "from_env(\"",
+                "var(\"",
+            ] {
+                for rest in text.split(opener).skip(1) {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if rest[name.len()..].starts_with('"') && !name.is_empty() {
+                        read.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    for name in [
+        "PB_DATA_DIR",
+        "PB_LOG",
+        "PB_API_KEY",
+        "HOME",
+        "OPENCODE_CONFIG",
+    ] {
+        assert!(read.contains(name), "the scan missed {name}: {read:?}");
+    }
+    for name in read {
+        assert!(
+            reference.contains(&format!("**`{name}`**")) || NOT_SETTINGS.contains(&name.as_str()),
+            "{name} is read but neither in docs/configuration.md nor listed as not a setting"
+        );
+    }
+}
+
+#[test]
+fn settings_show_in_serve_help_only() {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::settings_layout(Cli::command());
+    let serve = cmd.find_subcommand_mut("serve").unwrap().render_long_help();
+    assert!(serve.to_string().contains("--run-timeout <PB_RUN_TIMEOUT>"));
+    assert!(serve.to_string().contains("WhatsApp:"));
+    let top = cmd.render_long_help().to_string();
+    assert!(!top.contains("--run-timeout"), "{top}");
+    let chats = cmd.find_subcommand_mut("chats").unwrap().render_long_help();
+    assert!(!chats.to_string().contains("--run-timeout"), "{chats}");
 }
