@@ -47,6 +47,9 @@ const DM: &str = "491511111111@s.whatsapp.net";
 const TOOL_WARMUP: usize = 3;
 const TOOL_TARGET: Duration = Duration::from_millis(20);
 const TOOL: &str = "pocketbrain_list_tasks";
+/// A plugin tool that answers at once, beside the bridge's: OpenCode's floor.
+const NOOP: &str = "bench_noop";
+const FLOOR_DM: &str = "491519999999@s.whatsapp.net";
 
 /// Seconds between due times (`--once` has seconds resolution).
 const TASK_SPACING_S: i64 = 1;
@@ -875,6 +878,9 @@ struct ToolResult {
     run_wall: Duration,
     /// Tool parts of other statuses than completed (should be none).
     not_completed: usize,
+    /// A plugin tool that returns at once, timed the same way: what
+    /// OpenCode's own bookkeeping costs, no bridge involved.
+    floor: Dist,
 }
 
 async fn bench_tools() -> ToolResult {
@@ -890,7 +896,7 @@ async fn bench_tools() -> ToolResult {
         vec![Reply::tool_call(TOOL, json!({}))],
     );
     world.model.compute(
-        |r| r.last_role() == "tool",
+        |r| r.last_role() == "tool" && !r.last_user_text().contains("noop"),
         move |r| {
             if tool_results(r) < tool_calls {
                 Reply::tool_call(TOOL, json!({}))
@@ -899,7 +905,30 @@ async fn bench_tools() -> ToolResult {
             }
         },
     );
+    // OpenCode's own floor: a plugin tool that answers at once, no bridge.
+    world.model.on(
+        |r| r.last_role() == "user" && !r.is_title_request() && r.last_user_text().contains("noop"),
+        vec![Reply::tool_call(NOOP, json!({}))],
+    );
+    world.model.compute(
+        |r| r.last_role() == "tool" && r.last_user_text().contains("noop"),
+        move |r| {
+            if tool_results(r) < tool_calls {
+                Reply::tool_call(NOOP, json!({}))
+            } else {
+                Reply::text("Done.")
+            }
+        },
+    );
+    let plugins = world.workspace().join(".opencode/plugin");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("bench-noop.js"),
+        "export const BenchNoop = async () => ({ tool: { bench_noop: { description: \"Answers at once.\", args: {}, execute: async () => \"ok\" } } })\n",
+    )
+    .unwrap();
     world.register(DM, "Tools", &["--folder", "bench-tools"]);
+    world.register(FLOOR_DM, "Floor", &["--folder", "bench-floor"]);
     world.start_bridge().await;
 
     let t = Instant::now();
@@ -909,9 +938,41 @@ async fn bench_tools() -> ToolResult {
     let texts = world.wait_outbox(DM, 1, Duration::from_secs(600)).await;
     let run_wall = t.elapsed();
     assert_eq!(texts, vec!["Andy: Listed."]);
+    world
+        .say(FLOOR_DM, "F1", &format!("call noop {tool_calls} times"))
+        .await;
+    let texts = world
+        .wait_outbox(FLOOR_DM, 1, Duration::from_secs(600))
+        .await;
+    assert_eq!(texts, vec!["Andy: Done."]);
 
     let http = http_client();
     let oc = world.opencode.as_ref().unwrap().url.clone();
+    let floor = {
+        let dir = world.workspace().join("chats/bench-floor");
+        let sessions = opencode_get(&http, &oc, "/session", &dir).await;
+        let id = sessions[0]["id"]
+            .as_str()
+            .expect("the floor chat's session")
+            .to_owned();
+        let transcript = opencode_get(&http, &oc, &format!("/session/{id}/message"), &dir).await;
+        let times: Vec<Duration> = transcript
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|m| m["parts"].as_array().into_iter().flatten())
+            .filter(|p| {
+                p["type"] == "tool" && p["tool"] == NOOP && p["state"]["status"] == "completed"
+            })
+            .map(|p| {
+                let time = &p["state"]["time"];
+                let ms = time["end"].as_f64().unwrap() - time["start"].as_f64().unwrap();
+                Duration::from_secs_f64(ms.max(0.0) / 1e3)
+            })
+            .collect();
+        assert_eq!(times.len(), tool_calls, "noop parts in the floor chat");
+        Dist::new(times[TOOL_WARMUP..].to_vec())
+    };
     let dir = world.workspace().join("chats/bench-tools");
     let sessions = opencode_get(&http, &oc, "/session", &dir).await;
     let sessions = sessions.as_array().expect("session list");
@@ -1082,6 +1143,7 @@ async fn bench_tools() -> ToolResult {
         in_order,
         run_wall,
         not_completed,
+        floor,
     }
 }
 
@@ -1454,6 +1516,13 @@ fn print_tools(tools: &ToolResult) {
         ms_row(
             "tool execute in OpenCode (state.time.end − state.time.start)",
             &tools.dist
+        )
+    );
+    println!(
+        "{}",
+        ms_row(
+            "for reference, OpenCode's floor: a plugin tool that returns at once (bench_noop), same timing",
+            &tools.floor
         )
     );
     println!(

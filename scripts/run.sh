@@ -2,7 +2,7 @@
 # Runs PocketBrain without Docker: installs the pinned OpenCode into .tools/
 # if needed (and nothing the tests need; it says what is missing, such as
 # Node.js 20+, instead of failing halfway) and starts the bridge, which starts `opencode serve` itself
-# unless OPENCODE_URL is set. Settings come from .env (see .env.example) and
+# unless PB_OPENCODE_URL is set. Settings come from .env (see .env.example) and
 # the environment; OpenCode's config from opencode.json (see
 # opencode.json.example). Extra arguments go to `pocketbrain serve`.
 set -euo pipefail

@@ -124,7 +124,7 @@ pub struct App {
 impl App {
     /// Opens the store, binds the HTTP port (before anything is spawned, so
     /// a port clash is reported at once), opens the channel, installs the
-    /// plugin and, without `OPENCODE_URL`, spawns OpenCode.
+    /// plugin and, without `PB_OPENCODE_URL`, spawns OpenCode.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         config.check_http_bind()?;
         crate::metrics::set_channel(match config.channel {

@@ -15,9 +15,9 @@
 /// Who the assistant speaks as.
 #[derive(Debug, Clone)]
 pub struct Persona {
-    /// `ASSISTANT_NAME`.
+    /// `PB_ASSISTANT_NAME`.
     pub name: String,
-    /// `ASSISTANT_HAS_OWN_NUMBER`: without one, replies carry the name.
+    /// `PB_ASSISTANT_HAS_OWN_NUMBER`: without one, replies carry the name.
     pub own_number: bool,
 }
 

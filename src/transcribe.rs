@@ -14,19 +14,11 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::config::Secret;
 use crate::media::{TranscribeError, Transcriber};
 
-/// The transcription endpoint's settings.
-#[derive(Debug, Clone)]
-pub struct TranscribeSettings {
-    /// The full URL of the route, or a base ending in `/v1` (the route is
-    /// then appended).
-    pub url: String,
-    pub model: String,
-    pub api_key: Option<Secret>,
-    pub timeout: Duration,
-}
+/// The transcription endpoint's settings; they live with the rest of the
+/// configuration, which builds them ([`crate::config::Config::transcribe`]).
+pub use crate::config::TranscribeSettings;
 
 /// An OpenAI-compatible transcription client.
 pub struct HttpTranscriber {

@@ -624,7 +624,7 @@ async fn a_database_failure_inside_a_tool_is_rolled_back_and_tried_again() {
 async fn symlinks_planted_in_the_tool_call_folder_are_never_followed() {
     let mut w = World::without_opencode().await;
     // No OpenCode needed: nothing here gets as far as asking it.
-    w.set_env("OPENCODE_URL", "http://127.0.0.1:9");
+    w.set_env("PB_OPENCODE_URL", "http://127.0.0.1:9");
     w.register(DM, "Ann", &[]);
     w.start_bridge().await;
     let outside = w.dir.path().join("device-keys.json");

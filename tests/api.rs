@@ -333,7 +333,10 @@ async fn sync_streamed_and_openai_replies_are_the_stored_ones() {
 async fn a_purge_never_removes_anything_through_a_symlink() {
     let mut w = World::without_opencode().await;
     // No session exists, so OpenCode is never asked.
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     w.set_env("PB_HTTP_TOKEN", TOKEN);
     w.register("api:notes", "Notes", &["--folder", "api-notes"]);
     w.start_bridge().await;
@@ -372,7 +375,10 @@ async fn a_purge_never_removes_anything_through_a_symlink() {
 async fn keys_are_checked_rate_limited_and_web_origins_refused() {
     let mut w = World::without_opencode().await;
     // No run happens here: OpenCode is never asked.
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     w.set_env("PB_HTTP_TOKEN", TOKEN);
     w.set_env("PB_API_RATE_PER_MINUTE", "3");
     w.set_env("PB_API_CORS_ORIGINS", "http://localhost:5173");
@@ -794,7 +800,10 @@ async fn the_openapi_document_holds_under_a_schema_fuzzer() {
 async fn a_keys_websocket_is_rate_limited_and_closed_when_the_key_is_revoked() {
     let mut w = World::without_opencode().await;
     // No run happens here: OpenCode is never asked.
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     w.set_env("PB_HTTP_TOKEN", TOKEN);
     w.set_env("PB_API_RATE_PER_MINUTE", "3");
     let key = create_key(&w, &["tablet", "--conversation", "notes"]);

@@ -349,7 +349,7 @@ async fn a_stranger_gets_one_pairing_code_and_the_owner_pairs_them() {
     const STRANGER: &str = "491514444444@s.whatsapp.net";
     const OTHER: &str = "491515555555@s.whatsapp.net";
     let mut w = World::new().await;
-    w.set_env("ASSISTANT_HAS_OWN_NUMBER", "true");
+    w.set_env("PB_ASSISTANT_HAS_OWN_NUMBER", "true");
     w.model.set_default(Reply::text("hello there"));
     w.register(MAIN, "Me", &["--main"]);
     w.start_bridge().await;
@@ -433,8 +433,11 @@ async fn strangers_get_nothing_on_a_shared_number_or_when_ignored() {
     const STRANGER: &str = "491514444444@s.whatsapp.net";
     for own_number in ["false", "true"] {
         let mut w = World::without_opencode().await;
-        w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
-        w.set_env("ASSISTANT_HAS_OWN_NUMBER", own_number);
+        w.set_env(
+            "PB_OPENCODE_URL",
+            &format!("http://127.0.0.1:{}", free_port()),
+        );
+        w.set_env("PB_ASSISTANT_HAS_OWN_NUMBER", own_number);
         if own_number == "true" {
             w.set_env("PB_UNKNOWN_DM", "ignore");
         }

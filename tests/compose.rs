@@ -421,7 +421,7 @@ async fn a_message_and_a_tool_call_pass_through_opencode_seeing_only_what_compos
         match k {
             "PB_DATA_DIR" | "PB_WORKSPACE" | "PB_IPC_DIR" => at(v).display().to_string(),
             "PB_HTTP_ADDR" => "127.0.0.1:0".into(),
-            "OPENCODE_URL" => v.replace("opencode:4096", &format!("127.0.0.1:{port}")),
+            "PB_OPENCODE_URL" => v.replace("opencode:4096", &format!("127.0.0.1:{port}")),
             _ => v.into(),
         }
     };

@@ -17,7 +17,7 @@
 //!
 //! Then: both containers healthy; a message on the published port
 //! answered; a tool call crossing containers; settings only in `.env`
-//! (`ASSISTANT_NAME`, `PB_LOG_FORMAT=json`) in effect; a provider key only
+//! (`PB_ASSISTANT_NAME`, `PB_LOG_FORMAT=json`) in effect; a provider key only
 //! in `opencode.env` reaching the model; `down` then `up` keeping the
 //! registration and the outbox; the CLI as the bridge's user.
 //!
@@ -205,7 +205,7 @@ fn write_project(dir: &Path, port: u16, model_port: u16) {
         dir.join(".env"),
         format!(
             "OPENCODE_SERVER_PASSWORD={PASSWORD}\nPB_HTTP_TOKEN={TOKEN}\n\
-             ASSISTANT_NAME=Robo\nPB_LOG_FORMAT=json\nPB_PORT={port}\nTZ=Europe/Berlin\n"
+             PB_ASSISTANT_NAME=Robo\nPB_LOG_FORMAT=json\nPB_PORT={port}\nTZ=Europe/Berlin\n"
         ),
     )
     .unwrap();
@@ -332,7 +332,7 @@ async fn docker_compose_up_runs_opencode_and_the_bridge_side_by_side() {
         }
     };
     send("e1", "hello").await;
-    // ASSISTANT_NAME came from .env alone.
+    // PB_ASSISTANT_NAME came from .env alone.
     assert_eq!(
         wait_outbox(&base, 1).await,
         ["Robo: hello from the container"]

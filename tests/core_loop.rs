@@ -230,7 +230,7 @@ async fn messages_during_a_busy_run_go_into_the_next_run_once_in_order() {
 #[tokio::test]
 async fn concurrency_cap_is_never_exceeded() {
     let mut w = World::new().await;
-    w.set_env("MAX_CONCURRENT_SESSIONS", "2");
+    w.set_env("PB_MAX_CONCURRENT_SESSIONS", "2");
     w.model.always(
         |r| r.last_user_text().contains("slow round"),
         Reply::delayed(Duration::from_secs(3), Reply::text("slow ok")),
@@ -423,7 +423,7 @@ async fn echoes_are_never_answered_but_the_owner_typing_the_prefix_is() {
 #[tokio::test]
 async fn with_its_own_number_the_assistant_ignores_everything_from_me() {
     let mut w = World::new().await;
-    w.set_env("ASSISTANT_HAS_OWN_NUMBER", "true");
+    w.set_env("PB_ASSISTANT_HAS_OWN_NUMBER", "true");
     w.model.set_default(Reply::text("hello"));
     w.register(DM, "Ann", &[]);
     w.start_bridge().await;

@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(120);
 async fn a_stream_that_goes_quiet_is_reopened_and_the_run_still_finishes() {
     let mut w = World::new().await;
     let proxy = StallProxy::start(&w.opencode_url()).await;
-    w.set_env("OPENCODE_URL", &proxy.url());
+    w.set_env("PB_OPENCODE_URL", &proxy.url());
     // Longer than OpenCode's 10 s heartbeat, so a live stream never trips it.
     w.set_env("PB_STREAM_WATCHDOG", "15s");
     w.model.always(

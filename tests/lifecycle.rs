@@ -57,7 +57,7 @@ async fn an_idle_bridge_sleeps() {
 async fn health_answers_while_opencode_is_down_and_messages_wait_for_it() {
     let mut w = World::without_opencode().await;
     let port = free_port();
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{port}"));
+    w.set_env("PB_OPENCODE_URL", &format!("http://127.0.0.1:{port}"));
     w.model.always(|_| true, Reply::text("Back."));
     w.register(DM, "Ann", &[]);
     w.start_bridge().await;

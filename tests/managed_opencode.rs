@@ -1,4 +1,4 @@
-//! Without OPENCODE_URL the bridge starts `opencode serve` itself and
+//! Without PB_OPENCODE_URL the bridge starts `opencode serve` itself and
 //! stops it again, even when the bridge is killed.
 
 mod support;

@@ -224,10 +224,20 @@ async fn metrics_status_doctor_backup_and_restore_round_trip() {
 #[tokio::test]
 async fn token_guards_every_route_but_a_minimal_health() {
     let mut w = World::without_opencode().await;
+    // The setting's old name, still read (with one warning) while
+    // PB_OPENCODE_URL is unset.
     w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
     w.set_env("PB_HTTP_ADDR", "0.0.0.0:0");
     w.set_env("PB_LOG_FORMAT", "json");
     let (ok, _, err) = w.cli_ending(&["serve"], Duration::from_secs(60));
+    let renamed: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["old"] == "OPENCODE_URL")
+        .collect();
+    assert_eq!(renamed.len(), 1, "{err}");
+    assert_eq!(renamed[0]["level"], "WARN", "{err}");
+    assert_eq!(renamed[0]["fields"]["new"], "PB_OPENCODE_URL", "{err}");
     assert!(!ok, "served on 0.0.0.0 without a token");
     assert!(
         err.contains("is not a loopback address") && err.contains("PB_HTTP_TOKEN"),
@@ -235,7 +245,7 @@ async fn token_guards_every_route_but_a_minimal_health() {
     );
     let line = err
         .lines()
-        .find(|l| l.starts_with('{'))
+        .find(|l| l.starts_with('{') && l.contains("ERROR"))
         .unwrap_or_else(|| panic!("no JSON log line in {err}"));
     let log: Value = serde_json::from_str(line).unwrap();
     assert_eq!(log["level"], "ERROR", "{log}");
@@ -339,7 +349,10 @@ async fn token_guards_every_route_but_a_minimal_health() {
 #[tokio::test]
 async fn doctor_reports_opencode_down_with_its_fix() {
     let mut w = World::without_opencode().await;
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     w.set_env("PB_HTTP_ADDR", &format!("127.0.0.1:{}", free_port()));
     w.register(OWNER, "Me", &["--main"]);
     let (ok, out, err) = w.cli(&["doctor"]);
@@ -361,7 +374,10 @@ async fn doctor_reports_opencode_down_with_its_fix() {
 #[tokio::test]
 async fn a_request_for_a_foreign_host_name_is_refused_on_every_route() {
     let mut w = World::without_opencode().await;
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     w.set_env("PB_HTTP_HOSTS", "pocketbrain.lan");
     w.start_bridge().await;
     let raw = |host: &str, method: &str, path: &str| {
@@ -411,7 +427,10 @@ async fn data_files_are_owner_only_whatever_the_umask() {
     // process (nextest), whose children inherit it.
     unsafe { libc::umask(0) };
     let mut w = World::without_opencode().await;
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     w.set_env("PB_HTTP_TOKEN", TOKEN);
     let data = w.data_dir();
     std::fs::create_dir_all(&data).unwrap();
@@ -463,7 +482,10 @@ async fn data_files_are_owner_only_whatever_the_umask() {
 #[tokio::test]
 async fn placeholder_secrets_stop_the_bridge_at_start() {
     let mut w = World::without_opencode().await;
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     for (setting, value) in [
         ("OPENCODE_SERVER_PASSWORD", "change-me"),
         ("OPENCODE_SERVER_PASSWORD", "hunter2"),

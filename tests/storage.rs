@@ -113,7 +113,10 @@ async fn a_full_disk_refuses_messages_and_loses_none() {
 #[tokio::test]
 async fn a_read_only_data_folder_stops_the_bridge_with_one_clear_line() {
     let mut w = World::without_opencode().await;
-    w.set_env("OPENCODE_URL", &format!("http://127.0.0.1:{}", free_port()));
+    w.set_env(
+        "PB_OPENCODE_URL",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
     let ro = w.dir.path().join("ro");
     let _mount = mount_tmpfs(&ro, "1m");
     std::fs::create_dir(ro.join("data")).unwrap();

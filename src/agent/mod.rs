@@ -53,7 +53,7 @@ pub struct RunSpec {
     /// The agent definition (chat profile) the prompt runs with; `None`:
     /// the server's default agent.
     pub agent: Option<String>,
-    /// The chat's own model (`/model`); `None`: `OPENCODE_MODEL`, else the
+    /// The chat's own model (`/model`); `None`: `PB_OPENCODE_MODEL`, else the
     /// server's default.
     pub model: Option<crate::config::ModelRef>,
 }

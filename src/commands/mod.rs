@@ -348,7 +348,7 @@ impl Commands {
             None => self.agent.models(&dir).await.ok().and_then(|m| m.default),
         };
         let Some(model) = model.and_then(|m| m.parse::<ModelRef>().ok()) else {
-            return "Cannot compact: no model is set (OPENCODE_MODEL, opencode.json or /model)."
+            return "Cannot compact: no model is set (PB_OPENCODE_MODEL, opencode.json or /model)."
                 .into();
         };
         match self.agent.compact(&dir, &session, &model).await {

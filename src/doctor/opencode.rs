@@ -30,9 +30,9 @@ pub(super) async fn opencode(config: &Config, oc: &OpenCodeProbe) -> Check {
         else {
             return Check::fail(
                 NAME,
-                "OPENCODE_URL is unset and no opencode binary was found",
+                "PB_OPENCODE_URL is unset and no opencode binary was found",
                 format!(
-                    "set OPENCODE_URL to a running opencode serve, or install opencode-ai@{OPENCODE_VERSION} (scripts/install-tools.sh) or set OPENCODE_BIN"
+                    "set PB_OPENCODE_URL to a running opencode serve, or install opencode-ai@{OPENCODE_VERSION} (scripts/install-tools.sh) or set PB_OPENCODE_BIN"
                 ),
             );
         };
@@ -69,7 +69,7 @@ pub(super) async fn opencode(config: &Config, oc: &OpenCodeProbe) -> Check {
             return Check::fail(
                 NAME,
                 format!("no answer from {url}: {e}"),
-                "start OpenCode (docker compose up -d opencode), or set OPENCODE_URL to where it listens",
+                "start OpenCode (docker compose up -d opencode), or set PB_OPENCODE_URL to where it listens",
             );
         }
     };
@@ -95,7 +95,7 @@ pub(super) async fn opencode(config: &Config, oc: &OpenCodeProbe) -> Check {
         None => Check::fail(
             NAME,
             format!("{url} is not an OpenCode server (health said {v})"),
-            "point OPENCODE_URL at opencode serve",
+            "point PB_OPENCODE_URL at opencode serve",
         ),
     }
 }

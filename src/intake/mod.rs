@@ -40,7 +40,7 @@ pub struct Intake {
     queue: ChatQueue,
     /// Which unregistered chats were named at info level lately.
     unregistered: Arc<Mutex<Announced>>,
-    /// `ASSISTANT_HAS_OWN_NUMBER`: then every `from_me` message is our echo.
+    /// `PB_ASSISTANT_HAS_OWN_NUMBER`: then every `from_me` message is our echo.
     persona: Persona,
     /// `PB_AUTO_MAIN`, and where the main chat's folder goes.
     owner: Option<OwnerChat>,

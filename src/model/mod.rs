@@ -211,7 +211,7 @@ pub struct RegisteredChat {
 /// When a registered group's messages start a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TriggerRule {
-    /// The message starts with `@<ASSISTANT_NAME>` (case-insensitive).
+    /// The message starts with `@<PB_ASSISTANT_NAME>` (case-insensitive).
     Mention,
     /// Every message.
     Always,

@@ -181,7 +181,7 @@ impl OpenCode {
         Ok(progress(&transcript, spec.prompt_id.as_str()))
     }
 
-    /// The model a prompt names: the chat's own, else `OPENCODE_MODEL`,
+    /// The model a prompt names: the chat's own, else `PB_OPENCODE_MODEL`,
     /// else OpenCode's configured default (read once). Always named when
     /// known: OpenCode otherwise keeps the model a session used last, so a
     /// chat that went back to the default (`/model default`) would not.

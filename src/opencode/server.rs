@@ -1,4 +1,4 @@
-//! A managed `opencode serve`, for when `OPENCODE_URL` is not given.
+//! A managed `opencode serve`, for when `PB_OPENCODE_URL` is not given.
 //!
 //! Started on a free loopback port chosen by the bridge (`--port 0` would
 //! try 4096 first), with the workspace as its working directory and
@@ -28,8 +28,8 @@ use tokio::process::{Child, Command};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "no opencode binary found (looked at OPENCODE_BIN, PATH and .tools/node_modules/.bin/opencode); \
-         run scripts/install-tools.sh or set OPENCODE_URL to a running server"
+        "no opencode binary found (looked at PB_OPENCODE_BIN, PATH and .tools/node_modules/.bin/opencode); \
+         run scripts/install-tools.sh or set PB_OPENCODE_URL to a running server"
     )]
     NotFound,
     #[error("cannot start {bin}: {source}")]
@@ -72,7 +72,8 @@ const PASSED: &[&str] = &[
 ];
 /// Prefixes passed: locale categories, XDG folders, OpenCode's own settings.
 const PASSED_PREFIXES: &[&str] = &["LC_", "XDG_", "OPENCODE_"];
-/// `OPENCODE_*` names that are the bridge's settings, or set explicitly.
+/// `OPENCODE_*` names that are the bridge's settings (their old names, still
+/// read), or set explicitly.
 const BRIDGE_OPENCODE_VARS: &[&str] = &[
     "OPENCODE_URL",
     "OPENCODE_BIN",

@@ -308,7 +308,7 @@ impl Runner {
                 .and_then(|m| m.parse().ok()),
         };
         let Some(model) = model else {
-            tracing::warn!(chat = %reg.jid, "cannot compact: no model is known (set OPENCODE_MODEL or a model in opencode.json)");
+            tracing::warn!(chat = %reg.jid, "cannot compact: no model is known (set PB_OPENCODE_MODEL or a model in opencode.json)");
             return;
         };
         match agent.compact(dir, session, &model).await {

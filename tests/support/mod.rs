@@ -348,7 +348,7 @@ impl World {
             .env("PB_RETRY_BASE", "1s");
         match &self.opencode {
             Some(oc) => {
-                cmd.env("OPENCODE_URL", &oc.url);
+                cmd.env("PB_OPENCODE_URL", &oc.url);
             }
             // The bridge starts OpenCode itself: give it the test's isolation.
             None => opencode_env(&mut cmd, &self.home(), &self.model),
