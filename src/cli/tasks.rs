@@ -6,8 +6,8 @@ use clap::Subcommand;
 use super::bridge::Api;
 use super::{CliError, open_store};
 use crate::config::Config;
-use crate::ids::{ChatJid, Folder};
-use crate::model::{ContextMode, Profile, RegisteredChat, TriggerRule};
+use crate::ids::ChatJid;
+use crate::model::ContextMode;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -54,23 +54,16 @@ pub enum TasksCommand {
     },
 }
 
-/// The operator's tool calls: the same code the agent's tools run, acting
-/// with the main chat's reach.
+/// The owner's task commands: the same typed operations the agent's tools
+/// run, as [`crate::tools::Caller::Owner`] (any registered chat, any task).
 pub(super) async fn operator(
     config: &Config,
     store: &Store,
-    caller: RegisteredChat,
     tool: &'static str,
     args: serde_json::Value,
 ) -> Result<serde_json::Value, CliError> {
-    let tz = config.tz;
-    let max_tasks_per_chat = config.max_tasks_per_chat;
-    let caller = RegisteredChat {
-        is_main: true,
-        ..caller
-    };
     let result =
-        crate::tools::execute_outside_session(store, caller, tool, args, tz, max_tasks_per_chat)
+        crate::tools::execute_as_owner(store, tool, args, config.tz, config.max_tasks_per_chat)
             .await?
             .map_err(|e| CliError::Usage(e.message))?;
     poke_scheduler(config).await;
@@ -84,24 +77,6 @@ pub(super) async fn poke_scheduler(config: &Config) {
         .request(reqwest::Method::POST, "/tasks/changed")
         .send()
         .await;
-}
-
-/// A task's chat, as the caller for operator commands.
-pub(super) async fn task_owner(store: &Store, id: &str) -> Result<RegisteredChat, CliError> {
-    let id2 = id.to_owned();
-    let task = store
-        .call(move |c| crate::store::tasks::get(c, &id2))
-        .await?;
-    let task = task
-        .ok_or_else(|| CliError::Usage(format!("no task {id:?}; see `pocketbrain tasks list`")))?;
-    Ok(RegisteredChat {
-        jid: task.chat.clone(),
-        name: "operator".into(),
-        folder: Folder::from_name("operator"),
-        is_main: true,
-        trigger: TriggerRule::Mention,
-        profile: Profile::Main,
-    })
 }
 
 pub(super) async fn tasks_cmd(config: &Config, command: TasksCommand) -> Result<(), CliError> {
@@ -158,9 +133,6 @@ pub(super) async fn tasks_cmd(config: &Config, command: TasksCommand) -> Result<
             isolated,
         } => {
             let jid = ChatJid::parse(&chat).map_err(|e| CliError::Usage(e.to_string()))?;
-            let caller = store.registered(&jid).await?.ok_or_else(|| {
-                CliError::Usage(format!("{jid} is not registered; register it first"))
-            })?;
             let (kind, value) = match (cron, interval, once) {
                 (Some(v), None, None) => ("cron", v),
                 (None, Some(v), None) => ("interval", v),
@@ -174,8 +146,9 @@ pub(super) async fn tasks_cmd(config: &Config, command: TasksCommand) -> Result<
             let args = serde_json::json!({
                 "prompt": prompt, "schedule_type": kind, "schedule_value": value,
                 "context_mode": if isolated { ContextMode::Isolated } else { ContextMode::Group },
+                "chat": jid,
             });
-            let v = operator(config, &store, caller, "schedule_task", args).await?;
+            let v = operator(config, &store, "schedule_task", args).await?;
             println!("{}", v["text"].as_str().unwrap_or_default());
             Ok(())
         }
@@ -226,15 +199,7 @@ pub(super) async fn simple_task_op(
     tool: &'static str,
     id: String,
 ) -> Result<(), CliError> {
-    let caller = task_owner(store, &id).await?;
-    let v = operator(
-        config,
-        store,
-        caller,
-        tool,
-        serde_json::json!({ "task_id": id }),
-    )
-    .await?;
+    let v = operator(config, store, tool, serde_json::json!({ "task_id": id })).await?;
     println!("{}", v["text"].as_str().unwrap_or_default());
     Ok(())
 }
