@@ -12,7 +12,7 @@ const README_MAX_LINES: usize = 260;
 
 /// Files linked from the documents that another line of work adds. A name
 /// here must not exist yet: once it does, this list is out of date.
-const NOT_YET_WRITTEN: &[&str] = &["docs/configuration.md"];
+const NOT_YET_WRITTEN: &[&str] = &[];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
