@@ -152,7 +152,7 @@ proptest! {
             }),
         ],
     ) {
-        if let Some(msg) = crate::http::fuzz_inbox(&body, 4096) {
+        if let Some(msg) = crate::channel::fake::routes::fuzz_inbox(&body, 4096) {
             prop_assert!(msg.text.len() <= 4096);
             prop_assert!(!msg.text.trim().is_empty() || msg.media.is_some());
         }

@@ -1,55 +1,78 @@
-//! The per-key rate limit: a generic cell rate algorithm (GCRA) per key on
-//! tokio's clock, so tests prove it on a paused clock.
+//! The per-key rate limit: the `governor` crate's generic cell rate
+//! algorithm (GCRA) per key, on tokio's clock, so tests prove it on a paused
+//! clock.
 //!
 //! Each key may make `per_minute` requests a minute, and as many at once
 //! after a quiet minute. A refused request is told how long to wait for
 //! the next one (`Retry-After`) and does not count.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::num::NonZeroU32;
+use std::ops::Add;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use governor::clock::{Clock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
 
-/// Keys a limiter forgets once they have been quiet this long (their
-/// allowance is then full anyway).
-const FORGET_AFTER: Duration = Duration::from_secs(120);
+/// How many keys a limiter holds before it forgets those whose allowance
+/// is full again (a quiet key is then the same as a new one).
+const FORGET_OVER: usize = 1024;
 
-/// Rate limits by key; shared, each check takes a short std lock.
-pub struct Limiter {
-    /// Time between requests at the steady rate.
-    interval: Duration,
-    /// How far ahead of now a key's schedule may run (the burst).
-    tolerance: Duration,
-    /// Per key: the theoretical arrival time of its next request.
-    tat: Mutex<HashMap<String, Instant>>,
-}
+/// Rate limits by key; shared, each check takes a short lock.
+pub struct Limiter(
+    RateLimiter<String, HashMapStateStore<String>, TokioClock, NoOpMiddleware<TokioInstant>>,
+);
 
 impl Limiter {
     pub fn per_minute(n: u32) -> Self {
-        let n = n.max(1);
-        let interval = Duration::from_secs(60) / n;
-        Self {
-            interval,
-            tolerance: interval * (n - 1),
-            tat: Mutex::default(),
-        }
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Self(RateLimiter::hashmap_with_clock(
+            Quota::per_minute(n),
+            TokioClock,
+        ))
     }
 
     /// Counts one request of `key` now; `Err(wait)` when it is over its rate.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut tat = self.tat.lock().unwrap_or_else(|p| p.into_inner());
-        if tat.len() > 1024 {
-            tat.retain(|_, t| *t + FORGET_AFTER > now);
+        if self.0.len() > FORGET_OVER {
+            self.0.retain_recent();
         }
-        let next = tat.get(key).copied().unwrap_or(now).max(now);
-        let ahead = next - now;
-        if ahead > self.tolerance {
-            return Err(ahead - self.tolerance);
-        }
-        tat.insert(key.to_owned(), next + self.interval);
-        Ok(())
+        self.0
+            .check_key(&key.to_owned())
+            .map_err(|refused| refused.wait_time_from(TokioClock.now()))
+    }
+}
+
+/// tokio's clock for `governor` (its own reads the system's), so a paused
+/// test clock moves the limits too.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = TokioInstant;
+    fn now(&self) -> TokioInstant {
+        TokioInstant(tokio::time::Instant::now())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct TokioInstant(tokio::time::Instant);
+
+impl Add<Nanos> for TokioInstant {
+    type Output = Self;
+    fn add(self, d: Nanos) -> Self {
+        Self(self.0 + Duration::from(d))
+    }
+}
+
+impl Reference for TokioInstant {
+    fn duration_since(&self, earlier: Self) -> Nanos {
+        self.0.saturating_duration_since(earlier.0).into()
+    }
+    fn saturating_sub(&self, d: Nanos) -> Self {
+        Self(self.0.checked_sub(d.into()).unwrap_or(self.0))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The fake channel: a stand-in for the other phone, driven over HTTP
-//! (`/fake/*`, see `crate::http`).
+//! (`/fake/*`, see [`routes`]).
 //!
 //! What it "received" lives in its own SQLite file beside the bridge's
 //! database, so it survives bridge restarts the way a real phone would, and
@@ -8,6 +8,8 @@
 //! and up: while down, sends fail and replies wait in the outbox.
 //! `POST /fake/receipt` reports a delivery or read receipt, or a refusal,
 //! the way WhatsApp's server does.
+
+pub mod routes;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
