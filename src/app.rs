@@ -357,7 +357,6 @@ impl App {
             agent.clone(),
             intake.clone(),
             api.clone(),
-            hub,
             Some(api_approvals),
             crate::api::ApiSettings {
                 token: config.http_token.clone(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::broadcast;
 
 use crate::ids::{PromptId, SessionId};
 
@@ -122,6 +123,29 @@ pub enum AskEvent {
     Asked(PermissionAsk),
     /// Events may have been missed (stream reopened): list what is pending.
     Resync,
+}
+
+/// What the agent's runs show as they happen, for callers that stream a
+/// reply's text. The runtime's own event format stays behind the seam.
+///
+/// A receiver that lags (`RecvError::Lagged`) has missed events, as after
+/// [`AgentEvent::Reopened`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// More text of part `part` of a session's answer. Parts that are not
+    /// answer text (reasoning) stream text too: those are the parts
+    /// [`AgentEvent::NotText`] names.
+    Text {
+        session: SessionId,
+        part: String,
+        delta: String,
+    },
+    /// Part `part` of a session is not answer text (reasoning, a tool call).
+    NotText { session: SessionId, part: String },
+    /// The session's run stopped (answered, failed or aborted).
+    Idle { session: SessionId },
+    /// The stream was (re)opened: events may have been missed.
+    Reopened,
 }
 
 /// What became of a prompt the bridge sent before it stopped.
@@ -258,6 +282,11 @@ pub trait Agent: Send + Sync + 'static {
         _session: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<TurnInfo>, AgentError>> {
         Box::pin(async { Ok(None) })
+    }
+    /// The runs' events as they happen, from now on. The default, for an
+    /// agent without a stream, is a receiver closed at once.
+    fn events(&self) -> broadcast::Receiver<AgentEvent> {
+        broadcast::channel(1).1
     }
     /// A short health code: `opencode-ok`, `opencode-unreachable`,
     /// `opencode-stream-down`, `opencode-model-refused`, `opencode-tools-missing`.

@@ -3,15 +3,15 @@
 //!
 //! [`submit`] hands the message to the intake the way every channel does
 //! (stored, then the conversation's queue woken) and notes where the
-//! outbox stood. A [`Waiter`] then follows the run: OpenCode's
-//! `message.part.delta` events of the conversation's session, tapped from
-//! the event hub, are the streamed text; the run is answered once the
+//! outbox stood. A [`Waiter`] then follows the run: the agent's text
+//! events ([`AgentEvent::Text`]) of the conversation's session are the
+//! streamed text; the run is answered once the
 //! conversation's cursor has passed the message, and the reply is the
 //! outbox rows queued for it since (tool sends first, the answer last),
 //! read from the store: exactly what was stored. Streamed text is cleaned
 //! as it comes (per part, by [`crate::outbound::InternalFilter`]): the
-//! agent's `<internal>` notes never reach the caller. A delivered row, a
-//! `session.idle` or, failing both, a one-second tick makes it look again.
+//! agent's `<internal>` notes never reach the caller. A delivered row, the
+//! session going idle or, failing both, a one-second tick makes it look again.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -31,11 +31,11 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{ApiState, Caller, ensure_conversation, unavailable};
+use crate::agent::AgentEvent;
 use crate::channel::api::Delivered;
 use crate::http::{ApiError, parse_body};
 use crate::ids::{ChatJid, MessageId};
 use crate::model::Inbound;
-use crate::opencode::events::HubEvent;
 
 /// A message accepted and waiting for its reply.
 pub struct Pending {
@@ -140,7 +140,7 @@ pub struct Waiter {
     s: ApiState,
     p: Pending,
     /// Present when the text is streamed.
-    hub: Option<broadcast::Receiver<HubEvent>>,
+    events: Option<broadcast::Receiver<AgentEvent>>,
     session: Option<String>,
     /// Sessions seen that are not the conversation's.
     others: HashSet<String>,
@@ -157,14 +157,15 @@ pub struct Waiter {
 
 impl Waiter {
     /// Waits for `p`'s reply; `stream` taps the text as it is produced.
-    /// The hub is subscribed before anything of the run can have happened
-    /// only if the caller subscribed first: [`Waiter::streaming`] does.
-    pub fn new(s: &ApiState, p: Pending, hub: Option<broadcast::Receiver<HubEvent>>) -> Self {
+    /// The events are subscribed to before anything of the run can have
+    /// happened only if the caller subscribed before [`submit`]: the
+    /// streaming routes do.
+    pub fn new(s: &ApiState, p: Pending, events: Option<broadcast::Receiver<AgentEvent>>) -> Self {
         Self {
             deadline: Instant::now() + s.settings.reply_timeout,
             s: s.clone(),
             p,
-            hub,
+            events,
             session: None,
             others: HashSet::new(),
             not_text: HashSet::new(),
@@ -221,41 +222,29 @@ impl Waiter {
         false
     }
 
-    /// What an OpenCode event means for this run: text to stream, a reason
+    /// What an agent event means for this run: text to stream, a reason
     /// to look at the store, or nothing.
-    async fn on_event(&mut self, ev: HubEvent) -> Option<Option<String>> {
-        let HubEvent::Event(ev) = ev else {
-            return Some(None);
-        };
-        let props = &ev.properties;
-        match ev.kind.as_str() {
-            "message.part.delta" => {
-                let session = props["sessionID"].as_str()?;
-                if props["field"].as_str() != Some("text") || !self.ours(session).await {
+    async fn on_event(&mut self, ev: AgentEvent) -> Option<Option<String>> {
+        match ev {
+            AgentEvent::Text {
+                session,
+                part,
+                delta,
+            } => {
+                if !self.ours(session.as_str()).await || self.not_text.contains(&part) {
                     return None;
                 }
-                let part = props["partID"].as_str().unwrap_or_default();
-                if self.not_text.contains(part) {
-                    return None;
-                }
-                let delta = props["delta"].as_str()?;
-                let shown = self.filters.entry(part.to_owned()).or_default().push(delta);
+                let shown = self.filters.entry(part).or_default().push(&delta);
                 (!shown.is_empty()).then_some(Some(shown))
             }
-            "message.part.updated" => {
-                let part = &props["part"];
-                let session = part["sessionID"].as_str()?;
-                if part["type"].as_str() != Some("text") && self.ours(session).await {
-                    self.not_text
-                        .insert(part["id"].as_str().unwrap_or_default().to_owned());
+            AgentEvent::NotText { session, part } => {
+                if self.ours(session.as_str()).await {
+                    self.not_text.insert(part);
                 }
                 None
             }
-            "session.idle" => {
-                let session = props["sessionID"].as_str()?;
-                self.ours(session).await.then_some(None)
-            }
-            _ => None,
+            AgentEvent::Idle { session } => self.ours(session.as_str()).await.then_some(None),
+            AgentEvent::Reopened => Some(None),
         }
     }
 
@@ -275,7 +264,7 @@ impl Waiter {
             if let Some(reply) = self.check().await? {
                 // The run ended after its text was broadcast: what is
                 // still buffered goes out first.
-                while let Some(ev) = self.hub.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                while let Some(ev) = self.events.as_mut().and_then(|rx| rx.try_recv().ok()) {
                     if let Some(Some(text)) = self.on_event(ev).await {
                         self.tail.push_back(text);
                     }
@@ -301,7 +290,7 @@ impl Waiter {
                         }
                         _ => break,
                     },
-                    ev = recv_hub(&mut self.hub) => ev,
+                    ev = recv_event(&mut self.events) => ev,
                 };
                 match self.on_event(ev).await {
                     Some(Some(text)) => return Ok(Some(Step::Delta(text))),
@@ -313,16 +302,21 @@ impl Waiter {
     }
 }
 
-/// The next hub event, or never when not streaming.
-async fn recv_hub(hub: &mut Option<broadcast::Receiver<HubEvent>>) -> HubEvent {
-    match hub {
-        Some(rx) => match rx.recv().await {
-            Ok(ev) => ev,
-            // Missed events: look at the store.
-            Err(broadcast::error::RecvError::Lagged(_)) => HubEvent::Reconnected,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-        },
+/// The next agent event, or never when not streaming.
+async fn recv_event(events: &mut Option<broadcast::Receiver<AgentEvent>>) -> AgentEvent {
+    match events {
+        Some(rx) => next_event(rx).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The next agent event; missed events read as [`AgentEvent::Reopened`]
+/// (look at the store); never once the agent has no stream.
+pub async fn next_event(rx: &mut broadcast::Receiver<AgentEvent>) -> AgentEvent {
+    match rx.recv().await {
+        Ok(ev) => ev,
+        Err(broadcast::error::RecvError::Lagged(_)) => AgentEvent::Reopened,
+        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
     }
 }
 
@@ -374,9 +368,9 @@ pub async fn chat_stream(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ChatReq = parse_body(body)?;
-    let hub = s.hub.subscribe();
+    let events = s.agent.events();
     let p = submit(&s, &caller, req.conversation.as_deref(), req.text).await?;
-    let w = Waiter::new(&s, p, Some(hub));
+    let w = Waiter::new(&s, p, Some(events));
     let stream = futures_util::stream::unfold(Some(w), |state| async move {
         let mut w = state?;
         let (event, data, next) = match w.next().await {

@@ -56,7 +56,6 @@ use crate::http::{ApiError, parse_body};
 use crate::ids::{ChatJid, Folder};
 use crate::intake::Intake;
 use crate::model::{Profile, RegisteredChat, TriggerRule};
-use crate::opencode::events::EventHub;
 use crate::store::Store;
 use crate::store::api_keys::ApiKey;
 
@@ -89,11 +88,11 @@ pub struct ApiState(Arc<Inner>);
 
 pub struct Inner {
     pub store: Store,
-    /// For deleting a purged conversation's sessions.
+    /// For deleting a purged conversation's sessions, and its runs' events
+    /// (a reply's text as it is produced).
     pub agent: Arc<dyn crate::agent::Agent>,
     pub intake: Intake,
     pub channel: ApiChannel,
-    pub hub: EventHub,
     pub approvals: Option<Approvals>,
     pub settings: ApiSettings,
     /// The bridge's shutdown: open WebSockets close on it.
@@ -115,7 +114,6 @@ impl ApiState {
         agent: Arc<dyn crate::agent::Agent>,
         intake: Intake,
         channel: ApiChannel,
-        hub: EventHub,
         approvals: Option<Approvals>,
         settings: ApiSettings,
         cancel: tokio_util::sync::CancellationToken,
@@ -126,7 +124,6 @@ impl ApiState {
             agent,
             intake,
             channel,
-            hub,
             approvals,
             settings,
             cancel,

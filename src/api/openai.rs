@@ -92,10 +92,10 @@ pub async fn completions(
     };
     let model = req.model.clone().unwrap_or_else(|| MODEL.to_owned());
     let created = chrono::Utc::now().timestamp();
-    let hub = req.stream.then(|| s.hub.subscribe());
+    let events = req.stream.then(|| s.agent.events());
     let p = submit(&s, &caller, conversation, text).await?;
     let id = completion_id(p.id.as_str());
-    let mut w = Waiter::new(&s, p, hub);
+    let mut w = Waiter::new(&s, p, events);
     if !req.stream {
         let reply = loop {
             match w.next().await? {

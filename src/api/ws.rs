@@ -35,8 +35,8 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::{ApiState, Caller, ensure_conversation};
+use crate::agent::AgentEvent;
 use crate::ids::ChatJid;
-use crate::opencode::events::HubEvent;
 
 /// How often pending approvals are looked at for the socket.
 const APPROVALS_EVERY: Duration = Duration::from_secs(1);
@@ -85,7 +85,7 @@ const FILTERS_KEPT: usize = 256;
 
 async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
     let mut delivered = s.channel.subscribe();
-    let mut hub = s.hub.subscribe();
+    let mut events = s.agent.events();
     let mut conn = Conn {
         s: s.clone(),
         caller,
@@ -97,17 +97,17 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
     };
     let mut approvals = tokio::time::interval(APPROVALS_EVERY);
     loop {
-        // Biased, the stream's events first: a reply's deltas reach the hub
-        // before the run that ends on them stores the reply, so draining the
-        // hub first sends every delta before the reply's `message` frame.
+        // Biased, the agent's events first: a reply's deltas are out before
+        // the run that ends on them stores the reply, so draining them
+        // first sends every delta before the reply's `message` frame.
         let out: Vec<Value> = tokio::select! {
             biased;
             _ = s.cancel.cancelled() => {
                 let _ = socket.send(Message::Close(None)).await;
                 return;
             }
-            ev = hub.recv() => match ev {
-                Ok(HubEvent::Event(ev)) if ev.kind == "message.part.delta" => conn.on_delta(&ev.properties).await,
+            ev = super::exchange::next_event(&mut events) => match ev {
+                AgentEvent::Text { session, part, delta } => conn.on_delta(&session, &part, &delta).await,
                 _ => vec![],
             },
             frame = socket.recv() => match frame {
@@ -260,34 +260,30 @@ impl Conn {
     }
 
     /// Streamed text of a subscribed conversation's session.
-    async fn on_delta(&mut self, props: &Value) -> Vec<Value> {
-        if self.subscribed.is_empty() || props["field"].as_str() != Some("text") {
+    async fn on_delta(
+        &mut self,
+        session: &crate::ids::SessionId,
+        part: &str,
+        delta: &str,
+    ) -> Vec<Value> {
+        if self.subscribed.is_empty() {
             return vec![];
         }
-        let (Some(session), Some(delta)) = (props["sessionID"].as_str(), props["delta"].as_str())
-        else {
-            return vec![];
-        };
-        let chat = match self.sessions.get(session) {
+        let chat = match self.sessions.get(session.as_str()) {
             Some(c) => c.clone(),
             None => {
-                let found = self
-                    .s
-                    .store
-                    .chat_for_session(&crate::ids::SessionId::new(session))
-                    .await
-                    .ok()
-                    .flatten();
+                let found = self.s.store.chat_for_session(session).await.ok().flatten();
                 // A conversation subscribed later looks again.
                 if found.as_ref().is_some_and(|c| self.subscribed.contains(c)) {
-                    self.sessions.insert(session.to_owned(), found.clone());
+                    self.sessions
+                        .insert(session.as_str().to_owned(), found.clone());
                 }
                 found
             }
         };
         match chat {
             Some(c) if self.subscribed.contains(&c) => {
-                let shown = self.filter(props["partID"].as_str().unwrap_or_default(), delta);
+                let shown = self.filter(part, delta);
                 if shown.is_empty() {
                     return vec![];
                 }

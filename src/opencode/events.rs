@@ -1,5 +1,6 @@
 //! One event stream for the whole bridge: `GET /global/event`, fanned out to
-//! runs through a broadcast channel.
+//! runs through a broadcast channel, and read once more into the typed
+//! [`AgentEvent`]s the API streams (so OpenCode's event format stays here).
 //!
 //! The stream is not trusted alone. OpenCode sends `server.heartbeat` every
 //! 10 s; when nothing arrives for the watchdog period the stream is dropped
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::calls::RunningCalls;
 use super::client::Client;
-use crate::agent::{AskEvent, PermissionAsk};
+use crate::agent::{AgentEvent, AskEvent, PermissionAsk};
 use crate::ids::SessionId;
 
 /// How long a new stream may take to open (OpenCode answers at once with
@@ -57,6 +58,38 @@ impl OcEvent {
     }
 }
 
+/// What an event means to a caller streaming a reply: a `text` delta of a
+/// part, a part that is not text, a session gone idle. `None`: nothing.
+pub fn agent_event(ev: &OcEvent) -> Option<AgentEvent> {
+    let props = &ev.properties;
+    match ev.kind.as_str() {
+        "message.part.delta" => {
+            if props["field"].as_str() != Some("text") {
+                return None;
+            }
+            Some(AgentEvent::Text {
+                session: SessionId::new(props["sessionID"].as_str()?),
+                part: props["partID"].as_str().unwrap_or_default().to_owned(),
+                delta: props["delta"].as_str()?.to_owned(),
+            })
+        }
+        "message.part.updated" => {
+            let part = &props["part"];
+            if part["type"].as_str() == Some("text") {
+                return None;
+            }
+            Some(AgentEvent::NotText {
+                session: SessionId::new(part["sessionID"].as_str()?),
+                part: part["id"].as_str().unwrap_or_default().to_owned(),
+            })
+        }
+        "session.idle" => Some(AgentEvent::Idle {
+            session: SessionId::new(props["sessionID"].as_str()?),
+        }),
+        _ => None,
+    }
+}
+
 /// What subscribers receive.
 #[derive(Debug, Clone)]
 pub enum HubEvent {
@@ -69,6 +102,10 @@ pub enum HubEvent {
 #[derive(Clone)]
 pub struct EventHub {
     tx: broadcast::Sender<HubEvent>,
+    /// The same events as [`agent_event`] reads them, each sent before
+    /// its raw form (a reply's text is out before the run that ends on it
+    /// can hear its end).
+    agent_tx: broadcast::Sender<AgentEvent>,
     connected: Arc<AtomicBool>,
     /// How many times the stream has opened: a server that restarted
     /// (and may have lost its sessions) is only seen through a reopen.
@@ -85,8 +122,10 @@ pub struct EventHub {
 impl EventHub {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(4096);
+        let (agent_tx, _) = broadcast::channel(4096);
         Self {
             tx,
+            agent_tx,
             connected: Arc::new(AtomicBool::new(false)),
             opens: Arc::new(AtomicU64::new(0)),
             running: Arc::default(),
@@ -96,6 +135,21 @@ impl EventHub {
 
     pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
         self.tx.subscribe()
+    }
+
+    /// The stream's events as [`AgentEvent`]s.
+    pub fn agent_events(&self) -> broadcast::Receiver<AgentEvent> {
+        self.agent_tx.subscribe()
+    }
+
+    /// Passes `ev` on to both kinds of subscriber, the typed one first.
+    fn dispatch(&self, ev: OcEvent) {
+        if self.agent_tx.receiver_count() > 0
+            && let Some(typed) = agent_event(&ev)
+        {
+            let _ = self.agent_tx.send(typed);
+        }
+        let _ = self.tx.send(HubEvent::Event(Arc::new(ev)));
     }
 
     /// Whether the stream is open and has not gone quiet.
@@ -227,6 +281,7 @@ impl EventHub {
                         // (a run started while OpenCode was coming up, a
                         // permission request made while the bridge was down)
                         // is read through the REST routes.
+                        let _ = self.agent_tx.send(AgentEvent::Reopened);
                         let _ = self.tx.send(HubEvent::Reconnected);
                         first = false;
                     }
@@ -240,7 +295,7 @@ impl EventHub {
                             "message.part.updated" => self.note_part(&ev.properties),
                             _ => {}
                         }
-                        let _ = self.tx.send(HubEvent::Event(Arc::new(ev)));
+                        self.dispatch(ev);
                     }
                 }
             }
@@ -412,6 +467,57 @@ mod tests {
         assert!(hb.directory.is_none());
         assert!(OcEvent::parse("not json").is_none());
         assert!(OcEvent::parse(r#"{"type":"x"}"#).is_none());
+    }
+
+    #[test]
+    fn reads_what_a_streamed_reply_needs() {
+        let ev = |frame: &str| OcEvent::parse(frame).unwrap();
+        assert_eq!(
+            agent_event(&ev(
+                r#"{"payload":{"type":"message.part.delta","properties":{"sessionID":"ses_1","messageID":"msg_1","partID":"prt_1","field":"text","delta":"Hel"}}}"#
+            )),
+            Some(AgentEvent::Text {
+                session: SessionId::new("ses_1"),
+                part: "prt_1".into(),
+                delta: "Hel".into(),
+            })
+        );
+        assert_eq!(
+            agent_event(&ev(
+                r#"{"payload":{"type":"message.part.delta","properties":{"sessionID":"ses_1","partID":"prt_1","field":"input","delta":"{"}}}"#
+            )),
+            None,
+            "only text deltas"
+        );
+        assert_eq!(
+            agent_event(&ev(
+                r#"{"payload":{"type":"message.part.updated","properties":{"part":{"id":"prt_2","sessionID":"ses_1","type":"reasoning"}}}}"#
+            )),
+            Some(AgentEvent::NotText {
+                session: SessionId::new("ses_1"),
+                part: "prt_2".into(),
+            })
+        );
+        assert_eq!(
+            agent_event(&ev(
+                r#"{"payload":{"type":"message.part.updated","properties":{"part":{"id":"prt_1","sessionID":"ses_1","type":"text"}}}}"#
+            )),
+            None
+        );
+        assert_eq!(
+            agent_event(&ev(
+                r#"{"payload":{"type":"session.idle","properties":{"sessionID":"ses_1"}}}"#
+            )),
+            Some(AgentEvent::Idle {
+                session: SessionId::new("ses_1")
+            })
+        );
+        assert_eq!(
+            agent_event(&ev(
+                r#"{"payload":{"type":"session.status","properties":{"sessionID":"ses_1"}}}"#
+            )),
+            None
+        );
     }
 
     #[test]

@@ -702,6 +702,10 @@ impl Agent for OpenCode {
         Box::pin(async move { self.note(self.client.session_parent(dir, id).await) })
     }
 
+    fn events(&self) -> tokio::sync::broadcast::Receiver<crate::agent::AgentEvent> {
+        self.hub.agent_events()
+    }
+
     fn health_code(&self) -> &'static str {
         if !self.reachable.load(Ordering::Relaxed) {
             "opencode-unreachable"
