@@ -396,6 +396,12 @@ pub(super) fn plan(text: &Chars, limit: usize) -> Vec<Piece> {
         if close && p - pos + FENCE_COST > budget {
             (p, close) = layout.code_split(first, back_off(pos + budget - FENCE_COST));
         }
+        if !text.edge[p] && pos < first {
+            // The kept indentation leaves no room for the first cluster
+            // whole: drop the indentation rather than cut the cluster.
+            pos = first;
+            continue;
+        }
         debug_assert!(p > first, "empty piece at {pos}");
         if !reopen && c[pos..p].iter().all(|x| x.is_whitespace()) {
             // A cut inside a cluster that starts with a space (one carrying

@@ -845,3 +845,13 @@ proptest! {
         }
     }
 }
+
+/// Found by `tiny_limits_keep_the_invariants`: a family emoji in an
+/// unclosed code block, at a limit that leaves room for it.
+#[test]
+fn a_cluster_in_a_reopened_code_block_is_not_cut() {
+    let text = "\n```\n*\n```\na\n```\n#    👨\u{200d}👩\u{200d}👧A0aA";
+    proptest::test_runner::TestRunner::default()
+        .run(&proptest::strategy::Just(()), |_| check_lossless(text, 16))
+        .unwrap();
+}
