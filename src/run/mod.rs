@@ -251,11 +251,8 @@ impl Runner {
             .ctx
             .store
             .tx(move |tx| {
-                let waiting: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE chat = ?1 AND status = 'active' AND prompt LIKE ?2)",
-                    rusqlite::params![chat.as_str(), format!("{MEMORY_UPKEEP}%")],
-                    |r| r.get(0),
-                )?;
+                let waiting =
+                    crate::store::tasks::active_with_prompt_prefix(tx, &chat, MEMORY_UPKEEP)?;
                 if waiting {
                     return Ok(false);
                 }

@@ -338,3 +338,12 @@ pub fn add_task_session(
     )?;
     Ok(())
 }
+
+/// Whether `chat` has an active task whose prompt starts with `prefix`.
+pub fn active_with_prompt_prefix(c: &Connection, chat: &ChatJid, prefix: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM tasks WHERE chat = ?1 AND status = 'active' AND prompt LIKE ?2)",
+        params![chat.as_str(), format!("{prefix}%")],
+        |r| r.get(0),
+    )?)
+}

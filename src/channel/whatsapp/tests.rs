@@ -1,8 +1,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::inbound::Hook;
+use super::outbound::classify;
 use super::*;
 use crate::ids::Folder;
+use crate::ids::{ChatJid, MessageId};
 use crate::model::{Inbound, RegisteredChat, TriggerRule};
+use futures_util::future::BoxFuture;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use whatsapp_rust::anyhow;
 use whatsapp_rust::types::events;
 use whatsapp_rust::types::presence::ReceiptType;
 
