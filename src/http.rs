@@ -14,68 +14,24 @@
 //! it is declared `application/json` (415 otherwise): a web page can post a
 //! form or plain text to a loopback address without asking, but not JSON.
 
+pub mod contract;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::agent::Agent;
-use crate::channel::Channel;
-use crate::channel::fake::FakeChannel;
+pub use contract::{ApiError, AppState};
+pub(crate) use contract::{MAX_BODY_BYTES, inbound_refused, parse_body};
+
 use crate::config::Secret;
-use crate::intake::Intake;
-use crate::queue::ChatQueue;
-use crate::store::Store;
-
-/// Largest request body read at all; text limits are checked after parsing
-/// so the error can name them.
-const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-
-/// What the routes read and call.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub agent: Arc<dyn Agent>,
-    pub channel: Arc<dyn Channel>,
-    pub queue: ChatQueue,
-    pub intake: Intake,
-    /// Notified when the CLI changed tasks (the scheduler sleeps on it).
-    pub tasks_wake: Arc<Notify>,
-    /// `PB_MAX_TEXT_BYTES`.
-    pub max_text_bytes: usize,
-    pub fake: Option<FakeChannel>,
-    /// `PB_HTTP_TOKEN`.
-    pub token: Option<Secret>,
-    /// OpenCode's base URL (no credentials), for `/status` and doctor.
-    pub opencode_url: String,
-}
-
-/// A refusal: status and reason.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
-
-impl ApiError {
-    pub fn bad(why: impl Into<String>) -> Self {
-        Self(StatusCode::BAD_REQUEST, why.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        tracing::warn!(status = self.0.as_u16(), reason = %self.1, "request refused");
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
 
 /// The bridge's routes; `api` (the local API's, with their own state and
 /// guards) are served beside them, under the same body limit and the same
@@ -400,38 +356,6 @@ async fn status(State(s): State<AppState>) -> Result<Response, ApiError> {
 async fn tasks_changed(State(s): State<AppState>) -> StatusCode {
     s.tasks_wake.notify_one();
     StatusCode::NO_CONTENT
-}
-
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over the limit of {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::bad(format!("cannot read body: {e}"))
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("malformed JSON: {e}")))
-}
-
-/// Why an inbound message could not be kept, for any HTTP route that
-/// takes one: a full disk is 507, anything else 503. Refused, not lost: the
-/// sender keeps the message and sends it again.
-pub(crate) fn inbound_refused(e: crate::store::StoreError) -> ApiError {
-    match e {
-        crate::store::StoreError::Full => ApiError(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "the bridge's disk is full: the message was not kept; send it again once there is space".into(),
-        ),
-        e => ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable, try again: {e}"),
-        ),
-    }
 }
 
 /// Serves until `shutdown` resolves; lets open requests finish for up to 5 s.

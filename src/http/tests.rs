@@ -1,3 +1,5 @@
+use axum::extract::rejection::BytesRejection;
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::*;

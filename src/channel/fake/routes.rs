@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, AppState, inbound_refused, parse_body};
+use crate::http::contract::{ApiError, AppState, inbound_refused, parse_body};
 use crate::ids::{ChatJid, MessageId};
 use crate::store::Inbound;
 
