@@ -72,14 +72,14 @@ impl App {
                 attempts: config.retry_attempts,
             },
         );
-        let outbox_wake = Arc::new(Notify::new());
-        let tasks_wake = Arc::new(Notify::new());
+        let wakes = Wakes::new();
+        tracker.spawn(wakes.clone().fan_out(cancel.clone()));
         let settings = RunSettings::from_config(&config);
         let approvals = Approvals::new(
             store.clone(),
             agent.clone(),
             channel.clone(),
-            outbox_wake.clone(),
+            wakes.outbox.clone(),
             ApprovalSettings {
                 timeout: config.approval_timeout,
                 main_policy: config.permission,
@@ -100,7 +100,7 @@ impl App {
                 store: store.clone(),
                 agent: agent.clone(),
                 channel: channel.clone(),
-                outbox_wake: outbox_wake.clone(),
+                outbox_wake: wakes.outbox.clone(),
                 persona: settings.persona.clone(),
                 workspace: config.workspace.clone(),
                 tz: config.tz,
@@ -114,7 +114,7 @@ impl App {
                 limits: config.media_max_bytes,
                 persona: settings.persona.clone(),
                 channel: channel.clone(),
-                outbox_wake: outbox_wake.clone(),
+                outbox_wake: wakes.outbox.clone(),
             });
         if config.auto_main {
             intake = intake.with_owner_chat(OwnerChat {
@@ -146,7 +146,7 @@ impl App {
                 channel: main_channel.clone(),
                 queue: queue.clone(),
                 intake: intake.clone(),
-                tasks_wake: tasks_wake.clone(),
+                tasks_wake: wakes.tasks.clone(),
                 max_text_bytes: config.max_text_bytes,
                 fake,
                 token: config.http_token.clone(),
@@ -182,10 +182,10 @@ impl App {
             agent.clone(),
             channel.clone(),
             queue.clone(),
-            outbox_wake.clone(),
+            wakes.outbox.clone(),
         )
         .with_stops(stops)
-        .with_tasks_wake(tasks_wake.clone());
+        .with_tasks_wake(wakes.tasks.clone());
         match config.transcribe() {
             Some(t) => {
                 let t = crate::transcribe::HttpTranscriber::new(t);
@@ -206,12 +206,11 @@ impl App {
         }
         // One sender per channel: WhatsApp does not wait for the API, nor
         // the reverse.
-        let (main_wake, api_wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         tracker.spawn(sender::run(
             store.clone(),
             main_channel,
             |chat| !chat.is_api(),
-            main_wake.clone(),
+            wakes.main_sender.clone(),
             config.workspace.clone(),
             config.media_max_bytes,
             cancel.clone(),
@@ -220,15 +219,9 @@ impl App {
             store.clone(),
             Arc::new(api),
             crate::ids::ChatJid::is_api,
-            api_wake.clone(),
+            wakes.api_sender.clone(),
             config.workspace.clone(),
             config.media_max_bytes,
-            cancel.clone(),
-        ));
-        // Rows are added with one wake; both senders look.
-        tracker.spawn(fan_out(
-            outbox_wake.clone(),
-            [main_wake, api_wake],
             cancel.clone(),
         ));
 
@@ -243,8 +236,8 @@ impl App {
                 workspace: settings.workspace,
                 media_limits: config.media_max_bytes,
                 max_tasks_per_chat: config.max_tasks_per_chat,
-                outbox_wake,
-                tasks_wake: tasks_wake.clone(),
+                outbox_wake: wakes.outbox.clone(),
+                tasks_wake: wakes.tasks.clone(),
             },
         );
         ipc.scan().await;
@@ -253,7 +246,7 @@ impl App {
         let dispatch_queue = queue.clone();
         let scheduler = scheduler::Scheduler::new(
             store.clone(),
-            tasks_wake,
+            wakes.tasks.clone(),
             Arc::new(scheduler::SystemClock),
             Arc::new(move |chat: &crate::ids::ChatJid| dispatch_queue.notify(chat, Wake::TaskDue)),
         );
@@ -286,17 +279,42 @@ impl App {
     }
 }
 
-/// Passes each wake of `from` on to every sender's own wake (a wake is a
-/// stored permit: one waiter takes it, so each sender needs its own).
-async fn fan_out<const N: usize>(
-    from: Arc<Notify>,
-    to: [Arc<Notify>; N],
-    cancel: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = from.notified() => to.iter().for_each(|n| n.notify_one()),
+/// Who wakes whom, made once: the parts are handed these, never make
+/// their own.
+#[derive(Clone)]
+struct Wakes {
+    /// Rows were added to the outbox (a run's answer, a tool, an approval).
+    outbox: Arc<Notify>,
+    /// Tasks changed (a tool, the CLI through `/tasks/changed`): the
+    /// scheduler looks again.
+    tasks: Arc<Notify>,
+    /// Each sender's own share of `outbox` (one per channel: WhatsApp does
+    /// not wait for the API, nor the reverse).
+    main_sender: Arc<Notify>,
+    api_sender: Arc<Notify>,
+}
+
+impl Wakes {
+    fn new() -> Self {
+        Self {
+            outbox: Arc::new(Notify::new()),
+            tasks: Arc::new(Notify::new()),
+            main_sender: Arc::new(Notify::new()),
+            api_sender: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Passes each wake of `outbox` on to every sender's own (a wake is a
+    /// stored permit: one waiter takes it, so each sender needs its own).
+    async fn fan_out(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.outbox.notified() => {
+                    self.main_sender.notify_one();
+                    self.api_sender.notify_one();
+                }
+            }
         }
     }
 }
