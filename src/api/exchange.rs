@@ -104,7 +104,7 @@ pub async fn submit(
         from_me: false,
         media: None,
     };
-    s.intake
+    s.inbound
         .accept(msg)
         .await
         .map_err(crate::http::inbound_refused)?;

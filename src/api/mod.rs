@@ -50,11 +50,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::approvals::Approvals;
+use crate::channel::InboundSink;
 use crate::channel::api::ApiChannel;
 use crate::config::Secret;
 use crate::http::{ApiError, parse_body};
 use crate::ids::{ChatJid, Folder};
-use crate::intake::Intake;
 use crate::model::{Profile, RegisteredChat, TriggerRule};
 use crate::store::Store;
 use crate::store::api_keys::ApiKey;
@@ -91,7 +91,8 @@ pub struct Inner {
     /// For deleting a purged conversation's sessions, and its runs' events
     /// (a reply's text as it is produced).
     pub agent: Arc<dyn crate::agent::Agent>,
-    pub intake: Intake,
+    /// Where a submitted message goes: the one inbound sink every channel uses.
+    pub inbound: Arc<dyn InboundSink>,
     pub channel: ApiChannel,
     pub approvals: Option<Approvals>,
     pub settings: ApiSettings,
@@ -112,7 +113,7 @@ impl ApiState {
     pub fn new(
         store: Store,
         agent: Arc<dyn crate::agent::Agent>,
-        intake: Intake,
+        inbound: Arc<dyn InboundSink>,
         channel: ApiChannel,
         approvals: Option<Approvals>,
         settings: ApiSettings,
@@ -122,7 +123,7 @@ impl ApiState {
         Self(Arc::new(Inner {
             store,
             agent,
-            intake,
+            inbound,
             channel,
             approvals,
             settings,

@@ -125,7 +125,7 @@ impl App {
         let api_routes = crate::api::router(crate::api::ApiState::new(
             store.clone(),
             agent.clone(),
-            intake.clone(),
+            Arc::new(intake.clone()),
             api.clone(),
             Some(api_approvals),
             crate::api::ApiSettings {
@@ -145,7 +145,7 @@ impl App {
                 agent: agent.clone(),
                 channel: main_channel.clone(),
                 queue: queue.clone(),
-                intake: intake.clone(),
+                inbound: Arc::new(intake.clone()),
                 tasks_wake: wakes.tasks.clone(),
                 max_text_bytes: config.max_text_bytes,
                 fake,

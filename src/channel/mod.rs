@@ -3,9 +3,10 @@
 //! sees any protocol. The API runs beside one of the others
 //! ([`api::Channels`] sends each chat's messages through its own channel).
 //!
-//! Inbound messages are pushed by each channel into the bridge
-//! (`Intake::accept`, through [`InboundSink`]); outbound messages are pulled from the outbox by the
-//! sender and handed to [`Channel::send`] one at a time, in order per chat.
+//! Every channel hands its inbound messages, typed, to the one
+//! [`InboundSink`] (the intake) and gets back what became of each (stored,
+//! a duplicate, a full disk); outbound messages are pulled from the outbox
+//! by the sender and handed to [`Channel::send`] one at a time, in order per chat.
 //! What a channel learns about messages already sent (delivery and read
 //! receipts, a refusal after sending) comes back as [`ChannelEvent`]s, which
 //! the core applies to the outbox: policy lives in the core, so every
@@ -90,8 +91,12 @@ pub struct LinkStatus {
 
 /// Where a channel hands inbound messages (the core's intake).
 pub trait InboundSink: Send + Sync + 'static {
-    /// Stores the message durably; an error means "do not acknowledge".
-    fn accept(&self, msg: crate::model::Inbound) -> BoxFuture<'_, Result<(), String>>;
+    /// Stores the message durably and says what became of it; an error
+    /// means "do not acknowledge" (a full disk is `StoreError::Full`).
+    fn accept(
+        &self,
+        msg: crate::model::Inbound,
+    ) -> BoxFuture<'_, crate::store::Result<crate::store::InboundOutcome>>;
     /// The channel was linked to an account: `own` is its own chat
     /// ("Message yourself"), `lid` that chat's other form if known.
     fn paired(&self, _own: ChatJid, _lid: Option<ChatJid>) -> BoxFuture<'_, ()> {

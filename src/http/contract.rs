@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 
 use crate::agent::Agent;
 use crate::channel::Channel;
+use crate::channel::InboundSink;
 use crate::channel::fake::FakeChannel;
 use crate::config::Secret;
-use crate::intake::Intake;
 use crate::queue::ChatQueue;
 use crate::store::Store;
 
@@ -31,7 +31,9 @@ pub struct AppState {
     pub agent: Arc<dyn Agent>,
     pub channel: Arc<dyn Channel>,
     pub queue: ChatQueue,
-    pub intake: Intake,
+    /// Where the fake channel hands its messages: the one inbound sink
+    /// every channel uses.
+    pub inbound: Arc<dyn InboundSink>,
     /// Notified when the CLI changed tasks (the scheduler sleeps on it).
     pub tasks_wake: Arc<Notify>,
     /// `PB_MAX_TEXT_BYTES`.

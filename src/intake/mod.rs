@@ -404,13 +404,8 @@ impl Intake {
 }
 
 impl crate::channel::InboundSink for Intake {
-    fn accept(&self, msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            Intake::accept(self, msg)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+    fn accept(&self, msg: Inbound) -> BoxFuture<'_, crate::store::Result<InboundOutcome>> {
+        Box::pin(Intake::accept(self, msg))
     }
 
     fn paired(&self, own: ChatJid, lid: Option<ChatJid>) -> BoxFuture<'_, ()> {

@@ -206,7 +206,7 @@ async fn fake_inbox(
     let channel = s.channel.clone();
     let msg = validate_inbox(req, s.max_text_bytes, || channel.new_message_id())?;
     let id = msg.id.clone();
-    let outcome = s.intake.accept(msg).await.map_err(inbound_refused)?;
+    let outcome = s.inbound.accept(msg).await.map_err(inbound_refused)?;
     Ok(if outcome.duplicate {
         (StatusCode::OK, Json(json!({ "id": id, "duplicate": true }))).into_response()
     } else {

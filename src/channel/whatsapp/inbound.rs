@@ -111,7 +111,7 @@ impl Hook {
                     self.sink
                         .accept(c.inbound)
                         .await
-                        .map_err(|e| anyhow::anyhow!(e))?;
+                        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
                 }
                 Err(skip) => {
                     tracing::debug!(id = %m.info.id, ?skip, "WhatsApp message not passed on")

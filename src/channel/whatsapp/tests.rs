@@ -1,3 +1,4 @@
+use crate::store::InboundOutcome;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::inbound::Hook;
@@ -46,9 +47,20 @@ impl whatsapp_rust::http::HttpClient for NoHttp {
 
 struct NullSink;
 
+/// What a sink that keeps everything says of `msg`.
+fn kept(msg: &Inbound) -> InboundOutcome {
+    InboundOutcome {
+        duplicate: false,
+        echo: false,
+        registered: false,
+        registration: None,
+        chat: msg.chat.clone(),
+    }
+}
+
 impl InboundSink for NullSink {
-    fn accept(&self, _msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    fn accept(&self, msg: Inbound) -> BoxFuture<'_, crate::store::Result<InboundOutcome>> {
+        Box::pin(async move { Ok(kept(&msg)) })
     }
 }
 
@@ -412,8 +424,8 @@ async fn receipts_move_outbox_rows_forward_only() {
 async fn pairing_reports_the_accounts_own_chat() {
     struct Recorder(Mutex<Vec<(ChatJid, Option<ChatJid>)>>);
     impl InboundSink for Recorder {
-        fn accept(&self, _msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
-            Box::pin(async { Ok(()) })
+        fn accept(&self, msg: Inbound) -> BoxFuture<'_, crate::store::Result<InboundOutcome>> {
+            Box::pin(async move { Ok(kept(&msg)) })
         }
         fn paired(&self, own: ChatJid, lid: Option<ChatJid>) -> BoxFuture<'_, ()> {
             self.0.lock().unwrap().push((own, lid));
@@ -489,9 +501,10 @@ impl download::Fetch for RecordingFetch {
 struct KeepSink(Mutex<Vec<Inbound>>);
 
 impl InboundSink for KeepSink {
-    fn accept(&self, msg: Inbound) -> BoxFuture<'_, Result<(), String>> {
+    fn accept(&self, msg: Inbound) -> BoxFuture<'_, crate::store::Result<InboundOutcome>> {
+        let outcome = kept(&msg);
         self.0.lock().unwrap().push(msg);
-        Box::pin(async { Ok(()) })
+        Box::pin(async move { Ok(outcome) })
     }
 }
 
