@@ -218,7 +218,7 @@ async fn tasks_cli_validates_and_manages() {
         "--interval",
         "1h",
     ]);
-    assert!(!ok && err.contains("not registered"), "{err}");
+    assert!(!ok && err.contains("is not a registered chat"), "{err}");
     let id = add_task(
         &w,
         &[DM, "--prompt", "weekday summary", "--cron", "0 9 * * 1-5"],
