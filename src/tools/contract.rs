@@ -81,8 +81,7 @@ impl Spec {
             return Err(fail("invalid_arguments", "arguments must be an object"));
         };
         self.check(obj)?;
-        serde_json::from_value(args.clone())
-            .map_err(|e| fail("invalid_arguments", format!("arguments: {e}")))
+        T::deserialize(args).map_err(|e| fail("invalid_arguments", format!("arguments: {e}")))
     }
 
     fn check(&self, obj: &Map<String, Value>) -> Result<(), ToolError> {
@@ -166,7 +165,9 @@ pub fn same_call(spec: &Spec, request: &Value, input: &Value) -> bool {
     let Some(req) = request.as_object() else {
         return false;
     };
-    let given = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
+    fn given(v: Option<&Value>) -> Option<&Value> {
+        v.filter(|v| !v.is_null())
+    }
     req.keys().all(|k| spec.args.iter().any(|a| a.name == k))
         && spec
             .args
