@@ -47,8 +47,59 @@ const DM: &str = "491511111111@s.whatsapp.net";
 const TOOL_WARMUP: usize = 3;
 const TOOL_TARGET: Duration = Duration::from_millis(20);
 const TOOL: &str = "pocketbrain_list_tasks";
-/// A plugin tool that answers at once, beside the bridge's: OpenCode's floor.
-const NOOP: &str = "bench_noop";
+/// Plugin tools beside the bridge's, timed as OpenCode times the bridge's:
+/// OpenCode's floors. (tool, word in the prompt that calls it, what it does).
+const FLOORS: &[(&str, &str, &str)] = &[
+    ("bench_noop", "noop", "a plugin tool that returns at once"),
+    (
+        "bench_echo",
+        "sockonce",
+        "a plugin tool that connects to a Unix socket, writes a line and reads its echo (a connection per call, as the plugin does)",
+    ),
+    (
+        "bench_echo_kept",
+        "sockkept",
+        "the same echo over one connection kept open between calls",
+    ),
+];
+/// The floors' plugin (`PB_BENCH_ECHO`: the echo socket's path).
+const FLOOR_PLUGIN: &str = r#"import { createConnection } from "node:net"
+const path = process.env.PB_BENCH_ECHO
+function once() {
+  return new Promise((resolve) => {
+    let got = ""
+    const s = createConnection(path)
+    s.setEncoding("utf8")
+    s.on("connect", () => s.write("ping\n"))
+    s.on("data", (c) => { got += c; if (got.includes("\n")) { s.destroy(); resolve(got.trim()) } })
+    s.on("error", (e) => resolve(`error: ${e.message}`))
+  })
+}
+let kept
+const waiting = []
+let buf = ""
+function viaKept() {
+  return new Promise((resolve) => {
+    if (!kept || kept.destroyed) {
+      kept = createConnection(path)
+      kept.setEncoding("utf8")
+      kept.on("data", (c) => {
+        buf += c
+        let i
+        while ((i = buf.indexOf("\n")) >= 0) { const line = buf.slice(0, i); buf = buf.slice(i + 1); waiting.shift()?.(line) }
+      })
+      kept.on("error", (e) => { kept = undefined; for (const w of waiting.splice(0)) w(`error: ${e.message}`) })
+    }
+    waiting.push(resolve)
+    kept.write("ping\n")
+  })
+}
+export const BenchFloors = async () => ({ tool: {
+  bench_noop: { description: "Answers at once.", args: {}, execute: async () => "ok" },
+  bench_echo: { description: "Echoes through a socket.", args: {}, execute: once },
+  bench_echo_kept: { description: "Echoes through a kept socket.", args: {}, execute: viaKept },
+} })
+"#;
 const FLOOR_DM: &str = "491519999999@s.whatsapp.net";
 
 /// Seconds between due times (`--once` has seconds resolution).
@@ -419,6 +470,11 @@ fn bench_prompt() -> PromptResult {
 struct E2eResult {
     bridge: Dist,
     bare: Dist,
+    /// OpenCode's blocking prompt call (`POST /session/{id}/message`), as a
+    /// user would compare: sent → its response read.
+    direct: Dist,
+    /// Median of per-triple ratios bridge ÷ direct.
+    paired_direct_p50: f64,
     inbox_post: Dist,
     paired_ratio_p50: f64,
     opencode_version: String,
@@ -757,6 +813,7 @@ async fn bench_e2e() -> E2eResult {
     let mut bare = Bare::new(&http, &oc, &world).await;
 
     let mut bare_samples = Vec::with_capacity(e2e_iters);
+    let mut direct_samples = Vec::with_capacity(e2e_iters);
     let mut post_samples = Vec::with_capacity(e2e_iters);
     // When each bridge message was posted, wall clock µs: its stages and
     // its reply are found in the bridge's stage log from there on.
@@ -769,6 +826,9 @@ async fn bench_e2e() -> E2eResult {
 
         // B: bare OpenCode, prompt_async -> finished answer on the stream.
         bare_samples.push(bare.turn(i).await);
+
+        // C: OpenCode's blocking prompt call, sent -> response read.
+        direct_samples.push(bare.direct_turn(i).await);
     }
 
     // Idle: no traffic, OpenCode up, everything warmed.
@@ -797,6 +857,13 @@ async fn bench_e2e() -> E2eResult {
         .collect();
     ratios.sort_by(f64::total_cmp);
     let paired_ratio_p50 = ratios[ratios.len().div_ceil(2) - 1];
+    let mut ratios: Vec<f64> = bridge_samples
+        .iter()
+        .zip(&direct_samples[WARMUP..])
+        .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let paired_direct_p50 = ratios[ratios.len().div_ceil(2) - 1];
 
     let mut names = vec!["POST sent (bench)"];
     names.extend(MESSAGE_STAGES);
@@ -821,6 +888,8 @@ async fn bench_e2e() -> E2eResult {
         idle_window,
         bridge: Dist::new(bridge_samples),
         bare: Dist::new(bare_samples[WARMUP..].to_vec()),
+        direct: Dist::new(direct_samples[WARMUP..].to_vec()),
+        paired_direct_p50,
         inbox_post: Dist::new(post_samples[WARMUP..].to_vec()),
         paired_ratio_p50,
         opencode_version,
@@ -848,6 +917,16 @@ async fn opencode_get(http: &reqwest::Client, oc: &str, path: &str, dir: &Path) 
         .unwrap();
     assert!(r.status().is_success(), "GET {path}: {}", r.status());
     r.json().await.unwrap()
+}
+
+/// The number of tool results since the last user message in this request.
+fn tool_results_since_user(r: &support::ChatRequest) -> usize {
+    r.messages()
+        .iter()
+        .rev()
+        .take_while(|m| m["role"] != "user")
+        .filter(|m| m["role"] == "tool")
+        .count()
 }
 
 /// The number of tool results the model has been given in this request.
@@ -878,10 +957,10 @@ struct ToolResult {
     run_wall: Duration,
     /// Tool parts of other statuses than completed (should be none).
     not_completed: usize,
-    /// A plugin tool that returns at once, timed the same way: what
-    /// OpenCode's own bookkeeping costs, no bridge involved (`None`: the
-    /// floor's plugin tool did not run).
-    floor: Option<Dist>,
+    /// Plugin tools with no bridge, timed the same way (see [`FLOORS`]):
+    /// what OpenCode's own bookkeeping and a socket round trip in its
+    /// event loop cost. A floor whose tool did not run is left out.
+    floors: Vec<(&'static str, Dist)>,
 }
 
 async fn bench_tools() -> ToolResult {
@@ -890,14 +969,48 @@ async fn bench_tools() -> ToolResult {
         fetches,
         ..
     } = *sz();
-    let mut world = World::new().await;
+    // OpenCode with the plugin's own timing marks on (PB_PLUGIN_TRACE).
+    let mut world = World::without_opencode().await;
+    let trace = world.dir.path().join("plugin-trace.jsonl");
+    // The echo floors' socket: each line written comes back.
+    let echo = world.dir.path().join("echo.sock");
+    let listener = tokio::net::UnixListener::bind(&echo).unwrap();
+    let echo_server = tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if write
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    world.opencode = Some(support::OpenCode::start_with_env(
+        &world.workspace(),
+        &world.home(),
+        &world.model,
+        0,
+        support::opencode_config(&world.model),
+        &[
+            ("PB_PLUGIN_TRACE".into(), trace.display().to_string()),
+            ("PB_BENCH_ECHO".into(), echo.display().to_string()),
+        ],
+    ));
     let log = log_stages(&mut world, "tools");
     world.model.on(
         |r| r.last_role() == "user" && !r.is_title_request() && r.last_user_text().contains("list"),
         vec![Reply::tool_call(TOOL, json!({}))],
     );
     world.model.compute(
-        |r| r.last_role() == "tool" && !r.last_user_text().contains("noop"),
+        |r| r.last_role() == "tool" && r.last_user_text().contains("list my tasks"),
         move |r| {
             if tool_results(r) < tool_calls {
                 Reply::tool_call(TOOL, json!({}))
@@ -906,28 +1019,31 @@ async fn bench_tools() -> ToolResult {
             }
         },
     );
-    // OpenCode's own floor: a plugin tool that answers at once, no bridge.
-    world.model.on(
-        |r| r.last_role() == "user" && !r.is_title_request() && r.last_user_text().contains("noop"),
-        vec![Reply::tool_call(NOOP, json!({}))],
-    );
-    world.model.compute(
-        |r| r.last_role() == "tool" && r.last_user_text().contains("noop"),
-        move |r| {
-            if tool_results(r) < tool_calls {
-                Reply::tool_call(NOOP, json!({}))
-            } else {
-                Reply::text("Done.")
-            }
-        },
-    );
+    // OpenCode's own floors: plugin tools with no bridge, one user message
+    // each in the main chat's session (so results are counted since it).
+    for &(tool, word, _) in FLOORS {
+        world.model.on(
+            move |r| {
+                r.last_role() == "user"
+                    && !r.is_title_request()
+                    && r.last_user_text().contains(word)
+            },
+            vec![Reply::tool_call(tool, json!({}))],
+        );
+        world.model.compute(
+            move |r| r.last_role() == "tool" && r.last_user_text().contains(word),
+            move |r| {
+                if tool_results_since_user(r) < tool_calls {
+                    Reply::tool_call(tool, json!({}))
+                } else {
+                    Reply::text("Done.")
+                }
+            },
+        );
+    }
     let plugins = world.workspace().join(".opencode/plugin");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::write(
-        plugins.join("bench-noop.js"),
-        "export const BenchNoop = async () => ({ tool: { bench_noop: { description: \"Answers at once.\", args: {}, execute: async () => \"ok\" } } })\n",
-    )
-    .unwrap();
+    std::fs::write(plugins.join("bench-floors.js"), FLOOR_PLUGIN).unwrap();
     world.register(DM, "Tools", &["--folder", "bench-tools"]);
     // The main chat: only its profile offers tools beside PocketBrain's.
     world.register(FLOOR_DM, "Floor", &["--folder", "bench-floor", "--main"]);
@@ -940,31 +1056,39 @@ async fn bench_tools() -> ToolResult {
     let texts = world.wait_outbox(DM, 1, Duration::from_secs(600)).await;
     let run_wall = t.elapsed();
     assert_eq!(texts, vec!["Andy: Listed."]);
-    world
-        .say(FLOOR_DM, "F1", &format!("call noop {tool_calls} times"))
-        .await;
-    let texts = world
-        .wait_outbox(FLOOR_DM, 1, Duration::from_secs(600))
-        .await;
-    assert_eq!(texts, vec!["Andy: Done."]);
+    for (i, &(_, word, _)) in FLOORS.iter().enumerate() {
+        world
+            .say(
+                FLOOR_DM,
+                &format!("F{i}"),
+                &format!("call {word} {tool_calls} times"),
+            )
+            .await;
+        let texts = world
+            .wait_outbox(FLOOR_DM, i + 1, Duration::from_secs(600))
+            .await;
+        assert_eq!(texts, vec!["Andy: Done."; i + 1]);
+    }
+    echo_server.abort();
 
     let http = http_client();
     let oc = world.opencode.as_ref().unwrap().url.clone();
-    let floor = {
-        let dir = world.workspace().join("chats/bench-floor");
-        let sessions = opencode_get(&http, &oc, "/session", &dir).await;
-        let id = sessions[0]["id"]
-            .as_str()
-            .expect("the floor chat's session")
-            .to_owned();
-        let transcript = opencode_get(&http, &oc, &format!("/session/{id}/message"), &dir).await;
+    let dir = world.workspace().join("chats/bench-floor");
+    let sessions = opencode_get(&http, &oc, "/session", &dir).await;
+    let id = sessions[0]["id"]
+        .as_str()
+        .expect("the floor chat's session")
+        .to_owned();
+    let transcript = opencode_get(&http, &oc, &format!("/session/{id}/message"), &dir).await;
+    let mut floors = Vec::new();
+    for &(tool, _, what) in FLOORS {
         let times: Vec<Duration> = transcript
             .as_array()
             .unwrap()
             .iter()
             .flat_map(|m| m["parts"].as_array().into_iter().flatten())
             .filter(|p| {
-                p["type"] == "tool" && p["tool"] == NOOP && p["state"]["status"] == "completed"
+                p["type"] == "tool" && p["tool"] == tool && p["state"]["status"] == "completed"
             })
             .map(|p| {
                 let time = &p["state"]["time"];
@@ -973,23 +1097,22 @@ async fn bench_tools() -> ToolResult {
             })
             .collect();
         if times.len() == tool_calls {
-            Some(Dist::new(times[TOOL_WARMUP..].to_vec()))
+            floors.push((what, Dist::new(times[TOOL_WARMUP..].to_vec())));
         } else {
             let states: Vec<&Value> = transcript
                 .as_array()
                 .unwrap()
                 .iter()
                 .flat_map(|m| m["parts"].as_array().into_iter().flatten())
-                .filter(|p| p["type"] == "tool")
+                .filter(|p| p["type"] == "tool" && p["tool"] == tool)
                 .take(1)
                 .collect();
             eprintln!(
-                "bench: the floor's tool did not run ({} of {tool_calls} completed): {states:?}",
+                "bench: the floor's tool {tool} did not run ({} of {tool_calls} completed): {states:?}",
                 times.len()
             );
-            None
         }
-    };
+    }
     let dir = world.workspace().join("chats/bench-tools");
     let sessions = opencode_get(&http, &oc, "/session", &dir).await;
     let sessions = sessions.as_array().expect("session list");
@@ -1063,6 +1186,19 @@ async fn bench_tools() -> ToolResult {
         .map(Result::unwrap)
         .collect();
     let events = read_stages(&log);
+    // The plugin's marks per call id (ms with a fraction → µs).
+    let marks: std::collections::HashMap<String, Value> = std::fs::read_to_string(&trace)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|m| Some((m["call"].as_str()?.to_owned(), m)))
+        .collect();
+    let mark = |call: &str, name: &str| {
+        marks
+            .get(call)
+            .and_then(|m| m[name].as_f64())
+            .map(|ms| (ms * 1e3) as u64)
+    };
     let tool_stages = [
         "tool_read",
         "tool_identified",
@@ -1078,7 +1214,13 @@ async fn bench_tools() -> ToolResult {
             let ms = |v: &Value| v.as_u64().map(|m| m * 1000);
             let stamp = id.split('_').nth(1).expect("req_<time>_<random>");
             let made = u64::from_str_radix(stamp, 36).expect("base-36 time") * 1000;
-            let mut points = vec![ms(&p["state"]["time"]["start"]), Some(made)];
+            let call = p["callID"].as_str().unwrap_or_default();
+            let mut points = vec![
+                ms(&p["state"]["time"]["start"]),
+                mark(call, "start").or(Some(made)),
+                mark(call, "connected"),
+                mark(call, "written"),
+            ];
             for stage in tool_stages {
                 let e = events
                     .iter()
@@ -1090,6 +1232,8 @@ async fn bench_tools() -> ToolResult {
                 }
                 points.push(e.map(|e| e.t_us));
             }
+            points.push(mark(call, "answered"));
+            points.push(mark(call, "returned"));
             points.push(ms(&p["state"]["time"]["end"]));
             points
         })
@@ -1097,12 +1241,16 @@ async fn bench_tools() -> ToolResult {
     let breakdown = Breakdown::new(
         &[
             "tool part started (OpenCode, ms)",
-            "request made (plugin, ms)",
+            "execute started (plugin)",
+            "socket connected (plugin)",
+            "request written (plugin)",
             "request read by the bridge",
             "caller identified (store)",
             "provenance checked",
             "action committed",
             "response written",
+            "answer read (plugin)",
+            "execute returned (plugin)",
             "tool part ended (OpenCode, ms)",
         ],
         &stage_samples,
@@ -1160,7 +1308,7 @@ async fn bench_tools() -> ToolResult {
         in_order,
         run_wall,
         not_completed,
-        floor,
+        floors,
     }
 }
 
@@ -1470,6 +1618,10 @@ fn print_e2e(e2e: &E2eResult) {
             &e2e.bare,
         ),
         (
+            "direct: OpenCode's blocking `POST /session/{id}/message` sent → response read",
+            &e2e.direct,
+        ),
+        (
             "POST /fake/inbox round trip (for reference)",
             &e2e.inbox_post,
         ),
@@ -1482,6 +1634,12 @@ fn print_e2e(e2e: &E2eResult) {
          (median of per-pair ratios: {:.2}×; bridge overhead at p50: {} ms)",
         e2e.paired_ratio_p50,
         ms(e2e.bridge.pct(50.0).saturating_sub(e2e.bare.pct(50.0))),
+    );
+    let ratio = e2e.bridge.pct(50.0).as_secs_f64() / e2e.direct.pct(50.0).as_secs_f64();
+    println!(
+        "\nRatio of p50s, bridge / direct (OpenCode's blocking call): **{ratio:.2}×** \
+         (median of per-triple ratios: {:.2}×; target ≤ 1.05)",
+        e2e.paired_direct_p50,
     );
     println!(
         "\nWith n = {} samples (nearest-rank percentiles), p99 is the maximum.",
@@ -1535,13 +1693,10 @@ fn print_tools(tools: &ToolResult) {
             &tools.dist
         )
     );
-    if let Some(floor) = &tools.floor {
+    for (what, floor) in &tools.floors {
         println!(
             "{}",
-            ms_row(
-                "for reference, OpenCode's floor: a plugin tool that returns at once (bench_noop), same timing",
-                floor
-            )
+            ms_row(&format!("OpenCode's floor: {what}, same timing"), floor)
         );
     }
     println!(
@@ -1738,6 +1893,8 @@ struct Bare {
     http: reqwest::Client,
     oc: String,
     session: String,
+    /// A second session in the same folder, for the blocking call.
+    direct_session: String,
     dir: String,
     /// Parent ids of the session's finished answers, as the stream shows them.
     answered: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -1777,6 +1934,18 @@ impl Bare {
             .await
             .unwrap();
         let session = created["id"].as_str().expect("session id").to_owned();
+        let created: Value = http
+            .post(format!("{oc}/session"))
+            .query(&[("directory", &dir)])
+            .json(&json!({"title": "bench direct"}))
+            .timeout(Duration::from_secs(180))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let direct_session = created["id"].as_str().expect("session id").to_owned();
 
         // The folder's own event stream (no request timeout: it stays open).
         let stream = reqwest::Client::new()
@@ -1822,15 +1991,16 @@ impl Bare {
             http: http.clone(),
             oc: oc.to_owned(),
             session,
+            direct_session,
             dir,
             answered,
             reader,
         }
     }
 
-    /// One prompt, until the stream shows its answer finished (`done`
-    /// answers came before it).
-    async fn turn(&mut self, done: usize) -> Duration {
+    /// The prompt the bridge would send for its `done`-th message, and the
+    /// agent it would use.
+    fn prompt(done: usize) -> (String, &'static str) {
         let message = StoredMessage {
             seq: done as i64 + 1,
             id: MessageId::new(format!("B{done}")),
@@ -1849,6 +2019,39 @@ impl Bare {
         };
         let text = format_prompt(&ctx, &[message]);
         let agent = pocketbrain::profiles::agent_name(pocketbrain::model::Profile::Member);
+        (text, agent)
+    }
+
+    /// OpenCode's blocking prompt call: `POST /session/{id}/message`, which
+    /// answers when the turn is complete; sent → response body read.
+    async fn direct_turn(&mut self, done: usize) -> Duration {
+        let (text, agent) = Self::prompt(done);
+        let t = Instant::now();
+        let r = self
+            .http
+            .post(format!(
+                "{}/session/{}/message",
+                self.oc, self.direct_session
+            ))
+            .query(&[("directory", &self.dir)])
+            .json(&json!({"agent": agent, "parts": [{"type": "text", "text": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "blocking prompt: {}", r.status());
+        let body: Value = r.json().await.unwrap();
+        let elapsed = t.elapsed();
+        assert!(
+            body["parts"].as_array().is_some_and(|p| !p.is_empty()),
+            "blocking prompt answered without parts: {body}"
+        );
+        elapsed
+    }
+
+    /// One prompt, until the stream shows its answer finished (`done`
+    /// answers came before it).
+    async fn turn(&mut self, done: usize) -> Duration {
+        let (text, agent) = Self::prompt(done);
         let id = pocketbrain::opencode::new_message_id();
         let t = Instant::now();
         let r = self

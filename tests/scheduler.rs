@@ -226,7 +226,11 @@ async fn tasks_cli_validates_and_manages() {
     let (ok, out, _) = w.cli(&["tasks", "pause", &id]);
     assert!(ok && out.starts_with("Paused task"), "{out}");
     let (_, list, _) = w.cli(&["tasks", "list"]);
-    assert!(list.contains(" paused "), "{list}");
+    // Paused as the owner, not as a pretend chat: the reason says who.
+    assert!(
+        list.contains(" paused ") && list.contains("paused by the owner"),
+        "{list}"
+    );
     let (ok, out, _) = w.cli(&["tasks", "resume", &id]);
     assert!(
         ok && out.contains("Next run: ") && out.contains(" 09:00 "),

@@ -51,6 +51,24 @@ var LIMITS = {
 };
 var MAX_RESULT_CHARS = 4e3;
 
+// pocketbrain/trace.ts
+import { appendFileSync } from "node:fs";
+var FILE = process.env.PB_PLUGIN_TRACE;
+function now() {
+  return performance.timeOrigin + performance.now();
+}
+function startTrace() {
+  return FILE ? { start: now() } : void 0;
+}
+function writeTrace(marks) {
+  if (!FILE || !marks) return;
+  try {
+    appendFileSync(FILE, `${JSON.stringify(marks)}
+`);
+  } catch {
+  }
+}
+
 // pocketbrain/ipc.ts
 var CONFIG_PATH = fileURLToPath(new URL("../pocketbrain.json", import.meta.url));
 function readConfig(path = CONFIG_PATH) {
@@ -64,14 +82,14 @@ var DEFAULT_TIMEOUT_MS = 3e4;
 function newRequestId() {
   return `req_${Date.now().toString(36)}_${randomBytes(8).toString("hex")}`;
 }
-function buildRequest(id, tool2, args, ctx, now = /* @__PURE__ */ new Date()) {
+function buildRequest(id, tool2, args, ctx, now2 = /* @__PURE__ */ new Date()) {
   return {
     version: PROTOCOL_VERSION,
     id,
     tool: tool2,
     args,
     context: { session_id: ctx.sessionID, message_id: ctx.messageID, call_id: ctx.callID ?? null, agent: ctx.agent ?? null },
-    created_at: now.toISOString()
+    created_at: now2.toISOString()
   };
 }
 var IpcClient = class _IpcClient {
@@ -92,16 +110,20 @@ var IpcClient = class _IpcClient {
     const timeout = Number(process.env.PB_IPC_TIMEOUT_MS || cfg.timeout_ms || DEFAULT_TIMEOUT_MS);
     return new _IpcClient(dir, timeout);
   }
-  async call(tool2, args, ctx, abort) {
+  async call(tool2, args, ctx, abort, marks) {
     if (!this.dir) throw new Error("PocketBrain is not configured (no pocketbrain.json beside the plugin)");
     const id = newRequestId();
+    if (marks) {
+      marks.id = id;
+      marks.call = ctx.callID ?? "";
+    }
     const body = JSON.stringify(buildRequest(id, tool2, args, ctx));
     const size = Buffer.byteLength(body);
     if (size > LIMITS.maxRequestBytes) {
       throw new Error(`the request is ${size} bytes; PocketBrain takes at most ${LIMITS.maxRequestBytes}. Make it shorter.`);
     }
     const started = Date.now();
-    const fast = await viaSocket(join(this.dir, SOCKET_NAME), body, id, Math.min(this.timeoutMs, SOCKET_WAIT_MS), abort);
+    const fast = await viaSocket(join(this.dir, SOCKET_NAME), body, id, Math.min(this.timeoutMs, SOCKET_WAIT_MS), abort, marks);
     if (fast) return { kind: "response", response: fast };
     const requests = join(this.dir, "requests");
     mkdirSync(requests, { recursive: true });
@@ -126,39 +148,101 @@ var IpcClient = class _IpcClient {
   }
 };
 var SOCKET_WAIT_MS = 2e3;
-function viaSocket(path, body, id, waitMs, abort) {
+var idle = /* @__PURE__ */ new Map();
+var MAX_IDLE = 4;
+function open(path) {
+  const socket = createConnection(path);
+  const link = { socket, buffered: "", dead: false };
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk) => {
+    link.buffered += chunk;
+    for (let end = link.buffered.indexOf("\n"); end >= 0; end = link.buffered.indexOf("\n")) {
+      const line = link.buffered.slice(0, end);
+      link.buffered = link.buffered.slice(end + 1);
+      link.onLine?.(line);
+    }
+  });
+  const gone = () => {
+    link.dead = true;
+    const list = idle.get(path);
+    if (list?.includes(link))
+      idle.set(
+        path,
+        list.filter((l) => l !== link)
+      );
+    link.onClose?.();
+  };
+  socket.on("error", gone);
+  socket.on("close", gone);
+  return link;
+}
+function takeIdle(path) {
+  const list = idle.get(path);
+  for (let link = list?.pop(); link; link = list?.pop()) {
+    if (!link.dead) return link;
+  }
+  return void 0;
+}
+function release(path, link) {
+  const list = idle.get(path) ?? [];
+  if (link.dead || list.length >= MAX_IDLE) {
+    link.socket.destroy();
+    return;
+  }
+  link.socket.unref();
+  list.push(link);
+  idle.set(path, list);
+}
+async function viaSocket(path, body, id, waitMs, abort, marks) {
+  const deadline = Date.now() + waitMs;
+  const kept = takeIdle(path);
+  if (kept) {
+    if (marks) marks.reused = 1;
+    const answer2 = await exchange(path, kept, body, id, waitMs, abort, marks);
+    if (answer2 !== "closed") return answer2;
+  }
+  const left = deadline - Date.now();
+  if (left <= 0 || abort?.aborted) return void 0;
+  const answer = await exchange(path, open(path), body, id, left, abort, marks);
+  return answer === "closed" ? void 0 : answer;
+}
+function exchange(path, link, body, id, waitMs, abort, marks) {
   return new Promise((resolve) => {
-    let received = "";
     let settled = false;
-    const socket = createConnection(path);
-    const finish = (response) => {
+    const finish = (answer, keep) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       abort?.removeEventListener("abort", onAbort);
-      socket.destroy();
-      resolve(response);
+      link.onLine = void 0;
+      link.onClose = void 0;
+      if (keep) release(path, link);
+      else link.socket.destroy();
+      resolve(answer);
     };
-    const onAbort = () => finish(void 0);
+    const onAbort = () => finish(void 0, false);
     const timer = setTimeout(onAbort, waitMs);
-    if (abort?.aborted) return finish(void 0);
+    if (abort?.aborted || link.dead) return finish(link.dead ? "closed" : void 0, false);
     abort?.addEventListener("abort", onAbort, { once: true });
-    socket.setEncoding("utf8");
-    socket.on("connect", () => socket.write(`${body}
-`));
-    socket.on("data", (chunk) => {
-      received += chunk;
-      const end = received.indexOf("\n");
-      if (end < 0) return;
+    link.onClose = () => finish("closed", false);
+    link.onLine = (line) => {
+      if (marks) marks.answered = now();
       try {
-        const response = JSON.parse(received.slice(0, end));
-        finish(response.id === id ? response : void 0);
+        const response = JSON.parse(line);
+        if (response.id === id) return finish(response, true);
       } catch {
-        finish(void 0);
       }
+      finish(void 0, false);
+    };
+    link.socket.ref();
+    if (marks) {
+      if (link.socket.connecting) link.socket.once("connect", () => marks.connected = now());
+      else marks.connected = now();
+    }
+    link.socket.write(`${body}
+`, () => {
+      if (marks) marks.written = now();
     });
-    socket.on("error", () => finish(void 0));
-    socket.on("close", () => finish(void 0));
   });
 }
 function takeResponse(path) {
@@ -12730,11 +12814,18 @@ function render(outcome) {
 }
 function execute(caller, spec8) {
   return async (args, ctx) => {
+    const marks = startTrace();
+    let text;
     try {
-      return render(await caller.call(spec8.name, args, ctx, ctx.abort));
+      text = render(await caller.call(spec8.name, args, ctx, ctx.abort, marks));
     } catch (e) {
-      return `Error: ${e.message}`;
+      text = `Error: ${e.message}`;
     }
+    if (marks) {
+      marks.returned = now();
+      writeTrace(marks);
+    }
+    return text;
   };
 }
 function makeTools(caller) {

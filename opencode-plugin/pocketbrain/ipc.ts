@@ -1,9 +1,9 @@
 // IPC with the PocketBrain bridge (protocol in ./contract.ts).
 //
-// First the fast way: one connection to the bridge's socket in the IPC
-// folder, the request as one JSON line, its response as one line back. If
-// the socket is missing, refuses, or closes without an answer (the bridge
-// is down, stopping, or cannot act now), the same request goes the durable
+// First the fast way: a connection to the bridge's socket in the IPC
+// folder (kept open between calls), the request as one JSON line, its
+// response as one line back. If the socket is missing, refuses, or closes
+// without an answer (the bridge is down, stopping, or cannot act now), the same request goes the durable
 // way, through the folder: a request is written atomically (temp file + rename) into <ipc>/requests/;
 // the bridge acts on it at most once and writes <ipc>/responses/<id>.json,
 // which we wait for: woken by a watch on the responses folder, with a coarse
@@ -12,10 +12,11 @@
 // stays queued and the bridge carries it out when it is back.
 import { randomBytes } from "node:crypto"
 import { type FSWatcher, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from "node:fs"
-import { createConnection } from "node:net"
+import { createConnection, type Socket } from "node:net"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { LIMITS, PROTOCOL_VERSION, SOCKET_NAME, type ToolName } from "./contract.ts"
+import { type Marks, now } from "./trace.ts"
 
 /** OpenCode's tool context, as far as the bridge needs it. */
 export type CallContext = { sessionID: string; messageID: string; callID?: string | undefined; agent?: string | undefined }
@@ -39,7 +40,7 @@ export type Outcome = { kind: "response"; response: Response } | { kind: "timeou
 
 /** What the plugin asks of a client; tests put a fake one in. */
 export interface Caller {
-  call(tool: ToolName, args: Record<string, unknown>, ctx: CallContext, abort?: AbortSignal): Promise<Outcome>
+  call(tool: ToolName, args: Record<string, unknown>, ctx: CallContext, abort?: AbortSignal, marks?: Marks): Promise<Outcome>
 }
 
 /** The plugin's config file, written by the bridge. */
@@ -98,16 +99,20 @@ export class IpcClient implements Caller {
     return new IpcClient(dir, timeout)
   }
 
-  async call(tool: ToolName, args: Record<string, unknown>, ctx: CallContext, abort?: AbortSignal): Promise<Outcome> {
+  async call(tool: ToolName, args: Record<string, unknown>, ctx: CallContext, abort?: AbortSignal, marks?: Marks): Promise<Outcome> {
     if (!this.dir) throw new Error("PocketBrain is not configured (no pocketbrain.json beside the plugin)")
     const id = newRequestId()
+    if (marks) {
+      marks.id = id
+      marks.call = ctx.callID ?? ""
+    }
     const body = JSON.stringify(buildRequest(id, tool, args, ctx))
     const size = Buffer.byteLength(body)
     if (size > LIMITS.maxRequestBytes) {
       throw new Error(`the request is ${size} bytes; PocketBrain takes at most ${LIMITS.maxRequestBytes}. Make it shorter.`)
     }
     const started = Date.now()
-    const fast = await viaSocket(join(this.dir, SOCKET_NAME), body, id, Math.min(this.timeoutMs, SOCKET_WAIT_MS), abort)
+    const fast = await viaSocket(join(this.dir, SOCKET_NAME), body, id, Math.min(this.timeoutMs, SOCKET_WAIT_MS), abort, marks)
     if (fast) return { kind: "response", response: fast }
     // The file work is synchronous on purpose: a request is at most a few
     // KB on a local disk, so each call is a few microseconds, while each
@@ -145,42 +150,155 @@ export class IpcClient implements Caller {
 const SOCKET_WAIT_MS = 2000
 
 /**
+ * A connection to the bridge's socket, kept between calls: connecting
+ * costs a turn of OpenCode's event loop, which on a busy machine is most
+ * of a call's time (docs/BENCHMARKS.md). One call at a time uses it.
+ */
+type Link = {
+  socket: Socket
+  /** Bytes after the last whole line. */
+  buffered: string
+  dead: boolean
+  /** The call using it: a whole line came, or the link closed. */
+  onLine?: ((line: string) => void) | undefined
+  onClose?: (() => void) | undefined
+}
+
+/** Idle links per socket path, most recently used last. */
+const idle = new Map<string, Link[]>()
+/** Idle links kept per socket path; more calls at once open more, closed after use. */
+const MAX_IDLE = 4
+
+function open(path: string): Link {
+  const socket = createConnection(path)
+  const link: Link = { socket, buffered: "", dead: false }
+  socket.setEncoding("utf8")
+  socket.on("data", (chunk: string) => {
+    link.buffered += chunk
+    for (let end = link.buffered.indexOf("\n"); end >= 0; end = link.buffered.indexOf("\n")) {
+      const line = link.buffered.slice(0, end)
+      link.buffered = link.buffered.slice(end + 1)
+      link.onLine?.(line)
+    }
+  })
+  const gone = () => {
+    link.dead = true
+    const list = idle.get(path)
+    if (list?.includes(link))
+      idle.set(
+        path,
+        list.filter((l) => l !== link),
+      )
+    link.onClose?.()
+  }
+  socket.on("error", gone)
+  socket.on("close", gone)
+  return link
+}
+
+function takeIdle(path: string): Link | undefined {
+  const list = idle.get(path)
+  for (let link = list?.pop(); link; link = list?.pop()) {
+    if (!link.dead) return link
+  }
+  return undefined
+}
+
+function release(path: string, link: Link): void {
+  const list = idle.get(path) ?? []
+  if (link.dead || list.length >= MAX_IDLE) {
+    link.socket.destroy()
+    return
+  }
+  // An idle link does not keep the process alive.
+  link.socket.unref()
+  list.push(link)
+  idle.set(path, list)
+}
+
+/** Closes the idle links (tests; a plugin never needs to). */
+export function closeIdleLinks(): void {
+  for (const list of idle.values()) for (const link of list) link.socket.destroy()
+  idle.clear()
+}
+
+/**
  * Sends `body` (request `id`) on the bridge's socket at `path` and resolves
  * with its answer; `undefined` when there is none (no socket, refused,
- * closed without an answer, aborted, or `waitMs` passed).
+ * closed without an answer, aborted, or `waitMs` passed). A kept link
+ * that turns out closed (the bridge restarted since) is replaced by a
+ * fresh one once; the request id makes a repeat harmless (the bridge's
+ * ledger answers it once). `marks` gets the times of connecting, writing
+ * and reading the answer.
  */
-export function viaSocket(path: string, body: string, id: string, waitMs: number, abort?: AbortSignal): Promise<Response | undefined> {
+export async function viaSocket(
+  path: string,
+  body: string,
+  id: string,
+  waitMs: number,
+  abort?: AbortSignal,
+  marks?: Marks,
+): Promise<Response | undefined> {
+  const deadline = Date.now() + waitMs
+  const kept = takeIdle(path)
+  if (kept) {
+    if (marks) marks.reused = 1
+    const answer = await exchange(path, kept, body, id, waitMs, abort, marks)
+    if (answer !== "closed") return answer
+  }
+  const left = deadline - Date.now()
+  if (left <= 0 || abort?.aborted) return undefined
+  const answer = await exchange(path, open(path), body, id, left, abort, marks)
+  return answer === "closed" ? undefined : answer
+}
+
+/** One request on `link`: its answer, `undefined`, or "closed" when the link closed unanswered. */
+function exchange(
+  path: string,
+  link: Link,
+  body: string,
+  id: string,
+  waitMs: number,
+  abort?: AbortSignal,
+  marks?: Marks,
+): Promise<Response | undefined | "closed"> {
   return new Promise((resolve) => {
-    let received = ""
     let settled = false
-    const socket = createConnection(path)
-    const finish = (response: Response | undefined) => {
+    const finish = (answer: Response | undefined | "closed", keep: boolean) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       abort?.removeEventListener("abort", onAbort)
-      socket.destroy()
-      resolve(response)
+      link.onLine = undefined
+      link.onClose = undefined
+      if (keep) release(path, link)
+      else link.socket.destroy()
+      resolve(answer)
     }
-    const onAbort = () => finish(undefined)
+    // Given up: the link is closed, so a late answer is never read as the next call's.
+    const onAbort = () => finish(undefined, false)
     const timer = setTimeout(onAbort, waitMs)
-    if (abort?.aborted) return finish(undefined)
+    if (abort?.aborted || link.dead) return finish(link.dead ? "closed" : undefined, false)
     abort?.addEventListener("abort", onAbort, { once: true })
-    socket.setEncoding("utf8")
-    socket.on("connect", () => socket.write(`${body}\n`))
-    socket.on("data", (chunk: string) => {
-      received += chunk
-      const end = received.indexOf("\n")
-      if (end < 0) return
+    link.onClose = () => finish("closed", false)
+    link.onLine = (line) => {
+      if (marks) marks.answered = now()
       try {
-        const response = JSON.parse(received.slice(0, end)) as Response
-        finish(response.id === id ? response : undefined)
+        const response = JSON.parse(line) as Response
+        if (response.id === id) return finish(response, true)
       } catch {
-        finish(undefined)
+        // Not an answer: the link is not trusted further.
       }
+      finish(undefined, false)
+    }
+    link.socket.ref()
+    if (marks) {
+      if (link.socket.connecting) link.socket.once("connect", () => (marks.connected = now()))
+      else marks.connected = now()
+    }
+    link.socket.write(`${body}\n`, () => {
+      if (marks) marks.written = now()
     })
-    socket.on("error", () => finish(undefined))
-    socket.on("close", () => finish(undefined))
   })
 }
 

@@ -13,6 +13,7 @@ import { spec as resumeTask } from "./tools/resume_task.ts"
 import { spec as scheduleTask } from "./tools/schedule_task.ts"
 import { spec as sendFile } from "./tools/send_file.ts"
 import { spec as sendMessage } from "./tools/send_message.ts"
+import { now, startTrace, writeTrace } from "./trace.ts"
 
 /** Every tool, in the order the model sees them. */
 export const SPECS = [sendMessage, scheduleTask, listTasks, pauseTask, resumeTask, cancelTask, sendFile] as const
@@ -63,11 +64,18 @@ type Context = Pick<ToolContext, "sessionID" | "messageID" | "agent"> & { callID
 
 function execute(caller: Caller, spec: ToolSpec) {
   return async (args: Record<string, unknown>, ctx: Context): Promise<string> => {
+    const marks = startTrace()
+    let text: string
     try {
-      return render(await caller.call(spec.name, args, ctx, ctx.abort))
+      text = render(await caller.call(spec.name, args, ctx, ctx.abort, marks))
     } catch (e) {
-      return `Error: ${(e as Error).message}`
+      text = `Error: ${(e as Error).message}`
     }
+    if (marks) {
+      marks.returned = now()
+      writeTrace(marks)
+    }
+    return text
   }
 }
 

@@ -1,12 +1,21 @@
 // The request and response files, against the fixtures the bridge's tests read too.
 import assert from "node:assert/strict"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
-import { createServer, type Server } from "node:net"
+import { createServer, type Server, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { after, test } from "node:test"
 import { LIMITS, PROTOCOL_VERSION, SOCKET_NAME, TOOL_NAMES, type ToolName } from "../pocketbrain/contract.ts"
-import { buildRequest, type CallContext, IpcClient, newRequestId, type Request, type Response, validRequestId } from "../pocketbrain/ipc.ts"
+import {
+  buildRequest,
+  type CallContext,
+  closeIdleLinks,
+  IpcClient,
+  newRequestId,
+  type Request,
+  type Response,
+  validRequestId,
+} from "../pocketbrain/ipc.ts"
 import { z } from "../pocketbrain/spec.ts"
 import { SPECS } from "../pocketbrain/tools.ts"
 import { fixtureNames, readFixture } from "./fixtures.ts"
@@ -151,6 +160,50 @@ test("a socket that closes without an answer: the same request goes through the 
     assert.deepEqual(bySocket, [byFile.id], "one request, tried by the socket first")
     assert.deepEqual(outcome, { kind: "response", response: { ...reply, id: byFile.id } })
   } finally {
+    server.close()
+  }
+})
+
+test("calls keep one connection open; one the bridge closed meanwhile is replaced, not given up for the folder", async () => {
+  const reply = readFixture<Response>("response-ok.json")
+  const dir = ipcDir()
+  const conns: Socket[] = []
+  const answered: string[] = []
+  mkdirSync(dir, { recursive: true })
+  // Like the bridge: each line answered on the same connection, which stays open.
+  const server = createServer((conn) => {
+    conns.push(conn)
+    let buf = ""
+    conn.setEncoding("utf8")
+    conn.on("data", (chunk: string) => {
+      buf += chunk
+      for (let end = buf.indexOf("\n"); end >= 0; end = buf.indexOf("\n")) {
+        const r = JSON.parse(buf.slice(0, end)) as Request
+        buf = buf.slice(end + 1)
+        answered.push(r.id)
+        conn.write(`${JSON.stringify({ ...reply, id: r.id })}\n`)
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(join(dir, SOCKET_NAME), resolve))
+  const client = new IpcClient(dir, 5000)
+  const call = (n: number) => client.call("list_tasks", {}, { sessionID: "ses_a", messageID: "msg_a", callID: `c${n}` })
+  try {
+    const first = await call(1)
+    const second = await call(2)
+    assert.equal(conns.length, 1, "the second call used the first call's connection")
+    // The bridge closes it (idle, or restarted); the next call connects again.
+    for (const c of conns) c.destroy()
+    const third = await call(3)
+    assert.equal(conns.length, 2)
+    assert.deepEqual(
+      [first, second, third].map((o) => (o.kind === "response" ? o.response.id : "timeout")),
+      answered.slice(-3),
+      "each call got its own answer by the socket",
+    )
+    assert.throws(() => readdirSync(join(dir, "requests")), "nothing went through the folder")
+  } finally {
+    closeIdleLinks()
     server.close()
   }
 })

@@ -30,6 +30,7 @@
 //! beside them, and are logged; processing goes on.
 
 mod act;
+mod dirs;
 mod fair;
 pub mod protocol;
 pub mod socket;
@@ -50,8 +51,10 @@ use crate::agent::Agent;
 use crate::channel::Channel;
 use crate::metrics::{ToolEnd, Via};
 use crate::outbound::Persona;
-use crate::safe_dir::{Kind, Limited, ReadError, SafeDir};
+use crate::safe_dir::{Kind, Limited, ReadError};
 use crate::store::Store;
+pub use dirs::IpcDirs;
+use dirs::OpenDirs;
 use protocol::{MAX_REQUEST_BYTES, Request, Response, VERSION, valid_id};
 
 /// How soon a postponed request is tried again (and how often the folder
@@ -68,48 +71,6 @@ const FAILED_MAX_FILES: usize = 2000;
 /// Most requests of one OpenCode session acted on in one pass; the rest
 /// wait for the next pass, which follows at once.
 const PER_SESSION_PER_PASS: usize = 4;
-/// The IPC folders.
-#[derive(Debug, Clone)]
-pub struct IpcDirs {
-    pub root: PathBuf,
-    pub requests: PathBuf,
-    pub responses: PathBuf,
-    pub failed: PathBuf,
-}
-
-/// The IPC folders, opened without following a symlink below the root
-/// (the agent can write in the tool-call folder).
-struct OpenDirs {
-    requests: SafeDir,
-    responses: SafeDir,
-    failed: SafeDir,
-}
-
-impl IpcDirs {
-    pub fn new(root: PathBuf) -> Self {
-        Self {
-            requests: root.join("requests"),
-            responses: root.join("responses"),
-            failed: root.join("failed"),
-            root,
-        }
-    }
-
-    pub fn create(&self) -> std::io::Result<()> {
-        self.open().map(drop)
-    }
-
-    /// Opens (creating, or replacing a planted symlink) the three folders.
-    fn open(&self) -> std::io::Result<OpenDirs> {
-        let root = SafeDir::open_root(&self.root)?;
-        Ok(OpenDirs {
-            requests: root.subdir("requests")?,
-            responses: root.subdir("responses")?,
-            failed: root.subdir("failed")?,
-        })
-    }
-}
-
 /// Why a request was not acted on now.
 enum Skip {
     /// Try again on the next scan (OpenCode unreachable, store busy).

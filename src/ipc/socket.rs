@@ -1,15 +1,19 @@
 //! The fast way in: a Unix socket beside the request folder.
 //!
-//! The plugin connects to `<ipc>/bridge.sock`, writes one request (the same
-//! JSON as a request file) and a newline, and reads one response line. The
+//! The plugin connects to `<ipc>/bridge.sock`, writes a request (the same
+//! JSON as a request file) and a newline, and reads one response line; then
+//! it may write the next request on the same connection, which it keeps
+//! open between calls (connecting costs a turn of OpenCode's event loop,
+//! measured in docs/BENCHMARKS.md). Requests on one connection are answered
+//! one after another; a connection idle for [`IDLE`] is closed. Each
 //! request goes through the same checks as a file (identity, provenance,
 //! the ledger), so the socket trusts its callers no more than the folder
-//! does: anything that can write in the folder can connect. A connection
-//! the bridge cannot answer now (OpenCode unreachable, the store busy, too
-//! many connections, the bridge stopping) is closed without an answer, and
-//! the plugin puts the same request in the folder, the durable way: a
-//! request is never lost because it went by the socket, and the ledger
-//! answers a request that arrives both ways once.
+//! does: anything that can write in the folder can connect. A request the
+//! bridge cannot answer now (OpenCode unreachable, the store busy, too
+//! many connections, the bridge stopping) closes its connection without an
+//! answer, and the plugin puts the same request in the folder, the durable
+//! way: a request is never lost because it went by the socket, and the
+//! ledger answers a request that arrives both ways once.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +35,9 @@ pub const SOCKET_NAME: &str = "bridge.sock";
 /// Connections served at once; more are closed at once (the plugin then
 /// uses the folder).
 const MAX_CONNECTIONS: usize = 32;
-/// How long a connection may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may wait before (or while) sending its next
+/// request; then it is closed (the plugin opens a new one when it needs it).
+pub const IDLE: Duration = Duration::from_secs(30);
 
 /// Binds the socket at `<root>/bridge.sock`, replacing what an earlier run
 /// (or anyone else) left there: a socket or a symlink is unlinked (never
@@ -86,32 +92,47 @@ impl Ipc {
         }
     }
 
-    /// One request and its answer.
+    /// Requests and their answers, one after another, until the plugin
+    /// closes the connection, it idles for [`IDLE`], or a request cannot be
+    /// answered now.
     async fn one_connection(&self, stream: UnixStream) {
         let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
         let mut line = Vec::new();
-        let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES + 2);
-        match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
-            Ok(Ok(_)) if line.ends_with(b"\n") => {
-                line.pop();
+        loop {
+            line.clear();
+            let mut limited = (&mut reader).take(MAX_REQUEST_BYTES + 2);
+            match tokio::time::timeout(IDLE, limited.read_until(b'\n', &mut line)).await {
+                Ok(Ok(_)) if line.ends_with(b"\n") => {
+                    line.pop();
+                }
+                Ok(Ok(_)) if line.len() as u64 > MAX_REQUEST_BYTES => {
+                    crate::metrics::tool_call("unknown", ToolEnd::Refused, Via::Socket);
+                    tracing::warn!("IPC socket: request over {MAX_REQUEST_BYTES} bytes refused");
+                    break;
+                }
+                // Closed (before a whole line), or idle: nothing to answer.
+                _ => break,
             }
-            Ok(Ok(_)) if line.len() as u64 > MAX_REQUEST_BYTES => {
-                crate::metrics::tool_call("unknown", ToolEnd::Refused, Via::Socket);
-                tracing::warn!("IPC socket: request over {MAX_REQUEST_BYTES} bytes refused");
-                return;
+            if !self.one_request(&line, &mut write).await {
+                break;
             }
-            // Closed before a whole line, or too slow: nothing to answer.
-            _ => return,
         }
-        let req = match read_request(&line) {
+        let _ = write.shutdown().await;
+    }
+
+    /// Answers one request line; `false` when the connection is to be
+    /// closed (the request was unreadable, or cannot be answered now).
+    async fn one_request(&self, line: &[u8], write: &mut OwnedWriteHalf) -> bool {
+        let req = match read_request(line) {
             Ok(r) => r,
             Err(bad) => {
                 crate::metrics::tool_call("unknown", ToolEnd::Refused, Via::Socket);
                 tracing::warn!(id = ?bad.id, code = bad.code, reason = %bad.why, "IPC socket: request refused");
                 if let Some(id) = &bad.id {
-                    send(&mut write, &Response::error(id, bad.code, bad.why)).await;
+                    send(write, &Response::error(id, bad.code, bad.why)).await;
                 }
-                return;
+                return false;
             }
         };
         let resp = match self.answer(&req, false, Via::Socket).await {
@@ -122,21 +143,96 @@ impl Ipc {
             }
             Err(Skip::Later(why)) => {
                 tracing::info!(id = %req.id, %why, "IPC socket: cannot act now; the plugin queues the request in the folder");
-                return;
+                return false;
             }
         };
-        send(&mut write, &resp).await;
+        let sent = send(write, &resp).await;
         crate::stage!("tool_responded", resp.id);
+        sent
     }
 }
 
-async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, resp: &Response) {
+/// Writes one answer line; `false` when the plugin is gone.
+async fn send(write: &mut OwnedWriteHalf, resp: &Response) -> bool {
     let mut body = serde_json::to_vec(resp).unwrap_or_default();
     body.push(b'\n');
-    if let Err(e) = write.write_all(&body).await {
-        // The plugin is gone (its call ended); the ledger keeps the answer
-        // for a request that comes again.
-        tracing::debug!(id = %resp.id, error = %e, "IPC socket: cannot send the answer");
+    match write.write_all(&body).await {
+        Ok(()) => true,
+        Err(e) => {
+            // The plugin is gone (its call ended); the ledger keeps the
+            // answer for a request that comes again.
+            tracing::debug!(id = %resp.id, error = %e, "IPC socket: cannot send the answer");
+            false
+        }
     }
-    let _ = write.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::UnixStream;
+    use tokio::sync::Notify;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{IDLE, bind};
+    use crate::ipc::{Ipc, IpcDeps, IpcDirs};
+
+    fn ipc(dir: &std::path::Path) -> Ipc {
+        let store = crate::store::Store::open(&dir.join("db.sqlite3")).unwrap();
+        Ipc::new(
+            IpcDirs::new(dir.join("ipc")),
+            IpcDeps {
+                store,
+                agent: Arc::new(crate::agent::fake::FakeAgent::default()),
+                channel: Arc::new(crate::channel::api::ApiChannel::new()),
+                persona: crate::outbound::Persona {
+                    name: "Andy".into(),
+                    own_number: false,
+                },
+                tz: chrono_tz::UTC,
+                workspace: dir.join("ws"),
+                media_limits: crate::media::MediaLimits::default(),
+                max_tasks_per_chat: 10,
+                outbox_wake: Arc::new(Notify::new()),
+                tasks_wake: Arc::new(Notify::new()),
+            },
+        )
+    }
+
+    /// A well-formed request from a session PocketBrain does not know: it
+    /// is answered (refused as forged) without OpenCode being asked.
+    fn stranger(id: &str) -> String {
+        let fixture = include_str!("../../opencode-plugin/fixtures/ipc/request-list_tasks.json");
+        let mut v: serde_json::Value = serde_json::from_str(fixture).unwrap();
+        v["id"] = id.into();
+        format!("{v}\n")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_serves_requests_in_turn_until_it_idles() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ipc")).unwrap();
+        let (listener, path) = bind(&dir.path().join("ipc")).unwrap();
+        let cancel = CancellationToken::new();
+        tokio::spawn(ipc(dir.path()).serve_socket(listener, cancel.clone()));
+
+        let (read, mut write) = UnixStream::connect(&path).await.unwrap().into_split();
+        let mut lines = BufReader::new(read).lines();
+        for id in ["req_a", "req_b", "req_c"] {
+            write.write_all(stranger(id).as_bytes()).await.unwrap();
+            let answer = lines.next_line().await.unwrap().expect("an answer");
+            let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(
+                (v["id"].as_str(), v["error"]["code"].as_str()),
+                (Some(id), Some("forged"))
+            );
+        }
+        // Idle for the limit: closed by the bridge.
+        let t = tokio::time::Instant::now();
+        assert_eq!(lines.next_line().await.unwrap(), None);
+        assert!(t.elapsed() >= IDLE, "closed after {:?}", t.elapsed());
+        cancel.cancel();
+    }
 }

@@ -3,6 +3,7 @@ use super::fair::fair_order;
 use super::sweep::prune;
 use super::*;
 use crate::agent::ToolCall;
+use crate::safe_dir::SafeDir;
 use crate::tools;
 use serde_json::{Value, json};
 
