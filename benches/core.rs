@@ -594,6 +594,7 @@ const MESSAGE_STAGES: &[&str] = &[
     "run_recorded",
     "prompt_sent",
     "answer_seen",
+    "answer_returned",
     "answer_streamed",
     "idle_seen",
     "transcript_read",

@@ -158,7 +158,7 @@ impl Agent for OpenCode {
                 Progress::Failed { refused, why } => Err(failure(refused, why)),
                 unfinished => {
                     if self.note(self.client.session_busy(&spec.dir, &spec.session).await)? {
-                        return self.follow(&spec, rx).await.map(Recovered::Answered);
+                        return self.follow(&spec, rx, None).await.map(Recovered::Answered);
                     }
                     match unfinished {
                         Progress::Halted(reply) => Ok(Recovered::Answered(reply)),

@@ -21,6 +21,19 @@ pub struct Client {
     auth: Option<(String, Secret)>,
 }
 
+/// What became of a blocking prompt call ([`Client::prompt`]).
+#[derive(Debug)]
+pub enum Prompted {
+    /// OpenCode's answer: the turn's last assistant message.
+    Answer(Box<TranscriptMessage>),
+    /// Not run: OpenCode could not be reached, the session is gone, or the
+    /// request was refused.
+    Refused(AgentError),
+    /// The call ended without an answer (it broke, timed out, or OpenCode
+    /// failed it): the transcript tells whether the prompt is there.
+    Ended(String),
+}
+
 /// One message of a session transcript.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TranscriptMessage {
@@ -240,8 +253,13 @@ impl Client {
         parts
     }
 
-    /// `POST /session/{id}/prompt_async` with our own message id.
-    pub async fn prompt_async(
+    /// `POST /session/{id}/message` with our own message id: OpenCode's
+    /// blocking prompt call, which answers with the turn's last assistant
+    /// message when the turn is complete. (It beat `prompt_async` and the
+    /// event stream's `message.updated` by tens of ms in docs/BENCHMARKS.md,
+    /// run 15.) `timeout` bounds the whole call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn prompt(
         &self,
         dir: &Path,
         session: &SessionId,
@@ -249,7 +267,8 @@ impl Client {
         parts: Vec<Value>,
         model: Option<&ModelRef>,
         agent: Option<&str>,
-    ) -> Result<(), AgentError> {
+        timeout: Duration,
+    ) -> Prompted {
         let mut body = json!({
             "messageID": prompt.as_str(),
             "parts": parts,
@@ -263,16 +282,42 @@ impl Client {
         let req = self
             .request(
                 Method::POST,
-                &format!("/session/{session}/prompt_async"),
+                &format!("/session/{session}/message"),
                 Some(dir),
             )
-            .json(&body);
-        let resp = self.send("prompt", req, Duration::from_secs(60)).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(AgentError::SessionGone(session.clone()));
+            .json(&body)
+            .timeout(timeout);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            // Nothing reached OpenCode.
+            Err(e) if e.is_connect() => {
+                return Prompted::Refused(AgentError::Unreachable(format!(
+                    "prompt: {}",
+                    without_url(&e)
+                )));
+            }
+            Err(e) => return Prompted::Ended(without_url(&e)),
+        };
+        match resp.status() {
+            StatusCode::NOT_FOUND => {
+                return Prompted::Refused(AgentError::SessionGone(session.clone()));
+            }
+            // A request OpenCode would not take: nothing ran.
+            s if s.is_client_error() => {
+                return Prompted::Refused(
+                    Self::expect_ok("prompt", resp)
+                        .await
+                        .err()
+                        .unwrap_or(AgentError::Unreachable("prompt: refused".into())),
+                );
+            }
+            s if !s.is_success() => return Prompted::Ended(format!("prompt: HTTP {s}")),
+            _ => {}
         }
-        Self::expect_ok("prompt", resp).await?;
-        Ok(())
+        match resp.json::<TranscriptMessage>().await {
+            Ok(m) => Prompted::Answer(Box::new(m)),
+            Err(e) => Prompted::Ended(format!("prompt: {}", without_url(&e))),
+        }
     }
 
     /// `GET /session/{id}/message`: the transcript, oldest first; with

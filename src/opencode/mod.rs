@@ -1,13 +1,17 @@
 //! The OpenCode driver: the [`Agent`] implementation on `opencode serve`.
 //!
-//! A run: subscribe to the event hub, send the prompt with `prompt_async`
-//! and a message id we chose, then wait. The run is complete when an
-//! answer among the children of our message is finished (`message.updated`
-//! with `time.completed` and a `finish` other than `tool-calls`). Its text
-//! comes from the stream's whole text parts ([`streamed`]) when the stream
-//! showed all of them; otherwise (a reconnect, a lag, a part not seen
-//! ending) from the transcript (`GET /session/{id}/message`), never from
-//! deltas. The transcript is also consulted on `session.idle`, on
+//! A run: subscribe to the event hub, send the prompt with OpenCode's
+//! blocking call (`POST /session/{id}/message`, in a task of its own) and a
+//! message id we chose, then wait. The run is complete when an answer
+//! among the children of our message is finished (`time.completed` and a
+//! `finish` other than `tool-calls`), whichever shows it first: the
+//! blocking call's response (the turn's last message), or the stream's
+//! `message.updated` with the stream's whole text parts ([`streamed`]) when
+//! it showed all of them; otherwise (a reconnect, a lag, a part not seen
+//! ending, the call broken) from the transcript
+//! (`GET /session/{id}/message`), never from deltas. A call that ended
+//! without an answer while the transcript lacks the prompt means it never
+//! got there: the run fails as unreachable and is tried again. The transcript is also consulted on `session.idle`, on
 //! `session.error`, after the stream reconnects or lags, and on a slow
 //! timer, so a quiet or broken stream cannot strand a run, and it alone
 //! decides failures and refused tools. A run past its deadline is aborted.

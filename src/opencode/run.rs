@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
-use super::client::{self, TranscriptMessage, error_message};
+use super::client::{self, Prompted, TranscriptMessage, error_message};
 use super::events::HubEvent;
 use super::streamed::StreamedAnswer;
 use super::{OpenCode, TAIL};
@@ -29,31 +29,51 @@ impl OpenCode {
         Ok(progress(&transcript, spec.prompt_id.as_str()))
     }
 
-    /// Sends the prompt and waits for its answer.
+    /// Sends the prompt with OpenCode's blocking call and waits for its
+    /// answer: from that call, or from the event stream and transcript,
+    /// whichever shows it first. The call runs in a task of its own, so a
+    /// run that ends by the stream never cuts it off in OpenCode.
     pub(super) async fn prompt_and_follow(&self, spec: &RunSpec) -> Result<String, AgentError> {
         let rx = self.hub.subscribe();
-        self.note(
-            self.client
-                .prompt_async(
-                    &spec.dir,
-                    &spec.session,
-                    &spec.prompt_id,
-                    client::Client::prompt_parts(&spec.text, &spec.files),
-                    self.model_for(spec).await.as_ref(),
-                    spec.agent.as_deref(),
+        let client = self.client.clone();
+        let (dir, session, prompt_id) = (
+            spec.dir.clone(),
+            spec.session.clone(),
+            spec.prompt_id.clone(),
+        );
+        let parts = client::Client::prompt_parts(&spec.text, &spec.files);
+        let model = self.model_for(spec).await;
+        let agent = spec.agent.clone();
+        // The run's deadline aborts the turn, which ends the call; this
+        // bound is only for a call OpenCode never ends.
+        let timeout = spec.timeout + Duration::from_secs(60);
+        let (tx, answer) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let prompted = client
+                .prompt(
+                    &dir,
+                    &session,
+                    &prompt_id,
+                    parts,
+                    model.as_ref(),
+                    agent.as_deref(),
+                    timeout,
                 )
-                .await,
-        )?;
+                .await;
+            let _ = tx.send(prompted);
+        });
         crate::stage!("prompt_sent", spec.session);
-        self.follow(spec, rx).await
+        self.follow(spec, rx, Some(answer)).await
     }
 
     /// Waits for the run of `spec.prompt_id` to finish. `rx` must have been
-    /// subscribed before the prompt was sent.
+    /// subscribed before the prompt was sent; `answer` is the blocking
+    /// prompt call's outcome, when this run made one.
     pub(super) async fn follow(
         &self,
         spec: &RunSpec,
         mut rx: tokio::sync::broadcast::Receiver<HubEvent>,
+        mut answer: Option<tokio::sync::oneshot::Receiver<Prompted>>,
     ) -> Result<String, AgentError> {
         let deadline = tokio::time::Instant::now() + spec.timeout;
         let session = spec.session.as_str();
@@ -72,9 +92,33 @@ impl OpenCode {
         // the stream showed all of it.
         let mut streamed = StreamedAnswer::default();
         let mut ready: Option<String> = None;
+        // The prompt call ended without an answer (why): a transcript
+        // without the prompt then means it never got there.
+        let mut call_ended: Option<String> = None;
         loop {
             let mut from_timer = false;
             let should_check = tokio::select! {
+                prompted = async { answer.as_mut().unwrap().await }, if answer.is_some() => {
+                    answer = None;
+                    match prompted {
+                        Ok(Prompted::Answer(m)) => match answered_text(&m, spec.prompt_id.as_str()) {
+                            Some(text) => {
+                                crate::stage!("answer_returned", spec.session);
+                                return Ok(text);
+                            }
+                            // Failed, or stopped on a refused tool: the transcript decides.
+                            None => true,
+                        },
+                        Ok(Prompted::Refused(e)) => return self.note(Err(e)),
+                        Ok(Prompted::Ended(why)) => {
+                            tracing::debug!(session, prompt = %spec.prompt_id, %why, "prompt call ended without an answer; following the transcript");
+                            call_ended = Some(why);
+                            true
+                        }
+                        // The call's task is gone (the runtime is stopping).
+                        Err(_) => true,
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(session, prompt = %spec.prompt_id, "run timed out; aborting");
                     if let Err(e) = self.client.abort(&spec.dir, &spec.session).await {
@@ -146,7 +190,13 @@ impl OpenCode {
             if !should_check {
                 continue;
             }
-            match self.check(spec).await? {
+            let progress = self.check(spec).await?;
+            if let (Progress::NotSent, Some(why)) = (&progress, &call_ended) {
+                return self.note(Err(AgentError::Unreachable(format!(
+                    "the prompt did not reach OpenCode: {why}"
+                ))));
+            }
+            match progress {
                 Progress::Answered(text) => {
                     crate::stage!("transcript_read", spec.session);
                     return Ok(text);
@@ -177,6 +227,16 @@ impl OpenCode {
             }
         }
     }
+}
+
+/// The text of `m` when it is the finished answer to `prompt` (what
+/// [`progress`] calls answered), else `None`.
+pub(super) fn answered_text(m: &TranscriptMessage, prompt: &str) -> Option<String> {
+    let ours = m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(prompt);
+    let finished = m.info.time.completed.is_some()
+        && m.info.error.is_none()
+        && m.info.finish.as_deref().is_some_and(|f| f != "tool-calls");
+    (ours && finished).then(|| m.text())
 }
 
 /// Whether the newest `asked` messages of a transcript show all of the
