@@ -1,3 +1,5 @@
+mod link;
+
 use crate::store::InboundOutcome;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,7 +17,7 @@ use whatsapp_rust::types::events;
 use whatsapp_rust::types::presence::ReceiptType;
 
 /// A transport that never connects, counting attempts.
-struct NoNetwork(Arc<AtomicUsize>);
+pub(super) struct NoNetwork(pub(super) Arc<AtomicUsize>);
 
 #[whatsapp_rust::async_trait]
 impl whatsapp_rust::transport::TransportFactory for NoNetwork {
@@ -33,7 +35,7 @@ impl whatsapp_rust::transport::TransportFactory for NoNetwork {
     }
 }
 
-struct NoHttp;
+pub(super) struct NoHttp;
 
 #[whatsapp_rust::async_trait]
 impl whatsapp_rust::http::HttpClient for NoHttp {
@@ -45,10 +47,10 @@ impl whatsapp_rust::http::HttpClient for NoHttp {
     }
 }
 
-struct NullSink;
+pub(super) struct NullSink;
 
 /// What a sink that keeps everything says of `msg`.
-fn kept(msg: &Inbound) -> InboundOutcome {
+pub(super) fn kept(msg: &Inbound) -> InboundOutcome {
     InboundOutcome {
         duplicate: false,
         echo: false,
@@ -64,9 +66,12 @@ impl InboundSink for NullSink {
     }
 }
 
-const ANN: &str = "15551234567@s.whatsapp.net";
+pub(super) const ANN: &str = "15551234567@s.whatsapp.net";
 
-async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, WhatsAppChannel) {
+pub(super) async fn offline(
+    dir: &std::path::Path,
+    attempts: Arc<AtomicUsize>,
+) -> (Store, WhatsAppChannel) {
     let store = Store::open(&dir.join("pb.sqlite3")).unwrap();
     store
         .register(RegisteredChat {
@@ -90,6 +95,7 @@ async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, W
             jitter: Duration::ZERO,
         },
         media_limits: crate::media::MediaLimits::default(),
+        silence: Duration::from_secs(120),
         transport: Some(Arc::new(NoNetwork(attempts))),
         http: Some(Arc::new(NoHttp)),
     };

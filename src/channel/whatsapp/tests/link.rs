@@ -1,0 +1,315 @@
+//! The link's faults, injected through the transport seam: a server that
+//! accepts the connection and then says nothing, a logged-out end, a new
+//! link asked for while the bridge runs. Time is tokio's paused clock.
+//!
+//! No test here can complete WhatsApp's handshake (the server proves itself
+//! with a certificate chain signed by WhatsApp), so "connected" is what the
+//! crate's own `Connected` event makes it, handed to the channel's handler
+//! as the crate would.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use whatsapp_rust::anyhow;
+use whatsapp_rust::transport::{Transport, TransportEvent, TransportFactory};
+use whatsapp_rust::types::events;
+
+use super::{NoNetwork, NullSink, offline};
+use crate::channel::whatsapp::watchdog::Quiet;
+use crate::channel::whatsapp::*;
+
+/// A server that accepts every connection and then never sends a byte.
+/// Counts connections, and when each was made.
+#[derive(Default)]
+struct Mute {
+    opened: Mutex<Vec<Instant>>,
+}
+
+struct MuteLink {
+    // Held so the event stream stays open (silent, not closed).
+    events: Mutex<Option<whatsapp_rust::async_channel::Sender<TransportEvent>>>,
+}
+
+#[whatsapp_rust::async_trait]
+impl Transport for MuteLink {
+    async fn send(&self, _data: bytes::Bytes) -> Result<(), anyhow::Error> {
+        Ok(())
+    }
+    async fn disconnect(&self) {
+        self.events.lock().unwrap().take();
+    }
+}
+
+#[whatsapp_rust::async_trait]
+impl TransportFactory for Mute {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn Transport>,
+            whatsapp_rust::async_channel::Receiver<TransportEvent>,
+        ),
+        anyhow::Error,
+    > {
+        self.opened.lock().unwrap().push(Instant::now());
+        let (tx, rx) = whatsapp_rust::async_channel::unbounded();
+        tx.send(TransportEvent::Connected).await?;
+        Ok((
+            Arc::new(MuteLink {
+                events: Mutex::new(Some(tx)),
+            }),
+            rx,
+        ))
+    }
+}
+
+impl Mute {
+    fn count(&self) -> usize {
+        self.opened.lock().unwrap().len()
+    }
+}
+
+/// Answers the crate's version lookup, so a connection gets as far as the
+/// handshake.
+struct VersionOnly;
+
+#[whatsapp_rust::async_trait]
+impl whatsapp_rust::http::HttpClient for VersionOnly {
+    async fn execute(
+        &self,
+        _r: whatsapp_rust::http::HttpRequest,
+    ) -> anyhow::Result<whatsapp_rust::http::HttpResponse> {
+        Ok(whatsapp_rust::http::HttpResponse {
+            status_code: 200,
+            body: br#"{"client_revision":1026131876}"#.to_vec(),
+        })
+    }
+}
+
+async fn with_transport(
+    dir: &std::path::Path,
+    transport: Arc<dyn TransportFactory>,
+    silence: Duration,
+) -> WhatsAppChannel {
+    let (_store, mut ch) = offline(dir, Arc::default()).await;
+    let opts = &mut Arc::get_mut(&mut ch.shared).unwrap().opts;
+    opts.transport = Some(transport);
+    opts.http = Some(Arc::new(VersionOnly));
+    opts.silence = silence;
+    ch
+}
+
+/// Waits (on the paused clock, so this costs no real time) until `done`,
+/// at most `limit` of virtual time.
+async fn until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn code(ch: &WhatsAppChannel) -> &'static str {
+    ch.link().borrow().code
+}
+
+/// A connection that opens and then stays silent before the link is up is
+/// the crate's to handle: its handshake gives up after 20 s and it
+/// connects again. The bridge's watchdog stays out of it.
+#[tokio::test(start_paused = true)]
+async fn a_silent_server_during_the_handshake_is_dropped_by_the_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mute = Arc::new(Mute::default());
+    let ch = with_transport(dir.path(), mute.clone(), Duration::from_secs(5)).await;
+    let silent_before = crate::metrics::link_restarts("silent");
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+
+    until(Duration::from_secs(60), "a first connection", || {
+        mute.count() >= 1
+    })
+    .await;
+    until(Duration::from_secs(120), "a second connection", || {
+        mute.count() >= 2
+    })
+    .await;
+    let opened = mute.opened.lock().unwrap().clone();
+    assert!(
+        opened[1] - opened[0] >= Duration::from_secs(20),
+        "the crate waits out its handshake deadline: {:?}",
+        opened[1] - opened[0]
+    );
+    assert!(!ch.link().borrow().up);
+    assert_eq!(crate::metrics::link_restarts("silent"), silent_before);
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
+
+/// A link reported connected that then receives nothing is restarted by
+/// the watchdog after the configured silence: a new client and a new
+/// connection, the `whatsapp-silent` code meanwhile, counted in metrics.
+#[tokio::test(start_paused = true)]
+async fn a_connected_link_that_goes_silent_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mute = Arc::new(Mute::default());
+    let silence = Duration::from_secs(5);
+    let ch = with_transport(dir.path(), mute.clone(), silence).await;
+    let silent_before = crate::metrics::link_restarts("silent");
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+
+    until(Duration::from_secs(60), "a connection", || {
+        mute.count() >= 1
+    })
+    .await;
+    let first = ch.client().expect("a client runs");
+    let up_at = Instant::now();
+    ch.on_event(
+        &Event::Connected(events::Connected::builder().build()),
+        first.clone(),
+    )
+    .await;
+    assert_eq!(code(&ch), "whatsapp-connected");
+
+    let mut codes = vec![];
+    until(Duration::from_secs(60), "the watchdog's restart", || {
+        let c = code(&ch);
+        if codes.last() != Some(&c) {
+            codes.push(c);
+        }
+        mute.count() >= 2
+    })
+    .await;
+    // Before the crate's own 20 s handshake deadline could have done it.
+    assert!(
+        up_at.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        up_at.elapsed()
+    );
+    assert!(codes.contains(&"whatsapp-silent"), "{codes:?}");
+    assert_eq!(crate::metrics::link_restarts("silent"), silent_before + 1);
+    let second = ch.client().expect("a new client runs");
+    assert!(!Arc::ptr_eq(&first, &second), "a fresh client");
+    assert!(!ch.link().borrow().up);
+    let message = ch.link().borrow().message.clone();
+    assert!(message.contains("nothing arrived"), "{message}");
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
+
+/// The watchdog's count: any frame, or the link being down, starts it
+/// again; only silence while up adds up.
+#[test]
+fn silence_counts_only_while_up_and_without_frames() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut q = Quiet::new(7, t0);
+    assert_eq!(q.observe(7, true, t0 + s(10)), s(10));
+    assert_eq!(q.observe(8, true, t0 + s(20)), s(0), "a frame arrived");
+    assert_eq!(q.observe(8, true, t0 + s(50)), s(30));
+    assert_eq!(
+        q.observe(8, false, t0 + s(60)),
+        s(0),
+        "down: the crate's turn"
+    );
+    assert_eq!(q.observe(8, true, t0 + s(70)), s(10));
+}
+
+/// After a logged-out end the supervisor never connects again by itself;
+/// asking for a new link (as `pocketbrain whatsapp link` does) starts a
+/// fresh client on a fresh device store while the bridge runs.
+#[tokio::test(start_paused = true)]
+async fn logged_out_waits_and_a_new_link_starts_a_fresh_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let ch = with_transport(
+        dir.path(),
+        Arc::new(NoNetwork(attempts.clone())),
+        Duration::from_secs(120),
+    )
+    .await;
+    let relinks_before = crate::metrics::link_restarts("relink");
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until(Duration::from_secs(60), "a connection attempt", || {
+        attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+
+    // Not ended: a new link is refused (it would throw the device away).
+    assert_eq!(
+        ch.relink(),
+        Err(RelinkRefused::Active("whatsapp-connecting"))
+    );
+
+    // The crate's own logout: it sends `LoggedOut` and stops its run loop.
+    let first = ch.client().unwrap();
+    first.logout().await;
+    until(Duration::from_secs(10), "the logged-out state", || {
+        code(&ch) == "whatsapp-logged-out"
+    })
+    .await;
+    let message = ch.link().borrow().message.clone();
+    assert!(
+        message.contains("not reconnecting") && message.contains("pocketbrain whatsapp link"),
+        "{message}"
+    );
+    until(Duration::from_secs(10), "the client gone", || {
+        ch.client().is_none()
+    })
+    .await;
+    // No reconnect loop: an hour later nothing has tried again.
+    let tried = attempts.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), tried);
+    assert!(ch.client().is_none());
+    assert_eq!(code(&ch), "whatsapp-logged-out");
+
+    // A new link, without restarting anything.
+    let device = dir.path().join("wa/device.sqlite3");
+    assert!(device.exists());
+    std::fs::write(dir.path().join("wa/device.sqlite3-wal"), b"old").unwrap();
+    assert_eq!(ch.relink(), Ok(Relink::Started));
+    until(Duration::from_secs(30), "a new client connecting", || {
+        attempts.load(Ordering::SeqCst) > tried && ch.client().is_some()
+    })
+    .await;
+    assert_eq!(code(&ch), "whatsapp-connecting");
+    assert!(!Arc::ptr_eq(&first, &ch.client().unwrap()));
+    assert_eq!(crate::metrics::link_restarts("relink"), relinks_before + 1);
+    assert!(
+        !dir.path().join("wa/device.sqlite3-wal").exists()
+            || std::fs::read(dir.path().join("wa/device.sqlite3-wal")).unwrap() != b"old",
+        "the old device store is gone"
+    );
+    // The new client's code to link with is what the CLI shows.
+    let client = ch.client().unwrap();
+    ch.on_event(
+        &Event::PairingQrCode(
+            events::PairingQrCode::builder()
+                .code("2@fresh,code".into())
+                .timeout(Duration::from_secs(60))
+                .build(),
+        ),
+        client,
+    )
+    .await;
+    assert_eq!(code(&ch), "whatsapp-pairing");
+    assert_eq!(ch.pairing(), Some(Pairing::Qr("2@fresh,code".into())));
+    assert_eq!(ch.relink(), Ok(Relink::AlreadyPairing));
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
