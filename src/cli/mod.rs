@@ -1,5 +1,5 @@
 //! The command line: `serve`, `chats list|register|unregister`, `tasks`,
-//! `whatsapp logout`, `health`, `status`, `doctor`, `backup`, `restore`,
+//! `whatsapp logout|link`, `health`, `status`, `doctor`, `backup`, `restore`,
 //! `api-keys`, `chat` (the terminal client, [`crate::chat`]).
 //!
 //! The management commands work on the database directly (WAL lets them run
@@ -43,7 +43,7 @@ use keys::api_keys;
 use memory::{memory_cmd, skills_list};
 use pair::pair_cmd;
 use tasks::tasks_cmd;
-use whatsapp::whatsapp_logout;
+use whatsapp::{whatsapp_link, whatsapp_logout};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -284,6 +284,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Whatsapp {
             command: WhatsappCommand::Logout { force },
         } => whatsapp_logout(&config, force).await,
+        Command::Whatsapp {
+            command: WhatsappCommand::Link { wait },
+        } => whatsapp_link(&config, wait).await,
         Command::Status { json } => status(&config, json).await,
         Command::Health => health(&config).await,
         Command::Doctor { json } => doctor(&config, json).await,

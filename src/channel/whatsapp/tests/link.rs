@@ -93,12 +93,86 @@ async fn with_transport(
     transport: Arc<dyn TransportFactory>,
     silence: Duration,
 ) -> WhatsAppChannel {
-    let (_store, mut ch) = offline(dir, Arc::default()).await;
+    let (_store, ch) = with_store(dir, transport, silence).await;
+    ch
+}
+
+async fn with_store(
+    dir: &std::path::Path,
+    transport: Arc<dyn TransportFactory>,
+    silence: Duration,
+) -> (Store, WhatsAppChannel) {
+    let (store, mut ch) = offline(dir, Arc::default()).await;
     let opts = &mut Arc::get_mut(&mut ch.shared).unwrap().opts;
     opts.transport = Some(transport);
     opts.http = Some(Arc::new(VersionOnly));
     opts.silence = silence;
-    ch
+    (store, ch)
+}
+
+const TOKEN: &str = "0123456789abcdef-token";
+
+/// The bridge's HTTP routes over this channel, as `serve` builds them.
+fn bridge(store: Store, ch: &WhatsAppChannel) -> axum::Router {
+    let state = crate::http::AppState {
+        store,
+        agent: Arc::new(crate::agent::fake::FakeAgent::default()),
+        channel: Arc::new(ch.clone()),
+        queue: crate::queue::ChatQueue::new(
+            2,
+            crate::queue::RetryPolicy {
+                base: Duration::from_secs(5),
+                max_delay: Duration::from_secs(40),
+                attempts: 5,
+            },
+        ),
+        inbound: Arc::new(NullSink),
+        tasks_wake: Arc::default(),
+        max_text_bytes: 10_000,
+        fake: None,
+        whatsapp: Some(ch.clone()),
+        token: Some(crate::config::Secret::new(TOKEN)),
+        opencode_url: "http://127.0.0.1:1".into(),
+    };
+    crate::http::router(state, None, vec![])
+}
+
+/// `method path` on the bridge, with the owner's token or none.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    owner: bool,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1");
+    if owner {
+        req = req.header("authorization", format!("Bearer {TOKEN}"));
+    }
+    let res = app
+        .clone()
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+/// `/health` answers (200) and lists `code` among its problems.
+async fn health_shows(app: &axum::Router, code: &str) {
+    let (status, body) = call(app, "GET", "/health", false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["codes"].as_array().unwrap().iter().any(|c| c == code),
+        "{code} in {body}"
+    );
 }
 
 /// Waits (on the paused clock, so this costs no real time) until `done`,
@@ -158,7 +232,8 @@ async fn a_connected_link_that_goes_silent_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
     let mute = Arc::new(Mute::default());
     let silence = Duration::from_secs(5);
-    let ch = with_transport(dir.path(), mute.clone(), silence).await;
+    let (store, ch) = with_store(dir.path(), mute.clone(), silence).await;
+    let app = bridge(store, &ch);
     let silent_before = crate::metrics::link_restarts("silent");
     let cancel = CancellationToken::new();
     let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
@@ -198,6 +273,8 @@ async fn a_connected_link_that_goes_silent_is_restarted() {
     assert!(!ch.link().borrow().up);
     let message = ch.link().borrow().message.clone();
     assert!(message.contains("nothing arrived"), "{message}");
+    // The bridge answered throughout, and says why the link is down.
+    health_shows(&app, "whatsapp-silent").await;
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(60), task)
@@ -306,6 +383,88 @@ async fn logged_out_waits_and_a_new_link_starts_a_fresh_client() {
     assert_eq!(code(&ch), "whatsapp-pairing");
     assert_eq!(ch.pairing(), Some(Pairing::Qr("2@fresh,code".into())));
     assert_eq!(ch.relink(), Ok(Relink::AlreadyPairing));
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
+
+/// Through a logged-out end and a new link, the bridge keeps answering
+/// `/health` and its API; the new link is asked for over HTTP, with the
+/// owner's token, and the code to link with is read back the same way.
+#[tokio::test(start_paused = true)]
+async fn the_bridge_answers_through_a_logout_and_a_new_link_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (store, ch) = with_store(
+        dir.path(),
+        Arc::new(NoNetwork(attempts.clone())),
+        Duration::from_secs(120),
+    )
+    .await;
+    let app = bridge(store, &ch);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until(Duration::from_secs(60), "a connection attempt", || {
+        attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    health_shows(&app, "whatsapp-connecting").await;
+
+    // The owner's: without the token, 401.
+    let (status, _) = call(&app, "POST", "/api/v1/whatsapp/link", false).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(&app, "POST", "/api/v1/whatsapp/link", true).await;
+    assert_eq!(status, 409, "not ended: {body}");
+    assert!(body["error"].as_str().unwrap().contains("has not ended"));
+
+    let first = ch.client().unwrap();
+    first.logout().await;
+    until(Duration::from_secs(10), "the logged-out state", || {
+        code(&ch) == "whatsapp-logged-out" && ch.client().is_none()
+    })
+    .await;
+    health_shows(&app, "whatsapp-logged-out").await;
+    let (status, body) = call(&app, "GET", "/api/v1/whatsapp/link", true).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["code"], "whatsapp-logged-out");
+    assert_eq!(body["up"], false);
+    assert!(body["pairing"].is_null());
+
+    let tried = attempts.load(Ordering::SeqCst);
+    let (status, body) = call(&app, "POST", "/api/v1/whatsapp/link", true).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["started"], true);
+    until(Duration::from_secs(30), "a new client connecting", || {
+        attempts.load(Ordering::SeqCst) > tried && ch.client().is_some()
+    })
+    .await;
+    health_shows(&app, "whatsapp-connecting").await;
+    ch.on_event(
+        &Event::PairingQrCode(
+            events::PairingQrCode::builder()
+                .code("2@fresh,code".into())
+                .timeout(Duration::from_secs(60))
+                .build(),
+        ),
+        ch.client().unwrap(),
+    )
+    .await;
+    let (status, body) = call(&app, "GET", "/api/v1/whatsapp/link", true).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["code"], "whatsapp-pairing");
+    assert_eq!(
+        body["pairing"],
+        serde_json::json!({"kind": "qr", "code": "2@fresh,code"})
+    );
+    // Asking again while pairing changes nothing.
+    let (status, body) = call(&app, "POST", "/api/v1/whatsapp/link", true).await;
+    assert_eq!((status, &body["started"]), (200, &serde_json::json!(false)));
+    // The API beside it still answers.
+    let (status, _) = call(&app, "GET", "/status", true).await;
+    assert_eq!(status, 200);
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(60), task)
