@@ -12,6 +12,9 @@ impl WhatsAppChannel {
         match ev {
             Event::Connected(_) => {
                 self.set_pairing(None);
+                self.shared
+                    .linked
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 self.set_link(status(true, "whatsapp-connected", "connected"));
                 let store = self.shared.store.clone();
                 // Group names for `chats list`, without holding up events.

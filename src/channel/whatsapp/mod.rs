@@ -54,7 +54,9 @@ use crate::store::Store;
 
 pub use outbound::Governor;
 use outbound::SendLog;
-pub use supervisor::{Ending, Relink, RelinkRefused, Step, after, unlink};
+pub use supervisor::{
+    Ending, Pacer, Relink, RelinkRefused, Step, UNEXPECTED_CEILING, UNEXPECTED_FLOOR, after, unlink,
+};
 
 /// Settings for the channel.
 #[derive(Clone)]
@@ -87,6 +89,9 @@ struct Shared {
     events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<ChannelEvent>>>,
     /// The supervisor waits after a permanent end (for a relink).
     waiting: AtomicBool,
+    /// The current client has been connected (its supervisor's backoff
+    /// starts again after it ends).
+    linked: AtomicBool,
     /// Wakes a waiting supervisor to link again.
     relink: tokio::sync::Notify,
     /// The code to link with while pairing (QR text or pairing code).
@@ -145,6 +150,7 @@ impl WhatsAppChannel {
                 events,
                 events_rx: Mutex::new(Some(events_rx)),
                 waiting: AtomicBool::new(false),
+                linked: AtomicBool::new(false),
                 relink: tokio::sync::Notify::new(),
                 pairing: Mutex::new(None),
             }),

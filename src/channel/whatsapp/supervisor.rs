@@ -25,12 +25,55 @@ pub enum Ending {
     Unexpected,
 }
 
-/// What the supervisor does after an ending.
+/// What the supervisor does after an ending. An unexpected end is rebuilt
+/// after [`UNEXPECTED_FLOOR`] at the earliest ([`Pacer`] spaces repeated
+/// ones further apart).
 pub fn after(ending: &Ending) -> Step {
     match ending {
         Ending::QrExhausted | Ending::Silent => Step::Rebuild(Duration::from_secs(1)),
         Ending::Permanent { .. } => Step::Wait,
-        Ending::Unexpected => Step::Rebuild(Duration::from_secs(10)),
+        Ending::Unexpected => Step::Rebuild(UNEXPECTED_FLOOR),
+    }
+}
+
+/// The shortest wait before a client that ended unexpectedly is rebuilt.
+pub const UNEXPECTED_FLOOR: Duration = Duration::from_secs(10);
+/// The longest.
+pub const UNEXPECTED_CEILING: Duration = Duration::from_secs(5 * 60);
+
+/// Spaces rebuilds after unexpected ends: each wait at least the step's
+/// own delay, doubling up to [`UNEXPECTED_CEILING`] while ends keep coming,
+/// with up to as much again of random jitter on top (so several bridges do
+/// not come back in step), and back to the floor once a client has been
+/// connected.
+pub struct Pacer(backon::ExponentialBackoff);
+
+impl Default for Pacer {
+    fn default() -> Self {
+        use backon::BackoffBuilder;
+        Self(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(UNEXPECTED_FLOOR)
+                .with_max_delay(UNEXPECTED_CEILING)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+        )
+    }
+}
+
+impl Pacer {
+    /// The wait before the next rebuild after `step`'s delay was asked for:
+    /// never shorter than that delay. `linked`: the client that ended had
+    /// been connected, so the count starts again.
+    pub fn wait(&mut self, step: Duration, ending: &Ending, linked: bool) -> Duration {
+        if linked {
+            *self = Self::default();
+        }
+        if *ending != Ending::Unexpected {
+            return step;
+        }
+        self.0.next().unwrap_or(UNEXPECTED_CEILING).max(step)
     }
 }
 
@@ -104,8 +147,12 @@ impl WhatsAppChannel {
 
     /// Runs clients until `cancel`, rebuilding or waiting per [`after`].
     pub async fn supervise(self, sink: Arc<dyn InboundSink>, cancel: CancellationToken) {
+        let mut pacer = Pacer::default();
         loop {
             *self.shared.ending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.shared
+                .linked
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             let handle = match self.build(sink.clone()).await {
                 Ok(bot) => bot.spawn(),
                 Err(e) => {
@@ -149,7 +196,9 @@ impl WhatsAppChannel {
             drop(client);
             let ending = self.ending().await;
             match after(&ending) {
-                Step::Rebuild(delay) => {
+                Step::Rebuild(step) => {
+                    let linked = self.shared.linked.load(std::sync::atomic::Ordering::SeqCst);
+                    let delay = pacer.wait(step, &ending, linked);
                     match ending {
                         Ending::QrExhausted => {
                             tracing::info!("the pairing QR codes ran out; showing fresh ones")

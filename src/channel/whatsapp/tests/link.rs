@@ -472,3 +472,92 @@ async fn the_bridge_answers_through_a_logout_and_a_new_link_over_http() {
         .expect("stops on shutdown")
         .unwrap();
 }
+
+/// A server that refuses every connection; records when each was tried.
+#[derive(Default)]
+struct Refusing(Mutex<Vec<Instant>>);
+
+#[whatsapp_rust::async_trait]
+impl TransportFactory for Refusing {
+    async fn create_transport(
+        &self,
+    ) -> Result<
+        (
+            Arc<dyn Transport>,
+            whatsapp_rust::async_channel::Receiver<TransportEvent>,
+        ),
+        anyhow::Error,
+    > {
+        self.0.lock().unwrap().push(Instant::now());
+        Err(anyhow::anyhow!("connection refused (test)"))
+    }
+}
+
+/// Failed connections (and the stream errors the crate reconnects after)
+/// are retried by the crate with its own backoff: never sooner than about
+/// a second (its floor, less 10 % jitter), growing, and jittered.
+#[tokio::test(start_paused = true)]
+async fn the_crate_backs_off_between_failed_connections_with_jitter() {
+    let dir = tempfile::tempdir().unwrap();
+    let refusing = Arc::new(Refusing::default());
+    let ch = with_transport(dir.path(), refusing.clone(), Duration::from_secs(120)).await;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until(Duration::from_secs(600), "eight tries", || {
+        refusing.0.lock().unwrap().len() >= 8
+    })
+    .await;
+    let times = refusing.0.lock().unwrap().clone();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(900)),
+        "{gaps:?}"
+    );
+    // Fibonacci: the seventh wait is about 13 s (±10 %).
+    assert!(gaps[6] >= Duration::from_millis(11_700), "{gaps:?}");
+    assert!(
+        gaps.iter().any(|g| g.subsec_millis() != 0),
+        "jittered: {gaps:?}"
+    );
+    assert!(!ch.link().borrow().up);
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
+
+/// The supervisor's own rebuilds after unexpected ends: never sooner than
+/// the floor, spread by jitter, growing to the ceiling (plus jitter), and
+/// back to the floor after a client that had connected.
+#[test]
+fn rebuilds_after_unexpected_ends_respect_the_floor_and_spread() {
+    let floor = UNEXPECTED_FLOOR;
+    let mut firsts = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let mut p = Pacer::default();
+        let first = p.wait(floor, &Ending::Unexpected, false);
+        assert!(first >= floor && first < floor * 2, "{first:?}");
+        firsts.insert(first);
+        let mut waits = vec![first];
+        for _ in 0..12 {
+            waits.push(p.wait(floor, &Ending::Unexpected, false));
+        }
+        assert!(waits.iter().all(|w| *w >= floor), "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w < UNEXPECTED_CEILING * 2),
+            "{waits:?}"
+        );
+        assert!(waits[12] >= UNEXPECTED_CEILING, "{waits:?}");
+        // A client that had connected: the next end waits the floor again.
+        let again = p.wait(floor, &Ending::Unexpected, true);
+        assert!(again >= floor && again < floor * 2, "{again:?}");
+        // Other ends keep their own delay.
+        let qr = Duration::from_secs(1);
+        assert_eq!(p.wait(qr, &Ending::QrExhausted, false), qr);
+    }
+    assert!(
+        firsts.len() > 1,
+        "jitter spreads the first wait: {firsts:?}"
+    );
+}
