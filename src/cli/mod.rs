@@ -43,7 +43,8 @@ use keys::api_keys;
 use memory::{memory_cmd, skills_list};
 use pair::pair_cmd;
 use tasks::tasks_cmd;
-use whatsapp::{whatsapp_link, whatsapp_logout};
+pub(crate) use whatsapp::whatsapp_link;
+use whatsapp::whatsapp_logout;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -286,7 +287,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         } => whatsapp_logout(&config, force).await,
         Command::Whatsapp {
             command: WhatsappCommand::Link { wait },
-        } => whatsapp_link(&config, wait).await,
+        } => whatsapp_link(&config, wait, &mut std::io::stdout()).await,
         Command::Status { json } => status(&config, json).await,
         Command::Health => health(&config).await,
         Command::Doctor { json } => doctor(&config, json).await,

@@ -30,8 +30,12 @@ pub enum WhatsappCommand {
 const LINK: &str = "/api/v1/whatsapp/link";
 
 /// `pocketbrain whatsapp link`: asks the running bridge for a new link,
-/// then follows the link's state, showing each code to link with.
-pub(super) async fn whatsapp_link(config: &Config, wait: Duration) -> Result<(), CliError> {
+/// then follows the link's state, showing each code to link with on `out`.
+pub(crate) async fn whatsapp_link(
+    config: &Config,
+    wait: Duration,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), CliError> {
     let api = Api::new(config, Duration::from_secs(10));
     let unreachable = |e: reqwest::Error| {
         CliError::Usage(format!(
@@ -53,9 +57,9 @@ pub(super) async fn whatsapp_link(config: &Config, wait: Duration) -> Result<(),
         )));
     }
     if body["started"] == true {
-        println!("The bridge is starting a new WhatsApp link.");
+        writeln!(out, "The bridge is starting a new WhatsApp link.")?;
     } else {
-        println!("The bridge is pairing already.");
+        writeln!(out, "The bridge is pairing already.")?;
     }
     let deadline = tokio::time::Instant::now() + wait;
     let mut shown = serde_json::Value::Null;
@@ -67,12 +71,12 @@ pub(super) async fn whatsapp_link(config: &Config, wait: Duration) -> Result<(),
             )));
         };
         if link["up"] == true {
-            println!("Linked: WhatsApp is connected.");
+            writeln!(out, "Linked: WhatsApp is connected.")?;
             return Ok(());
         }
         let pairing = &link["pairing"];
         if !pairing.is_null() && *pairing != shown {
-            show_pairing(pairing);
+            show_pairing(pairing, out)?;
             shown = pairing.clone();
         }
         let code = link["code"].as_str().unwrap_or("");
@@ -93,15 +97,22 @@ pub(super) async fn whatsapp_link(config: &Config, wait: Duration) -> Result<(),
 }
 
 /// Prints a code to link with: a QR code as a block, or a pairing code.
-fn show_pairing(pairing: &serde_json::Value) {
+fn show_pairing(
+    pairing: &serde_json::Value,
+    out: &mut (dyn std::io::Write + Send),
+) -> std::io::Result<()> {
     let code = pairing["code"].as_str().unwrap_or("");
     if pairing["kind"] == "qr" {
         let block = crate::channel::whatsapp::render_qr(code).unwrap_or_default();
-        println!(
+        writeln!(
+            out,
             "Scan this QR code with WhatsApp (Settings → Linked devices → Link a device):\n{block}"
-        );
+        )
     } else {
-        println!("Pairing code: {code}  (WhatsApp → Linked devices → Link with phone number)");
+        writeln!(
+            out,
+            "Pairing code: {code}  (WhatsApp → Linked devices → Link with phone number)"
+        )
     }
 }
 

@@ -561,3 +561,121 @@ fn rebuilds_after_unexpected_ends_respect_the_floor_and_spread() {
         "jitter spreads the first wait: {firsts:?}"
     );
 }
+
+/// What the CLI printed, readable while it still runs.
+#[derive(Clone, Default)]
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Screen {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Waits in real time (at most 20 s) until `done`.
+async fn until_real(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `pocketbrain whatsapp link` against a running bridge (its routes on a
+/// real port, found through the address file, with the owner's token):
+/// it asks for the new link, shows the QR code the new client offers, and
+/// returns once the link is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_link_asks_the_running_bridge_and_shows_the_qr_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (store, ch) = with_store(
+        dir.path(),
+        Arc::new(NoNetwork(attempts.clone())),
+        Duration::from_secs(120),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        bridge(store, &ch),
+        cancel.clone(),
+    ));
+    let supervisor = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until_real("a connection attempt", || {
+        attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    ch.client().unwrap().logout().await;
+    until_real("the logged-out end", || {
+        code(&ch) == "whatsapp-logged-out" && ch.client().is_none()
+    })
+    .await;
+
+    let mut config = crate::config::Config::defaults_for_tests();
+    config.data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    std::fs::write(
+        config.data_dir.join(crate::HTTP_ADDR_FILE),
+        addr.to_string(),
+    )
+    .unwrap();
+    config.http_token = Some(crate::config::Secret::new(TOKEN));
+    let screen = Screen::default();
+    let mut out = screen.clone();
+    let cli = tokio::spawn(async move {
+        crate::cli::whatsapp_link(&config, Duration::from_secs(60), &mut out)
+            .await
+            .map_err(|e| e.to_string())
+    });
+
+    until_real("the new client", || {
+        ch.client().is_some() && code(&ch) == "whatsapp-connecting"
+    })
+    .await;
+    assert!(screen.text().contains("starting a new WhatsApp link"));
+    let client = ch.client().unwrap();
+    ch.on_event(
+        &Event::PairingQrCode(
+            events::PairingQrCode::builder()
+                .code("2@fresh,code".into())
+                .timeout(Duration::from_secs(60))
+                .build(),
+        ),
+        client.clone(),
+    )
+    .await;
+    until_real("the QR code on the screen", || {
+        screen.text().contains("Scan this QR code")
+    })
+    .await;
+    let block = render_qr("2@fresh,code").unwrap();
+    assert!(screen.text().contains(&block), "{}", screen.text());
+    ch.on_event(
+        &Event::Connected(events::Connected::builder().build()),
+        client,
+    )
+    .await;
+    let done = tokio::time::timeout(Duration::from_secs(20), cli)
+        .await
+        .expect("the CLI returns once linked")
+        .unwrap();
+    assert_eq!(done, Ok(()));
+    assert!(screen.text().ends_with("Linked: WhatsApp is connected.\n"));
+
+    cancel.cancel();
+    supervisor.await.unwrap();
+    server.await.unwrap().unwrap();
+}
