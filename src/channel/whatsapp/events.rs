@@ -86,10 +86,9 @@ impl WhatsAppChannel {
                 "whatsapp-stream-replaced",
                 "another client took over this session",
             ),
-            Event::ClientOutdated(_) => self.permanent(
-                "whatsapp-outdated",
-                "WhatsApp says this client is outdated; upgrade PocketBrain",
-            ),
+            Event::ClientOutdated(_) => {
+                self.permanent("whatsapp-outdated", "WhatsApp says this client is outdated")
+            }
             Event::ConnectFailure(f) => self.permanent(
                 "whatsapp-connect-failed",
                 format!(

@@ -208,10 +208,14 @@ impl WhatsAppChannel {
     /// A permanent end: the link state (logged once) says what happened and
     /// how to link again; the supervisor will not retry.
     fn permanent(&self, code: &'static str, message: impl Into<String>) {
-        let message = format!(
-            "{}; not reconnecting. Link again with `pocketbrain whatsapp link` (or POST /api/v1/whatsapp/link)",
-            message.into()
-        );
+        let then = match code {
+            "whatsapp-outdated" => "upgrade PocketBrain, then restart it",
+            "whatsapp-banned" => {
+                "retrying would prolong the ban; once it has ended, link again with `pocketbrain whatsapp link` (or POST /api/v1/whatsapp/link)"
+            }
+            _ => "link again with `pocketbrain whatsapp link` (or POST /api/v1/whatsapp/link)",
+        };
+        let message = format!("{}; not reconnecting: {then}", message.into());
         self.set_pairing(None);
         self.set_link(status(false, code, message.clone()));
         self.end(Ending::Permanent { code, message });

@@ -337,7 +337,7 @@ async fn logged_out_waits_and_a_new_link_starts_a_fresh_client() {
     .await;
     let message = ch.link().borrow().message.clone();
     assert!(
-        message.contains("not reconnecting") && message.contains("pocketbrain whatsapp link"),
+        message.contains("not reconnecting: link again with `pocketbrain whatsapp link`"),
         "{message}"
     );
     until(Duration::from_secs(10), "the client gone", || {

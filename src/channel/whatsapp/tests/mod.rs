@@ -187,6 +187,16 @@ async fn events_become_stable_health_codes() {
             Some("whatsapp-outdated"),
             true,
         ),
+        (
+            Event::TemporaryBan(
+                events::TemporaryBan::builder()
+                    .code(events::TempBanReason::SentToTooManyPeople)
+                    .expire(chrono::Duration::seconds(3600))
+                    .build(),
+            ),
+            Some("whatsapp-banned"),
+            true,
+        ),
         // Out of codes: the supervisor rebuilds and shows fresh ones.
         (
             Event::PairingQrCodesExhausted(
@@ -204,6 +214,25 @@ async fn events_become_stable_health_codes() {
         let now = ch.link().borrow().code;
         assert_eq!(now, code.unwrap_or(before));
         let ending = ch.shared.ending.lock().unwrap().take();
+        let message = ch.link().borrow().message.clone();
+        if now == "whatsapp-outdated" {
+            assert!(
+                message.ends_with("not reconnecting: upgrade PocketBrain, then restart it"),
+                "{message}"
+            );
+        }
+        if now == "whatsapp-banned" {
+            assert!(
+                message.contains("for 3600 s; not reconnecting: retrying would prolong the ban"),
+                "{message}"
+            );
+        }
+        if now == "whatsapp-stream-replaced" {
+            assert!(
+                message.contains("link again with `pocketbrain whatsapp link`"),
+                "{message}"
+            );
+        }
         if permanent {
             assert!(matches!(ending, Some(Ending::Permanent { code: c, .. }) if c == now));
         } else {
