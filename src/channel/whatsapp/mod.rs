@@ -87,7 +87,8 @@ struct Shared {
     sent: Mutex<SendLog>,
     events: tokio::sync::mpsc::Sender<ChannelEvent>,
     events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<ChannelEvent>>>,
-    /// The supervisor waits after a permanent end (for a relink).
+    /// The link ended for good: a new link may be asked for (the supervisor
+    /// waits for one, or will once the client has wound down).
     waiting: AtomicBool,
     /// The current client has been connected (its supervisor's backoff
     /// starts again after it ends).
@@ -217,6 +218,10 @@ impl WhatsAppChannel {
         };
         let message = format!("{}; not reconnecting: {then}", message.into());
         self.set_pairing(None);
+        // The supervisor will wait for a new link: it may be asked for now.
+        self.shared
+            .waiting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.set_link(status(false, code, message.clone()));
         self.end(Ending::Permanent { code, message });
     }

@@ -220,29 +220,32 @@ impl WhatsAppChannel {
                 Step::Wait => {
                     // The link state (logged once, with its code) says why
                     // and what to do; no retry: retrying after a ban or an
-                    // account lock prolongs it.
+                    // account lock prolongs it. `permanent` has already
+                    // opened the door for a new link (`relink`), which may
+                    // even have been asked for while the client wound down.
                     self.set_pairing(None);
-                    self.shared
-                        .waiting
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = self.shared.relink.notified() => {}
-                    }
-                    crate::metrics::link_restart("relink");
-                    tracing::info!(
-                        "a new WhatsApp link was asked for; starting a client on a fresh device store"
-                    );
-                    if let Err(e) = remove_device_store(&self.shared.opts.device_db) {
-                        self.set_link(status(
-                            false,
-                            "whatsapp-store-error",
-                            format!("cannot remove the old device store: {e}"),
-                        ));
-                        self.shared
-                            .waiting
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
-                        continue;
+                    loop {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = self.shared.relink.notified() => {}
+                        }
+                        crate::metrics::link_restart("relink");
+                        tracing::info!(
+                            "a new WhatsApp link was asked for; starting a client on a fresh device store"
+                        );
+                        match remove_device_store(&self.shared.opts.device_db) {
+                            Ok(()) => break,
+                            Err(e) => {
+                                self.set_link(status(
+                                    false,
+                                    "whatsapp-store-error",
+                                    format!("cannot remove the old device store: {e}"),
+                                ));
+                                self.shared
+                                    .waiting
+                                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
                     }
                     self.set_link(status(false, "whatsapp-connecting", "starting a new link"));
                 }

@@ -679,3 +679,49 @@ async fn whatsapp_link_asks_the_running_bridge_and_shows_the_qr_code() {
     supervisor.await.unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A new link asked for the moment the logged-out event arrives, while the
+/// old client is still winding down, is not lost: the supervisor starts
+/// the new client as soon as the old one has ended.
+#[tokio::test(start_paused = true)]
+async fn a_new_link_asked_for_while_the_client_winds_down_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let ch = with_transport(
+        dir.path(),
+        Arc::new(NoNetwork(attempts.clone())),
+        Duration::from_secs(120),
+    )
+    .await;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until(Duration::from_secs(60), "a connection attempt", || {
+        attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let first = ch.client().unwrap();
+    // The crate's event, as its logout sends it, before its run loop ends.
+    ch.on_event(
+        &Event::LoggedOut(
+            events::LoggedOut::builder()
+                .on_connect(false)
+                .reason(events::ConnectFailureReason::LoggedOut)
+                .build(),
+        ),
+        first.clone(),
+    )
+    .await;
+    assert!(ch.client().is_some(), "the old client still runs");
+    assert_eq!(ch.relink(), Ok(Relink::Started));
+    first.disconnect().await;
+    until(Duration::from_secs(30), "the new client", || {
+        ch.client().is_some_and(|c| !Arc::ptr_eq(&c, &first))
+    })
+    .await;
+    assert_eq!(code(&ch), "whatsapp-connecting");
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
