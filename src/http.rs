@@ -1,5 +1,6 @@
-//! The bridge's HTTP server: `/health`, `/metrics`, `/status` always, the
-//! fake channel's `/fake/*` ([`crate::channel::fake::routes`]) when it is
+//! The bridge's HTTP server: `/health`, `/metrics`, `/status` and the
+//! WhatsApp link's `/api/v1/whatsapp/link` ([`link`]) always, the fake
+//! channel's `/fake/*` ([`crate::channel::fake::routes`]) when it is
 //! selected, and the guards every route passes: the `Host` allow-list, the
 //! token, the JSON content type and the body limit.
 //!
@@ -15,6 +16,7 @@
 //! form or plain text to a loopback address without asking, but not JSON.
 
 pub mod contract;
+mod link;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,10 +39,11 @@ use crate::config::Secret;
 /// guards) are served beside them, under the same body limit and the same
 /// `Host` rule ([`host_allowed`], with `hosts` the names of `PB_HTTP_HOSTS`).
 pub fn router(state: AppState, api: Option<Router>, hosts: Vec<String>) -> Router {
-    let mut r = Router::new()
+    let r = Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/tasks/changed", post(tasks_changed));
+    let mut r = link::routes(r);
     if state.fake.is_some() {
         r = r.merge(crate::channel::fake::routes::router());
     }

@@ -88,6 +88,13 @@ struct Metrics {
     link_up: Family<ChannelOnly, Gauge>,
     link_state: Family<Link, Gauge>,
     approvals: Family<Outcome, Counter>,
+    link_restarts: Family<Reason, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    channel: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +130,7 @@ impl Metrics {
             link_up: Family::default(),
             link_state: Family::default(),
             approvals: Family::default(),
+            link_restarts: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -211,6 +219,11 @@ impl Metrics {
             "approvals",
             "Permission requests of non-main chats, by outcome (asked, approved, always, rejected, expired, by_rule)",
             m.approvals.clone(),
+        );
+        r.register(
+            "link_restarts",
+            "Link clients the bridge restarted itself, by reason (silent: connected but no frame from the server for PB_WHATSAPP_SILENCE; relink: a new link asked for after a permanent end)",
+            m.link_restarts.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -348,6 +361,28 @@ pub fn tool_call(tool: &str, end: ToolEnd, via: Via) {
 /// (`asked`, `approved`, `always`, `rejected`, `expired`, `by_rule`).
 pub fn approval(outcome: &'static str) {
     m().approvals.get_or_create(&Outcome { outcome }).inc();
+}
+
+/// The bridge restarted the channel's link client: `silent` (connected, but
+/// nothing arrived for too long) or `relink` (a new link after a permanent
+/// end).
+pub fn link_restart(reason: &'static str) {
+    m().link_restarts
+        .get_or_create(&Reason {
+            channel: channel(),
+            reason,
+        })
+        .inc();
+}
+
+/// How many link restarts with `reason` were counted so far.
+pub fn link_restarts(reason: &'static str) -> u64 {
+    m().link_restarts
+        .get_or_create(&Reason {
+            channel: channel(),
+            reason,
+        })
+        .get()
 }
 
 /// A scheduled task run was queued `late` after its due time.

@@ -509,6 +509,7 @@ async fn keys_are_checked_rate_limited_and_web_origins_refused() {
         "/api/v1/ws",
         "/v1/chat/completions",
         "/v1/models",
+        "/api/v1/whatsapp/link",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

@@ -149,6 +149,7 @@ impl App {
                 tasks_wake: wakes.tasks.clone(),
                 max_text_bytes: config.max_text_bytes,
                 fake,
+                whatsapp: whatsapp.clone(),
                 token: config.http_token.clone(),
                 opencode_url: client.base().to_string(),
             },

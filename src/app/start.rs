@@ -193,6 +193,7 @@ fn whatsapp_options(config: &Config) -> crate::channel::whatsapp::WhatsAppOption
             jitter: Duration::from_millis(800),
         },
         media_limits: config.media_max_bytes,
+        silence: config.whatsapp_silence,
         transport: None,
         http: None,
     }

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `chats list|register|unregister`, `tasks`,
-//! `whatsapp logout`, `health`, `status`, `doctor`, `backup`, `restore`,
+//! `whatsapp logout|link`, `health`, `status`, `doctor`, `backup`, `restore`,
 //! `api-keys`, `chat` (the terminal client, [`crate::chat`]).
 //!
 //! The management commands work on the database directly (WAL lets them run
@@ -43,6 +43,7 @@ use keys::api_keys;
 use memory::{memory_cmd, skills_list};
 use pair::pair_cmd;
 use tasks::tasks_cmd;
+pub(crate) use whatsapp::whatsapp_link;
 use whatsapp::whatsapp_logout;
 
 #[derive(Debug, Parser)]
@@ -284,6 +285,9 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Whatsapp {
             command: WhatsappCommand::Logout { force },
         } => whatsapp_logout(&config, force).await,
+        Command::Whatsapp {
+            command: WhatsappCommand::Link { wait },
+        } => whatsapp_link(&config, wait, &mut std::io::stdout()).await,
         Command::Status { json } => status(&config, json).await,
         Command::Health => health(&config).await,
         Command::Doctor { json } => doctor(&config, json).await,

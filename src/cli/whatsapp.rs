@@ -1,9 +1,11 @@
-//! `pocketbrain whatsapp logout`.
+//! `pocketbrain whatsapp logout` and `pocketbrain whatsapp link`.
+
+use std::time::Duration;
 
 use clap::Subcommand;
 
 use super::CliError;
-use super::bridge::live_health;
+use super::bridge::{Api, live_health};
 use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
@@ -15,6 +17,103 @@ pub enum WhatsappCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Link WhatsApp again while the bridge runs (after it was logged out,
+    /// banned or replaced): the running bridge starts a new device and this
+    /// shows its QR code (or pairing code) until the phone has linked.
+    Link {
+        /// Give up waiting for the phone after this long.
+        #[arg(long, value_parser = crate::config::parse_duration, default_value = "5m")]
+        wait: Duration,
+    },
+}
+
+const LINK: &str = "/api/v1/whatsapp/link";
+
+/// `pocketbrain whatsapp link`: asks the running bridge for a new link,
+/// then follows the link's state, showing each code to link with on `out`.
+pub(crate) async fn whatsapp_link(
+    config: &Config,
+    wait: Duration,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), CliError> {
+    let api = Api::new(config, Duration::from_secs(10));
+    let unreachable = |e: reqwest::Error| {
+        CliError::Usage(format!(
+            "the bridge does not answer at {} ({e}); start it (`pocketbrain serve`): an unlinked bridge shows its QR code in its log",
+            api.addr
+        ))
+    };
+    let res = api
+        .request(reqwest::Method::POST, LINK)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let why = body["error"].as_str().unwrap_or("no reason given");
+        return Err(CliError::Usage(format!(
+            "the bridge refused a new link ({status}): {why}"
+        )));
+    }
+    if body["started"] == true {
+        writeln!(out, "The bridge is starting a new WhatsApp link.")?;
+    } else {
+        writeln!(out, "The bridge is pairing already.")?;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut shown = serde_json::Value::Null;
+    loop {
+        let Some(link) = api.get_json(LINK).await else {
+            return Err(CliError::Usage(format!(
+                "the bridge stopped answering at {}",
+                api.addr
+            )));
+        };
+        if link["up"] == true {
+            writeln!(out, "Linked: WhatsApp is connected.")?;
+            return Ok(());
+        }
+        let pairing = &link["pairing"];
+        if !pairing.is_null() && *pairing != shown {
+            show_pairing(pairing, out)?;
+            shown = pairing.clone();
+        }
+        let code = link["code"].as_str().unwrap_or("");
+        if code != "whatsapp-connecting" && code != "whatsapp-pairing" {
+            return Err(CliError::Usage(format!(
+                "the link did not come up: {code}: {}",
+                link["message"].as_str().unwrap_or("")
+            )));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Usage(format!(
+                "not linked within {} s; the bridge keeps showing fresh codes in its log (`pocketbrain whatsapp link` again to see them here)",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Prints a code to link with: a QR code as a block, or a pairing code.
+fn show_pairing(
+    pairing: &serde_json::Value,
+    out: &mut (dyn std::io::Write + Send),
+) -> std::io::Result<()> {
+    let code = pairing["code"].as_str().unwrap_or("");
+    if pairing["kind"] == "qr" {
+        let block = crate::channel::whatsapp::render_qr(code).unwrap_or_default();
+        writeln!(
+            out,
+            "Scan this QR code with WhatsApp (Settings → Linked devices → Link a device):\n{block}"
+        )
+    } else {
+        writeln!(
+            out,
+            "Pairing code: {code}  (WhatsApp → Linked devices → Link with phone number)"
+        )
+    }
 }
 
 pub(super) async fn whatsapp_logout(config: &Config, force: bool) -> Result<(), CliError> {

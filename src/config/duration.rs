@@ -22,3 +22,14 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
+
+/// `PB_WHATSAPP_SILENCE`: a duration of at least 30 s. WhatsApp's own
+/// keepalive pings an idle link every 15 to 30 s and waits 20 s for the
+/// answer, so a shorter silence would restart healthy links.
+pub fn parse_silence(value: &str) -> Result<Duration, String> {
+    let d = parse_duration(value)?;
+    if d < Duration::from_secs(30) {
+        return Err("must be at least 30s (WhatsApp pings an idle link every 15 to 30 s)".into());
+    }
+    Ok(d)
+}

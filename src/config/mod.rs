@@ -22,7 +22,7 @@ mod values;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use duration::parse_duration;
+pub use duration::{parse_duration, parse_silence};
 pub use kinds::{ChannelKind, LogFormat, ModelRef, PermissionPolicy, UnknownDm};
 pub use model_pins::ModelPins;
 pub use names::{OldName, RENAMED, accept_old_names, old_name, old_names};

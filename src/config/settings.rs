@@ -18,7 +18,7 @@ use super::values::{
 };
 use super::{
     ChannelKind, LogFormat, ModelRef, PermissionPolicy, Secret, UnknownDm, parse_duration,
-    state_dir,
+    parse_silence, state_dir,
 };
 
 /// Validated configuration: parsed by clap, then [`Config::validate`].
@@ -386,6 +386,17 @@ pub struct Config {
         default_value = "40"
     )]
     pub wa_per_minute: u32,
+    /// How long a connected WhatsApp link may go without a single frame
+    /// from the server (message, receipt, keepalive answer) before the
+    /// client is restarted (`whatsapp-silent`); at least 30s
+    #[arg(
+        long,
+        help_heading = "WhatsApp",
+        env = "PB_WHATSAPP_SILENCE",
+        value_parser = parse_silence,
+        default_value = "2m"
+    )]
+    pub whatsapp_silence: Duration,
     /// Event stream silence after which it is reconnected
     #[arg(
         long,

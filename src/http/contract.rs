@@ -39,6 +39,8 @@ pub struct AppState {
     /// `PB_MAX_TEXT_BYTES`.
     pub max_text_bytes: usize,
     pub fake: Option<FakeChannel>,
+    /// The WhatsApp channel, when it is the one selected (its link routes).
+    pub whatsapp: Option<crate::channel::whatsapp::WhatsAppChannel>,
     /// `PB_HTTP_TOKEN`.
     pub token: Option<Secret>,
     /// OpenCode's base URL (no credentials), for `/status` and doctor.

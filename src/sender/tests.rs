@@ -15,6 +15,8 @@ struct Scripted {
     script: Mutex<HashMap<String, VecDeque<ChannelError>>>,
     sent: Mutex<Vec<String>>,
     link: watch::Sender<LinkStatus>,
+    /// When each send was tried.
+    tries: Mutex<Vec<tokio::time::Instant>>,
 }
 
 impl Scripted {
@@ -28,6 +30,7 @@ impl Scripted {
             script: Mutex::default(),
             sent: Mutex::default(),
             link: watch::channel(up).0,
+            tries: Mutex::default(),
         }
     }
     fn then(&self, chat: &ChatJid, e: ChannelError) {
@@ -41,6 +44,7 @@ impl Scripted {
 
 impl Channel for Scripted {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> BoxFuture<'a, Result<(), ChannelError>> {
+        self.tries.lock().unwrap().push(tokio::time::Instant::now());
         let next = self
             .script
             .lock()
@@ -269,4 +273,79 @@ async fn a_file_goes_out_in_its_place_and_a_vanished_one_is_marked_failed() {
         "{failed}"
     );
     assert!(store.outbox_pending().await.unwrap().is_empty());
+}
+
+/// Throttled (WhatsApp's 429 becomes `RetryAfter(60 s)`, see the channel's
+/// `send_errors_are_classified_by_what_the_server_said`) and then the link
+/// lost: the rows wait in the outbox, none is failed or lost, a throttled
+/// row is not tried again before the time the server asked for, and all go
+/// out once, in order, when the link is back.
+#[tokio::test(start_paused = true)]
+async fn throttled_then_offline_the_outbox_keeps_every_row_and_respects_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_chats(dir.path()).await;
+    let a = ChatJid::parse("15551111111@s.whatsapp.net").unwrap();
+    for id in ["A1", "A2", "A3"] {
+        store
+            .enqueue_outbox(&a, &MessageId::new(id), id)
+            .await
+            .unwrap();
+    }
+    let ch = Arc::new(Scripted::new());
+    let throttled = Duration::from_secs(60);
+    for _ in 0..3 {
+        ch.then(&a, ChannelError::RetryAfter(throttled));
+    }
+    for _ in 0..4 {
+        ch.then(&a, ChannelError::Disconnected);
+    }
+    let cancel = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let task = tokio::spawn(run(
+        store.clone(),
+        ch.clone(),
+        all_chats,
+        wake,
+        dir.path().join("ws"),
+        MediaLimits::default(),
+        cancel.clone(),
+    ));
+    let start = tokio::time::Instant::now();
+    let tries = |ch: &Scripted| ch.tries.lock().unwrap().len();
+
+    // The three throttled tries, each at least the asked-for wait apart.
+    while tries(&ch) < 4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(start.elapsed() < Duration::from_secs(600), "stalled");
+    }
+    let times = ch.tries.lock().unwrap().clone();
+    for pair in times[..4].windows(2) {
+        assert!(pair[1] - pair[0] >= throttled, "{:?}", pair[1] - pair[0]);
+    }
+    // Now the link is down: rows keep waiting, whatever the time.
+    ch.link.send_modify(|l| l.up = false);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        pending_ids(&store.outbox_pending().await.unwrap()),
+        ["A1", "A2", "A3"]
+    );
+    assert!(ch.sent().is_empty());
+    let offline_tries = tries(&ch);
+    assert!(
+        offline_tries <= 3 + 4,
+        "the script ran out early: {offline_tries}"
+    );
+
+    // The link comes back: everything goes out, once, in order.
+    ch.link.send_modify(|l| l.up = true);
+    while ch.sent().len() < 3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(start.elapsed() < Duration::from_secs(3 * 3600), "stalled");
+    }
+    assert_eq!(ch.sent(), ["A1", "A2", "A3"]);
+    for seq in 1..=3 {
+        assert_eq!(store.outbox_state(seq).await.unwrap(), "sent -");
+    }
+    cancel.cancel();
+    task.await.unwrap();
 }

@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use whatsapp_rust::prelude::*;
 
-use super::{ChannelEvent, Ending, WhatsAppChannel, convert, render_qr, status};
+use super::{ChannelEvent, Ending, Pairing, WhatsAppChannel, convert, render_qr, status};
 use crate::ids::MessageId;
 
 impl WhatsAppChannel {
     pub(super) async fn on_event(&self, ev: &Event, client: Arc<Client>) {
         match ev {
             Event::Connected(_) => {
+                self.set_pairing(None);
+                self.shared
+                    .linked
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 self.set_link(status(true, "whatsapp-connected", "connected"));
                 let store = self.shared.store.clone();
                 // Group names for `chats list`, without holding up events.
@@ -40,6 +44,7 @@ impl WhatsAppChannel {
                     "whatsapp-pairing",
                     "waiting for the QR code to be scanned",
                 ));
+                self.set_pairing(Some(Pairing::Qr(q.code.clone())));
                 let block = render_qr(&q.code).unwrap_or_default();
                 tracing::info!(
                     "Scan this QR code with WhatsApp (Settings → Linked devices → Link a device); valid {} s:\n{block}\nQR code as text: {}",
@@ -48,6 +53,7 @@ impl WhatsAppChannel {
                 );
             }
             Event::PairingCode(p) => {
+                self.set_pairing(Some(Pairing::PhoneCode(p.code.clone())));
                 self.set_link(status(
                     false,
                     "whatsapp-pairing",
@@ -59,10 +65,13 @@ impl WhatsAppChannel {
                     p.timeout.as_secs()
                 );
             }
-            Event::PairSuccess(_) => tracing::info!("paired with WhatsApp"),
+            Event::PairSuccess(_) => {
+                self.set_pairing(None);
+                tracing::info!("paired with WhatsApp")
+            }
             Event::PairingQrCodesExhausted(_) => self.end(Ending::QrExhausted),
             Event::LoggedOut(l) => {
-                let message = format!("logged out ({:?}); link the device again", l.reason);
+                let message = format!("logged out ({:?})", l.reason);
                 self.permanent("whatsapp-logged-out", message);
             }
             Event::TemporaryBan(b) => self.permanent(
@@ -77,10 +86,9 @@ impl WhatsAppChannel {
                 "whatsapp-stream-replaced",
                 "another client took over this session",
             ),
-            Event::ClientOutdated(_) => self.permanent(
-                "whatsapp-outdated",
-                "WhatsApp says this client is outdated; upgrade PocketBrain",
-            ),
+            Event::ClientOutdated(_) => {
+                self.permanent("whatsapp-outdated", "WhatsApp says this client is outdated")
+            }
             Event::ConnectFailure(f) => self.permanent(
                 "whatsapp-connect-failed",
                 format!(

@@ -2,13 +2,21 @@
 //!
 //! Lifecycle. A supervisor task builds a client (device store: its own
 //! SQLite file in the data directory), spawns it, and watches how it ends.
-//! The crate reconnects by itself after a dropped connection; the supervisor
-//! only acts when the client's run loop *returns*: when the pairing QR codes
-//! ran out it builds a fresh client and shows fresh codes (the bridge never
-//! exits to ask for a QR); after a permanent end (logged out, banned, stream
-//! replaced, client outdated, connect failure) it never retries: it reports
-//! the stable health code and waits for a restart after re-pairing. Any
-//! other end is retried with backoff.
+//! The crate reconnects by itself after a dropped connection (backoff with
+//! jitter) and finds dead sockets with its own keepalive (a ping every 15
+//! to 30 s on an idle link; a socket silent 20 s after a send, or a
+//! handshake unanswered for 20 s, is dropped and reconnected). The
+//! supervisor acts when the client's run loop *returns*: when the pairing
+//! QR codes ran out it builds a fresh client and shows fresh codes (the
+//! bridge never exits to ask for a QR); after a permanent end (logged out,
+//! banned, stream replaced, client outdated, connect failure) it never
+//! retries by itself: it reports the stable health code and waits until
+//! the owner asks for a new link ([`WhatsAppChannel::relink`]: `pocketbrain
+//! whatsapp link`, `POST /api/v1/whatsapp/link`), then starts a client on a
+//! fresh device store and shows its QR code. Any other end is retried with
+//! backoff. Beside the crate's keepalive, a watchdog ([`watchdog`]) restarts
+//! the client when a link reported connected has received no frame at all
+//! for `PB_WHATSAPP_SILENCE` (`whatsapp-silent`).
 //!
 //! Inbound. The crate's inbound durability hook commits each message to the
 //! bridge's store (through the [`InboundSink`]) before WhatsApp is told it
@@ -30,9 +38,12 @@ mod events;
 mod inbound;
 mod outbound;
 mod supervisor;
+mod watchdog;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use whatsapp_rust::prelude::*;
@@ -43,7 +54,9 @@ use crate::store::Store;
 
 pub use outbound::Governor;
 use outbound::SendLog;
-pub use supervisor::{Ending, Step, after, unlink};
+pub use supervisor::{
+    Ending, Pacer, Relink, RelinkRefused, Step, UNEXPECTED_CEILING, UNEXPECTED_FLOOR, after, unlink,
+};
 
 /// Settings for the channel.
 #[derive(Clone)]
@@ -56,6 +69,9 @@ pub struct WhatsAppOptions {
     pub governor: Governor,
     /// Largest inbound file per kind: a larger one is not downloaded.
     pub media_limits: crate::media::MediaLimits,
+    /// A connected link with no frame from the server for this long is
+    /// restarted (`PB_WHATSAPP_SILENCE`).
+    pub silence: Duration,
     /// Test seams: a transport and HTTP client to use instead of the network.
     pub transport: Option<Arc<dyn whatsapp_rust::transport::TransportFactory>>,
     pub http: Option<Arc<dyn whatsapp_rust::http::HttpClient>>,
@@ -71,6 +87,26 @@ struct Shared {
     sent: Mutex<SendLog>,
     events: tokio::sync::mpsc::Sender<ChannelEvent>,
     events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<ChannelEvent>>>,
+    /// The link ended for good: a new link may be asked for (the supervisor
+    /// waits for one, or will once the client has wound down).
+    waiting: AtomicBool,
+    /// The current client has been connected (its supervisor's backoff
+    /// starts again after it ends).
+    linked: AtomicBool,
+    /// Wakes a waiting supervisor to link again.
+    relink: tokio::sync::Notify,
+    /// The code to link with while pairing (QR text or pairing code).
+    pairing: Mutex<Option<Pairing>>,
+}
+
+/// What to link the device with, while pairing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "code")]
+pub enum Pairing {
+    /// Scan this QR code's text (render it with [`render_qr`]).
+    Qr(String),
+    /// Enter this code in WhatsApp → Linked devices → Link with phone number.
+    PhoneCode(String),
 }
 
 /// The channel; cheap to clone.
@@ -114,6 +150,10 @@ impl WhatsAppChannel {
                 sent: Mutex::default(),
                 events,
                 events_rx: Mutex::new(Some(events_rx)),
+                waiting: AtomicBool::new(false),
+                linked: AtomicBool::new(false),
+                relink: tokio::sync::Notify::new(),
+                pairing: Mutex::new(None),
             }),
         }
     }
@@ -130,6 +170,23 @@ impl WhatsAppChannel {
             tracing::info!(code = s.code, message = %s.message, "WhatsApp link");
         }
         self.shared.link.send_replace(s);
+    }
+
+    /// The code to link with, while the link is pairing.
+    pub fn pairing(&self) -> Option<Pairing> {
+        self.shared
+            .pairing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_pairing(&self, p: Option<Pairing>) {
+        *self
+            .shared
+            .pairing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = p;
     }
 
     fn client(&self) -> Option<Arc<Client>> {
@@ -149,8 +206,22 @@ impl WhatsAppChannel {
         *self.shared.ending.lock().unwrap_or_else(|p| p.into_inner()) = Some(ending);
     }
 
+    /// A permanent end: the link state (logged once) says what happened and
+    /// how to link again; the supervisor will not retry.
     fn permanent(&self, code: &'static str, message: impl Into<String>) {
-        let message = message.into();
+        let then = match code {
+            "whatsapp-outdated" => "upgrade PocketBrain, then restart it",
+            "whatsapp-banned" => {
+                "retrying would prolong the ban; once it has ended, link again with `pocketbrain whatsapp link` (or POST /api/v1/whatsapp/link)"
+            }
+            _ => "link again with `pocketbrain whatsapp link` (or POST /api/v1/whatsapp/link)",
+        };
+        let message = format!("{}; not reconnecting: {then}", message.into());
+        self.set_pairing(None);
+        // The supervisor will wait for a new link: it may be asked for now.
+        self.shared
+            .waiting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.set_link(status(false, code, message.clone()));
         self.end(Ending::Permanent { code, message });
     }

@@ -15,16 +15,65 @@ use super::{InboundSink, WhatsAppChannel, convert, status};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     QrExhausted,
-    Permanent { code: &'static str, message: String },
+    Permanent {
+        code: &'static str,
+        message: String,
+    },
+    /// Connected, but nothing arrived for the configured silence: the
+    /// supervisor stopped the client itself.
+    Silent,
     Unexpected,
 }
 
-/// What the supervisor does after an ending.
+/// What the supervisor does after an ending. An unexpected end is rebuilt
+/// after [`UNEXPECTED_FLOOR`] at the earliest ([`Pacer`] spaces repeated
+/// ones further apart).
 pub fn after(ending: &Ending) -> Step {
     match ending {
-        Ending::QrExhausted => Step::Rebuild(Duration::from_secs(1)),
+        Ending::QrExhausted | Ending::Silent => Step::Rebuild(Duration::from_secs(1)),
         Ending::Permanent { .. } => Step::Wait,
-        Ending::Unexpected => Step::Rebuild(Duration::from_secs(10)),
+        Ending::Unexpected => Step::Rebuild(UNEXPECTED_FLOOR),
+    }
+}
+
+/// The shortest wait before a client that ended unexpectedly is rebuilt.
+pub const UNEXPECTED_FLOOR: Duration = Duration::from_secs(10);
+/// The longest.
+pub const UNEXPECTED_CEILING: Duration = Duration::from_secs(5 * 60);
+
+/// Spaces rebuilds after unexpected ends: each wait at least the step's
+/// own delay, doubling up to [`UNEXPECTED_CEILING`] while ends keep coming,
+/// with up to as much again of random jitter on top (so several bridges do
+/// not come back in step), and back to the floor once a client has been
+/// connected.
+pub struct Pacer(backon::ExponentialBackoff);
+
+impl Default for Pacer {
+    fn default() -> Self {
+        use backon::BackoffBuilder;
+        Self(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(UNEXPECTED_FLOOR)
+                .with_max_delay(UNEXPECTED_CEILING)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+        )
+    }
+}
+
+impl Pacer {
+    /// The wait before the next rebuild after `step`'s delay was asked for:
+    /// never shorter than that delay. `linked`: the client that ended had
+    /// been connected, so the count starts again.
+    pub fn wait(&mut self, step: Duration, ending: &Ending, linked: bool) -> Duration {
+        if linked {
+            *self = Self::default();
+        }
+        if *ending != Ending::Unexpected {
+            return step;
+        }
+        self.0.next().unwrap_or(UNEXPECTED_CEILING).max(step)
     }
 }
 
@@ -32,15 +81,78 @@ pub fn after(ending: &Ending) -> Step {
 pub enum Step {
     /// Build a fresh client after this delay.
     Rebuild(Duration),
-    /// Stay up, report, and wait for a restart.
+    /// Stay up, report, and wait for a new link to be asked for.
     Wait,
 }
 
+/// What a request for a new link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relink {
+    /// The link had ended for good: a new client is starting on a fresh
+    /// device store, and shows a code to link with.
+    Started,
+    /// The link is pairing already: its code is the one to use.
+    AlreadyPairing,
+}
+
+/// Why a new link was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelinkRefused {
+    /// The device is linked (or linking): a new link would throw that away.
+    #[error(
+        "the WhatsApp link has not ended ({0}): a new link is only started after a permanent end (logged out, banned, replaced); to link another account, stop the bridge and run `pocketbrain whatsapp logout`"
+    )]
+    Active(&'static str),
+}
+
 impl WhatsAppChannel {
+    /// Asks the supervisor for a new link: after a permanent end it starts
+    /// a client on a fresh device store (the old one is removed: its session
+    /// has ended) and the client shows a code to link with, without a
+    /// restart of the bridge. While pairing already, nothing changes; while
+    /// the link is up or being re-established, it is refused.
+    pub fn relink(&self) -> Result<Relink, RelinkRefused> {
+        use std::sync::atomic::Ordering;
+        if self.shared.waiting.swap(false, Ordering::SeqCst) {
+            self.shared.relink.notify_one();
+            return Ok(Relink::Started);
+        }
+        let code = self.shared.link.borrow().code;
+        if code == "whatsapp-pairing" {
+            Ok(Relink::AlreadyPairing)
+        } else {
+            Err(RelinkRefused::Active(code))
+        }
+    }
+
+    /// How the client's run ended. The crate sends the event that says why
+    /// (logged out, QR codes exhausted) just before its run loop returns,
+    /// and the event handler may still be on its way: it gets a moment.
+    async fn ending(&self) -> Ending {
+        let take = || {
+            self.shared
+                .ending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        };
+        for _ in 0..100 {
+            if let Some(e) = take() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        take().unwrap_or(Ending::Unexpected)
+    }
+
     /// Runs clients until `cancel`, rebuilding or waiting per [`after`].
     pub async fn supervise(self, sink: Arc<dyn InboundSink>, cancel: CancellationToken) {
+        let mut pacer = Pacer::default();
         loop {
             *self.shared.ending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.shared
+                .linked
+                .store(false, std::sync::atomic::Ordering::SeqCst);
             let handle = match self.build(sink.clone()).await {
                 Ok(bot) => bot.spawn(),
                 Err(e) => {
@@ -55,7 +167,8 @@ impl WhatsAppChannel {
                     }
                 }
             };
-            *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.client());
+            let client = handle.client();
+            *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.clone());
             let mut handle = handle;
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -65,25 +178,39 @@ impl WhatsAppChannel {
                     return;
                 }
                 _ = &mut handle => {}
+                quiet = self.silent(&client) => {
+                    crate::metrics::link_restart("silent");
+                    self.set_link(status(
+                        false,
+                        "whatsapp-silent",
+                        format!(
+                            "connected, but nothing arrived from WhatsApp for {} s; starting a new client",
+                            quiet.as_secs()
+                        ),
+                    ));
+                    stop(&client, &mut handle).await;
+                    self.end(Ending::Silent);
+                }
             }
             *self.shared.client.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            let ending = self
-                .shared
-                .ending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .unwrap_or(Ending::Unexpected);
+            drop(client);
+            let ending = self.ending().await;
             match after(&ending) {
-                Step::Rebuild(delay) => {
-                    if ending == Ending::QrExhausted {
-                        tracing::info!("the pairing QR codes ran out; showing fresh ones");
-                    } else {
-                        self.set_link(status(
+                Step::Rebuild(step) => {
+                    let linked = self.shared.linked.load(std::sync::atomic::Ordering::SeqCst);
+                    let delay = pacer.wait(step, &ending, linked);
+                    match ending {
+                        Ending::QrExhausted => {
+                            tracing::info!("the pairing QR codes ran out; showing fresh ones")
+                        }
+                        // The link state says why (`whatsapp-silent`) until
+                        // the new client reports.
+                        Ending::Silent => {}
+                        _ => self.set_link(status(
                             false,
                             "whatsapp-reconnecting",
                             "client stopped; starting a new one",
-                        ));
+                        )),
                     }
                     tokio::select! {
                         _ = cancel.cancelled() => return,
@@ -91,12 +218,36 @@ impl WhatsAppChannel {
                     }
                 }
                 Step::Wait => {
-                    tracing::error!(
-                        ?ending,
-                        "WhatsApp ended for good; not reconnecting. Re-pair (pocketbrain whatsapp logout, then restart) and restart the bridge."
-                    );
-                    cancel.cancelled().await;
-                    return;
+                    // The link state (logged once, with its code) says why
+                    // and what to do; no retry: retrying after a ban or an
+                    // account lock prolongs it. `permanent` has already
+                    // opened the door for a new link (`relink`), which may
+                    // even have been asked for while the client wound down.
+                    self.set_pairing(None);
+                    loop {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = self.shared.relink.notified() => {}
+                        }
+                        crate::metrics::link_restart("relink");
+                        tracing::info!(
+                            "a new WhatsApp link was asked for; starting a client on a fresh device store"
+                        );
+                        match remove_device_store(&self.shared.opts.device_db) {
+                            Ok(()) => break,
+                            Err(e) => {
+                                self.set_link(status(
+                                    false,
+                                    "whatsapp-store-error",
+                                    format!("cannot remove the old device store: {e}"),
+                                ));
+                                self.shared
+                                    .waiting
+                                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    self.set_link(status(false, "whatsapp-connecting", "starting a new link"));
                 }
             }
         }
@@ -162,6 +313,30 @@ impl WhatsAppChannel {
             Err(e) => tracing::warn!(?e, "paired, but the account's JID is not understood"),
         }
     }
+}
+
+/// Stops a client that will not stop by itself: asks it to disconnect and
+/// waits a little, then aborts it (a client stuck in a silent handshake
+/// only notices a disconnect after its own 20 s deadline).
+async fn stop(client: &Arc<Client>, handle: &mut BotHandle) {
+    let bounded = Duration::from_secs(5);
+    let _ = tokio::time::timeout(bounded, client.disconnect()).await;
+    if tokio::time::timeout(bounded, &mut *handle).await.is_err() {
+        handle.abort();
+    }
+}
+
+/// Removes the device store at `db` (and SQLite's side files), so the next
+/// client starts unlinked.
+pub(super) fn remove_device_store(db: &std::path::Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let f = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        match std::fs::remove_file(&f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Connects with the device store at `db` and unlinks the device (used by

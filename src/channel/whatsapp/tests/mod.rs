@@ -1,3 +1,5 @@
+mod link;
+
 use crate::store::InboundOutcome;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,7 +17,7 @@ use whatsapp_rust::types::events;
 use whatsapp_rust::types::presence::ReceiptType;
 
 /// A transport that never connects, counting attempts.
-struct NoNetwork(Arc<AtomicUsize>);
+pub(super) struct NoNetwork(pub(super) Arc<AtomicUsize>);
 
 #[whatsapp_rust::async_trait]
 impl whatsapp_rust::transport::TransportFactory for NoNetwork {
@@ -33,7 +35,7 @@ impl whatsapp_rust::transport::TransportFactory for NoNetwork {
     }
 }
 
-struct NoHttp;
+pub(super) struct NoHttp;
 
 #[whatsapp_rust::async_trait]
 impl whatsapp_rust::http::HttpClient for NoHttp {
@@ -45,10 +47,10 @@ impl whatsapp_rust::http::HttpClient for NoHttp {
     }
 }
 
-struct NullSink;
+pub(super) struct NullSink;
 
 /// What a sink that keeps everything says of `msg`.
-fn kept(msg: &Inbound) -> InboundOutcome {
+pub(super) fn kept(msg: &Inbound) -> InboundOutcome {
     InboundOutcome {
         duplicate: false,
         echo: false,
@@ -64,9 +66,12 @@ impl InboundSink for NullSink {
     }
 }
 
-const ANN: &str = "15551234567@s.whatsapp.net";
+pub(super) const ANN: &str = "15551234567@s.whatsapp.net";
 
-async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, WhatsAppChannel) {
+pub(super) async fn offline(
+    dir: &std::path::Path,
+    attempts: Arc<AtomicUsize>,
+) -> (Store, WhatsAppChannel) {
     let store = Store::open(&dir.join("pb.sqlite3")).unwrap();
     store
         .register(RegisteredChat {
@@ -90,6 +95,7 @@ async fn offline(dir: &std::path::Path, attempts: Arc<AtomicUsize>) -> (Store, W
             jitter: Duration::ZERO,
         },
         media_limits: crate::media::MediaLimits::default(),
+        silence: Duration::from_secs(120),
         transport: Some(Arc::new(NoNetwork(attempts))),
         http: Some(Arc::new(NoHttp)),
     };
@@ -181,6 +187,16 @@ async fn events_become_stable_health_codes() {
             Some("whatsapp-outdated"),
             true,
         ),
+        (
+            Event::TemporaryBan(
+                events::TemporaryBan::builder()
+                    .code(events::TempBanReason::SentToTooManyPeople)
+                    .expire(chrono::Duration::seconds(3600))
+                    .build(),
+            ),
+            Some("whatsapp-banned"),
+            true,
+        ),
         // Out of codes: the supervisor rebuilds and shows fresh ones.
         (
             Event::PairingQrCodesExhausted(
@@ -198,6 +214,25 @@ async fn events_become_stable_health_codes() {
         let now = ch.link().borrow().code;
         assert_eq!(now, code.unwrap_or(before));
         let ending = ch.shared.ending.lock().unwrap().take();
+        let message = ch.link().borrow().message.clone();
+        if now == "whatsapp-outdated" {
+            assert!(
+                message.ends_with("not reconnecting: upgrade PocketBrain, then restart it"),
+                "{message}"
+            );
+        }
+        if now == "whatsapp-banned" {
+            assert!(
+                message.contains("for 3600 s; not reconnecting: retrying would prolong the ban"),
+                "{message}"
+            );
+        }
+        if now == "whatsapp-stream-replaced" {
+            assert!(
+                message.contains("link again with `pocketbrain whatsapp link`"),
+                "{message}"
+            );
+        }
         if permanent {
             assert!(matches!(ending, Some(Ending::Permanent { code: c, .. }) if c == now));
         } else {
