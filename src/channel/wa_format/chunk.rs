@@ -370,6 +370,12 @@ pub(super) fn plan(text: &Chars, limit: usize) -> Vec<Piece> {
             }
         }
         if let Some(run) = best.into_iter().flatten().next() {
+            if !reopen && !run.code && c[pos..run.s].iter().all(|x| x.is_whitespace()) {
+                // What is left of a cluster cut before (a prepended mark
+                // joins the space after it) is blank: no chunk of its own.
+                pos = run.e;
+                continue;
+            }
             pieces.push(Piece {
                 start: pos,
                 end: run.s,

@@ -855,3 +855,14 @@ fn a_cluster_in_a_reopened_code_block_is_not_cut() {
         .run(&proptest::strategy::Just(()), |_| check_lossless(text, 16))
         .unwrap();
 }
+
+/// Found by `tiny_limits_keep_the_invariants`: a prepended mark (U+1193F
+/// joins the grapheme after it, here a space) with a limit of 0.
+#[test]
+fn a_prepended_mark_before_spaces_makes_no_blank_chunk() {
+    let chunks = chunk("\u{1193F}  a", 0);
+    for c in &chunks {
+        assert!(!c.trim().is_empty(), "{chunks:?}");
+    }
+    check_lossless("\u{1193F}  a", 0).unwrap();
+}
