@@ -57,6 +57,11 @@ pub struct RunSpec {
     /// The chat's own model (`/model`); `None`: `PB_OPENCODE_MODEL`, else the
     /// server's default.
     pub model: Option<crate::config::ModelRef>,
+    /// Someone follows the answer's text as it is produced (an API
+    /// conversation): the run then ends only once the event stream has
+    /// shown the whole answer (bounded), so every delta comes before the
+    /// reply and none is left to show up in the next turn.
+    pub streamed: bool,
 }
 
 /// The models a runtime offers, as `provider/model`, and the one a prompt

@@ -204,9 +204,12 @@ mod tests {
     /// A well-formed request from a session PocketBrain does not know: it
     /// is answered (refused as forged) without OpenCode being asked.
     fn stranger(id: &str) -> String {
-        let fixture = include_str!("../../opencode-plugin/fixtures/ipc/request-list_tasks.json");
-        let mut v: serde_json::Value = serde_json::from_str(fixture).unwrap();
-        v["id"] = id.into();
+        let v = serde_json::json!({
+            "version": 1, "id": id, "tool": "list_tasks", "args": {},
+            "context": {"session_id": "ses_stranger", "message_id": "msg_stranger",
+                "call_id": "call_1", "agent": "build"},
+            "created_at": "2026-11-21T05:40:02.000Z",
+        });
         format!("{v}\n")
     }
 

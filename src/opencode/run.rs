@@ -13,6 +13,9 @@ use crate::agent::{AgentError, RunSpec};
 
 /// How often a waiting run checks the transcript even without events.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+/// How long a streamed run ([`RunSpec::streamed`]) whose answer the prompt
+/// call returned waits for the event stream to show it too.
+const STREAM_CATCH_UP: Duration = Duration::from_secs(3);
 
 impl OpenCode {
     /// Where the run stands, from the transcript: its newest messages
@@ -95,6 +98,9 @@ impl OpenCode {
         // The prompt call ended without an answer (why): a transcript
         // without the prompt then means it never got there.
         let mut call_ended: Option<String> = None;
+        // A streamed run's answer as the call returned it, and until when
+        // it waits for the stream.
+        let mut returned: Option<(String, tokio::time::Instant)> = None;
         loop {
             let mut from_timer = false;
             let should_check = tokio::select! {
@@ -102,9 +108,13 @@ impl OpenCode {
                     answer = None;
                     match prompted {
                         Ok(Prompted::Answer(m)) => match answered_text(&m, spec.prompt_id.as_str()) {
-                            Some(text) => {
+                            Some(text) if !spec.streamed => {
                                 crate::stage!("answer_returned", spec.session);
                                 return Ok(text);
+                            }
+                            Some(text) => {
+                                returned = Some((text, tokio::time::Instant::now() + STREAM_CATCH_UP));
+                                false
                             }
                             // Failed, or stopped on a refused tool: the transcript decides.
                             None => true,
@@ -125,6 +135,11 @@ impl OpenCode {
                         tracing::warn!(session, error = %e, "abort failed");
                     }
                     return Err(AgentError::Timeout(spec.timeout));
+                }
+                _ = async { tokio::time::sleep_until(returned.as_ref().unwrap().1).await }, if returned.is_some() => {
+                    tracing::debug!(session, prompt = %spec.prompt_id, "the stream did not show the returned answer in time");
+                    crate::stage!("answer_returned", spec.session);
+                    return Ok(returned.take().unwrap().0);
                 }
                 _ = tick.tick() => {
                     from_timer = true;
@@ -164,7 +179,10 @@ impl OpenCode {
                                 && info["finish"].as_str().is_some_and(|f| f != "tool-calls");
                             if answered {
                                 crate::stage!("answer_seen", spec.session);
-                                ready = info["id"].as_str().and_then(|m| streamed.text_of(m));
+                                ready = info["id"]
+                                    .as_str()
+                                    .and_then(|m| streamed.text_of(m))
+                                    .or_else(|| returned.take().map(|(text, _)| text));
                             }
                             // An idle announced before the answer was written:
                             // look again as soon as an answer to our prompt

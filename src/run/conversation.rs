@@ -59,6 +59,7 @@ impl Runner {
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
             model: self.chat_model(reg).await?,
+            streamed: chat.is_api(),
         };
         // The person's newest message gets the acknowledgement, if one is set.
         let ack = settings

@@ -37,6 +37,7 @@ impl Runner {
             timeout: self.ctx.settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
             model: self.chat_model(reg).await?,
+            streamed: reg.jid.is_api(),
         };
         match self.ctx.agent.recover(spec).await {
             Ok(Recovered::Answered(answer)) => {

@@ -39,6 +39,7 @@ impl Runner {
             timeout: settings.run_timeout,
             agent: Some(crate::profiles::agent_name(reg.profile).to_owned()),
             model: model.clone(),
+            streamed: reg.jid.is_api(),
         };
         // Left running by the last process: take its answer if it has one.
         if run.status == TaskRunStatus::Running
