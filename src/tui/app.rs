@@ -1,0 +1,515 @@
+//! The terminal app's state: one struct, changed only by [`App::update`]
+//! with an [`Event`] (a key, or what the network task saw), which returns
+//! what the network task should do. No terminal and no socket here, so
+//! every rule is tested as plain data.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::{Value, json};
+
+/// A conversation the app can show.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// An API conversation (`api:<name>`), by name: readable and writable.
+    Api(String),
+    /// A registered WhatsApp chat, by JID: readable (the owner only).
+    Chat(String),
+}
+
+impl Target {
+    pub fn label(&self) -> &str {
+        match self {
+            Target::Api(n) | Target::Chat(n) => n,
+        }
+    }
+}
+
+/// The link to the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Online,
+    /// Lost or refused; the network task keeps trying.
+    Offline(String),
+}
+
+/// Who wrote a line of the transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    You,
+    Assistant,
+    /// Delivered without being streamed: a tool's message, a task result.
+    Delivered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub role: Role,
+    pub text: String,
+}
+
+/// A conversation's transcript and the reply streaming into it.
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    pub entries: Vec<Entry>,
+    pub streaming: String,
+}
+
+/// A pending approval, as the bridge sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub code: String,
+    pub chat: String,
+    pub permission: String,
+    /// Every pattern, whole: the full command for bash.
+    pub patterns: Vec<String>,
+}
+
+/// One row of the conversations pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub target: Target,
+    pub name: String,
+    pub last_activity_ms: Option<i64>,
+    pub unread: usize,
+}
+
+/// Where keys go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Input,
+    Conversations,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    /// The terminal changed size (the next draw fits it).
+    Resized,
+    /// The socket is open (the network task connected or reconnected).
+    Online,
+    Offline(String),
+    /// A frame from the WebSocket.
+    Frame(Value),
+    /// `GET /api/v1/conversations`: the API conversations' names.
+    Conversations(Vec<String>),
+    /// `GET /status` (the owner's): link, queue, runs and chats.
+    Status(Value),
+    /// A conversation's stored history, oldest first, as the API lists
+    /// it (`direction`, `text`).
+    History(Target, Vec<Value>),
+    /// A REST call failed.
+    Failed(String),
+}
+
+/// What the network task is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A frame for the WebSocket.
+    Send(Value),
+    /// Fetch the conversation list (and status).
+    Refresh,
+    History(Target),
+    Quit,
+}
+
+/// The whole app.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub link: Link,
+    pub selected: Target,
+    pub rows: Vec<Row>,
+    /// The conversations pane's highlighted row.
+    pub cursor: usize,
+    pub transcripts: HashMap<Target, Transcript>,
+    /// API conversations this socket subscribes to (again, on reconnect).
+    pub subscribed: BTreeSet<String>,
+    pub input: String,
+    pub focus: Focus,
+    pub approvals: VecDeque<Approval>,
+    /// Lines scrolled up in the approval pop-up.
+    pub approval_scroll: u16,
+    pub help: bool,
+    /// Lines scrolled back from the end of the reply pane.
+    pub scroll_back: u16,
+    /// The last notice (an error, an answer passed on).
+    pub notice: Option<String>,
+    /// From `/status`: the WhatsApp link (`code`), running turns, queue.
+    pub whatsapp: Option<String>,
+    pub runs_active: u64,
+    pub queued: usize,
+    quit: bool,
+}
+
+impl App {
+    /// A fresh app on `conversation` (an API conversation's name).
+    pub fn new(conversation: &str) -> Self {
+        let selected = Target::Api(conversation.to_owned());
+        App {
+            link: Link::Connecting,
+            rows: vec![Row {
+                target: selected.clone(),
+                name: conversation.to_owned(),
+                last_activity_ms: None,
+                unread: 0,
+            }],
+            selected,
+            cursor: 0,
+            transcripts: HashMap::new(),
+            subscribed: BTreeSet::from([conversation.to_owned()]),
+            input: String::new(),
+            focus: Focus::Input,
+            approvals: VecDeque::new(),
+            approval_scroll: 0,
+            help: false,
+            scroll_back: 0,
+            notice: None,
+            whatsapp: None,
+            runs_active: 0,
+            queued: 0,
+            quit: false,
+        }
+    }
+
+    pub fn quitting(&self) -> bool {
+        self.quit
+    }
+
+    pub fn transcript(&self, t: &Target) -> Option<&Transcript> {
+        self.transcripts.get(t)
+    }
+
+    /// Whether typed lines can go to the selected conversation.
+    pub fn writable(&self) -> bool {
+        matches!(self.selected, Target::Api(_))
+    }
+
+    /// Applies one event; what the network task should do.
+    pub fn update(&mut self, ev: Event) -> Vec<Action> {
+        match ev {
+            Event::Key(k) => self.on_key(k),
+            Event::Resized => vec![],
+            Event::Online => {
+                self.link = Link::Online;
+                self.notice = None;
+                let mut out: Vec<Action> = self
+                    .subscribed
+                    .iter()
+                    .map(|c| Action::Send(json!({"type": "subscribe", "conversation": c})))
+                    .collect();
+                out.push(Action::Refresh);
+                out.push(Action::History(self.selected.clone()));
+                out
+            }
+            Event::Offline(why) => {
+                self.link = Link::Offline(why);
+                vec![]
+            }
+            Event::Frame(v) => {
+                self.on_frame(&v);
+                vec![]
+            }
+            Event::Conversations(names) => {
+                for n in names {
+                    self.ensure_row(Target::Api(n.clone()), &n, None);
+                }
+                vec![]
+            }
+            Event::Status(v) => {
+                self.on_status(&v);
+                vec![]
+            }
+            Event::History(target, messages) => {
+                self.on_history(target, &messages);
+                vec![]
+            }
+            Event::Failed(why) => {
+                self.notice = Some(why);
+                vec![]
+            }
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) -> Vec<Action> {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(k.code, KeyCode::Char('c') | KeyCode::Char('q')) {
+            self.quit = true;
+            return vec![Action::Quit];
+        }
+        if self.help {
+            // Any key closes the help.
+            self.help = false;
+            return vec![];
+        }
+        if let Some(a) = self.approvals.front().cloned() {
+            let answer = match k.code {
+                KeyCode::Char('y') => Some("yes"),
+                KeyCode::Char('a') => Some("always"),
+                KeyCode::Char('n') => Some("no"),
+                KeyCode::Up => {
+                    self.approval_scroll = self.approval_scroll.saturating_sub(1);
+                    None
+                }
+                KeyCode::Down => {
+                    self.approval_scroll = self.approval_scroll.saturating_add(1);
+                    None
+                }
+                _ => None,
+            };
+            return match answer {
+                Some(answer) if self.link == Link::Online => {
+                    self.approvals.pop_front();
+                    self.approval_scroll = 0;
+                    vec![Action::Send(
+                        json!({"type": "answer", "code": a.code, "answer": answer}),
+                    )]
+                }
+                Some(_) => {
+                    self.notice = Some("offline: the answer waits until the bridge is back".into());
+                    vec![]
+                }
+                None => vec![],
+            };
+        }
+        match k.code {
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.focus = match self.focus {
+                    Focus::Input => Focus::Conversations,
+                    Focus::Conversations => Focus::Input,
+                };
+                return vec![];
+            }
+            KeyCode::PageUp => {
+                self.scroll_back = self.scroll_back.saturating_add(10);
+                return vec![];
+            }
+            KeyCode::PageDown => {
+                self.scroll_back = self.scroll_back.saturating_sub(10);
+                return vec![];
+            }
+            KeyCode::F(1) => {
+                self.help = true;
+                return vec![];
+            }
+            _ => {}
+        }
+        match self.focus {
+            Focus::Conversations => self.on_list_key(k),
+            Focus::Input => self.on_input_key(k),
+        }
+    }
+
+    fn on_list_key(&mut self, k: KeyEvent) -> Vec<Action> {
+        match k.code {
+            KeyCode::Up | KeyCode::Char('k') => self.cursor = self.cursor.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.cursor = (self.cursor + 1).min(self.rows.len().saturating_sub(1))
+            }
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('q') => {
+                self.quit = true;
+                return vec![Action::Quit];
+            }
+            KeyCode::Enter => {
+                if let Some(row) = self.rows.get(self.cursor) {
+                    return self.select(row.target.clone());
+                }
+            }
+            KeyCode::Esc => self.focus = Focus::Input,
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn on_input_key(&mut self, k: KeyEvent) -> Vec<Action> {
+        match k.code {
+            KeyCode::Char('?') if self.input.is_empty() => self.help = true,
+            KeyCode::Char(c) => self.input.push(c),
+            KeyCode::Backspace => {
+                self.input.pop();
+            }
+            KeyCode::Esc => self.input.clear(),
+            KeyCode::Up => self.scroll_back = self.scroll_back.saturating_add(1),
+            KeyCode::Down => self.scroll_back = self.scroll_back.saturating_sub(1),
+            KeyCode::Enter => return self.submit(),
+            _ => {}
+        }
+        vec![]
+    }
+
+    /// Sends the input line to the selected conversation; kept when it
+    /// cannot go (offline, a WhatsApp chat).
+    fn submit(&mut self) -> Vec<Action> {
+        let text = self.input.trim().to_owned();
+        if text.is_empty() {
+            return vec![];
+        }
+        let Target::Api(conv) = self.selected.clone() else {
+            self.notice =
+                Some("WhatsApp chats are read-only here: pick an API conversation".into());
+            return vec![];
+        };
+        if self.link != Link::Online {
+            self.notice = Some("offline: the line is kept until the bridge is back".into());
+            return vec![];
+        }
+        self.input.clear();
+        self.scroll_back = 0;
+        self.transcripts
+            .entry(self.selected.clone())
+            .or_default()
+            .entries
+            .push(Entry {
+                role: Role::You,
+                text: text.clone(),
+            });
+        vec![Action::Send(
+            json!({"type": "send", "conversation": conv, "text": text}),
+        )]
+    }
+
+    /// Shows `target`: its history is fetched, an API conversation is
+    /// subscribed to.
+    fn select(&mut self, target: Target) -> Vec<Action> {
+        self.selected = target.clone();
+        self.scroll_back = 0;
+        self.focus = Focus::Input;
+        let mut out = vec![Action::History(target.clone())];
+        if let Target::Api(name) = &target
+            && self.subscribed.insert(name.clone())
+        {
+            out.insert(
+                0,
+                Action::Send(json!({"type": "subscribe", "conversation": name})),
+            );
+        }
+        if let Some(row) = self.rows.iter_mut().find(|r| r.target == target) {
+            row.unread = 0;
+        }
+        out
+    }
+
+    fn ensure_row(&mut self, target: Target, name: &str, last: Option<i64>) -> &mut Row {
+        let i = match self.rows.iter().position(|r| r.target == target) {
+            Some(i) => i,
+            None => {
+                self.rows.push(Row {
+                    target,
+                    name: name.to_owned(),
+                    last_activity_ms: None,
+                    unread: 0,
+                });
+                self.rows.len() - 1
+            }
+        };
+        let row = &mut self.rows[i];
+        if last.is_some() {
+            row.last_activity_ms = last;
+        }
+        row
+    }
+
+    fn on_frame(&mut self, v: &Value) {
+        let conv = v["conversation"].as_str().unwrap_or("").to_owned();
+        let target = Target::Api(conv.clone());
+        match v["type"].as_str().unwrap_or("") {
+            "delta" => {
+                let t = v["text"].as_str().unwrap_or("");
+                self.transcripts
+                    .entry(target)
+                    .or_default()
+                    .streaming
+                    .push_str(t);
+            }
+            "message" => {
+                let text = v["text"].as_str().unwrap_or("").to_owned();
+                let tr = self.transcripts.entry(target.clone()).or_default();
+                let streamed = !std::mem::take(&mut tr.streaming).is_empty();
+                tr.entries.push(Entry {
+                    role: if streamed {
+                        Role::Assistant
+                    } else {
+                        Role::Delivered
+                    },
+                    text,
+                });
+                let selected = self.selected == target;
+                let row = self.ensure_row(target, &conv, None);
+                if !selected {
+                    row.unread += 1;
+                }
+            }
+            "approval" => {
+                let code = v["code"].as_str().unwrap_or("").to_owned();
+                if code.is_empty() || self.approvals.iter().any(|a| a.code == code) {
+                    return;
+                }
+                self.approvals.push_back(Approval {
+                    code,
+                    chat: v["chat"].as_str().unwrap_or("?").to_owned(),
+                    permission: v["permission"].as_str().unwrap_or("?").to_owned(),
+                    patterns: v["patterns"]
+                        .as_array()
+                        .map(|p| {
+                            p.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+            "answered" => self.notice = Some("answer passed on".into()),
+            "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),
+            _ => {}
+        }
+    }
+
+    fn on_status(&mut self, v: &Value) {
+        let live = &v["live"];
+        self.whatsapp = live["link"]["code"].as_str().map(str::to_owned);
+        self.runs_active = live["runs_active"].as_u64().unwrap_or(0);
+        self.queued = live["queue"].as_array().map_or(0, Vec::len);
+        for c in v["chats"].as_array().into_iter().flatten() {
+            let Some(jid) = c["jid"].as_str() else {
+                continue;
+            };
+            let target = match jid.strip_prefix("api:") {
+                Some(name) => Target::Api(name.to_owned()),
+                None => Target::Chat(jid.to_owned()),
+            };
+            let name = c["name"].as_str().unwrap_or(jid).to_owned();
+            let last = c["last_activity_ms"].as_i64();
+            let selected = self.selected == target;
+            let row = self.ensure_row(target, &name, last);
+            // A WhatsApp chat's new activity (API ones count their frames).
+            if let (Target::Chat(_), Some(was), Some(now)) =
+                (&row.target, row.last_activity_ms, last)
+                && now > was
+                && !selected
+            {
+                row.unread += 1;
+            }
+            if matches!(row.target, Target::Chat(_)) {
+                row.last_activity_ms = last;
+            }
+        }
+    }
+
+    fn on_history(&mut self, target: Target, messages: &[Value]) {
+        let tr = self.transcripts.entry(target).or_default();
+        tr.entries = messages
+            .iter()
+            .map(|m| Entry {
+                role: if m["direction"] == "in" {
+                    Role::You
+                } else {
+                    Role::Assistant
+                },
+                text: m["text"].as_str().unwrap_or("").to_owned(),
+            })
+            .collect();
+    }
+}
