@@ -13,8 +13,9 @@
 //!   (the agent's `<internal>` notes hidden);
 //! - `{"type":"message","conversation","id","text"}`: every message the
 //!   bridge delivers there (replies, tool sends, task results), as stored;
-//! - `{"type":"approval","code","chat","permission","patterns"}`: a request
-//!   waiting for the owner (the owner sees every chat's, a key its own);
+//! - `{"type":"approval","code","chat","permission","patterns","detail"}`:
+//!   a request waiting for the owner (the owner sees every chat's, a key
+//!   its own); `detail` is the whole request (a command as typed);
 //! - `{"type":"error","error"}`: a refused frame (the socket stays open);
 //!   over the key's rate, also `"retry_after"` (seconds).
 //!
@@ -326,7 +327,7 @@ impl Conn {
                 out.push(json!({
                     "type": "approval", "code": a.code, "chat": a.chat,
                     "permission": a.permission, "patterns": a.patterns,
-                    "expires_at": a.expires_at,
+                    "detail": a.detail, "expires_at": a.expires_at,
                 }));
             }
         }

@@ -54,6 +54,9 @@ pub struct Entry {
 pub struct Transcript {
     pub entries: Vec<Entry>,
     pub streaming: String,
+    /// How many entries there were when its history was asked for: what
+    /// came after is kept when the (older) history arrives.
+    asked_at: Option<usize>,
 }
 
 /// A pending approval, as the bridge sent it.
@@ -62,8 +65,8 @@ pub struct Approval {
     pub code: String,
     pub chat: String,
     pub permission: String,
-    /// Every pattern, whole: the full command for bash.
-    pub patterns: Vec<String>,
+    /// The whole request (a command as typed), else OpenCode's patterns.
+    pub detail: Vec<String>,
 }
 
 /// One row of the conversations pane.
@@ -200,7 +203,7 @@ impl App {
                     .map(|c| Action::Send(json!({"type": "subscribe", "conversation": c})))
                     .collect();
                 out.push(Action::Refresh);
-                out.push(Action::History(self.selected.clone()));
+                out.push(self.history(self.selected.clone()));
                 out
             }
             Event::Offline(why) => {
@@ -376,7 +379,7 @@ impl App {
         self.selected = target.clone();
         self.scroll_back = 0;
         self.focus = Focus::Input;
-        let mut out = vec![Action::History(target.clone())];
+        let mut out = vec![self.history(target.clone())];
         if let Target::Api(name) = &target
             && self.subscribed.insert(name.clone())
         {
@@ -450,15 +453,18 @@ impl App {
                     code,
                     chat: v["chat"].as_str().unwrap_or("?").to_owned(),
                     permission: v["permission"].as_str().unwrap_or("?").to_owned(),
-                    patterns: v["patterns"]
-                        .as_array()
-                        .map(|p| {
-                            p.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    detail: match v["detail"].as_str() {
+                        Some(d) => vec![d.to_owned()],
+                        None => v["patterns"]
+                            .as_array()
+                            .map(|p| {
+                                p.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    },
                 });
             }
             "answered" => self.notice = Some("answer passed on".into()),
@@ -498,8 +504,17 @@ impl App {
         }
     }
 
+    /// Asks for `target`'s history.
+    fn history(&mut self, target: Target) -> Action {
+        let tr = self.transcripts.entry(target.clone()).or_default();
+        tr.asked_at = Some(tr.entries.len());
+        Action::History(target)
+    }
+
     fn on_history(&mut self, target: Target, messages: &[Value]) {
         let tr = self.transcripts.entry(target).or_default();
+        let since = tr.asked_at.take().unwrap_or(tr.entries.len());
+        let newer: Vec<Entry> = tr.entries.split_off(since.min(tr.entries.len()));
         tr.entries = messages
             .iter()
             .map(|m| Entry {
@@ -511,5 +526,12 @@ impl App {
                 text: m["text"].as_str().unwrap_or("").to_owned(),
             })
             .collect();
+        // What arrived meanwhile, unless the history has it already.
+        for e in newer {
+            let tail = tr.entries.len().saturating_sub(4);
+            if !tr.entries[tail..].contains(&e) {
+                tr.entries.push(e);
+            }
+        }
     }
 }

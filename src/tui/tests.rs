@@ -111,7 +111,7 @@ fn an_approval_pops_up_whole_and_y_a_n_answer_it() {
     app.update(Event::Frame(frame("1234")));
     app.update(Event::Frame(frame("5678")));
     assert_eq!(app.approvals.len(), 2);
-    assert_eq!(app.approvals[0].patterns, vec![long.clone()]);
+    assert_eq!(app.approvals[0].detail, vec![long.clone()]);
     // Typing goes to the pop-up, not the input line.
     assert!(typed(&mut app, "x").is_empty());
     assert!(app.input.is_empty());
@@ -135,6 +135,40 @@ fn an_approval_pops_up_whole_and_y_a_n_answer_it() {
             json!({"type": "answer", "code": "9999", "answer": "no"})
         )]
     );
+}
+
+#[test]
+fn the_whole_command_is_shown_when_the_bridge_sends_it() {
+    let mut app = online("tui");
+    app.update(Event::Frame(json!({"type": "approval", "code": "1234",
+        "chat": "api:tui", "permission": "bash", "patterns": ["a", "b"],
+        "detail": "a && b"})));
+    assert_eq!(app.approvals[0].detail, vec!["a && b".to_owned()]);
+}
+
+#[test]
+fn a_line_sent_while_the_history_loads_is_kept() {
+    let mut app = App::new("tui");
+    let t = Target::Api("tui".into());
+    app.update(Event::Online);
+    typed(&mut app, "new line");
+    app.update(key(KeyCode::Enter));
+    // The history asked for on connecting arrives after the line was sent.
+    app.update(Event::History(
+        t.clone(),
+        vec![
+            json!({"direction": "in", "text": "old"}),
+            json!({"direction": "out", "text": "old reply"}),
+        ],
+    ));
+    let texts: Vec<&str> = app
+        .transcript(&t)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(texts, vec!["old", "old reply", "new line"]);
 }
 
 #[test]

@@ -150,10 +150,14 @@ fn draw_input(app: &App, f: &mut Frame, area: Rect) {
     } else {
         " read-only: Tab to pick an API conversation ".into()
     };
-    let block = Block::default()
+    let mut block = Block::default()
         .borders(Borders::ALL)
         .title(title)
         .border_style(focused(app.focus == Focus::Input));
+    if let Some(n) = &app.notice {
+        block = block
+            .title_bottom(Line::from(format!(" {n} ")).style(Style::default().fg(Color::Yellow)));
+    }
     let inner = block.inner(area);
     // The line's end stays in view.
     let width = inner.width.saturating_sub(1) as usize;
@@ -192,12 +196,6 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
             Style::default().fg(Color::Yellow),
         ));
     }
-    if let Some(n) = &app.notice {
-        spans.push(Span::styled(
-            format!(" · {n}"),
-            Style::default().add_modifier(Modifier::DIM),
-        ));
-    }
     spans.push(Span::raw(" · ? help"));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -229,7 +227,7 @@ fn draw_approval(app: &App, f: &mut Frame, area: Rect) {
         ]),
         Line::from(""),
     ];
-    for p in &a.patterns {
+    for p in &a.detail {
         for l in p.split('\n') {
             lines.push(Line::from(Span::styled(
                 l.to_owned(),
