@@ -214,6 +214,26 @@ async fn a_typed_line_gets_its_streamed_reply_and_y_answers_an_approval() {
     assert!(!s.contains("Approval needed"), "{s}");
     assert!(w.workspace().join("chats/api-tui/marker.txt").is_file());
 
+    // The owner's WhatsApp chats are listed; the main chat's history shows
+    // the request and the answer, read-only.
+    let s = tui.wait_for("wa Me").await;
+    assert!(s.contains("fake-connected"), "the link state: {s}");
+    tui.keys("\t");
+    for _ in 0..5 {
+        if tui.contents().contains("> wa Me") {
+            break;
+        }
+        tui.keys("j");
+        tui.wait("the list moving", Duration::from_secs(5), |s| {
+            s.contains("> ")
+        })
+        .await;
+    }
+    tui.wait_for("> wa Me").await;
+    tui.keys("\r");
+    let s = tui.wait_for("Allowed once").await;
+    assert!(s.contains("(read-only)"), "{s}");
+
     // Quitting gives the terminal back: main screen, cooked mode.
     let status = tui.quit().await;
     assert!(status.success(), "{status:?}");

@@ -98,8 +98,10 @@ pub enum Event {
     Frame(Value),
     /// `GET /api/v1/conversations`: the API conversations' names.
     Conversations(Vec<String>),
-    /// `GET /status` (the owner's): link, queue, runs and chats.
+    /// `GET /status` (the owner's): the links, running turns, the queue.
     Status(Value),
+    /// `GET /api/v1/chats` (the owner's): every registered chat.
+    Chats(Vec<Value>),
     /// A conversation's stored history, oldest first, as the API lists
     /// it (`direction`, `text`).
     History(Target, Vec<Value>),
@@ -222,6 +224,10 @@ impl App {
             }
             Event::Status(v) => {
                 self.on_status(&v);
+                vec![]
+            }
+            Event::Chats(list) => {
+                self.on_chats(&list);
                 vec![]
             }
             Event::History(target, messages) => {
@@ -478,18 +484,21 @@ impl App {
         self.whatsapp = live["link"]["code"].as_str().map(str::to_owned);
         self.runs_active = live["runs_active"].as_u64().unwrap_or(0);
         self.queued = live["queue"].as_array().map_or(0, Vec::len);
-        for c in v["chats"].as_array().into_iter().flatten() {
-            let Some(jid) = c["jid"].as_str() else {
+    }
+
+    fn on_chats(&mut self, list: &[Value]) {
+        for c in list {
+            let Some(jid) = c["chat"].as_str() else {
                 continue;
             };
-            let target = match jid.strip_prefix("api:") {
-                Some(name) => Target::Api(name.to_owned()),
-                None => Target::Chat(jid.to_owned()),
+            let target = match c["conversation"].as_str() {
+                Some(name) if c["kind"] == "api" => Target::Api(name.to_owned()),
+                _ => Target::Chat(jid.to_owned()),
             };
             let name = c["name"].as_str().unwrap_or(jid).to_owned();
-            let last = c["last_activity_ms"].as_i64();
+            let last = c["last_activity"].as_i64();
             let selected = self.selected == target;
-            let row = self.ensure_row(target, &name, last);
+            let row = self.ensure_row(target, &name, None);
             // A WhatsApp chat's new activity (API ones count their frames).
             if let (Target::Chat(_), Some(was), Some(now)) =
                 (&row.target, row.last_activity_ms, last)
@@ -498,9 +507,7 @@ impl App {
             {
                 row.unread += 1;
             }
-            if matches!(row.target, Target::Chat(_)) {
-                row.last_activity_ms = last;
-            }
+            row.last_activity_ms = last;
         }
     }
 

@@ -198,13 +198,17 @@ impl Rest {
         self.spawn_status();
     }
 
-    /// The owner's `/status`; an API key may not read it, and nothing is
-    /// shown then.
+    /// The owner's `/status` and chat list; an API key may read neither,
+    /// and nothing is shown then.
     fn spawn_status(&self) {
         let me = self.clone();
         tokio::spawn(async move {
             if let Ok(v) = me.get("/status").await {
                 let _ = me.events.send(Event::Status(v)).await;
+            }
+            if let Ok(v) = me.get("/api/v1/chats").await {
+                let list = v["chats"].as_array().cloned().unwrap_or_default();
+                let _ = me.events.send(Event::Chats(list)).await;
             }
         });
     }

@@ -210,11 +210,17 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
     app.update(Event::Status(json!({
         "live": {"link": {"code": "whatsapp-connected"}, "runs_active": 1,
                  "queue": [{"chat": "x", "phase": "running"}]},
-        "chats": [
-            {"jid": "491511111111@s.whatsapp.net", "name": "Ann", "last_activity_ms": 5},
-            {"jid": "api:desk", "name": "desk", "last_activity_ms": 7},
-        ],
     })));
+    let ann_at = |at: i64| {
+        json!({"chat": "491511111111@s.whatsapp.net", "name": "Ann",
+               "kind": "whatsapp", "conversation": null, "last_activity": at})
+    };
+    let desk = json!({"chat": "api:desk", "name": "desk", "kind": "api",
+                      "conversation": "desk", "last_activity": 7});
+    app.update(Event::Chats(vec![ann_at(5), desk.clone()]));
+    // New activity in a WhatsApp chat not shown marks it.
+    app.update(Event::Chats(vec![ann_at(9), desk]));
+    assert_eq!(app.rows[2].unread, 1);
     let names: Vec<&str> = app.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, vec!["tui", "desk", "Ann"]);
     assert_eq!(app.whatsapp.as_deref(), Some("whatsapp-connected"));
