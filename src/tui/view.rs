@@ -354,6 +354,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_key_map_is_the_helps() {
+        let readme = include_str!("../../README.md");
+        for (k, what) in KEYS {
+            let row = format!("| `{k}` | {what} |");
+            assert!(readme.contains(&row), "README.md lacks {row}");
+        }
+    }
+
+    #[test]
     fn a_tiny_terminal_does_not_panic() {
         let mut app = App::new("tui");
         app.update(Event::Frame(json!({"type": "approval", "code": "1234",
