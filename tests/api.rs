@@ -735,6 +735,14 @@ async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_tal
     .await
     .unwrap();
     let frames = ws_until(&mut ws, |v| v["type"] == "message").await;
+    // The owner hears of the main channel's link, once on connecting.
+    let links: Vec<&Value> = frames.iter().filter(|f| f["type"] == "link").collect();
+    assert_eq!(links.len(), 1, "{frames:?}");
+    assert_eq!(
+        (&links[0]["up"], &links[0]["code"]),
+        (&json!(true), &json!("fake-connected"))
+    );
+    let frames: Vec<Value> = frames.into_iter().filter(|f| f["type"] != "link").collect();
     assert_eq!(frames[0]["type"], "accepted");
     let streamed: String = frames
         .iter()

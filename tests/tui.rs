@@ -72,6 +72,22 @@ impl Tui {
         }
     }
 
+    /// Resizes the pty (the app gets SIGWINCH) and the parsed screen.
+    fn resize(&self, rows: u16, cols: u16) {
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        self.screen.lock().unwrap().screen_mut().set_size(
+            NonZeroU16::new(rows).unwrap(),
+            NonZeroU16::new(cols).unwrap(),
+        );
+    }
+
     fn contents(&self) -> String {
         self.screen.lock().unwrap().screen().contents()
     }
@@ -252,6 +268,21 @@ async fn the_app_shows_offline_while_the_bridge_restarts_and_reconnects() {
     .await;
     tui.keys("first\r");
     tui.wait_for("echo: first").await;
+
+    // WhatsApp's link (here the fake phone's) is shown as it changes.
+    tui.wait_for("fake-connected").await;
+    w.set_link(false).await;
+    tui.wait_for("fake-disconnected").await;
+    w.set_link(true).await;
+    tui.wait_for("fake-connected").await;
+
+    // A bigger terminal: the app redraws to fit it.
+    tui.resize(40, 120);
+    tui.wait("a 120-column screen", T, |s| {
+        s.lines()
+            .any(|l| l.chars().count() == 120 && l.ends_with('┐'))
+    })
+    .await;
 
     assert_eq!(w.stop_bridge().await.code(), Some(0));
     tui.wait_for("offline, reconnecting").await;

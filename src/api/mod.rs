@@ -102,6 +102,9 @@ pub struct Inner {
     pub settings: ApiSettings,
     /// The bridge's shutdown: open WebSockets close on it.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The main channel's link (WhatsApp's, or the fake phone's): the
+    /// WebSocket tells its changes.
+    pub link: tokio::sync::watch::Receiver<crate::channel::LinkStatus>,
     limiter: limit::Limiter,
 }
 
@@ -122,6 +125,7 @@ impl ApiState {
         approvals: Option<Approvals>,
         settings: ApiSettings,
         cancel: tokio_util::sync::CancellationToken,
+        link: tokio::sync::watch::Receiver<crate::channel::LinkStatus>,
     ) -> Self {
         let limiter = limit::Limiter::per_minute(settings.rate_per_minute);
         Self(Arc::new(Inner {
@@ -132,6 +136,7 @@ impl ApiState {
             approvals,
             settings,
             cancel,
+            link,
             limiter,
         }))
     }

@@ -16,6 +16,10 @@
 //! - `{"type":"approval","code","chat","permission","patterns","detail"}`:
 //!   a request waiting for the owner (the owner sees every chat's, a key
 //!   its own); `detail` is the whole request (a command as typed);
+//! - `{"type":"link","up","code","message"}`, to the owner: the main
+//!   channel's link (WhatsApp's: `whatsapp-connected`,
+//!   `whatsapp-reconnecting`, `whatsapp-logged-out`, ...), once on
+//!   connecting and on every change;
 //! - `{"type":"error","error"}`: a refused frame (the socket stays open);
 //!   over the key's rate, also `"retry_after"` (seconds).
 //!
@@ -97,6 +101,10 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
         filter_order: Default::default(),
     };
     let mut approvals = tokio::time::interval(APPROVALS_EVERY);
+    let mut link = s.link.clone();
+    link.mark_changed();
+    // The link is the owner's to see (as on `/status`).
+    let mut link_open = conn.caller.is_owner();
     loop {
         // Biased, the agent's events first: a reply's deltas are out before
         // the run that ends on them stores the reply, so draining them
@@ -130,6 +138,17 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
                     vec![json!({"type": "error", "error": format!("{n} messages were missed; read GET /api/v1/conversations/{{id}}")})]
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
+            },
+            changed = link.changed(), if link_open => match changed {
+                Ok(()) => {
+                    let l = link.borrow_and_update().clone();
+                    vec![json!({"type": "link", "up": l.up, "code": l.code, "message": l.message})]
+                }
+                // The channel is gone: the bridge is stopping.
+                Err(_) => {
+                    link_open = false;
+                    vec![]
+                }
             },
             _ = approvals.tick() => {
                 if !conn.key_live().await {

@@ -473,6 +473,7 @@ impl App {
                     },
                 });
             }
+            "link" => self.whatsapp = v["code"].as_str().map(str::to_owned),
             "answered" => self.notice = Some("answer passed on".into()),
             "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),
             _ => {}

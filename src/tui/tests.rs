@@ -193,6 +193,14 @@ fn help_opens_on_question_mark_with_an_empty_line_only() {
 }
 
 #[test]
+fn the_link_frame_sets_the_whatsapp_state() {
+    let mut app = online("tui");
+    app.update(Event::Frame(json!({"type": "link", "up": false,
+        "code": "whatsapp-reconnecting", "message": "lost"})));
+    assert_eq!(app.whatsapp.as_deref(), Some("whatsapp-reconnecting"));
+}
+
+#[test]
 fn ctrl_c_quits() {
     let mut app = online("tui");
     let out = app.update(Event::Key(KeyEvent::new(
