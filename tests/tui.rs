@@ -29,6 +29,17 @@ struct Tui {
 
 impl Tui {
     fn start(w: &World, args: &[&str]) -> Tui {
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pocketbrain"));
+        cmd.arg("tui");
+        cmd.args(args);
+        cmd.env_clear();
+        cmd.env("PB_DATA_DIR", w.data_dir());
+        cmd.env("PB_WORKSPACE", w.workspace());
+        cmd.env("PB_HTTP_TOKEN", TOKEN);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: CommandBuilder) -> Tui {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -37,13 +48,6 @@ impl Tui {
                 pixel_height: 0,
             })
             .unwrap();
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pocketbrain"));
-        cmd.arg("tui");
-        cmd.args(args);
-        cmd.env_clear();
-        cmd.env("PB_DATA_DIR", w.data_dir());
-        cmd.env("PB_WORKSPACE", w.workspace());
-        cmd.env("PB_HTTP_TOKEN", TOKEN);
         cmd.env("TERM", "xterm-256color");
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
@@ -300,5 +304,51 @@ async fn the_app_shows_offline_while_the_bridge_restarts_and_reconnects() {
     assert!(s.contains("echo: first"), "{s}");
     let status = tui.quit().await;
     assert!(status.success(), "{status:?}");
+    assert!(tui.cooked(), "the pty was left in raw mode");
+}
+
+/// Not a test of its own: what the next test runs in a pty, as a child
+/// process (this test binary again). It takes the terminal as the app does
+/// and panics.
+#[test]
+#[ignore = "run by a_panic_gives_the_terminal_back, in a pty"]
+fn panicking_with_the_terminal_taken() {
+    let (_terminal, _restore) = pocketbrain::tui::enter().unwrap();
+    // Leak the guard: only the panic hook may give the terminal back.
+    std::mem::forget(_restore);
+    panic!("on purpose, with the terminal in raw mode");
+}
+
+#[tokio::test]
+async fn a_panic_gives_the_terminal_back() {
+    let mut cmd = CommandBuilder::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "panicking_with_the_terminal_taken",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    // A short report, so the panic's message stays on the 24 lines.
+    cmd.env("RUST_BACKTRACE", "0");
+    let mut tui = Tui::spawn(cmd);
+    let end = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = tui.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < end, "the panicking child did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "the child panicked");
+    let s = tui
+        .wait("the panic message", Duration::from_secs(10), |s| {
+            s.contains("on purpose")
+        })
+        .await;
+    assert!(
+        !tui.screen.lock().unwrap().screen().alternate_screen(),
+        "{s}"
+    );
     assert!(tui.cooked(), "the pty was left in raw mode");
 }

@@ -31,12 +31,19 @@ use app::{Action, App, Event};
 pub const DEFAULT_CONVERSATION: &str = "tui";
 
 /// Restores the terminal when dropped.
-struct Restore;
+pub struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
         ratatui::restore();
     }
+}
+
+/// Takes the terminal over (raw mode, the alternate screen) and installs
+/// the panic hook that gives it back; the guard gives it back when
+/// dropped. What `run` does first, public so a test can panic after it.
+pub fn enter() -> std::io::Result<(ratatui::DefaultTerminal, Restore)> {
+    Ok((ratatui::try_init()?, Restore))
 }
 
 /// Runs the app until the user quits.
@@ -45,8 +52,7 @@ pub async fn run(
     credential: crate::config::Secret,
     conversation: &str,
 ) -> std::io::Result<()> {
-    let mut terminal = ratatui::try_init()?;
-    let _restore = Restore;
+    let (mut terminal, _restore) = enter()?;
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(256);
     let (act_tx, act_rx) = mpsc::unbounded_channel::<Action>();
     let stop = Arc::new(AtomicBool::new(false));
