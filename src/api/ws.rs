@@ -13,6 +13,9 @@
 //!   (the agent's `<internal>` notes hidden);
 //! - `{"type":"message","conversation","id","text"}`: every message the
 //!   bridge delivers there (replies, tool sends, task results), as stored;
+//! - `{"type":"tool","conversation","part","tool","status"}`: a tool call
+//!   of the agent there, once per status (`pending`, `running`,
+//!   `completed`, `error`);
 //! - `{"type":"approval","code","chat","permission","patterns","detail"}`:
 //!   a request waiting for the owner (the owner sees every chat's, a key
 //!   its own); `detail` is the whole request (a command as typed);
@@ -117,6 +120,7 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
             }
             ev = super::exchange::next_event(&mut events) => match ev {
                 AgentEvent::Text { session, part, delta } => conn.on_delta(&session, &part, &delta).await,
+                AgentEvent::NotText { session, part, tool: Some(tool) } => conn.on_tool(&session, &part, tool).await,
                 _ => vec![],
             },
             frame = socket.recv() => match frame {
@@ -279,15 +283,10 @@ impl Conn {
         }
     }
 
-    /// Streamed text of a subscribed conversation's session.
-    async fn on_delta(
-        &mut self,
-        session: &crate::ids::SessionId,
-        part: &str,
-        delta: &str,
-    ) -> Vec<Value> {
+    /// The subscribed chat `session` belongs to, if any.
+    async fn subscribed_chat(&mut self, session: &crate::ids::SessionId) -> Option<ChatJid> {
         if self.subscribed.is_empty() {
-            return vec![];
+            return None;
         }
         let chat = match self.sessions.get(session.as_str()) {
             Some(c) => c.clone(),
@@ -301,18 +300,48 @@ impl Conn {
                 found
             }
         };
-        match chat {
-            Some(c) if self.subscribed.contains(&c) => {
-                let shown = self.filter(part, delta);
-                if shown.is_empty() {
-                    return vec![];
-                }
-                vec![json!({
-                    "type": "delta", "conversation": c.conversation(), "text": shown,
-                })]
-            }
-            _ => vec![],
+        chat.filter(|c| self.subscribed.contains(c))
+    }
+
+    /// A tool call of a subscribed conversation, once per status.
+    async fn on_tool(
+        &mut self,
+        session: &crate::ids::SessionId,
+        part: &str,
+        tool: crate::agent::ToolStep,
+    ) -> Vec<Value> {
+        let Some(chat) = self.subscribed_chat(session).await else {
+            return vec![];
+        };
+        let key = format!("{part}\n{}", tool.status);
+        if self.filters.contains_key(&key) {
+            return vec![];
         }
+        // Remembered among the text filters (bounded the same way).
+        self.filter(&key, "");
+        vec![json!({
+            "type": "tool", "conversation": chat.conversation(), "part": part,
+            "tool": tool.name, "status": tool.status,
+        })]
+    }
+
+    /// Streamed text of a subscribed conversation's session.
+    async fn on_delta(
+        &mut self,
+        session: &crate::ids::SessionId,
+        part: &str,
+        delta: &str,
+    ) -> Vec<Value> {
+        let Some(c) = self.subscribed_chat(session).await else {
+            return vec![];
+        };
+        let shown = self.filter(part, delta);
+        if shown.is_empty() {
+            return vec![];
+        }
+        vec![json!({
+            "type": "delta", "conversation": c.conversation(), "text": shown,
+        })]
     }
 
     /// What of `delta` of text part `part` may be shown (`<internal>`

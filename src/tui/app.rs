@@ -41,6 +41,8 @@ pub enum Role {
     Assistant,
     /// Delivered without being streamed: a tool's message, a task result.
     Delivered,
+    /// A tool call of the agent, as it goes.
+    Tool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,8 @@ pub struct Entry {
 pub struct Transcript {
     pub entries: Vec<Entry>,
     pub streaming: String,
+    /// Tool-call parts and their entry, updated as the call goes.
+    tools: HashMap<String, usize>,
     /// How many entries there were when its history was asked for: what
     /// came after is kept when the (older) history arrives.
     asked_at: Option<usize>,
@@ -473,6 +477,25 @@ impl App {
                     },
                 });
             }
+            "tool" => {
+                let tr = self.transcripts.entry(target).or_default();
+                let text = format!(
+                    "⚙ {} {}",
+                    v["tool"].as_str().unwrap_or("?"),
+                    v["status"].as_str().unwrap_or("?")
+                );
+                let part = v["part"].as_str().unwrap_or("").to_owned();
+                match tr.tools.get(&part) {
+                    Some(&i) if i < tr.entries.len() => tr.entries[i].text = text,
+                    _ => {
+                        tr.tools.insert(part, tr.entries.len());
+                        tr.entries.push(Entry {
+                            role: Role::Tool,
+                            text,
+                        });
+                    }
+                }
+            }
             "link" => self.whatsapp = v["code"].as_str().map(str::to_owned),
             "answered" => self.notice = Some("answer passed on".into()),
             "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),
@@ -523,6 +546,7 @@ impl App {
         let tr = self.transcripts.entry(target).or_default();
         let since = tr.asked_at.take().unwrap_or(tr.entries.len());
         let newer: Vec<Entry> = tr.entries.split_off(since.min(tr.entries.len()));
+        tr.tools.clear();
         tr.entries = messages
             .iter()
             .map(|m| Entry {

@@ -86,6 +86,28 @@ fn enter_sends_the_line_and_a_streamed_reply_becomes_the_assistants() {
 }
 
 #[test]
+fn a_tool_call_is_one_dimmed_line_updated_as_it_goes() {
+    let mut app = online("tui");
+    let t = Target::Api("tui".into());
+    let tool = |status: &str| {
+        Event::Frame(
+            json!({"type": "tool", "conversation": "tui", "part": "prt_1",
+                            "tool": "bash", "status": status}),
+        )
+    };
+    app.update(tool("running"));
+    app.update(tool("completed"));
+    let tr = app.transcript(&t).unwrap();
+    assert_eq!(
+        tr.entries,
+        vec![Entry {
+            role: Role::Tool,
+            text: "⚙ bash completed".into()
+        }]
+    );
+}
+
+#[test]
 fn offline_the_line_is_kept_not_lost() {
     let mut app = App::new("tui");
     app.update(Event::Offline("refused".into()));

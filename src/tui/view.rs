@@ -110,7 +110,7 @@ fn draw_replies(app: &App, f: &mut Frame, area: Rect) {
                         .add_modifier(Modifier::BOLD),
                 ),
                 Role::Assistant => ("", Style::default()),
-                Role::Delivered => ("", Style::default().add_modifier(Modifier::DIM)),
+                Role::Delivered | Role::Tool => ("", Style::default().add_modifier(Modifier::DIM)),
             };
             let mut md = markdown::lines(&e.text, style.remove_modifier(Modifier::BOLD));
             if !label.is_empty() {
