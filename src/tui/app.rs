@@ -147,6 +147,11 @@ pub struct App {
     pub notice: Option<String>,
     /// From `/status`: the WhatsApp link (`code`), running turns, queue.
     pub whatsapp: Option<String>,
+    /// While WhatsApp pairs by QR code: the code's text (from the socket's
+    /// `link` frames, the newest as WhatsApp rotates it).
+    pub qr: Option<String>,
+    /// The QR pop-up is open.
+    pub show_qr: bool,
     pub runs_active: u64,
     pub queued: usize,
     quit: bool,
@@ -176,6 +181,8 @@ impl App {
             scroll_back: 0,
             notice: None,
             whatsapp: None,
+            qr: None,
+            show_qr: false,
             runs_active: 0,
             queued: 0,
             quit: false,
@@ -254,6 +261,14 @@ impl App {
         if self.help {
             // Any key closes the help.
             self.help = false;
+            return vec![];
+        }
+        if k.code == KeyCode::F(2) {
+            self.show_qr = !self.show_qr;
+            return vec![];
+        }
+        if self.show_qr && k.code == KeyCode::Esc {
+            self.show_qr = false;
             return vec![];
         }
         if let Some(a) = self.approvals.front().cloned() {
@@ -496,7 +511,10 @@ impl App {
                     }
                 }
             }
-            "link" => self.whatsapp = v["code"].as_str().map(str::to_owned),
+            "link" => {
+                self.whatsapp = v["code"].as_str().map(str::to_owned);
+                self.qr = v["qr"].as_str().map(str::to_owned);
+            }
             "answered" => self.notice = Some("answer passed on".into()),
             "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),
             _ => {}

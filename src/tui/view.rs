@@ -26,6 +26,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("y / a / n", "approval: allow once / always / reject"),
     ("Esc", "clear the line; close the help"),
     ("? / F1", "this help (? on an empty line)"),
+    (
+        "F2",
+        "WhatsApp's QR code while it waits to be linked (Esc closes)",
+    ),
     ("Ctrl-C / Ctrl-Q", "quit (q in the list)"),
 ];
 
@@ -45,6 +49,8 @@ pub fn draw(app: &App, f: &mut Frame) {
     draw_status(app, f, status);
     if app.help {
         draw_help(f, f.area());
+    } else if app.show_qr {
+        draw_qr(app, f, f.area());
     } else if !app.approvals.is_empty() {
         draw_approval(app, f, f.area());
     }
@@ -196,6 +202,12 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
             Style::default().fg(Color::Yellow),
         ));
     }
+    if app.qr.is_some() {
+        spans.push(Span::styled(
+            " · F2 QR to link WhatsApp",
+            Style::default().fg(Color::Yellow),
+        ));
+    }
     spans.push(Span::raw(" · ? help"));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -263,6 +275,59 @@ fn draw_approval(app: &App, f: &mut Frame, area: Rect) {
                 .border_style(Style::default().fg(Color::Yellow)),
         )
         .scroll((app.approval_scroll.min(max_scroll), 0)),
+        rect,
+    );
+}
+
+/// WhatsApp's current QR code, drawn as half-blocks (redrawn as WhatsApp
+/// rotates it), or why there is none.
+fn draw_qr(app: &App, f: &mut Frame, area: Rect) {
+    let block = app
+        .qr
+        .as_deref()
+        .and_then(crate::channel::whatsapp::render_qr);
+    // A cut code cannot be scanned: say how big it needs the terminal.
+    let block = block.map(|b| {
+        let (w, h) = (
+            b.lines().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 2,
+            b.lines().count() as u16 + 2,
+        );
+        if w > area.width || h > area.height {
+            Err(format!(
+                "The QR code needs a terminal of {w}×{h}; this one is {}×{}. Enlarge it.",
+                area.width, area.height
+            ))
+        } else {
+            Ok(b)
+        }
+    });
+    let (lines, title): (Vec<Line>, &str) = match block {
+        Some(Err(why)) => (vec![Line::from(why)], " QR code "),
+        Some(Ok(b)) => (
+            b.lines().map(|l| Line::from(l.to_owned())).collect(),
+            " WhatsApp → Linked devices → Link a device ",
+        ),
+        None => (
+            vec![Line::from(format!(
+                "No QR code to scan: WhatsApp's link is {}.",
+                app.whatsapp.as_deref().unwrap_or("unknown")
+            ))],
+            " QR code ",
+        ),
+    };
+    let width = lines
+        .iter()
+        .map(|l| l.width() as u16)
+        .max()
+        .unwrap_or(0)
+        .max(title.chars().count() as u16)
+        + 2;
+    let rect = centered(area, width, lines.len() as u16 + 2);
+    f.render_widget(Clear, rect);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(title)),
         rect,
     );
 }
@@ -351,6 +416,44 @@ mod tests {
         let cmd: String = cmd.chars().filter(|c| *c != ' ').collect();
         assert!(joined.contains(&cmd), "{s}");
         assert!(s.contains("y allow once"), "{s}");
+    }
+
+    #[test]
+    fn the_qr_code_of_a_link_frame_is_drawn_on_f2() {
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let mut app = App::new("tui");
+        app.update(Event::Frame(json!({"type": "link", "up": false,
+            "code": "whatsapp-pairing", "message": "scan", "qr": "2@AbCdEf,xyz=,abc="})));
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("F2 QR"), "{s}");
+        app.update(Event::Key(KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE)));
+        let s = screen(&app, 80, 24);
+        let want = crate::channel::whatsapp::render_qr("2@AbCdEf,xyz=,abc=").unwrap();
+        for line in want.lines() {
+            assert!(s.contains(line.trim_end()), "{line:?} not in\n{s}");
+        }
+        // Linked: no code any more, and the pop-up says so.
+        app.update(Event::Frame(json!({"type": "link", "up": true,
+            "code": "whatsapp-connected", "message": "ok", "qr": null})));
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("No QR code to scan"), "{s}");
+        assert!(!s.contains("F2 QR"), "{s}");
+        // A code as long as WhatsApp's does not fit 24 rows: not cut, said.
+        let long = format!(
+            "2@{},{},{}",
+            "A".repeat(100),
+            "b".repeat(44),
+            "c".repeat(44)
+        );
+        app.update(Event::Frame(json!({"type": "link", "up": false,
+            "code": "whatsapp-pairing", "message": "scan", "qr": long})));
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("needs a terminal of"), "{s}");
+        let s = screen(&app, 120, 50);
+        let want = crate::channel::whatsapp::render_qr(&long).unwrap();
+        for line in want.lines() {
+            assert!(s.contains(line.trim_end()), "{line:?} not in\n{s}");
+        }
     }
 
     #[test]

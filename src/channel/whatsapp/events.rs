@@ -35,11 +35,14 @@ impl WhatsAppChannel {
                 format!("disconnected: {}", d.reason),
             )),
             Event::PairingQrCode(q) => {
-                self.set_link(status(
-                    false,
-                    "whatsapp-pairing",
-                    "waiting for the QR code to be scanned",
-                ));
+                self.set_link(crate::channel::LinkStatus {
+                    qr: Some(q.code.clone()),
+                    ..status(
+                        false,
+                        "whatsapp-pairing",
+                        "waiting for the QR code to be scanned",
+                    )
+                });
                 let block = render_qr(&q.code).unwrap_or_default();
                 tracing::info!(
                     "Scan this QR code with WhatsApp (Settings → Linked devices → Link a device); valid {} s:\n{block}\nQR code as text: {}",
