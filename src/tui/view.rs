@@ -64,7 +64,19 @@ fn focused(on: bool) -> Style {
     }
 }
 
+/// How long ago, in a few characters: `now`, `5m`, `3h`, `2d`.
+pub fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => "now".into(),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
 fn draw_list(app: &App, f: &mut Frame, area: Rect) {
+    let now = chrono::Utc::now().timestamp_millis();
     let items: Vec<ListItem> = app
         .rows
         .iter()
@@ -83,10 +95,17 @@ fn draw_list(app: &App, f: &mut Frame, area: Rect) {
                 Target::Api(_) => "",
                 Target::Chat(_) => "wa ",
             };
-            ListItem::new(Line::from(vec![
+            let mut spans = vec![
                 Span::styled(kind, Style::default().add_modifier(Modifier::DIM)),
                 Span::styled(format!("{}{mark}", r.name), style),
-            ]))
+            ];
+            if let Some(at) = r.last_activity_ms.filter(|at| *at > 0) {
+                spans.push(Span::styled(
+                    format!(" {}", age(now - at)),
+                    Style::default().add_modifier(Modifier::DIM),
+                ));
+            }
+            ListItem::new(Line::from(spans))
         })
         .collect();
     let list = List::new(items)
@@ -454,6 +473,15 @@ mod tests {
         for line in want.lines() {
             assert!(s.contains(line.trim_end()), "{line:?} not in\n{s}");
         }
+    }
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age(-5), "now");
+        assert_eq!(age(59_999), "now");
+        assert_eq!(age(5 * 60_000), "5m");
+        assert_eq!(age(3 * 3_600_000 + 1), "3h");
+        assert_eq!(age(2 * 86_400_000), "2d");
     }
 
     #[test]
