@@ -2,7 +2,7 @@
 //! over the local API's WebSocket (`/api/v1/ws`) and REST routes.
 //!
 //! - [`app`]: the state, a plain struct changed by events (unit tested
-//!   without a terminal);
+//!   without a terminal); [`keys`]: what each key does to it;
 //! - [`view`]: drawing it with ratatui; [`markdown`]: replies' Markdown;
 //! - [`net`]: the socket (connected again by itself) and REST calls.
 //!
@@ -11,6 +11,7 @@
 //! an error, and a panic (ratatui's hook restores it before the message).
 
 pub mod app;
+pub mod keys;
 pub mod markdown;
 pub mod net;
 pub mod view;
