@@ -22,11 +22,14 @@ pub(super) async fn list_chats(
 ) -> Result<Response, ApiError> {
     owners_only(&caller)?;
     let rows = s.store.list_chats().await.map_err(unavailable)?;
-    let list: Vec<_> = rows
-        .iter()
-        .filter_map(|row| {
-            let reg = row.registered.as_ref()?;
-            Some(json!({
+    let mut list = Vec::new();
+    for row in &rows {
+        let Some(reg) = row.registered.as_ref() else {
+            continue;
+        };
+        let model = s.store.chat_model(&row.jid).await.map_err(unavailable)?;
+        let pending = s.store.pending_count(&row.jid).await.map_err(unavailable)?;
+        list.push(json!({
                 "chat": row.jid,
                 "name": reg.name,
                 "kind": if row.jid.is_api() { "api" } else { "whatsapp" },
@@ -35,9 +38,10 @@ pub(super) async fn list_chats(
                 "main": reg.is_main,
                 "group": row.is_group,
                 "last_activity": row.last_activity_ms,
-            }))
-        })
-        .collect();
+                "model": model,
+                "pending": pending,
+        }));
+    }
     Ok(Json(json!({ "chats": list })).into_response())
 }
 

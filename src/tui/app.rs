@@ -80,6 +80,9 @@ pub struct Row {
     pub name: String,
     pub last_activity_ms: Option<i64>,
     pub unread: usize,
+    /// Its own model (`/model`), as `GET /api/v1/chats` says; `None`: the
+    /// default, or not known (an API key cannot list chats).
+    pub model: Option<String>,
 }
 
 /// Where keys go.
@@ -168,6 +171,7 @@ impl App {
                 name: conversation.to_owned(),
                 last_activity_ms: None,
                 unread: 0,
+                model: None,
             }],
             selected,
             cursor: 0,
@@ -261,6 +265,7 @@ impl App {
                     name: name.to_owned(),
                     last_activity_ms: None,
                     unread: 0,
+                    model: None,
                 });
                 self.rows.len() - 1
             }
@@ -383,6 +388,7 @@ impl App {
                 row.unread += 1;
             }
             row.last_activity_ms = last;
+            row.model = c["model"].as_str().map(str::to_owned);
         }
     }
 

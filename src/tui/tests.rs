@@ -251,6 +251,9 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
     // New activity in a WhatsApp chat not shown marks it.
     app.update(Event::Chats(vec![ann_at(9), desk]));
     assert_eq!(app.rows[2].unread, 1);
+    app.update(Event::Chats(vec![json!({"chat": "api:tui", "name": "tui",
+        "kind": "api", "conversation": "tui", "model": "openai/gpt-x"})]));
+    assert_eq!(app.rows[0].model.as_deref(), Some("openai/gpt-x"));
     let names: Vec<&str> = app.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, vec!["tui", "desk", "Ann"]);
     assert_eq!(app.whatsapp.as_deref(), Some("whatsapp-connected"));

@@ -215,6 +215,14 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
         " · {} running · {} queued",
         app.runs_active, app.queued
     )));
+    if let Some(m) = app
+        .rows
+        .iter()
+        .find(|r| r.target == app.selected)
+        .and_then(|r| r.model.as_deref())
+    {
+        spans.push(Span::raw(format!(" · {m}")));
+    }
     if !app.approvals.is_empty() {
         spans.push(Span::styled(
             format!(" · {} approval(s)", app.approvals.len()),
