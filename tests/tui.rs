@@ -307,6 +307,15 @@ async fn the_app_shows_offline_while_the_bridge_restarts_and_reconnects() {
     let status = tui.quit().await;
     assert!(status.success(), "{status:?}");
     assert!(tui.cooked(), "the pty was left in raw mode");
+
+    // With an API key and no conversation named: the key's own.
+    let (ok, out, err) = w.cli(&["api-keys", "create", "laptop"]);
+    assert!(ok, "{out}{err}");
+    let mut tui = Tui::start(&w, &["--key", out.trim()]);
+    tui.wait_for("Message to laptop").await;
+    tui.keys("from the key\r");
+    tui.wait_for("echo: from the key").await;
+    assert!(tui.quit().await.success());
 }
 
 /// Not a test of its own: what the next test runs in a pty, as a child

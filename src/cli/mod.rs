@@ -233,7 +233,7 @@ pub enum Command {
     /// approvals in one screen, through the running bridge's API (`?`
     /// shows its keys). It reconnects by itself when the bridge restarts.
     Tui {
-        /// The API conversation to open (default: "tui").
+        /// The API conversation to open (default: "tui", or the key's own).
         conversation: Option<String>,
         /// An API key (default: the owner's PB_HTTP_TOKEN or its file).
         #[arg(long, env = "PB_API_KEY", hide_env_values = true)]
@@ -325,6 +325,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Tui { conversation, key } => {
             let api = Api::new(&config, std::time::Duration::from_secs(10));
+            let key_given = key.is_some();
             let credential = key
                 .map(crate::config::Secret::new)
                 .or(api.token.clone())
@@ -333,8 +334,14 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
                         "no credential: pass --key (PB_API_KEY), or set PB_HTTP_TOKEN for the owner".into(),
                     )
                 })?;
-            let conversation =
-                conversation.unwrap_or_else(|| crate::tui::DEFAULT_CONVERSATION.to_owned());
+            // A key's own conversation is named by the bridge (empty here).
+            let conversation = conversation.unwrap_or_else(|| {
+                if key_given {
+                    String::new()
+                } else {
+                    crate::tui::DEFAULT_CONVERSATION.to_owned()
+                }
+            });
             // Asked before each connection: a restarted bridge may listen
             // on another port.
             let resolve = Box::new(move || bridge::bridge_addr(&config));

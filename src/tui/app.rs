@@ -161,7 +161,8 @@ pub struct App {
 }
 
 impl App {
-    /// A fresh app on `conversation` (an API conversation's name).
+    /// A fresh app on `conversation` (an API conversation's name; empty:
+    /// the API key's own, named by the bridge when subscribed).
     pub fn new(conversation: &str) -> Self {
         let selected = Target::Api(conversation.to_owned());
         App {
@@ -217,20 +218,23 @@ impl App {
                 let mut out: Vec<Action> = self
                     .subscribed
                     .iter()
-                    .map(|c| Action::Send(json!({"type": "subscribe", "conversation": c})))
+                    .map(|c| {
+                        // Empty: the key's own conversation.
+                        let c = (!c.is_empty()).then_some(c);
+                        Action::Send(json!({"type": "subscribe", "conversation": c}))
+                    })
                     .collect();
                 out.push(Action::Refresh);
-                out.push(self.history(self.selected.clone()));
+                if !self.selected.label().is_empty() {
+                    out.push(self.history(self.selected.clone()));
+                }
                 out
             }
             Event::Offline(why) => {
                 self.link = Link::Offline(why);
                 vec![]
             }
-            Event::Frame(v) => {
-                self.on_frame(&v);
-                vec![]
-            }
+            Event::Frame(v) => self.on_frame(&v),
             Event::Conversations(names) => {
                 for n in names {
                     self.ensure_row(Target::Api(n.clone()), &n, None);
@@ -277,7 +281,29 @@ impl App {
         row
     }
 
-    fn on_frame(&mut self, v: &Value) {
+    /// The conversation not named yet (the key's own) gets the name the
+    /// bridge subscribed it under.
+    fn adopt(&mut self, name: &str) -> Vec<Action> {
+        let unnamed = Target::Api(String::new());
+        if self.selected != unnamed || name.is_empty() {
+            return vec![];
+        }
+        let named = Target::Api(name.to_owned());
+        self.selected = named.clone();
+        self.subscribed.remove("");
+        self.subscribed.insert(name.to_owned());
+        self.rows.retain(|r| r.target != named);
+        for r in self.rows.iter_mut().filter(|r| r.target == unnamed) {
+            r.target = named.clone();
+            r.name = name.to_owned();
+        }
+        if let Some(tr) = self.transcripts.remove(&unnamed) {
+            self.transcripts.insert(named.clone(), tr);
+        }
+        vec![self.history(named)]
+    }
+
+    fn on_frame(&mut self, v: &Value) -> Vec<Action> {
         let conv = v["conversation"].as_str().unwrap_or("").to_owned();
         let target = Target::Api(conv.clone());
         match v["type"].as_str().unwrap_or("") {
@@ -310,7 +336,7 @@ impl App {
             "approval" => {
                 let code = v["code"].as_str().unwrap_or("").to_owned();
                 if code.is_empty() || self.approvals.iter().any(|a| a.code == code) {
-                    return;
+                    return vec![];
                 }
                 self.approvals.push_back(Approval {
                     code,
@@ -349,6 +375,7 @@ impl App {
                     }
                 }
             }
+            "subscribed" => return self.adopt(&conv),
             "link" => {
                 self.whatsapp = v["code"].as_str().map(str::to_owned);
                 self.qr = v["qr"].as_str().map(str::to_owned);
@@ -357,6 +384,7 @@ impl App {
             "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),
             _ => {}
         }
+        vec![]
     }
 
     fn on_status(&mut self, v: &Value) {

@@ -135,6 +135,10 @@ impl App {
                 Some("WhatsApp chats are read-only here: pick an API conversation".into());
             return vec![];
         };
+        if conv.is_empty() {
+            self.notice = Some("waiting for the bridge to name the key's conversation".into());
+            return vec![];
+        }
         if self.link != Link::Online {
             self.notice = Some("offline: the line is kept until the bridge is back".into());
             return vec![];

@@ -223,6 +223,35 @@ fn the_link_frame_sets_the_whatsapp_state() {
 }
 
 #[test]
+fn a_keys_unnamed_conversation_takes_the_name_the_bridge_gives() {
+    let mut app = App::new("");
+    let out = app.update(Event::Online);
+    assert_eq!(
+        out,
+        vec![
+            Action::Send(json!({"type": "subscribe", "conversation": null})),
+            Action::Refresh,
+        ]
+    );
+    typed(&mut app, "early");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(app.input, "early");
+    let out = app.update(Event::Frame(
+        json!({"type": "subscribed", "conversation": "laptop"}),
+    ));
+    let laptop = Target::Api("laptop".into());
+    assert_eq!(out, vec![Action::History(laptop.clone())]);
+    assert_eq!(app.selected, laptop);
+    assert_eq!(app.rows[0].name, "laptop");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Action::Send(
+            json!({"type": "send", "conversation": "laptop", "text": "early"})
+        )]
+    );
+}
+
+#[test]
 fn ctrl_c_quits() {
     let mut app = online("tui");
     let out = app.update(Event::Key(KeyEvent::new(
