@@ -86,6 +86,7 @@ pub mod store;
 pub mod timing;
 pub mod tools;
 pub mod transcribe;
+pub mod tui;
 pub mod workspace;
 
 pub use app::{App, HTTP_ADDR_FILE, StartError};

@@ -506,6 +506,8 @@ async fn keys_are_checked_rate_limited_and_web_origins_refused() {
         "/api/v1/conversations/{id}",
         "/api/v1/approvals",
         "/api/v1/approvals/{code}",
+        "/api/v1/chats",
+        "/api/v1/chats/{chat}",
         "/api/v1/ws",
         "/v1/chat/completions",
         "/v1/models",
@@ -579,6 +581,107 @@ async fn two_api_conversations_and_a_whatsapp_chat_at_once_each_answered_once_in
     }
 }
 
+#[tokio::test]
+async fn the_owner_lists_every_registered_chat_and_reads_a_whatsapp_chats_history() {
+    let mut w = api_world(true).await;
+    w.register(DM, "Ann", &[]);
+    let key = create_key(&w, &["laptop"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+    w.say(DM, "W1", "hello from the phone").await;
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/v1/chat"),
+        Some(TOKEN),
+        Some(json!({"conversation": "desk", "text": "hi desk"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let chats = body["chats"].as_array().unwrap();
+    let ann = chats.iter().find(|c| c["chat"] == DM).expect("Ann listed");
+    assert_eq!(ann["name"], "Ann");
+    assert_eq!(ann["kind"], "whatsapp");
+    assert_eq!(ann["profile"], "member");
+    assert!(ann["last_activity"].as_i64().unwrap() > 0, "{ann}");
+    // No model of its own (`/model`): the default.
+    assert_eq!(ann["model"], Value::Null, "{ann}");
+    assert!(ann["pending"].as_i64().is_some(), "{ann}");
+    let desk = chats
+        .iter()
+        .find(|c| c["chat"] == "api:desk")
+        .expect("desk listed");
+    assert_eq!(
+        (&desk["kind"], &desk["conversation"]),
+        (&json!("api"), &json!("desk"))
+    );
+
+    // A WhatsApp chat's history, both ways, oldest first (the fake
+    // phone's outbox needs the token this world sets: the history is
+    // what is waited on).
+    let end = std::time::Instant::now() + T;
+    let body = loop {
+        let (status, _, body) = call(
+            reqwest::Method::GET,
+            format!("{base}/api/v1/chats/{DM}?limit=10"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if body["messages"].as_array().unwrap().len() >= 2 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < end, "no reply in {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let texts: Vec<(&str, &str)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap(),
+                m["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            ("in", "hello from the phone"),
+            ("out", "Andy: echo: hello from the phone")
+        ]
+    );
+
+    // Not a registered chat, not a JID, not the owner.
+    for (path, auth, want) in [
+        ("/api/v1/chats/491519999999@s.whatsapp.net", TOKEN, 404),
+        ("/api/v1/chats/not-a-jid", TOKEN, 400),
+        ("/api/v1/chats", key.as_str(), 403),
+        (&format!("/api/v1/chats/{DM}") as &str, key.as_str(), 403),
+        (&format!("/api/v1/chats/{DM}?limit=0") as &str, TOKEN, 400),
+    ] {
+        let (status, _, body) = call(
+            reqwest::Method::GET,
+            format!("{base}{path}"),
+            Some(auth),
+            None,
+        )
+        .await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
 async fn ws_connect(
     base: &str,
     auth: &str,
@@ -636,6 +739,14 @@ async fn websocket_streams_replies_and_a_task_result_and_the_terminal_client_tal
     .await
     .unwrap();
     let frames = ws_until(&mut ws, |v| v["type"] == "message").await;
+    // The owner hears of the main channel's link, once on connecting.
+    let links: Vec<&Value> = frames.iter().filter(|f| f["type"] == "link").collect();
+    assert_eq!(links.len(), 1, "{frames:?}");
+    assert_eq!(
+        (&links[0]["up"], &links[0]["code"]),
+        (&json!(true), &json!("fake-connected"))
+    );
+    let frames: Vec<Value> = frames.into_iter().filter(|f| f["type"] != "link").collect();
     assert_eq!(frames[0]["type"], "accepted");
     let streamed: String = frames
         .iter()

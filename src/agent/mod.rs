@@ -145,12 +145,25 @@ pub enum AgentEvent {
         part: String,
         delta: String,
     },
-    /// Part `part` of a session is not answer text (reasoning, a tool call).
-    NotText { session: SessionId, part: String },
+    /// Part `part` of a session is not answer text (reasoning, a tool call;
+    /// for a tool call, which tool and how far it is).
+    NotText {
+        session: SessionId,
+        part: String,
+        tool: Option<ToolStep>,
+    },
     /// The session's run stopped (answered, failed or aborted).
     Idle { session: SessionId },
     /// The stream was (re)opened: events may have been missed.
     Reopened,
+}
+
+/// A tool call as it goes: the tool's name and OpenCode's status of the
+/// call (`pending`, `running`, `completed`, `error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolStep {
+    pub name: String,
+    pub status: String,
 }
 
 /// What became of a prompt the bridge sent before it stopped.

@@ -17,7 +17,7 @@ pub(super) async fn list_approvals(
         .map(|a| {
             json!({
                 "code": a.code, "chat": a.chat, "permission": a.permission,
-                "patterns": a.patterns, "always": a.always,
+                "patterns": a.patterns, "detail": a.detail, "always": a.always,
                 "created_at": a.created_at, "expires_at": a.expires_at,
             })
         })

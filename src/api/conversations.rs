@@ -81,17 +81,27 @@ pub(super) struct ShowQuery {
     limit: Option<usize>,
 }
 
+impl ShowQuery {
+    /// The number of messages asked for: 50 unless said, 1 to 500.
+    pub(super) fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::bad("limit: 1 to 500"));
+        }
+        Ok(limit)
+    }
+}
+
 pub(super) async fn show_conversation(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     q: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = q.map_err(|e| ApiError::bad(format!("query: {e}")))?.0;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad("limit: 1 to 500"));
-    }
+    let limit = q
+        .map_err(|e| ApiError::bad(format!("query: {e}")))?
+        .0
+        .limit()?;
     let reg = path_conversation(&s, &caller, &id).await?;
     let messages = s
         .store

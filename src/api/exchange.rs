@@ -237,7 +237,7 @@ impl Waiter {
                 let shown = self.filters.entry(part).or_default().push(&delta);
                 (!shown.is_empty()).then_some(Some(shown))
             }
-            AgentEvent::NotText { session, part } => {
+            AgentEvent::NotText { session, part, .. } => {
                 if self.ours(session.as_str()).await {
                     self.not_text.insert(part);
                 }

@@ -12,6 +12,8 @@
 //!   produces it, then the reply as stored) ([`exchange`]);
 //! - `GET|DELETE /api/v1/conversations[/{id}]`, `GET /api/v1/approvals`,
 //!   `POST /api/v1/approvals/{code}`;
+//! - `GET /api/v1/chats[/{chat}]`: the owner's list of every registered
+//!   chat and a chat's history ([`chats`]);
 //! - `POST /v1/chat/completions` and `GET /v1/models`, OpenAI-compatible
 //!   ([`openai`]);
 //! - `GET /api/v1/ws`, a WebSocket ([`ws`]).
@@ -29,9 +31,11 @@ pub mod openai;
 pub mod ws;
 
 mod approvals;
+mod chats;
 mod conversations;
 
 use approvals::*;
+use chats::*;
 pub use conversations::*;
 
 use std::path::PathBuf;
@@ -98,6 +102,9 @@ pub struct Inner {
     pub settings: ApiSettings,
     /// The bridge's shutdown: open WebSockets close on it.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The main channel's link (WhatsApp's, or the fake phone's): the
+    /// WebSocket tells its changes.
+    pub link: tokio::sync::watch::Receiver<crate::channel::LinkStatus>,
     limiter: limit::Limiter,
 }
 
@@ -118,6 +125,7 @@ impl ApiState {
         approvals: Option<Approvals>,
         settings: ApiSettings,
         cancel: tokio_util::sync::CancellationToken,
+        link: tokio::sync::watch::Receiver<crate::channel::LinkStatus>,
     ) -> Self {
         let limiter = limit::Limiter::per_minute(settings.rate_per_minute);
         Self(Arc::new(Inner {
@@ -128,6 +136,7 @@ impl ApiState {
             approvals,
             settings,
             cancel,
+            link,
             limiter,
         }))
     }
@@ -211,6 +220,8 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/conversations/{id}",
             get(show_conversation).delete(forget_conversation),
         )
+        .route("/api/v1/chats", get(list_chats))
+        .route("/api/v1/chats/{chat}", get(show_chat))
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/{code}", post(answer_approval))
         .route("/api/v1/ws", get(ws::upgrade))

@@ -13,8 +13,17 @@
 //!   (the agent's `<internal>` notes hidden);
 //! - `{"type":"message","conversation","id","text"}`: every message the
 //!   bridge delivers there (replies, tool sends, task results), as stored;
-//! - `{"type":"approval","code","chat","permission","patterns"}`: a request
-//!   waiting for the owner (the owner sees every chat's, a key its own);
+//! - `{"type":"tool","conversation","part","tool","status"}`: a tool call
+//!   of the agent there, once per status (`pending`, `running`,
+//!   `completed`, `error`);
+//! - `{"type":"approval","code","chat","permission","patterns","detail"}`:
+//!   a request waiting for the owner (the owner sees every chat's, a key
+//!   its own); `detail` is the whole request (a command as typed);
+//! - `{"type":"link","up","code","message"}`, to the owner: the main
+//!   channel's link (WhatsApp's: `whatsapp-connected`,
+//!   `whatsapp-reconnecting`, `whatsapp-logged-out`, ...), once on
+//!   connecting and on every change; while pairing, `qr` is the QR
+//!   code's text to render and scan (a new frame as WhatsApp rotates it);
 //! - `{"type":"error","error"}`: a refused frame (the socket stays open);
 //!   over the key's rate, also `"retry_after"` (seconds).
 //!
@@ -96,6 +105,10 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
         filter_order: Default::default(),
     };
     let mut approvals = tokio::time::interval(APPROVALS_EVERY);
+    let mut link = s.link.clone();
+    link.mark_changed();
+    // The link is the owner's to see (as on `/status`).
+    let mut link_open = conn.caller.is_owner();
     loop {
         // Biased, the agent's events first: a reply's deltas are out before
         // the run that ends on them stores the reply, so draining them
@@ -108,6 +121,7 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
             }
             ev = super::exchange::next_event(&mut events) => match ev {
                 AgentEvent::Text { session, part, delta } => conn.on_delta(&session, &part, &delta).await,
+                AgentEvent::NotText { session, part, tool: Some(tool) } => conn.on_tool(&session, &part, tool).await,
                 _ => vec![],
             },
             frame = socket.recv() => match frame {
@@ -129,6 +143,17 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
                     vec![json!({"type": "error", "error": format!("{n} messages were missed; read GET /api/v1/conversations/{{id}}")})]
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
+            },
+            changed = link.changed(), if link_open => match changed {
+                Ok(()) => {
+                    let l = link.borrow_and_update().clone();
+                    vec![json!({"type": "link", "up": l.up, "code": l.code, "message": l.message, "qr": l.qr})]
+                }
+                // The channel is gone: the bridge is stopping.
+                Err(_) => {
+                    link_open = false;
+                    vec![]
+                }
             },
             _ = approvals.tick() => {
                 if !conn.key_live().await {
@@ -259,15 +284,10 @@ impl Conn {
         }
     }
 
-    /// Streamed text of a subscribed conversation's session.
-    async fn on_delta(
-        &mut self,
-        session: &crate::ids::SessionId,
-        part: &str,
-        delta: &str,
-    ) -> Vec<Value> {
+    /// The subscribed chat `session` belongs to, if any.
+    async fn subscribed_chat(&mut self, session: &crate::ids::SessionId) -> Option<ChatJid> {
         if self.subscribed.is_empty() {
-            return vec![];
+            return None;
         }
         let chat = match self.sessions.get(session.as_str()) {
             Some(c) => c.clone(),
@@ -281,18 +301,48 @@ impl Conn {
                 found
             }
         };
-        match chat {
-            Some(c) if self.subscribed.contains(&c) => {
-                let shown = self.filter(part, delta);
-                if shown.is_empty() {
-                    return vec![];
-                }
-                vec![json!({
-                    "type": "delta", "conversation": c.conversation(), "text": shown,
-                })]
-            }
-            _ => vec![],
+        chat.filter(|c| self.subscribed.contains(c))
+    }
+
+    /// A tool call of a subscribed conversation, once per status.
+    async fn on_tool(
+        &mut self,
+        session: &crate::ids::SessionId,
+        part: &str,
+        tool: crate::agent::ToolStep,
+    ) -> Vec<Value> {
+        let Some(chat) = self.subscribed_chat(session).await else {
+            return vec![];
+        };
+        let key = format!("{part}\n{}", tool.status);
+        if self.filters.contains_key(&key) {
+            return vec![];
         }
+        // Remembered among the text filters (bounded the same way).
+        self.filter(&key, "");
+        vec![json!({
+            "type": "tool", "conversation": chat.conversation(), "part": part,
+            "tool": tool.name, "status": tool.status,
+        })]
+    }
+
+    /// Streamed text of a subscribed conversation's session.
+    async fn on_delta(
+        &mut self,
+        session: &crate::ids::SessionId,
+        part: &str,
+        delta: &str,
+    ) -> Vec<Value> {
+        let Some(c) = self.subscribed_chat(session).await else {
+            return vec![];
+        };
+        let shown = self.filter(part, delta);
+        if shown.is_empty() {
+            return vec![];
+        }
+        vec![json!({
+            "type": "delta", "conversation": c.conversation(), "text": shown,
+        })]
     }
 
     /// What of `delta` of text part `part` may be shown (`<internal>`
@@ -326,7 +376,7 @@ impl Conn {
                 out.push(json!({
                     "type": "approval", "code": a.code, "chat": a.chat,
                     "permission": a.permission, "patterns": a.patterns,
-                    "expires_at": a.expires_at,
+                    "detail": a.detail, "expires_at": a.expires_at,
                 }));
             }
         }

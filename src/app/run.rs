@@ -137,6 +137,7 @@ impl App {
                 workspace: config.workspace.clone(),
             },
             cancel.clone(),
+            main_channel.link(),
         ));
         // Health first: it answers while everything else comes up.
         let app = http::router(

@@ -298,6 +298,7 @@ impl Approvals {
                 directory: ask.dir.display().to_string(),
                 permission: ask.permission.clone(),
                 patterns: ask.patterns.clone(),
+                detail: ask.detail.clone(),
                 always,
                 expires_at: now_ms() + timeout.as_millis() as i64,
             })

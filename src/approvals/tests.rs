@@ -57,6 +57,7 @@ fn approval(code: &str, always: Vec<String>) -> Approval {
         directory: "/w/chats/family".into(),
         permission: "bash".into(),
         patterns: vec![],
+        detail: None,
         always,
         state: ApprovalState::Pending,
         created_at: 0,

@@ -48,6 +48,7 @@ impl ApiChannel {
                 up: true,
                 code: "api-ready",
                 message: "the local API is served".into(),
+                qr: None,
             })),
         }
     }

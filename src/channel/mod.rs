@@ -87,6 +87,9 @@ pub struct LinkStatus {
     /// Stable code, such as `fake-connected` or `whatsapp-logged-out`.
     pub code: &'static str,
     pub message: String,
+    /// While pairing by QR code: the code's text, to be rendered and
+    /// scanned (WhatsApp rotates it; each new one is a new status).
+    pub qr: Option<String>,
 }
 
 /// Where a channel hands inbound messages (the core's intake).

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `chats list|register|unregister`, `tasks`,
 //! `whatsapp logout|link`, `health`, `status`, `doctor`, `backup`, `restore`,
-//! `api-keys`, `chat` (the terminal client, [`crate::chat`]).
+//! `api-keys`, `chat` (the terminal client, [`crate::chat`]), `tui` (the
+//! full-screen one, [`crate::tui`]).
 //!
 //! The management commands work on the database directly (WAL lets them run
 //! beside a running bridge), and the bridge reads registrations per message,
@@ -229,6 +230,16 @@ pub enum Command {
         #[arg(long, env = "PB_API_KEY", hide_env_values = true)]
         key: Option<String>,
     },
+    /// The full-screen terminal app: conversations, streamed replies and
+    /// approvals in one screen, through the running bridge's API (`?`
+    /// shows its keys). It reconnects by itself when the bridge restarts.
+    Tui {
+        /// The API conversation to open (default: "tui", or the key's own).
+        conversation: Option<String>,
+        /// An API key (default: the owner's PB_HTTP_TOKEN or its file).
+        #[arg(long, env = "PB_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 /// Why a command failed; printed as `error: ...`.
@@ -315,6 +326,30 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             crate::chat::run(&api.addr, &credential, conversation.as_deref())
                 .await
                 .map_err(|e| CliError::Usage(e.to_string()))
+        }
+        Command::Tui { conversation, key } => {
+            let api = Api::new(&config, std::time::Duration::from_secs(10));
+            let key_given = key.is_some();
+            let credential = key
+                .map(crate::config::Secret::new)
+                .or(api.token.clone())
+                .ok_or_else(|| {
+                    CliError::Usage(
+                        "no credential: pass --key (PB_API_KEY), or set PB_HTTP_TOKEN for the owner".into(),
+                    )
+                })?;
+            // A key's own conversation is named by the bridge (empty here).
+            let conversation = conversation.unwrap_or_else(|| {
+                if key_given {
+                    String::new()
+                } else {
+                    crate::tui::DEFAULT_CONVERSATION.to_owned()
+                }
+            });
+            // Asked before each connection: a restarted bridge may listen
+            // on another port.
+            let resolve = Box::new(move || bridge::bridge_addr(&config));
+            Ok(crate::tui::run(resolve, credential, &conversation).await?)
         }
     }
 }

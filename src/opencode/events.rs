@@ -78,9 +78,14 @@ pub fn agent_event(ev: &OcEvent) -> Option<AgentEvent> {
             if part["type"].as_str() == Some("text") {
                 return None;
             }
+            let tool = (part["type"].as_str() == Some("tool")).then(|| crate::agent::ToolStep {
+                name: part["tool"].as_str().unwrap_or("?").to_owned(),
+                status: part["state"]["status"].as_str().unwrap_or("?").to_owned(),
+            });
             Some(AgentEvent::NotText {
                 session: SessionId::new(part["sessionID"].as_str()?),
                 part: part["id"].as_str().unwrap_or_default().to_owned(),
+                tool,
             })
         }
         "session.idle" => Some(AgentEvent::Idle {

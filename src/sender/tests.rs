@@ -25,6 +25,7 @@ impl Scripted {
             up: true,
             code: "test-up",
             message: String::new(),
+            qr: None,
         };
         Self {
             script: Mutex::default(),

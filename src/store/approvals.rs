@@ -19,6 +19,9 @@ pub struct Approval {
     pub directory: String,
     pub permission: String,
     pub patterns: Vec<String>,
+    /// The whole request as the owner is shown it (`None`: recorded by an
+    /// older version).
+    pub detail: Option<String>,
     pub always: Vec<String>,
     pub state: ApprovalState,
     pub created_at: i64,
@@ -34,11 +37,13 @@ pub struct NewApproval {
     pub directory: String,
     pub permission: String,
     pub patterns: Vec<String>,
+    /// The whole request (a bash command as typed).
+    pub detail: String,
     pub always: Vec<String>,
     pub expires_at: i64,
 }
 
-const COLUMNS: &str = "id, code, request_id, chat, session_id, directory, permission, patterns, always, state, created_at, expires_at";
+const COLUMNS: &str = "id, code, request_id, chat, session_id, directory, permission, patterns, always, state, created_at, expires_at, detail";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     let list = |i: usize| -> rusqlite::Result<Vec<String>> {
@@ -60,6 +65,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         state: r.get(9)?,
         created_at: r.get(10)?,
         expires_at: r.get(11)?,
+        detail: r.get(12)?,
     })
 }
 
@@ -96,8 +102,8 @@ impl Store {
             };
             tx.execute(
                 "INSERT INTO approvals (code, request_id, chat, session_id, directory, permission,
-                   patterns, always, state, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                   patterns, always, state, created_at, expires_at, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     code,
                     new.request_id,
@@ -110,6 +116,7 @@ impl Store {
                     ApprovalState::Pending,
                     now_ms(),
                     new.expires_at,
+                    new.detail,
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -252,6 +259,7 @@ mod tests {
             directory: "/w/chats/family".into(),
             permission: "bash".into(),
             patterns: vec!["ls".into()],
+            detail: "ls".into(),
             always: vec![],
             expires_at: 0,
         }

@@ -70,6 +70,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_api_keys.sql")),
     (8, include_str!("migrations/0008_chat_controls.sql")),
     (9, include_str!("migrations/0009_pairings.sql")),
+    (10, include_str!("migrations/0010_approval_detail.sql")),
 ];
 
 /// The schema version this code writes.

@@ -62,12 +62,14 @@ fn status(up: bool) -> LinkStatus {
             up,
             code: "fake-connected",
             message: "fake link is up".into(),
+            qr: None,
         }
     } else {
         LinkStatus {
             up,
             code: "fake-disconnected",
             message: "fake link is down (POST /fake/link)".into(),
+            qr: None,
         }
     }
 }

@@ -39,11 +39,14 @@ impl WhatsAppChannel {
                 format!("disconnected: {}", d.reason),
             )),
             Event::PairingQrCode(q) => {
-                self.set_link(status(
-                    false,
-                    "whatsapp-pairing",
-                    "waiting for the QR code to be scanned",
-                ));
+                self.set_link(crate::channel::LinkStatus {
+                    qr: Some(q.code.clone()),
+                    ..status(
+                        false,
+                        "whatsapp-pairing",
+                        "waiting for the QR code to be scanned",
+                    )
+                });
                 self.set_pairing(Some(Pairing::Qr(q.code.clone())));
                 let block = render_qr(&q.code).unwrap_or_default();
                 tracing::info!(

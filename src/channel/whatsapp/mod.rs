@@ -120,6 +120,7 @@ fn status(up: bool, code: &'static str, message: impl Into<String>) -> LinkStatu
         up,
         code,
         message: message.into(),
+        qr: None,
     }
 }
 

@@ -91,6 +91,20 @@ fn reads_what_a_streamed_reply_needs() {
         Some(AgentEvent::NotText {
             session: SessionId::new("ses_1"),
             part: "prt_2".into(),
+            tool: None,
+        })
+    );
+    assert_eq!(
+        agent_event(&ev(
+            r#"{"payload":{"type":"message.part.updated","properties":{"part":{"id":"prt_3","sessionID":"ses_1","type":"tool","tool":"bash","callID":"c1","state":{"status":"running","input":{}}}}}}"#
+        )),
+        Some(AgentEvent::NotText {
+            session: SessionId::new("ses_1"),
+            part: "prt_3".into(),
+            tool: Some(crate::agent::ToolStep {
+                name: "bash".into(),
+                status: "running".into(),
+            }),
         })
     );
     assert_eq!(

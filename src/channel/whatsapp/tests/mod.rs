@@ -241,6 +241,33 @@ async fn events_become_stable_health_codes() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_qr_code_is_in_the_link_status_until_paired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, ch) = offline(dir.path(), Arc::default()).await;
+    let client = ch.build(Arc::new(NullSink)).await.unwrap().client();
+    for code in ["2@first,a=,b=", "2@second,a=,b="] {
+        let ev = Event::PairingQrCode(
+            events::PairingQrCode::builder()
+                .code(code.to_owned())
+                .timeout(std::time::Duration::from_secs(20))
+                .build(),
+        );
+        ch.on_event(&ev, client.clone()).await;
+        let link = ch.link().borrow().clone();
+        assert_eq!(
+            (link.code, link.qr.as_deref()),
+            ("whatsapp-pairing", Some(code))
+        );
+    }
+    ch.on_event(
+        &Event::StreamReplaced(events::StreamReplaced::builder().build()),
+        client.clone(),
+    )
+    .await;
+    assert_eq!(ch.link().borrow().qr, None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn governor_spaces_sends_per_chat_and_overall() {
     let dir = tempfile::tempdir().unwrap();

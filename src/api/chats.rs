@@ -1,0 +1,82 @@
+//! The owner's view of every registered chat through the API: the list
+//! (WhatsApp chats and API conversations, most recently active first) and
+//! a chat's stored history. Read-only: messages to a WhatsApp chat come
+//! from its people, not from the API.
+
+use super::*;
+
+fn owners_only(caller: &Caller) -> Result<(), ApiError> {
+    if caller.is_owner() {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "the chat list is the owner's: use PB_HTTP_TOKEN or a key with the main profile",
+        ))
+    }
+}
+
+/// `GET /api/v1/chats`: every registered chat.
+pub(super) async fn list_chats(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    owners_only(&caller)?;
+    let rows = s.store.list_chats().await.map_err(unavailable)?;
+    let mut list = Vec::new();
+    for row in &rows {
+        let Some(reg) = row.registered.as_ref() else {
+            continue;
+        };
+        let model = s.store.chat_model(&row.jid).await.map_err(unavailable)?;
+        let pending = s.store.pending_count(&row.jid).await.map_err(unavailable)?;
+        list.push(json!({
+                "chat": row.jid,
+                "name": reg.name,
+                "kind": if row.jid.is_api() { "api" } else { "whatsapp" },
+                "conversation": row.jid.conversation(),
+                "profile": reg.profile,
+                "main": reg.is_main,
+                "group": row.is_group,
+                "last_activity": row.last_activity_ms,
+                "model": model,
+                "pending": pending,
+        }));
+    }
+    Ok(Json(json!({ "chats": list })).into_response())
+}
+
+/// `GET /api/v1/chats/{chat}?limit=N`: a registered chat's last `N`
+/// messages (default 50, at most 500), either way, oldest first.
+pub(super) async fn show_chat(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(chat): Path<String>,
+    q: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    owners_only(&caller)?;
+    let limit = q
+        .map_err(|e| ApiError::bad(format!("query: {e}")))?
+        .0
+        .limit()?;
+    let jid = ChatJid::parse(&chat).map_err(|e| ApiError::bad(format!("chat: {e}")))?;
+    let reg = s
+        .store
+        .registered(&jid)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no registered chat {chat:?}"),
+            )
+        })?;
+    let messages = s
+        .store
+        .recent_messages(&jid, limit)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(json!({
+        "chat": jid, "name": reg.name, "profile": reg.profile, "messages": messages,
+    }))
+    .into_response())
+}
