@@ -322,12 +322,15 @@ async fn commands_work_on_the_api_too() {
     ))
     .await
     .unwrap();
+    // The conversation's earlier rows may still be going out to listeners
+    // (the `/new` answer above): the help is the message frame naming commands.
     let help = tokio::time::timeout(T, async {
         loop {
             if let Some(Ok(Message::Text(t))) = ws.next().await {
                 let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["type"] == "message" {
-                    return v["text"].as_str().unwrap_or_default().to_owned();
+                let text = v["text"].as_str().unwrap_or_default();
+                if v["type"] == "message" && !text.starts_with("New session") {
+                    return text.to_owned();
                 }
             }
         }
