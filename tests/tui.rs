@@ -76,8 +76,13 @@ impl Tui {
         }
     }
 
-    /// Resizes the pty (the app gets SIGWINCH) and the parsed screen.
+    /// Resizes the parsed screen, then the pty (the app gets SIGWINCH): in
+    /// that order, so the app's redraw never lands on the old size.
     fn resize(&self, rows: u16, cols: u16) {
+        self.screen.lock().unwrap().screen_mut().set_size(
+            NonZeroU16::new(rows).unwrap(),
+            NonZeroU16::new(cols).unwrap(),
+        );
         self.master
             .resize(PtySize {
                 rows,
@@ -86,10 +91,6 @@ impl Tui {
                 pixel_height: 0,
             })
             .unwrap();
-        self.screen.lock().unwrap().screen_mut().set_size(
-            NonZeroU16::new(rows).unwrap(),
-            NonZeroU16::new(cols).unwrap(),
-        );
     }
 
     fn contents(&self) -> String {

@@ -101,6 +101,9 @@ impl OpenCode {
         // A streamed run's answer as the call returned it, and until when
         // it waits for the stream.
         let mut returned: Option<(String, tokio::time::Instant)> = None;
+        // The answer the stream showed finished before it showed all its
+        // text: a streamed run waits for the rest (its deltas) too.
+        let mut answer_id: Option<String> = None;
         loop {
             let mut from_timer = false;
             let should_check = tokio::select! {
@@ -157,6 +160,9 @@ impl OpenCode {
                     Err(RecvError::Closed) => return Err(AgentError::Unreachable("event hub stopped".into())),
                     Ok(HubEvent::Event(ev)) if ev.kind == "message.part.updated" => {
                         streamed.observe(session, &ev.properties);
+                        if returned.is_some() && let Some(id) = &answer_id {
+                            ready = streamed.text_of(id);
+                        }
                         false
                     }
                     Ok(HubEvent::Event(ev)) if ev.session_id() == Some(session) => match ev.kind.as_str() {
@@ -177,17 +183,24 @@ impl OpenCode {
                                 && completed
                                 && !errored
                                 && info["finish"].as_str().is_some_and(|f| f != "tool-calls");
+                            let mut waits_for_text = false;
                             if answered {
                                 crate::stage!("answer_seen", spec.session);
-                                ready = info["id"]
-                                    .as_str()
-                                    .and_then(|m| streamed.text_of(m))
-                                    .or_else(|| returned.take().map(|(text, _)| text));
+                                let id = info["id"].as_str().unwrap_or_default();
+                                ready = streamed.text_of(id);
+                                // The call returned it already: wait for the
+                                // stream to show the rest of its text (bounded
+                                // by the catch-up deadline), not the transcript.
+                                if ready.is_none() && returned.is_some() {
+                                    answer_id = Some(id.to_owned());
+                                    waits_for_text = true;
+                                }
                             }
                             // An idle announced before the answer was written:
                             // look again as soon as an answer to our prompt
                             // is finished, not only on the recheck timer.
-                            answered || (recheck.is_some() && ours && (completed || errored))
+                            (answered && !waits_for_text)
+                                || (recheck.is_some() && ours && (completed || errored))
                         }
                         "session.idle" => {
                             if seen_user {

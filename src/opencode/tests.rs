@@ -119,3 +119,105 @@ fn a_refused_key_or_unknown_model_is_told_apart() {
         AgentError::ModelRefused(_)
     ));
 }
+
+/// A stand-in for OpenCode's HTTP API: the blocking prompt call answers
+/// `prompt` (status, body) and the transcript is `transcript`.
+async fn fake_opencode(
+    prompt: (u16, serde_json::Value),
+    transcript: serde_json::Value,
+) -> (OpenCode, tokio::task::JoinHandle<()>) {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/session/{id}/message",
+        post(move || {
+            let (status, body) = prompt.clone();
+            async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    axum::Json(body),
+                )
+            }
+        })
+        .get(move || {
+            let t = transcript.clone();
+            async move { axum::Json(t) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let client = client::Client::new(base.parse().unwrap(), None);
+    (OpenCode::new(client, EventHub::new(), None), server)
+}
+
+fn spec(streamed: bool) -> crate::agent::RunSpec {
+    crate::agent::RunSpec {
+        dir: std::env::temp_dir(),
+        session: crate::ids::SessionId::new("ses_test"),
+        prompt_id: crate::ids::PromptId::new("msg_prompt"),
+        text: "hello".into(),
+        files: Vec::new(),
+        timeout: std::time::Duration::from_secs(60),
+        agent: None,
+        model: Some("p/m".parse().unwrap()),
+        streamed,
+    }
+}
+
+fn answer_to_prompt() -> serde_json::Value {
+    json!({"info": {"id": "msg_answer", "role": "assistant", "parentID": "msg_prompt",
+        "finish": "stop", "time": {"created": 1, "completed": 2}},
+        "parts": [{"type": "text", "text": "the answer"}]})
+}
+
+#[tokio::test]
+async fn the_blocking_calls_answer_ends_the_run() {
+    let (oc, server) = fake_opencode((200, answer_to_prompt()), json!([])).await;
+    assert_eq!(
+        oc.prompt_and_follow(&spec(false)).await.unwrap(),
+        "the answer"
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_call_that_failed_without_the_prompt_in_the_transcript_is_unreachable() {
+    let (oc, server) = fake_opencode((500, json!({"error": "boom"})), json!([])).await;
+    match oc.prompt_and_follow(&spec(false)).await {
+        Err(AgentError::Unreachable(why)) => {
+            assert!(why.contains("did not reach OpenCode"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_session_opencode_does_not_know_is_gone() {
+    let (oc, server) = fake_opencode((404, json!({})), json!([])).await;
+    assert!(matches!(
+        oc.prompt_and_follow(&spec(false)).await,
+        Err(AgentError::SessionGone(_))
+    ));
+    server.abort();
+}
+
+/// Someone streams the answer: with no stream showing it, the returned
+/// answer still ends the run, after the bounded wait.
+#[tokio::test]
+async fn a_streamed_run_takes_the_returned_answer_when_the_stream_stays_silent() {
+    let (oc, server) = fake_opencode((200, answer_to_prompt()), json!([])).await;
+    let t = std::time::Instant::now();
+    assert_eq!(
+        oc.prompt_and_follow(&spec(true)).await.unwrap(),
+        "the answer"
+    );
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    server.abort();
+}
