@@ -54,7 +54,7 @@ const FLOORS: &[(&str, &str, &str)] = &[
     (
         "bench_echo",
         "sockonce",
-        "a plugin tool that connects to a Unix socket, writes a line and reads its echo (a connection per call, as the plugin does)",
+        "a plugin tool that connects to a Unix socket, writes a line and reads its echo (a connection per call, as the plugin made before run 15)",
     ),
     (
         "bench_echo_kept",
@@ -1923,30 +1923,19 @@ impl Bare {
             .into_owned();
         // A new folder boots its OpenCode instance first: seconds, and on a
         // loaded machine more than a normal request's timeout.
-        let created: Value = http
-            .post(format!("{oc}/session"))
-            .query(&[("directory", &dir)])
-            .json(&json!({"title": "bench"}))
-            .timeout(Duration::from_secs(180))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session = created["id"].as_str().expect("session id").to_owned();
-        let created: Value = http
-            .post(format!("{oc}/session"))
-            .query(&[("directory", &dir)])
-            .json(&json!({"title": "bench direct"}))
-            .timeout(Duration::from_secs(180))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let direct_session = created["id"].as_str().expect("session id").to_owned();
+        let new_session = |title: &'static str| {
+            let req = http
+                .post(format!("{oc}/session"))
+                .query(&[("directory", &dir)])
+                .json(&json!({ "title": title }))
+                .timeout(Duration::from_secs(180));
+            async move {
+                let created: Value = req.send().await.unwrap().json().await.unwrap();
+                created["id"].as_str().expect("session id").to_owned()
+            }
+        };
+        let session = new_session("bench").await;
+        let direct_session = new_session("bench direct").await;
 
         // The folder's own event stream (no request timeout: it stays open).
         let stream = reqwest::Client::new()

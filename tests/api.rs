@@ -15,7 +15,6 @@ const TOKEN: &str = "owner-token-0123456789abcdef";
 const DM: &str = "491511111111@s.whatsapp.net";
 // Generous: the first run in a chat boots an OpenCode instance.
 const T: Duration = Duration::from_secs(120);
-const STREAMED: &str = "The quick brown fox jumps over the lazy dog, told in many small pieces.";
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -80,21 +79,7 @@ async fn api_world(token: bool) -> World {
     }
     w.model.compute(
         |r| r.last_role() == "user" && !r.last_user_text().contains("<scheduled_task "),
-        |r| {
-            let msgs = prompt_messages(&r.last_user_text());
-            let last = msgs.last().cloned().unwrap_or_default();
-            // The text after the message tag's attributes.
-            let last = last
-                .split_once('>')
-                .map(|(_, t)| t)
-                .unwrap_or("")
-                .to_owned();
-            if last.contains("stream please") {
-                Reply::text(STREAMED)
-            } else {
-                Reply::text(format!("echo: {last}"))
-            }
-        },
+        echo_reply,
     );
     w
 }

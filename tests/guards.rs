@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::proxy::StallProxy;
 use support::*;
 
@@ -61,29 +61,7 @@ async fn a_stream_that_goes_quiet_is_reopened_and_the_run_still_finishes() {
 async fn asking_world(policy: &str) -> World {
     let mut w = World::with_opencode_config(json!({"permission": {"bash": "ask"}})).await;
     w.set_env("PB_PERMISSION", policy);
-    w.model.on(
-        |r| r.last_role() == "user" && r.last_user_text().contains("run it"),
-        vec![Reply::tool_call(
-            "bash",
-            json!({"command": "echo ran > marker.txt && echo MARKER_$((6*7))",
-                   "description": "Leaves a marker file"}),
-        )],
-    );
-    w.model.compute(
-        |r| r.last_role() == "tool",
-        |r| {
-            let out: Vec<String> = r
-                .messages()
-                .iter()
-                .filter(|m| m["role"] == "tool")
-                .map(|m| match &m["content"] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            Reply::text(format!("tool said: {}", out.join(" | ")))
-        },
-    );
+    runs_marker_bash(&w.model);
     // PB_PERMISSION answers the owner's own chat (other profiles ask the owner).
     w.register(DM, "Ann", &["--profile", "main"]);
     w.start_bridge().await;

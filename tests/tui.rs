@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
-use serde_json::{Value, json};
 use support::*;
 
 const TOKEN: &str = "owner-token-0123456789abcdef";
 // Generous: the first run in a chat boots an OpenCode instance.
 const T: Duration = Duration::from_secs(120);
-const STREAMED: &str = "The quick brown fox jumps over the lazy dog, told in many small pieces.";
 
 /// The app running in a pty, and the screen it drew.
 struct Tui {
@@ -155,46 +153,8 @@ impl Drop for Tui {
 async fn tui_world() -> World {
     let mut w = World::new().await;
     w.set_env("PB_HTTP_TOKEN", TOKEN);
-    w.model.on(
-        |r| r.last_role() == "user" && r.last_user_text().contains("run it"),
-        vec![Reply::tool_call(
-            "bash",
-            json!({"command": "echo ran > marker.txt && echo MARKER_$((6*7))",
-                   "description": "Leaves a marker file"}),
-        )],
-    );
-    w.model.compute(
-        |r| r.last_role() == "tool",
-        |r| {
-            let out: Vec<String> = r
-                .messages()
-                .iter()
-                .filter(|m| m["role"] == "tool")
-                .map(|m| match &m["content"] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            Reply::text(format!("tool said: {}", out.join(" | ").trim()))
-        },
-    );
-    w.model.compute(
-        |r| r.last_role() == "user",
-        |r| {
-            let msgs = prompt_messages(&r.last_user_text());
-            let last = msgs.last().cloned().unwrap_or_default();
-            let last = last
-                .split_once('>')
-                .map(|(_, t)| t)
-                .unwrap_or("")
-                .to_owned();
-            if last.contains("stream please") {
-                Reply::text(STREAMED)
-            } else {
-                Reply::text(format!("echo: {last}"))
-            }
-        },
-    );
+    runs_marker_bash(&w.model);
+    w.model.compute(|r| r.last_role() == "user", echo_reply);
     // The owner's main chat: approvals are answered for it.
     w.register(OWNER, "Me", &["--main"]);
     w

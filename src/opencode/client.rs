@@ -145,10 +145,15 @@ impl Client {
         what: &'static str,
         resp: reqwest::Response,
     ) -> Result<reqwest::Response, AgentError> {
-        let status = resp.status();
-        if status.is_success() {
+        if resp.status().is_success() {
             return Ok(resp);
         }
+        Err(Self::http_error(what, resp).await)
+    }
+
+    /// A refused request's error: its status and the start of its body.
+    async fn http_error(what: &'static str, resp: reqwest::Response) -> AgentError {
+        let status = resp.status();
         let body: String = resp
             .text()
             .await
@@ -156,11 +161,11 @@ impl Client {
             .chars()
             .take(500)
             .collect();
-        Err(AgentError::Http {
+        AgentError::Http {
             what,
             status: status.as_u16(),
             body,
-        })
+        }
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -304,12 +309,7 @@ impl Client {
             }
             // A request OpenCode would not take: nothing ran.
             s if s.is_client_error() => {
-                return Prompted::Refused(
-                    Self::expect_ok("prompt", resp)
-                        .await
-                        .err()
-                        .unwrap_or(AgentError::Unreachable("prompt: refused".into())),
-                );
+                return Prompted::Refused(Self::http_error("prompt", resp).await);
             }
             s if !s.is_success() => return Prompted::Ended(format!("prompt: HTTP {s}")),
             _ => {}

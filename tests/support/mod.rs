@@ -697,6 +697,41 @@ pub struct Bridge {
     pub base: String,
 }
 
+/// The longer reply a "stream please" message gets from [`echo_reply`].
+pub const STREAMED: &str =
+    "The quick brown fox jumps over the lazy dog, told in many small pieces.";
+
+/// Echoes the prompt's last message ("echo: <text>"); "stream please"
+/// gets [`STREAMED`] instead.
+pub fn echo_reply(r: &ChatRequest) -> Reply {
+    let msgs = prompt_messages(&r.last_user_text());
+    let last = msgs.last().cloned().unwrap_or_default();
+    // The text after the message tag's attributes.
+    let last = last.split_once('>').map(|(_, t)| t).unwrap_or("");
+    if last.contains("stream please") {
+        Reply::text(STREAMED)
+    } else {
+        Reply::text(format!("echo: {last}"))
+    }
+}
+
+/// Scripts `model` to run a bash command leaving `marker.txt` on "run it",
+/// then to report the command's output ("tool said: ...").
+pub fn runs_marker_bash(model: &ScriptedModel) {
+    model.on(
+        |r| r.last_role() == "user" && r.last_user_text().contains("run it"),
+        vec![Reply::tool_call(
+            "bash",
+            json!({"command": "echo ran > marker.txt && echo MARKER_$((6*7))",
+                   "description": "Leaves a marker file"}),
+        )],
+    );
+    model.compute(
+        |r| r.last_role() == "tool",
+        |r| Reply::text(format!("tool said: {}", tool_messages(r).join(" | "))),
+    );
+}
+
 /// Pulls the `<message ...>` elements out of a prompt.
 pub fn prompt_messages(prompt: &str) -> Vec<String> {
     prompt

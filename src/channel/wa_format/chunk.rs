@@ -369,60 +369,51 @@ pub(super) fn plan(text: &Chars, limit: usize) -> Vec<Piece> {
                 best[usize::from(p)] = Some(*run);
             }
         }
-        if let Some(run) = best.into_iter().flatten().next() {
-            if !reopen && !run.code && c[pos..run.s].iter().all(|x| x.is_whitespace()) {
-                // What is left of a cluster cut before (a prepended mark
-                // joins the space after it) is blank: no chunk of its own.
-                pos = run.e;
+        // Where this piece ends, whether it closes a code block, where the
+        // next one starts, and whether it may be dropped when blank.
+        let (end, close, next, droppable) = if let Some(run) = best.into_iter().flatten().next() {
+            let next = if run.code { run.s } else { run.e };
+            (run.s, run.code, next, !run.code)
+        } else {
+            // No whitespace to cut at: cut the word at the last cluster edge
+            // that fits, or inside the first cluster when it alone is longer.
+            let back_off = |end: usize| {
+                (first + 1..=end)
+                    .rev()
+                    .find(|&p| text.edge[p])
+                    .unwrap_or(end)
+            };
+            let (mut p, mut close) = layout.code_split(first, back_off(pos + budget));
+            if !fenced {
+                close = false;
+            }
+            if close && p - pos + FENCE_COST > budget {
+                (p, close) = layout.code_split(first, back_off(pos + budget - FENCE_COST));
+            }
+            if !text.edge[p] && pos < first {
+                // The kept indentation leaves no room for the first cluster
+                // whole: drop the indentation rather than cut the cluster.
+                pos = first;
                 continue;
             }
-            pieces.push(Piece {
-                start: pos,
-                end: run.s,
-                reopen,
-                close: run.code,
-            });
-            reopen = run.code;
-            pos = if run.code { run.s } else { run.e };
-            continue;
-        }
-
-        // No whitespace to cut at: cut the word at the last cluster edge
-        // that fits, or inside the first cluster when it alone is longer.
-        let back_off = |end: usize| {
-            (first + 1..=end)
-                .rev()
-                .find(|&p| text.edge[p])
-                .unwrap_or(end)
+            debug_assert!(p > first, "empty piece at {pos}");
+            (p, close, p, true)
         };
-        let (mut p, mut close) = layout.code_split(first, back_off(pos + budget));
-        if !fenced {
-            close = false;
-        }
-        if close && p - pos + FENCE_COST > budget {
-            (p, close) = layout.code_split(first, back_off(pos + budget - FENCE_COST));
-        }
-        if !text.edge[p] && pos < first {
-            // The kept indentation leaves no room for the first cluster
-            // whole: drop the indentation rather than cut the cluster.
-            pos = first;
-            continue;
-        }
-        debug_assert!(p > first, "empty piece at {pos}");
-        if !reopen && c[pos..p].iter().all(|x| x.is_whitespace()) {
+        if droppable && !reopen && c[pos..end].iter().all(|x| x.is_whitespace()) {
             // A cut inside a cluster that starts with a space (one carrying
-            // combining marks) would leave a blank chunk: drop the space.
-            pos = p;
+            // combining marks), or what such a cut left before (a prepended
+            // mark joins the space after it), would be a blank chunk: drop it.
+            pos = next;
             continue;
         }
         pieces.push(Piece {
             start: pos,
-            end: p,
+            end,
             reopen,
             close,
         });
         reopen = close;
-        pos = p;
+        pos = next;
     }
     pieces
 }

@@ -175,8 +175,8 @@ async fn health_shows(app: &axum::Router, code: &str) {
     );
 }
 
-/// Waits (on the paused clock, so this costs no real time) until `done`,
-/// at most `limit` of virtual time.
+/// Waits until `done`, at most `limit` on tokio's clock: virtual time on a
+/// paused clock (so it costs no real time), real time otherwise.
 async fn until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -582,15 +582,6 @@ impl Screen {
     }
 }
 
-/// Waits in real time (at most 20 s) until `done`.
-async fn until_real(what: &str, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// `pocketbrain whatsapp link` against a running bridge (its routes on a
 /// real port, found through the address file, with the owner's token):
 /// it asks for the new link, shows the QR code the new client offers, and
@@ -614,12 +605,12 @@ async fn whatsapp_link_asks_the_running_bridge_and_shows_the_qr_code() {
         cancel.clone(),
     ));
     let supervisor = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
-    until_real("a connection attempt", || {
+    until(Duration::from_secs(20), "a connection attempt", || {
         attempts.load(Ordering::SeqCst) >= 1
     })
     .await;
     ch.client().unwrap().logout().await;
-    until_real("the logged-out end", || {
+    until(Duration::from_secs(20), "the logged-out end", || {
         code(&ch) == "whatsapp-logged-out" && ch.client().is_none()
     })
     .await;
@@ -641,7 +632,7 @@ async fn whatsapp_link_asks_the_running_bridge_and_shows_the_qr_code() {
             .map_err(|e| e.to_string())
     });
 
-    until_real("the new client", || {
+    until(Duration::from_secs(20), "the new client", || {
         ch.client().is_some() && code(&ch) == "whatsapp-connecting"
     })
     .await;
@@ -657,7 +648,7 @@ async fn whatsapp_link_asks_the_running_bridge_and_shows_the_qr_code() {
         client.clone(),
     )
     .await;
-    until_real("the QR code on the screen", || {
+    until(Duration::from_secs(20), "the QR code on the screen", || {
         screen.text().contains("Scan this QR code")
     })
     .await;
