@@ -129,6 +129,20 @@ impl Tui {
     }
 
     /// Ctrl-C; the app's exit status, once it ended.
+    /// Whether the app's last output left the alternate screen: waits up
+    /// to 10 s for the reader thread to parse what the app wrote before it
+    /// exited.
+    async fn main_screen_back(&self) -> bool {
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.screen.lock().unwrap().screen().alternate_screen() {
+            if Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     async fn quit(&mut self) -> portable_pty::ExitStatus {
         self.keys("\x03");
         let end = Instant::now() + Duration::from_secs(10);
@@ -220,7 +234,10 @@ async fn a_typed_line_gets_its_streamed_reply_and_y_answers_an_approval() {
     // Quitting gives the terminal back: main screen, cooked mode.
     let status = tui.quit().await;
     assert!(status.success(), "{status:?}");
-    assert!(!tui.screen.lock().unwrap().screen().alternate_screen());
+    assert!(
+        tui.main_screen_back().await,
+        "the app stayed on the alternate screen"
+    );
     assert!(tui.cooked(), "the pty was left in raw mode");
 }
 
@@ -323,9 +340,6 @@ async fn a_panic_gives_the_terminal_back() {
             s.contains("on purpose")
         })
         .await;
-    assert!(
-        !tui.screen.lock().unwrap().screen().alternate_screen(),
-        "{s}"
-    );
+    assert!(tui.main_screen_back().await, "{s}");
     assert!(tui.cooked(), "the pty was left in raw mode");
 }
