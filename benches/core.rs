@@ -21,6 +21,8 @@
 //!    apart; due → queued and due → started (just before the prompt is sent
 //!    to OpenCode), read from the bridge's `task_runs` table.
 
+#[path = "parts/lean_http.rs"]
+mod lean_http;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -468,6 +470,8 @@ fn bench_prompt() -> PromptResult {
 }
 
 struct E2eResult {
+    /// The fake channel's own share of each bridged message.
+    fake_channel: Dist,
     bridge: Dist,
     bare: Dist,
     /// OpenCode's blocking prompt call (`POST /session/{id}/message`), as a
@@ -669,6 +673,49 @@ async fn burst_from(
     (n as f64 / t.elapsed().as_secs_f64(), Dist::new(lat))
 }
 
+/// Like [`burst_from`], with the lean client ([`lean_http`]): each
+/// connection's requests are made before the clock starts.
+async fn lean_burst_from(bridge: &str, per_conn: Vec<Vec<Vec<u8>>>) -> (f64, Dist) {
+    let host = bridge.trim_start_matches("http://").to_owned();
+    let n: usize = per_conn.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    let tasks: Vec<_> = per_conn
+        .into_iter()
+        .map(|reqs| {
+            let host = host.clone();
+            tokio::spawn(async move { lean_http::run(&host, reqs, 202).await })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    (n as f64 / t.elapsed().as_secs_f64(), Dist::new(lat))
+}
+
+/// The requests of messages `first..first + n`, dealt to `conns` connections.
+fn lean_requests(
+    bridge: &str,
+    first: usize,
+    n: usize,
+    conns: usize,
+    message: fn(usize, usize) -> Value,
+    spread: usize,
+) -> Vec<Vec<Vec<u8>>> {
+    let host = bridge.trim_start_matches("http://");
+    (0..conns)
+        .map(|c| {
+            (first + c..first + n)
+                .step_by(conns)
+                .map(|i| {
+                    let body = serde_json::to_vec(&message(i, spread)).unwrap();
+                    lean_http::post(host, "/fake/inbox", &body)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The i-th message of a burst into `chats` unregistered chats.
 fn ingest_message(i: usize, chats: usize) -> Value {
     let chat = format!("4930{:08}@s.whatsapp.net", i % chats);
@@ -683,6 +730,8 @@ async fn ingest(bridge: &str, n: usize, chats: usize, conns: usize) -> (f64, Dis
 /// One round of the ingest part: rate, per-POST latency, and the CPU
 /// seconds the bridge and this process (the client) used over it.
 struct IngestRound {
+    /// `lean` (wrk-like, requests made beforehand) or `reqwest`.
+    client: &'static str,
     rate: f64,
     lat: Dist,
     bridge_cpu: f64,
@@ -719,12 +768,20 @@ async fn bench_ingest() -> IngestResult {
     burst_from(&bridge, 10 * n, n / 10, 16, ingest_message, 100).await;
     let rss_idle = rss_kib(pid);
     let mut rounds = Vec::new();
-    for r in 0..rounds_n {
+    // The lean client's rounds, then one with reqwest for comparison.
+    for r in 0..=rounds_n {
+        let client = if r < rounds_n { "lean" } else { "reqwest" };
+        let requests =
+            (client == "lean").then(|| lean_requests(&bridge, r * n, n, 16, ingest_message, 100));
         let (b0, c0) = (cpu_seconds(pid), cpu_seconds(std::process::id()));
         let t = Instant::now();
-        let (rate, lat) = burst_from(&bridge, r * n, n, 16, ingest_message, 100).await;
+        let (rate, lat) = match requests {
+            Some(requests) => lean_burst_from(&bridge, requests).await,
+            None => burst_from(&bridge, r * n, n, 16, ingest_message, 100).await,
+        };
         let wall = t.elapsed().as_secs_f64();
         rounds.push(IngestRound {
+            client,
             rate,
             lat,
             bridge_cpu: cpu_seconds(pid) - b0,
@@ -749,18 +806,21 @@ fn print_ingest(r: &IngestResult) {
         sz().ingest_msgs
     );
     println!(
-        "| round | msgs/s | p50 ms | p99 ms | max ms | bridge CPU s | client CPU s | wall s |"
+        "| round | client | msgs/s | p50 ms | p99 ms | max ms | bridge CPU s | bridge µs/msg | client CPU s | wall s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let n = sz().ingest_msgs as f64;
     for (i, x) in r.rounds.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} |",
             i + 1,
+            x.client,
             x.rate,
             ms(x.lat.pct(50.0)),
             ms(x.lat.pct(99.0)),
             ms(x.lat.max()),
             x.bridge_cpu,
+            x.bridge_cpu / n * 1e6,
             x.client_cpu,
             x.wall,
         );
@@ -884,7 +944,23 @@ async fn bench_e2e() -> E2eResult {
         })
         .collect();
     let breakdown = Breakdown::new(&names, &samples);
+    // What the fake channel itself adds to a message: its HTTP intake up
+    // to intake's `accepted`, and the fake phone's write of the reply
+    // (`outbox_committed → sent`).
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    let (accepted, committed, sent) = (at("accepted"), at("outbox_committed"), at("sent"));
+    let fake_channel = Dist::new(
+        samples
+            .iter()
+            .filter_map(|p| {
+                let intake = p[accepted]?.checked_sub(p[0]?)?;
+                let send = p[sent]?.checked_sub(p[committed]?)?;
+                Some(Duration::from_micros(intake + send))
+            })
+            .collect(),
+    );
     E2eResult {
+        fake_channel,
         idle_cpu,
         idle_window,
         bridge: Dist::new(bridge_samples),
@@ -1625,6 +1701,10 @@ fn print_e2e(e2e: &E2eResult) {
         (
             "POST /fake/inbox round trip (for reference)",
             &e2e.inbox_post,
+        ),
+        (
+            "the fake channel's own share of a bridged message (POST sent → `accepted`, plus `outbox_committed → sent`)",
+            &e2e.fake_channel,
         ),
     ] {
         println!("{}", ms_row(name, d));

@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tower_http::limit::RequestBodyLimitLayer;
 
-pub use contract::{ApiError, AppState};
+pub use contract::{ApiError, AppParts, AppState};
 pub(crate) use contract::{MAX_BODY_BYTES, inbound_refused, parse_body};
 
 use crate::config::Secret;
@@ -367,7 +367,15 @@ pub async fn serve(
     app: Router,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let done = shutdown.clone();
+    // Replies and streamed frames go out when written, not held back by
+    // Nagle's algorithm for the ack of the previous segment.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(async move { done.cancelled().await });
     tokio::select! {

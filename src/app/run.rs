@@ -141,7 +141,7 @@ impl App {
         ));
         // Health first: it answers while everything else comes up.
         let app = http::router(
-            http::AppState {
+            http::AppState::new(http::AppParts {
                 store: store.clone(),
                 agent: agent.clone(),
                 channel: main_channel.clone(),
@@ -153,7 +153,7 @@ impl App {
                 whatsapp: whatsapp.clone(),
                 token: config.http_token.clone(),
                 opencode_url: client.base().to_string(),
-            },
+            }),
             Some(api_routes),
             config.http_hosts.clone(),
         );

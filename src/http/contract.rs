@@ -24,9 +24,27 @@ use crate::store::Store;
 /// so the error can name them.
 pub(crate) const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// What the routes read and call.
+/// What the routes read and call: one shared [`AppParts`], so the clone
+/// axum makes for every request and middleware is one reference count,
+/// not a dozen (and two strings).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     pub store: Store,
     pub agent: Arc<dyn Agent>,
     pub channel: Arc<dyn Channel>,

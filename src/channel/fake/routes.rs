@@ -227,7 +227,10 @@ async fn fake_outbox(
     State(s): State<AppState>,
     q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let fake = s.fake.expect("route exists only with the fake channel");
+    let fake = s
+        .fake
+        .as_ref()
+        .expect("route exists only with the fake channel");
     let chat = match q.map_err(|e| ApiError::bad(format!("query: {e}")))?.0.chat {
         Some(c) => Some(ChatJid::parse(&c).map_err(|e| ApiError::bad(format!("chat: {e}")))?),
         None => None,
@@ -242,7 +245,10 @@ async fn fake_outbox(
 /// `GET /fake/reactions`: the reactions the bridge sent, in order
 /// (`emoji` empty: taken back).
 async fn fake_reactions(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let fake = s.fake.expect("route exists only with the fake channel");
+    let fake = s
+        .fake
+        .as_ref()
+        .expect("route exists only with the fake channel");
     let rows = fake
         .reactions()
         .await
@@ -255,7 +261,10 @@ async fn fake_reactions(State(s): State<AppState>) -> Result<Response, ApiError>
 }
 
 async fn fake_clear(State(s): State<AppState>) -> Result<StatusCode, ApiError> {
-    let fake = s.fake.expect("route exists only with the fake channel");
+    let fake = s
+        .fake
+        .as_ref()
+        .expect("route exists only with the fake channel");
     fake.clear()
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
@@ -274,6 +283,7 @@ async fn fake_link(
 ) -> Result<Response, ApiError> {
     let req: LinkReq = parse_body(body)?;
     s.fake
+        .as_ref()
         .expect("route exists only with the fake channel")
         .set_connected(req.connected);
     Ok(Json(json!({ "connected": req.connected })).into_response())
@@ -322,6 +332,7 @@ async fn fake_receipt(
         }
     };
     s.fake
+        .as_ref()
         .expect("route exists only with the fake channel")
         .report(event)
         .await;

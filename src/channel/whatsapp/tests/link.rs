@@ -114,7 +114,7 @@ const TOKEN: &str = "0123456789abcdef-token";
 
 /// The bridge's HTTP routes over this channel, as `serve` builds them.
 fn bridge(store: Store, ch: &WhatsAppChannel) -> axum::Router {
-    let state = crate::http::AppState {
+    let state = crate::http::AppState::new(crate::http::AppParts {
         store,
         agent: Arc::new(crate::agent::fake::FakeAgent::default()),
         channel: Arc::new(ch.clone()),
@@ -133,7 +133,7 @@ fn bridge(store: Store, ch: &WhatsAppChannel) -> axum::Router {
         whatsapp: Some(ch.clone()),
         token: Some(crate::config::Secret::new(TOKEN)),
         opencode_url: "http://127.0.0.1:1".into(),
-    };
+    });
     crate::http::router(state, None, vec![])
 }
 
