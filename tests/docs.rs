@@ -254,3 +254,57 @@ fn normalize(path: &Path) -> PathBuf {
     }
     out
 }
+
+/// Every source file under `dir` (recursively) with extension `ext`.
+fn files_under(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            files_under(&p, ext, out);
+        } else if p.extension().is_some_and(|e| e == ext) {
+            out.push(p);
+        }
+    }
+}
+
+/// The guarantees in `docs/operations.md` each name the test backing them:
+/// every such name (a backticked snake_case identifier of four words or
+/// more) is a function of the crate's tests. A renamed or deleted test
+/// fails here instead of leaving the guarantee unbacked.
+#[test]
+fn every_test_a_guarantee_names_exists() {
+    let ops = read("docs/operations.md");
+    let start = ops
+        .find("## What it guarantees")
+        .expect("the guarantees section");
+    let end = ops[start..]
+        .find("\n## ")
+        .map_or(ops.len(), |i| start + i + 1);
+    let section = &ops[start..end];
+    let mut sources = String::new();
+    let mut files = Vec::new();
+    files_under(&root().join("src"), "rs", &mut files);
+    files_under(&root().join("tests"), "rs", &mut files);
+    for f in files {
+        sources.push_str(&fs::read_to_string(f).unwrap());
+    }
+    let names: Vec<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            w.split('_').count() >= 4
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .collect();
+    assert!(names.len() >= 20, "the section names its tests: {names:?}");
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|n| !sources.contains(&format!("fn {n}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/operations.md names tests that do not exist: {missing:?}"
+    );
+}

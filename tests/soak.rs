@@ -220,3 +220,87 @@ async fn a_flood_into_one_chat_is_bounded_and_leaves_others_alone() {
     );
     assert_eq!(w.health().await["status"], "ok");
 }
+
+/// Hostile wire text: a lone surrogate is refused as malformed JSON, a
+/// mebibyte of text as over the limit (413, naming the setting); text
+/// full of control characters (NUL,
+/// escape sequences, bidi overrides) is stored and reaches the agent as
+/// sent. Nothing of it disturbs another chat.
+#[tokio::test]
+async fn hostile_wire_text_is_refused_or_carried_and_others_are_unaffected() {
+    let (a, b) = (chat(1), chat(2));
+    let mut w = World::new().await;
+    w.model.set_default(Reply::text("ok"));
+    w.model.always(
+        |req| req.last_user_text().contains("ctl c1c"),
+        Reply::text("seen"),
+    );
+    w.register(&a, "Hostile", &[]);
+    w.register(&b, "Bystander", &[]);
+    w.start_bridge().await;
+
+    let (s, body) = w
+        .post_raw(
+            "/fake/inbox",
+            format!(r#"{{"chat":"{a}","sender":"{a}","text":"x \ud800 y","id":"L1"}}"#),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    let why = body["error"].as_str().unwrap();
+    assert!(
+        why.starts_with("malformed JSON") && why.contains("escape"),
+        "{why}"
+    );
+
+    let mib = "m".repeat(1 << 20);
+    let (s, body) = w
+        .inbox(json!({"chat": a, "sender": a, "text": mib, "id": "M1"}))
+        .await;
+    assert_eq!(s, 413, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("PB_MAX_TEXT_BYTES"),
+        "{body}"
+    );
+    // (A body over the HTTP limit is refused unread: src/http/tests.rs.)
+
+    let hostile = "ctl c1c \u{0} nul \u{1b}[31m red \u{7} bell \u{202e} rtl \u{feff} bom \r\n end";
+    let (s, body) = w
+        .inbox(json!({"chat": a, "sender": a, "text": hostile, "id": "C1"}))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let (s, body) = w
+        .inbox(json!({"chat": b, "sender": b, "text": "bystander b1b", "id": "B1"}))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    assert_eq!(w.wait_outbox(&a, 1, T).await, vec!["Andy: seen"]);
+    assert_eq!(w.wait_outbox(&b, 1, T).await, vec!["Andy: ok"]);
+    let prompt = w
+        .model
+        .requests()
+        .iter()
+        .map(|r| r.last_user_text())
+        .find(|t| t.contains("ctl c1c"))
+        .unwrap();
+    assert!(
+        prompt.contains(hostile),
+        "the text reaches the agent as sent: {prompt:?}"
+    );
+    // Only the one accepted message was stored for the hostile chat.
+    let db = rusqlite::Connection::open_with_flags(
+        w.data_dir().join("pocketbrain.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let stored: Vec<String> = db
+        .prepare("SELECT text FROM messages WHERE chat = ?1")
+        .unwrap()
+        .query_map([a.as_str()], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, vec![hostile.to_string()]);
+    w.wait_health(T, |h| h["status"] == "ok").await;
+}
