@@ -176,6 +176,7 @@ impl Store {
                 .unzip();
             let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
             let committed = write_batch(&mut conn, &batch);
+            self.checkpointer.after_commit(&conn);
             drop(conn);
             match committed {
                 Ok(outcomes) => {

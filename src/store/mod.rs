@@ -33,6 +33,7 @@ use crate::ids::ChatJid;
 pub mod api_keys;
 pub mod approvals;
 mod chat_controls;
+mod checkpoint;
 mod ipc;
 mod messages;
 pub mod ops;
@@ -142,6 +143,8 @@ pub struct Store {
     path: Arc<PathBuf>,
     /// Inbound messages waiting to be written together.
     inbound: Arc<Mutex<messages::InboundQueue>>,
+    /// Copies the WAL into the database off the writer's path.
+    checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -154,9 +157,6 @@ pub(crate) fn jid(s: String) -> rusqlite::Result<ChatJid> {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
-
-/// WAL pages after which a commit checkpoints (see [`Store::open`]).
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
@@ -180,18 +180,16 @@ impl Store {
         // only a power loss can drop the last transactions.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // A checkpoint copies the WAL's pages into the database and syncs
-        // both files. SQLite's default runs one every 1000 WAL pages: in an
-        // inbound burst, whose every commit rewrites the same hot index
-        // pages, that is a pair of fsyncs every few hundred messages, each
-        // holding up the writer. 8192 pages (32 MiB of WAL at most before a
-        // checkpoint) copies each hot page once per many commits instead.
-        // Durability is the same: a commit is in the WAL either way.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        // both files: not in the writer's commits but on a thread of its
+        // own, every 32 MiB of WAL (see `checkpoint`). Durability is the
+        // same: a commit is in the WAL either way.
+        let checkpointer = checkpoint::Checkpointer::start(&conn, path)?;
         migrate(&mut conn, path)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_owned()),
             inbound: Arc::default(),
+            checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -206,9 +204,12 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let checkpointer = self.checkpointer.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            let out = f(&mut guard);
+            checkpointer.after_commit(&guard);
+            out
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
