@@ -969,3 +969,115 @@ async fn a_keys_websocket_is_rate_limited_and_closed_when_the_key_is_revoked() {
         other => panic!("a revoked key opened a socket: {other:?}"),
     }
 }
+
+/// A new link by phone number through the API, against the fake phone:
+/// refused while the link is up and for a number that is not one; while
+/// it is down, the made-up pairing code is the link's, on GET and in the
+/// owner's `link` frames, as a QR code's text is; a number asked for while
+/// it pairs by QR code switches to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_link_by_phone_number_shows_its_pairing_code_on_get_and_the_socket() {
+    let mut w = api_world(true).await;
+    w.start_bridge().await;
+    let base = w.base_url();
+    let link = format!("{base}/api/v1/whatsapp/link");
+    let post = |body: Option<Value>| call(reqwest::Method::POST, link.clone(), Some(TOKEN), body);
+    let mut ws = ws_connect(&base, TOKEN).await;
+    ws_until(&mut ws, |v| {
+        v["type"] == "link" && v["code"] == "fake-connected"
+    })
+    .await;
+
+    // The owner's only.
+    let key = create_key(&w, &["laptop"]);
+    let phone = json!({"phone": "+49 151-1234 5678"});
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        link.clone(),
+        Some(&key),
+        Some(phone.clone()),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Up: a new link would throw it away.
+    let (status, _, body) = post(Some(phone.clone())).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("has not ended"),
+        "{body}"
+    );
+    w.set_link(false).await;
+    // Not a number: 400, said why, nothing changed.
+    for (bad, why) in [
+        (json!({"phone": "12"}), "7 to 15 digits"),
+        (json!({"phone": "49 151 abc"}), "not a digit"),
+        (json!({"phone": ""}), "7 to 15 digits"),
+        (json!({"phone": null, "extra": 1}), "unknown field"),
+        (json!(["4915112345678"]), "malformed JSON"),
+    ] {
+        let (status, _, body) = post(Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{bad}: {body}"
+        );
+    }
+    let (status, _, body) = call(reqwest::Method::GET, link.clone(), Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&body["code"], &body["pairing"]),
+        (&json!("fake-disconnected"), &Value::Null)
+    );
+
+    // No number: a QR code; then a number: switched to its pairing code.
+    let (status, _, body) = post(None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["pairing"]["kind"], "qr", "{body}");
+    let qr = body["pairing"]["code"].as_str().unwrap().to_owned();
+    ws_until(&mut ws, |v| v["type"] == "link" && v["qr"] == qr.as_str()).await;
+    let (status, _, body) = post(Some(phone.clone())).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["started"], true);
+    assert_eq!(body["code"], "fake-pairing");
+    assert_eq!(
+        body["pairing"],
+        json!({"kind": "phone_code", "code": "FAKE5678"})
+    );
+    let frames = ws_until(&mut ws, |v| {
+        v["type"] == "link" && v["pair_code"] == "FAKE5678"
+    })
+    .await;
+    let last = frames.last().unwrap();
+    assert_eq!(
+        (&last["up"], &last["qr"]),
+        (&json!(false), &Value::Null),
+        "{last}"
+    );
+    let (_, _, body) = call(reqwest::Method::GET, link.clone(), Some(TOKEN), None).await;
+    assert_eq!(
+        body["pairing"],
+        json!({"kind": "phone_code", "code": "FAKE5678"})
+    );
+    // The same number again, or none: pairing already, nothing changes.
+    for again in [Some(json!({"phone": "4915112345678"})), None] {
+        let (status, _, body) = post(again).await;
+        assert_eq!((status, &body["started"]), (200, &json!(false)), "{body}");
+        assert_eq!(body["pairing"]["code"], "FAKE5678");
+    }
+    // Another number: its own code.
+    let (status, _, body) = post(Some(json!({"phone": "+1 555 010 0000"}))).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["pairing"]["code"], "FAKE0000");
+
+    // The phone entered it: up, and no code any more.
+    w.set_link(true).await;
+    ws_until(&mut ws, |v| {
+        v["type"] == "link" && v["up"] == true && v["pair_code"].is_null()
+    })
+    .await;
+    let (_, _, body) = call(reqwest::Method::GET, link.clone(), Some(TOKEN), None).await;
+    assert_eq!(
+        (&body["up"], &body["pairing"]),
+        (&json!(true), &Value::Null)
+    );
+}

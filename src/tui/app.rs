@@ -114,6 +114,9 @@ pub enum Event {
     History(Target, Vec<Value>),
     /// A REST call failed.
     Failed(String),
+    /// The answer to `POST /api/v1/whatsapp/link`: the link's state, or
+    /// why it was refused.
+    Linked(Result<Value, String>),
 }
 
 /// What the network task is asked to do.
@@ -124,6 +127,8 @@ pub enum Action {
     /// Fetch the conversation list (and status).
     Refresh,
     History(Target),
+    /// Ask for a new WhatsApp link, by this phone number (`None`: QR code).
+    Link(Option<String>),
     Quit,
 }
 
@@ -153,8 +158,15 @@ pub struct App {
     /// While WhatsApp pairs by QR code: the code's text (from the socket's
     /// `link` frames, the newest as WhatsApp rotates it).
     pub qr: Option<String>,
-    /// The QR pop-up is open.
+    /// While WhatsApp pairs by phone number: the code to enter on the
+    /// phone (from the `link` frames, or the answer to asking for it).
+    pub pair_code: Option<String>,
+    /// The link pop-up is open (`F2`).
     pub show_qr: bool,
+    /// The phone number being typed in the link pop-up (after `p`).
+    pub phone: Option<String>,
+    /// What became of the last request for a link: asked, or the error.
+    pub link_note: Option<String>,
     pub runs_active: u64,
     pub queued: usize,
     pub(super) quit: bool,
@@ -187,7 +199,10 @@ impl App {
             notice: None,
             whatsapp: None,
             qr: None,
+            pair_code: None,
             show_qr: false,
+            phone: None,
+            link_note: None,
             runs_active: 0,
             queued: 0,
             quit: false,
@@ -255,6 +270,10 @@ impl App {
             }
             Event::Failed(why) => {
                 self.notice = Some(why);
+                vec![]
+            }
+            Event::Linked(answer) => {
+                self.on_linked(answer);
                 vec![]
             }
         }
@@ -379,6 +398,10 @@ impl App {
             "link" => {
                 self.whatsapp = v["code"].as_str().map(str::to_owned);
                 self.qr = v["qr"].as_str().map(str::to_owned);
+                self.pair_code = v["pair_code"].as_str().map(str::to_owned);
+                if v["up"] == true {
+                    self.link_note = None;
+                }
             }
             "answered" => self.notice = Some("answer passed on".into()),
             "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),

@@ -4,6 +4,8 @@
 //! - [`app`]: the state, a plain struct changed by events (unit tested
 //!   without a terminal); [`keys`]: what each key does to it;
 //! - [`view`]: drawing it with ratatui; [`markdown`]: replies' Markdown;
+//!   [`link`]: the WhatsApp link pop-up (QR code, phone number, pairing
+//!   code) and its keys;
 //! - [`net`]: the socket (connected again by itself) and REST calls.
 //!
 //! Here: the loop that joins them, and the terminal's set-up. The terminal
@@ -12,6 +14,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod link;
 pub mod markdown;
 pub mod net;
 pub mod view;

@@ -330,3 +330,61 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
     );
     assert_eq!(app.rows[1].unread, 0);
 }
+
+#[test]
+fn p_in_the_link_pop_up_takes_a_number_and_the_pairing_code_is_shown() {
+    let mut app = online("tui");
+    app.update(key(KeyCode::F(2)));
+    assert!(app.show_qr);
+    app.update(key(KeyCode::Char('p')));
+    assert_eq!(app.phone.as_deref(), Some(""));
+    // Typed keys go to the number (`?`, `q` and F2 too), not the input line.
+    assert!(typed(&mut app, "+49 151 1234x?q").is_empty());
+    app.update(key(KeyCode::F(2)));
+    assert!(app.show_qr && !app.help && !app.quitting());
+    assert_eq!(app.phone.as_deref(), Some("+49 151 1234x?q"));
+    assert!(app.input.is_empty());
+    for _ in 0..3 {
+        app.update(key(KeyCode::Backspace));
+    }
+    // Offline, Enter keeps the number.
+    app.update(Event::Offline("refused".into()));
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(app.phone.as_deref(), Some("+49 151 1234"));
+    assert!(app.link_note.as_deref().unwrap().contains("offline"));
+    app.update(Event::Online);
+    let out = app.update(key(KeyCode::Enter));
+    assert_eq!(out, vec![Action::Link(Some("+49 151 1234".into()))]);
+    assert_eq!(app.phone, None);
+    // The bridge's refusal is shown as it said it.
+    app.update(Event::Linked(Err(
+        "refused (400 Bad Request): phone: expected ... 7 to 15 digits".into(),
+    )));
+    assert!(app.link_note.as_deref().unwrap().contains("7 to 15 digits"));
+    // Asked: the code comes with the answer or in a later link frame.
+    app.update(Event::Linked(Ok(
+        json!({"up": false, "code": "whatsapp-pairing",
+        "message": "asking WhatsApp for a pairing code for +4915112345678",
+        "pairing": null, "started": true}),
+    )));
+    assert_eq!(app.pair_code, None);
+    assert!(app.link_note.as_deref().unwrap().contains("shows here"));
+    app.update(Event::Frame(json!({"type": "link", "up": false,
+        "code": "whatsapp-pairing", "message": "enter it", "qr": null, "pair_code": "ABCD1234"})));
+    assert_eq!(app.pair_code.as_deref(), Some("ABCD1234"));
+    assert_eq!(app.whatsapp.as_deref(), Some("whatsapp-pairing"));
+    // Linked: no code any more; Esc closes the pop-up.
+    app.update(Event::Frame(json!({"type": "link", "up": true,
+        "code": "whatsapp-connected", "message": "ok", "qr": null, "pair_code": null})));
+    assert_eq!(app.pair_code, None);
+    app.update(key(KeyCode::Esc));
+    assert!(!app.show_qr);
+    // Outside the pop-up, `p` is a letter of the line.
+    typed(&mut app, "p");
+    assert_eq!(app.input, "p");
+    // Esc while typing a number cancels the number, not the pop-up.
+    app.update(key(KeyCode::F(2)));
+    app.update(key(KeyCode::Char('p')));
+    app.update(key(KeyCode::Esc));
+    assert_eq!((app.phone.as_deref(), app.show_qr), (None, true));
+}
