@@ -371,16 +371,26 @@ async fn f2_then_p_takes_a_phone_number_and_shows_the_pairing_code() {
     tui.keys("p12\r");
     tui.wait_for("this one has 2").await;
     tui.keys("p+49 151-1234 5678\r");
-    let s = tui.wait_for("F A K E - 5 6 7 8").await;
-    assert!(s.contains("Link with phone number instead"), "{s}");
-    assert!(s.contains("WhatsApp pairing code"), "{s}");
-    assert!(s.contains("F2 pairing code"), "the status bar: {s}");
+    // Waited on whole: a frame is drawn top to bottom, and the screen may
+    // be read between its lines.
+    tui.wait(
+        "the pairing code, where to type it, the status bar",
+        T,
+        |s| {
+            s.contains("F A K E - 5 6 7 8")
+                && s.contains("Link with phone number instead")
+                && s.contains("WhatsApp pairing code")
+                && s.contains("F2 pairing code")
+        },
+    )
+    .await;
     // The phone entered it: linked, the code is gone.
     w.set_link(true).await;
-    let s = tui
-        .wait_for("No QR code to scan: WhatsApp's link is fake-connected")
-        .await;
-    assert!(!s.contains("F A K E"), "{s}");
+    tui.wait("the link up and the code gone", T, |s| {
+        s.contains("No QR code to scan: WhatsApp's link is fake-connected")
+            && !s.contains("F A K E")
+    })
+    .await;
     tui.keys("\x1b");
     tui.wait("the pop-up closed", T, |s| !s.contains("No QR code"))
         .await;
