@@ -1081,3 +1081,155 @@ async fn a_new_link_by_phone_number_shows_its_pairing_code_on_get_and_the_socket
         (&json!(true), &Value::Null)
     );
 }
+
+/// Ann's row in the owner's chat list.
+async fn ann_row(base: &str) -> Value {
+    let (status, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chat"] == DM)
+        .cloned()
+        .expect("Ann listed")
+}
+
+/// A WhatsApp chat's unread count is its messages from others after the
+/// owner's read mark, which `POST /api/v1/chats/{chat}/read` moves forward
+/// only, and which outlives a restart of the bridge.
+#[tokio::test]
+async fn unread_counts_follow_the_owners_read_mark_which_only_moves_forward() {
+    let mut w = api_world(true).await;
+    w.register(DM, "Ann", &[]);
+    let key = create_key(&w, &["laptop"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+    let ann = ann_row(&base).await;
+    assert_eq!(
+        (&ann["unread"], &ann["read_seq"]),
+        (&json!(0), &json!(0)),
+        "{ann}"
+    );
+    for (id, text, from_me) in [
+        ("R1", "one", false),
+        ("R2", "mine", true),
+        ("R3", "two", false),
+    ] {
+        let (status, body) = w
+            .inbox(json!({"chat": DM, "sender": DM, "text": text, "id": id, "from_me": from_me}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Two from Ann; the owner's own (from the phone) is not unread.
+    let ann = ann_row(&base).await;
+    assert_eq!(ann["unread"], 2, "{ann}");
+    // The history says each incoming message's seq, the mark's unit.
+    let (_, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats/{DM}?limit=50"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let seqs: Vec<(String, i64)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .map(|m| {
+            (
+                m["text"].as_str().unwrap().to_owned(),
+                m["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let seq_of = |t: &str| seqs.iter().find(|(x, _)| x == t).unwrap().1;
+    assert_eq!(
+        ann["last_seq"].as_i64(),
+        seqs.iter().map(|s| s.1).max(),
+        "{ann} {seqs:?}"
+    );
+    let read_at = |path: String, body: Value, auth: String| async move {
+        call(reqwest::Method::POST, path, Some(&auth), Some(body)).await
+    };
+    let read = |seq: Value| {
+        read_at(
+            format!("{base}/api/v1/chats/{DM}/read"),
+            json!({ "seq": seq }),
+            TOKEN.into(),
+        )
+    };
+    let (status, _, body) = read(json!(seq_of("one"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["read_seq"], &body["unread"]),
+        (&json!(seq_of("one")), &json!(1))
+    );
+    // Never back.
+    let (status, _, body) = read(json!(0)).await;
+    assert_eq!(
+        (status, &body["read_seq"]),
+        (200, &json!(seq_of("one"))),
+        "{body}"
+    );
+
+    // The mark outlives the bridge.
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
+    w.start_bridge().await;
+    let base = w.base_url();
+    let ann = ann_row(&base).await;
+    assert_eq!(
+        (&ann["unread"], &ann["read_seq"]),
+        (&json!(1), &json!(seq_of("one"))),
+        "{ann}"
+    );
+    let (status, _, body) = read_at(
+        format!("{base}/api/v1/chats/{DM}/read"),
+        json!({"seq": seq_of("two")}),
+        TOKEN.into(),
+    )
+    .await;
+    assert_eq!((status, &body["unread"]), (200, &json!(0)), "{body}");
+
+    // Refused, and nothing changed: an unknown chat, a bad body, a seq
+    // that is not the chat's, an API key.
+    let newest = seq_of("two");
+    let dm_read = format!("{base}/api/v1/chats/{DM}/read");
+    for (path, body, auth, want) in [
+        (
+            format!("{base}/api/v1/chats/491519999999@s.whatsapp.net/read"),
+            json!({"seq": 1}),
+            TOKEN,
+            404,
+        ),
+        (
+            format!("{base}/api/v1/chats/not-a-jid/read"),
+            json!({"seq": 1}),
+            TOKEN,
+            400,
+        ),
+        (dm_read.clone(), json!({"seq": "1"}), TOKEN, 400),
+        (dm_read.clone(), json!({}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": 1, "more": true}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": -1}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": newest + 1000}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": newest}), key.as_str(), 403),
+    ] {
+        let (status, _, res) = read_at(path.clone(), body.clone(), auth.into()).await;
+        assert_eq!(status, want, "{path} {body}: {res}");
+        assert!(res["error"].is_string(), "{path} {body}: {res}");
+    }
+    let ann = ann_row(&base).await;
+    assert_eq!(
+        (&ann["unread"], &ann["read_seq"]),
+        (&json!(0), &json!(newest)),
+        "{ann}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The owner's view of every registered chat through the API: the list
-//! (WhatsApp chats and API conversations, most recently active first) and
-//! a chat's stored history. Read-only: messages to a WhatsApp chat come
-//! from its people, not from the API.
+//! (WhatsApp chats and API conversations, most recently active first, each
+//! with its unread count) and a chat's stored history. Read-only but for
+//! the owner's read mark (`POST /api/v1/chats/{chat}/read`, forward only):
+//! messages to a WhatsApp chat come from its people, not from the API.
 
 use super::*;
 
@@ -29,6 +30,7 @@ pub(super) async fn list_chats(
         };
         let model = s.store.chat_model(&row.jid).await.map_err(unavailable)?;
         let pending = s.store.pending_count(&row.jid).await.map_err(unavailable)?;
+        let (read, unread, newest) = s.store.read_state(&row.jid).await.map_err(unavailable)?;
         list.push(json!({
                 "chat": row.jid,
                 "name": reg.name,
@@ -40,9 +42,66 @@ pub(super) async fn list_chats(
                 "last_activity": row.last_activity_ms,
                 "model": model,
                 "pending": pending,
+                "unread": unread,
+                "read_seq": read,
+                "last_seq": newest,
         }));
     }
     Ok(Json(json!({ "chats": list })).into_response())
+}
+
+/// A registered chat named in a path, or 404.
+async fn registered_chat(
+    s: &ApiState,
+    chat: &str,
+) -> Result<(ChatJid, crate::model::RegisteredChat), ApiError> {
+    let jid = ChatJid::parse(chat).map_err(|e| ApiError::bad(format!("chat: {e}")))?;
+    let reg = s
+        .store
+        .registered(&jid)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no registered chat {chat:?}"),
+            )
+        })?;
+    Ok((jid, reg))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadReq {
+    /// The seq of the last message read (a history's `seq`).
+    seq: i64,
+}
+
+/// `POST /api/v1/chats/{chat}/read` `{"seq": N}`: the owner has read the
+/// chat up to message `N`. The mark moves forward only (an older `N`
+/// leaves it); a seq past the chat's newest message is refused.
+pub(super) async fn mark_chat_read(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(chat): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    owners_only(&caller)?;
+    let (jid, _) = registered_chat(&s, &chat).await?;
+    let req: ReadReq = parse_body(body)?;
+    let (_, _, newest) = s.store.read_state(&jid).await.map_err(unavailable)?;
+    if req.seq < 0 || req.seq > newest {
+        return Err(ApiError::bad(format!(
+            "seq: {} is not a message of this chat (its newest is {newest})",
+            req.seq
+        )));
+    }
+    s.store
+        .mark_read(&jid, req.seq)
+        .await
+        .map_err(unavailable)?;
+    let (read, unread, _) = s.store.read_state(&jid).await.map_err(unavailable)?;
+    Ok(Json(json!({ "chat": jid, "read_seq": read, "unread": unread })).into_response())
 }
 
 /// `GET /api/v1/chats/{chat}?limit=N`: a registered chat's last `N`
@@ -58,18 +117,7 @@ pub(super) async fn show_chat(
         .map_err(|e| ApiError::bad(format!("query: {e}")))?
         .0
         .limit()?;
-    let jid = ChatJid::parse(&chat).map_err(|e| ApiError::bad(format!("chat: {e}")))?;
-    let reg = s
-        .store
-        .registered(&jid)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("no registered chat {chat:?}"),
-            )
-        })?;
+    let (jid, reg) = registered_chat(&s, &chat).await?;
     let messages = s
         .store
         .recent_messages(&jid, limit)

@@ -13,7 +13,8 @@
 //! - `GET|DELETE /api/v1/conversations[/{id}]`, `GET /api/v1/approvals`,
 //!   `POST /api/v1/approvals/{code}`;
 //! - `GET /api/v1/chats[/{chat}]`: the owner's list of every registered
-//!   chat and a chat's history ([`chats`]);
+//!   chat (with its unread count) and a chat's history, `POST
+//!   /api/v1/chats/{chat}/read` the owner's read mark ([`chats`]);
 //! - `POST /v1/chat/completions` and `GET /v1/models`, OpenAI-compatible
 //!   ([`openai`]);
 //! - `GET /api/v1/ws`, a WebSocket ([`ws`]).
@@ -222,6 +223,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/chats", get(list_chats))
         .route("/api/v1/chats/{chat}", get(show_chat))
+        .route("/api/v1/chats/{chat}/read", post(mark_chat_read))
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/{code}", post(answer_approval))
         .route("/api/v1/ws", get(ws::upgrade))

@@ -3,6 +3,7 @@
 //!
 //! - [`app`]: the state, a plain struct changed by events (unit tested
 //!   without a terminal); [`keys`]: what each key does to it;
+//! - [`chats`]: the chat list, histories and read marks;
 //! - [`view`]: drawing it with ratatui; [`markdown`]: replies' Markdown;
 //!   [`link`]: the WhatsApp link pop-up (QR code, phone number, pairing
 //!   code) and its keys;
@@ -13,6 +14,7 @@
 //! an error, and a panic (ratatui's hook restores it before the message).
 
 pub mod app;
+pub mod chats;
 pub mod keys;
 pub mod link;
 pub mod markdown;

@@ -145,6 +145,7 @@ async fn serve(
                 Some(Action::Refresh) => rest.spawn_refresh(),
                 Some(Action::History(t)) => rest.spawn_history(t),
                 Some(Action::Link(phone)) => rest.spawn_link(phone),
+                Some(Action::Read(t, seq)) => rest.spawn_read(t, seq),
             },
             _ = status.tick() => rest.spawn_status(),
         }
@@ -212,6 +213,43 @@ impl Rest {
                 )),
             };
             let _ = me.events.send(Event::Linked(answer)).await;
+        });
+    }
+
+    /// Moves the owner's read mark of `target` to `seq`; a refusal is
+    /// shown.
+    fn spawn_read(&self, target: Target, seq: i64) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let chat = match &target {
+                Target::Api(name) => format!("api:{name}"),
+                Target::Chat(jid) => jid.clone(),
+            };
+            let path = format!("/api/v1/chats/{chat}/read");
+            let r = me
+                .http
+                .post(format!("http://{}{path}", me.addr))
+                .bearer_auth(me.credential.expose())
+                .json(&serde_json::json!({ "seq": seq }))
+                .send()
+                .await;
+            let failed = match r {
+                Ok(r) if r.status().is_success() => None,
+                // An API key may not keep the owner's marks: nothing to say.
+                Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => None,
+                Ok(r) => {
+                    let status = r.status();
+                    let body: Value = r.json().await.unwrap_or_default();
+                    Some(format!(
+                        "{path}: {}",
+                        body["error"].as_str().unwrap_or(status.as_str())
+                    ))
+                }
+                Err(e) => Some(short(&e.to_string())),
+            };
+            if let Some(why) = failed {
+                let _ = me.events.send(Event::Failed(why)).await;
+            }
         });
     }
 

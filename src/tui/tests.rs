@@ -270,16 +270,25 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
         "live": {"link": {"code": "whatsapp-connected"}, "runs_active": 1,
                  "queue": [{"chat": "x", "phase": "running"}]},
     })));
-    let ann_at = |at: i64| {
+    let ann_at = |at: i64, unread: u64, last_seq: i64| {
         json!({"chat": "491511111111@s.whatsapp.net", "name": "Ann",
-               "kind": "whatsapp", "conversation": null, "last_activity": at})
+               "kind": "whatsapp", "conversation": null, "last_activity": at,
+               "unread": unread, "last_seq": last_seq})
     };
     let desk = json!({"chat": "api:desk", "name": "desk", "kind": "api",
-                      "conversation": "desk", "last_activity": 7});
-    app.update(Event::Chats(vec![ann_at(5), desk.clone()]));
-    // New activity in a WhatsApp chat not shown marks it.
-    app.update(Event::Chats(vec![ann_at(9), desk]));
-    assert_eq!(app.rows[2].unread, 1);
+                      "conversation": "desk", "last_activity": 7, "unread": 4});
+    // A WhatsApp chat's count is the bridge's (it survives the app); an
+    // API conversation's is the app's own.
+    assert!(
+        app.update(Event::Chats(vec![ann_at(5, 2, 10), desk.clone()]))
+            .is_empty()
+    );
+    assert_eq!(app.rows[2].unread, 2);
+    assert!(
+        app.update(Event::Chats(vec![ann_at(9, 3, 12), desk]))
+            .is_empty()
+    );
+    assert_eq!((app.rows[2].unread, app.rows[1].unread), (3, 0));
     app.update(Event::Chats(vec![json!({"chat": "api:tui", "name": "tui",
         "kind": "api", "conversation": "tui", "model": "openai/gpt-x"})]));
     assert_eq!(app.rows[0].model.as_deref(), Some("openai/gpt-x"));
@@ -308,14 +317,44 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
     typed(&mut app, "hi Ann");
     assert!(app.update(key(KeyCode::Enter)).is_empty());
     assert!(app.notice.as_deref().unwrap().contains("read-only"));
-    app.update(Event::History(
+    // Its history read: the mark moves to its newest message.
+    let out = app.update(Event::History(
         ann.clone(),
         vec![
-            json!({"direction": "in", "text": "hello"}),
+            json!({"direction": "in", "text": "hello", "seq": 12}),
             json!({"direction": "out", "text": "Andy: hi"}),
         ],
     ));
+    assert_eq!(out, vec![Action::Read(ann.clone(), 12)]);
     assert_eq!(app.transcript(&ann).unwrap().entries.len(), 2);
+    assert_eq!(app.rows[2].unread, 0);
+    // The bridge has not seen the mark yet: no second fetch for it.
+    assert!(app.update(Event::Chats(vec![ann_at(9, 3, 12)])).is_empty());
+    // A new message while it is open: fetched, then read.
+    assert_eq!(
+        app.update(Event::Chats(vec![ann_at(11, 1, 14)])),
+        vec![Action::History(ann.clone())]
+    );
+    // Asked already: not again while the answer is on its way.
+    assert!(app.update(Event::Chats(vec![ann_at(11, 1, 14)])).is_empty());
+    let out = app.update(Event::History(
+        ann.clone(),
+        vec![
+            json!({"direction": "in", "text": "hello", "seq": 12}),
+            json!({"direction": "out", "text": "Andy: hi"}),
+            json!({"direction": "in", "text": "are you there?", "seq": 14}),
+        ],
+    ));
+    assert_eq!(out, vec![Action::Read(ann.clone(), 14)]);
+    assert_eq!(app.transcript(&ann).unwrap().entries.len(), 3);
+    // The same history again moves nothing.
+    assert!(
+        app.update(Event::History(
+            ann.clone(),
+            vec![json!({"direction": "in", "text": "are you there?", "seq": 14}),]
+        ))
+        .is_empty()
+    );
 
     // Back to desk: subscribed, history fetched, unread cleared.
     app.update(key(KeyCode::Tab));

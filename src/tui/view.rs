@@ -85,10 +85,9 @@ fn draw_list(app: &App, f: &mut Frame, area: Rect) {
         .rows
         .iter()
         .map(|r| {
-            let mark = match (&r.target, r.unread) {
-                (_, 0) => String::new(),
-                (Target::Api(_), n) => format!(" ({n})"),
-                (Target::Chat(_), _) => " •".into(),
+            let mark = match r.unread {
+                0 => String::new(),
+                n => format!(" ({n})"),
             };
             let style = if r.target == app.selected {
                 Style::default().add_modifier(Modifier::BOLD)
@@ -463,6 +462,16 @@ mod tests {
         let s = screen(&app, 80, 24);
         assert!(s.contains("refused (409 Conflict)"), "{s}");
         assert!(s.contains("p asks the bridge"), "{s}");
+    }
+
+    #[test]
+    fn a_whatsapp_chats_unread_count_is_shown() {
+        let mut app = App::new("tui");
+        app.update(Event::Chats(vec![
+            json!({"chat": "491511111111@s.whatsapp.net",
+            "name": "Ann", "kind": "whatsapp", "unread": 3, "last_seq": 9}),
+        ]));
+        assert!(screen(&app, 80, 24).contains("wa Ann (3)"));
     }
 
     #[test]
