@@ -597,8 +597,10 @@ async fn the_owner_lists_every_registered_chat_and_reads_a_whatsapp_chats_histor
     assert_eq!(ann["kind"], "whatsapp");
     assert_eq!(ann["profile"], "member");
     assert!(ann["last_activity"].as_i64().unwrap() > 0, "{ann}");
-    // No model of its own (`/model`): the default.
+    // No model of its own (`/model`): the default, and which one it is
+    // (OpenCode's configured model: this world sets no PB_OPENCODE_MODEL).
     assert_eq!(ann["model"], Value::Null, "{ann}");
+    assert_eq!(ann["default_model"], "scripted/scripted-1", "{ann}");
     assert!(ann["pending"].as_i64().is_some(), "{ann}");
     let desk = chats
         .iter()

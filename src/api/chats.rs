@@ -6,6 +6,8 @@
 
 use super::*;
 
+use std::collections::HashMap;
+
 fn owners_only(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_owner() {
         Ok(())
@@ -16,6 +18,42 @@ fn owners_only(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
+/// How long a chat folder's default model is kept before it is asked
+/// again (the terminal app asks for the list every 2 s).
+const DEFAULT_MODEL_FRESH: Duration = Duration::from_secs(60);
+/// The longest wait for OpenCode to say it: the list is not held up longer.
+const DEFAULT_MODEL_WAIT: Duration = Duration::from_secs(3);
+
+/// The model a chat's turns use when it has none of its own, per chat
+/// folder, as lately read (`None`: OpenCode did not say).
+#[derive(Default)]
+pub(super) struct DefaultModels(
+    tokio::sync::Mutex<HashMap<PathBuf, (tokio::time::Instant, Option<String>)>>,
+);
+
+impl ApiState {
+    /// The model a turn in `dir` runs with when the chat names none: what
+    /// the run names too, `PB_OPENCODE_MODEL`, else OpenCode's configured
+    /// default for that folder (`GET /config`'s `model`).
+    async fn default_model(&self, dir: PathBuf) -> Option<String> {
+        if let Some((at, m)) = self.default_models.0.lock().await.get(&dir)
+            && at.elapsed() < DEFAULT_MODEL_FRESH
+        {
+            return m.clone();
+        }
+        let m = match tokio::time::timeout(DEFAULT_MODEL_WAIT, self.agent.models(&dir)).await {
+            Ok(Ok(models)) => models.default,
+            _ => None,
+        };
+        self.default_models
+            .0
+            .lock()
+            .await
+            .insert(dir, (tokio::time::Instant::now(), m.clone()));
+        m
+    }
+}
+
 /// `GET /api/v1/chats`: every registered chat.
 pub(super) async fn list_chats(
     State(s): State<ApiState>,
@@ -23,12 +61,35 @@ pub(super) async fn list_chats(
 ) -> Result<Response, ApiError> {
     owners_only(&caller)?;
     let rows = s.store.list_chats().await.map_err(unavailable)?;
-    let mut list = Vec::new();
+    // The model of each chat without its own, asked for all at once.
+    let mut models = Vec::new();
     for row in &rows {
+        let own = match row.registered.as_ref() {
+            Some(_) => s.store.chat_model(&row.jid).await.map_err(unavailable)?,
+            None => None,
+        };
+        models.push(own);
+    }
+    let defaults = futures_util::future::join_all(rows.iter().zip(&models).map(|(row, own)| {
+        let dir = row
+            .registered
+            .as_ref()
+            .filter(|_| own.is_none())
+            .and_then(|reg| crate::workspace::chat_dir(&s.settings.workspace, reg).ok());
+        let s = s.clone();
+        async move {
+            match dir {
+                Some(dir) => s.default_model(dir).await,
+                None => None,
+            }
+        }
+    }))
+    .await;
+    let mut list = Vec::new();
+    for ((row, model), default_model) in rows.iter().zip(models).zip(defaults) {
         let Some(reg) = row.registered.as_ref() else {
             continue;
         };
-        let model = s.store.chat_model(&row.jid).await.map_err(unavailable)?;
         let pending = s.store.pending_count(&row.jid).await.map_err(unavailable)?;
         let (read, unread, newest) = s.store.read_state(&row.jid).await.map_err(unavailable)?;
         list.push(json!({
@@ -41,6 +102,7 @@ pub(super) async fn list_chats(
                 "group": row.is_group,
                 "last_activity": row.last_activity_ms,
                 "model": model,
+                "default_model": default_model,
                 "pending": pending,
                 "unread": unread,
                 "read_seq": read,

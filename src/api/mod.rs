@@ -107,6 +107,9 @@ pub struct Inner {
     /// WebSocket tells its changes.
     pub link: tokio::sync::watch::Receiver<crate::channel::LinkStatus>,
     limiter: limit::Limiter,
+    /// The model each chat folder's turns use when the chat has none of
+    /// its own, as lately read.
+    default_models: DefaultModels,
 }
 
 impl std::ops::Deref for ApiState {
@@ -139,6 +142,7 @@ impl ApiState {
             cancel,
             link,
             limiter,
+            default_models: DefaultModels::default(),
         }))
     }
 }

@@ -89,6 +89,9 @@ pub struct Row {
     /// Its own model (`/model`), as `GET /api/v1/chats` says; `None`: the
     /// default, or not known (an API key cannot list chats).
     pub model: Option<String>,
+    /// The model its turns use while it has none of its own
+    /// (`PB_OPENCODE_MODEL`, else OpenCode's default), as the bridge says.
+    pub default_model: Option<String>,
 }
 
 /// Where keys go.
@@ -196,6 +199,7 @@ impl App {
                 unread: 0,
                 last_seq: 0,
                 model: None,
+                default_model: None,
             }],
             selected,
             cursor: 0,
@@ -296,6 +300,7 @@ impl App {
                     unread: 0,
                     last_seq: 0,
                     model: None,
+                    default_model: None,
                 });
                 self.rows.len() - 1
             }

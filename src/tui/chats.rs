@@ -32,6 +32,7 @@ impl App {
             row.last_activity_ms = last;
             row.last_seq = c["last_seq"].as_i64().unwrap_or(0);
             row.model = c["model"].as_str().map(str::to_owned);
+            row.default_model = c["default_model"].as_str().map(str::to_owned);
             // A WhatsApp chat's count is the bridge's (API ones count
             // their frames).
             if let Target::Chat(_) = target {

@@ -218,13 +218,12 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
         " · {} running · {} queued",
         app.runs_active, app.queued
     )));
-    if let Some(m) = app
-        .rows
-        .iter()
-        .find(|r| r.target == app.selected)
-        .and_then(|r| r.model.as_deref())
-    {
-        spans.push(Span::raw(format!(" · {m}")));
+    // The model the selected chat's turns use: its own, else the default.
+    let row = app.rows.iter().find(|r| r.target == app.selected);
+    match row.map(|r| (r.model.as_deref(), r.default_model.as_deref())) {
+        Some((Some(m), _)) => spans.push(Span::raw(format!(" · {m}"))),
+        Some((None, Some(d))) => spans.push(Span::raw(format!(" · {d} (default)"))),
+        _ => {}
     }
     if !app.approvals.is_empty() {
         spans.push(Span::styled(
@@ -344,7 +343,7 @@ mod tests {
     use super::*;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use crate::tui::app::Event;
 
@@ -472,6 +471,24 @@ mod tests {
             "name": "Ann", "kind": "whatsapp", "unread": 3, "last_seq": 9}),
         ]));
         assert!(screen(&app, 80, 24).contains("wa Ann (3)"));
+    }
+
+    #[test]
+    fn the_status_bar_shows_the_chats_model_or_the_default_it_runs_with() {
+        let mut app = App::new("tui");
+        let tui = |model: Value| {
+            Event::Chats(vec![
+                json!({"chat": "api:tui", "name": "tui", "kind": "api",
+                "conversation": "tui", "model": model, "default_model": "openai/gpt-x"}),
+            ])
+        };
+        app.update(tui(Value::Null));
+        let s = screen(&app, 100, 24);
+        assert!(s.contains("· openai/gpt-x (default) ·"), "{s}");
+        app.update(tui(json!("anthropic/claude-y")));
+        let s = screen(&app, 100, 24);
+        assert!(s.contains("· anthropic/claude-y ·"), "{s}");
+        assert!(!s.contains("gpt-x"), "{s}");
     }
 
     #[test]
