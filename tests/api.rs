@@ -649,6 +649,29 @@ async fn the_owner_lists_every_registered_chat_and_reads_a_whatsapp_chats_histor
         ]
     );
 
+    // A model of its own (`/model`): that one, and no default to show.
+    let (ok, out, err) = w.cli(&["chats", "set-model", "api:desk", "scripted/scripted-2"]);
+    assert!(ok, "{out}{err}");
+    let (_, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let desk = body["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chat"] == "api:desk")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&desk["model"], &desk["default_model"]),
+        (&json!("scripted/scripted-2"), &Value::Null),
+        "{desk}"
+    );
+
     // Not a registered chat, not a JID, not the owner.
     for (path, auth, want) in [
         ("/api/v1/chats/491519999999@s.whatsapp.net", TOKEN, 404),
