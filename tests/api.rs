@@ -597,8 +597,10 @@ async fn the_owner_lists_every_registered_chat_and_reads_a_whatsapp_chats_histor
     assert_eq!(ann["kind"], "whatsapp");
     assert_eq!(ann["profile"], "member");
     assert!(ann["last_activity"].as_i64().unwrap() > 0, "{ann}");
-    // No model of its own (`/model`): the default.
+    // No model of its own (`/model`): the default, and which one it is
+    // (OpenCode's configured model: this world sets no PB_OPENCODE_MODEL).
     assert_eq!(ann["model"], Value::Null, "{ann}");
+    assert_eq!(ann["default_model"], "scripted/scripted-1", "{ann}");
     assert!(ann["pending"].as_i64().is_some(), "{ann}");
     let desk = chats
         .iter()
@@ -645,6 +647,29 @@ async fn the_owner_lists_every_registered_chat_and_reads_a_whatsapp_chats_histor
             ("in", "hello from the phone"),
             ("out", "Andy: echo: hello from the phone")
         ]
+    );
+
+    // A model of its own (`/model`): that one, and no default to show.
+    let (ok, out, err) = w.cli(&["chats", "set-model", "api:desk", "scripted/scripted-2"]);
+    assert!(ok, "{out}{err}");
+    let (_, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let desk = body["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chat"] == "api:desk")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&desk["model"], &desk["default_model"]),
+        (&json!("scripted/scripted-2"), &Value::Null),
+        "{desk}"
     );
 
     // Not a registered chat, not a JID, not the owner.
@@ -968,4 +993,268 @@ async fn a_keys_websocket_is_rate_limited_and_closed_when_the_key_is_revoked() {
         }
         other => panic!("a revoked key opened a socket: {other:?}"),
     }
+}
+
+/// A new link by phone number through the API, against the fake phone:
+/// refused while the link is up and for a number that is not one; while
+/// it is down, the made-up pairing code is the link's, on GET and in the
+/// owner's `link` frames, as a QR code's text is; a number asked for while
+/// it pairs by QR code switches to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_link_by_phone_number_shows_its_pairing_code_on_get_and_the_socket() {
+    let mut w = api_world(true).await;
+    w.start_bridge().await;
+    let base = w.base_url();
+    let link = format!("{base}/api/v1/whatsapp/link");
+    let post = |body: Option<Value>| call(reqwest::Method::POST, link.clone(), Some(TOKEN), body);
+    let mut ws = ws_connect(&base, TOKEN).await;
+    ws_until(&mut ws, |v| {
+        v["type"] == "link" && v["code"] == "fake-connected"
+    })
+    .await;
+
+    // The owner's only.
+    let key = create_key(&w, &["laptop"]);
+    let phone = json!({"phone": "+49 151-1234 5678"});
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        link.clone(),
+        Some(&key),
+        Some(phone.clone()),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Up: a new link would throw it away.
+    let (status, _, body) = post(Some(phone.clone())).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("has not ended"),
+        "{body}"
+    );
+    w.set_link(false).await;
+    // Not a number: 400, said why, nothing changed.
+    for (bad, why) in [
+        (json!({"phone": "12"}), "7 to 15 digits"),
+        (json!({"phone": "49 151 abc"}), "not a digit"),
+        (json!({"phone": ""}), "7 to 15 digits"),
+        (json!({"phone": null, "extra": 1}), "unknown field"),
+        (json!(["4915112345678"]), "malformed JSON"),
+    ] {
+        let (status, _, body) = post(Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{bad}: {body}"
+        );
+    }
+    let (status, _, body) = call(reqwest::Method::GET, link.clone(), Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&body["code"], &body["pairing"]),
+        (&json!("fake-disconnected"), &Value::Null)
+    );
+
+    // No number: a QR code; then a number: switched to its pairing code.
+    let (status, _, body) = post(None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["pairing"]["kind"], "qr", "{body}");
+    let qr = body["pairing"]["code"].as_str().unwrap().to_owned();
+    ws_until(&mut ws, |v| v["type"] == "link" && v["qr"] == qr.as_str()).await;
+    let (status, _, body) = post(Some(phone.clone())).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["started"], true);
+    assert_eq!(body["code"], "fake-pairing");
+    assert_eq!(
+        body["pairing"],
+        json!({"kind": "phone_code", "code": "FAKE5678"})
+    );
+    let frames = ws_until(&mut ws, |v| {
+        v["type"] == "link" && v["pair_code"] == "FAKE5678"
+    })
+    .await;
+    let last = frames.last().unwrap();
+    assert_eq!(
+        (&last["up"], &last["qr"]),
+        (&json!(false), &Value::Null),
+        "{last}"
+    );
+    let (_, _, body) = call(reqwest::Method::GET, link.clone(), Some(TOKEN), None).await;
+    assert_eq!(
+        body["pairing"],
+        json!({"kind": "phone_code", "code": "FAKE5678"})
+    );
+    // The same number again, or none: pairing already, nothing changes.
+    for again in [Some(json!({"phone": "4915112345678"})), None] {
+        let (status, _, body) = post(again).await;
+        assert_eq!((status, &body["started"]), (200, &json!(false)), "{body}");
+        assert_eq!(body["pairing"]["code"], "FAKE5678");
+    }
+    // Another number: its own code.
+    let (status, _, body) = post(Some(json!({"phone": "+1 555 010 0000"}))).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["pairing"]["code"], "FAKE0000");
+
+    // The phone entered it: up, and no code any more.
+    w.set_link(true).await;
+    ws_until(&mut ws, |v| {
+        v["type"] == "link" && v["up"] == true && v["pair_code"].is_null()
+    })
+    .await;
+    let (_, _, body) = call(reqwest::Method::GET, link.clone(), Some(TOKEN), None).await;
+    assert_eq!(
+        (&body["up"], &body["pairing"]),
+        (&json!(true), &Value::Null)
+    );
+}
+
+/// Ann's row in the owner's chat list.
+async fn ann_row(base: &str) -> Value {
+    let (status, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chat"] == DM)
+        .cloned()
+        .expect("Ann listed")
+}
+
+/// A WhatsApp chat's unread count is its messages from others after the
+/// owner's read mark, which `POST /api/v1/chats/{chat}/read` moves forward
+/// only, and which outlives a restart of the bridge.
+#[tokio::test]
+async fn unread_counts_follow_the_owners_read_mark_which_only_moves_forward() {
+    let mut w = api_world(true).await;
+    w.register(DM, "Ann", &[]);
+    let key = create_key(&w, &["laptop"]);
+    w.start_bridge().await;
+    let base = w.base_url();
+    let ann = ann_row(&base).await;
+    assert_eq!(
+        (&ann["unread"], &ann["read_seq"]),
+        (&json!(0), &json!(0)),
+        "{ann}"
+    );
+    for (id, text, from_me) in [
+        ("R1", "one", false),
+        ("R2", "mine", true),
+        ("R3", "two", false),
+    ] {
+        let (status, body) = w
+            .inbox(json!({"chat": DM, "sender": DM, "text": text, "id": id, "from_me": from_me}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Two from Ann; the owner's own (from the phone) is not unread.
+    let ann = ann_row(&base).await;
+    assert_eq!(ann["unread"], 2, "{ann}");
+    // The history says each incoming message's seq, the mark's unit.
+    let (_, _, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/chats/{DM}?limit=50"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    let seqs: Vec<(String, i64)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .map(|m| {
+            (
+                m["text"].as_str().unwrap().to_owned(),
+                m["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let seq_of = |t: &str| seqs.iter().find(|(x, _)| x == t).unwrap().1;
+    assert_eq!(
+        ann["last_seq"].as_i64(),
+        seqs.iter().map(|s| s.1).max(),
+        "{ann} {seqs:?}"
+    );
+    let read_at = |path: String, body: Value, auth: String| async move {
+        call(reqwest::Method::POST, path, Some(&auth), Some(body)).await
+    };
+    let read = |seq: Value| {
+        read_at(
+            format!("{base}/api/v1/chats/{DM}/read"),
+            json!({ "seq": seq }),
+            TOKEN.into(),
+        )
+    };
+    let (status, _, body) = read(json!(seq_of("one"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["read_seq"], &body["unread"]),
+        (&json!(seq_of("one")), &json!(1))
+    );
+    // Never back.
+    let (status, _, body) = read(json!(0)).await;
+    assert_eq!(
+        (status, &body["read_seq"]),
+        (200, &json!(seq_of("one"))),
+        "{body}"
+    );
+
+    // The mark outlives the bridge.
+    assert_eq!(w.stop_bridge().await.code(), Some(0));
+    w.start_bridge().await;
+    let base = w.base_url();
+    let ann = ann_row(&base).await;
+    assert_eq!(
+        (&ann["unread"], &ann["read_seq"]),
+        (&json!(1), &json!(seq_of("one"))),
+        "{ann}"
+    );
+    let (status, _, body) = read_at(
+        format!("{base}/api/v1/chats/{DM}/read"),
+        json!({"seq": seq_of("two")}),
+        TOKEN.into(),
+    )
+    .await;
+    assert_eq!((status, &body["unread"]), (200, &json!(0)), "{body}");
+
+    // Refused, and nothing changed: an unknown chat, a bad body, a seq
+    // that is not the chat's, an API key.
+    let newest = seq_of("two");
+    let dm_read = format!("{base}/api/v1/chats/{DM}/read");
+    for (path, body, auth, want) in [
+        (
+            format!("{base}/api/v1/chats/491519999999@s.whatsapp.net/read"),
+            json!({"seq": 1}),
+            TOKEN,
+            404,
+        ),
+        (
+            format!("{base}/api/v1/chats/not-a-jid/read"),
+            json!({"seq": 1}),
+            TOKEN,
+            400,
+        ),
+        (dm_read.clone(), json!({"seq": "1"}), TOKEN, 400),
+        (dm_read.clone(), json!({}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": 1, "more": true}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": -1}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": newest + 1000}), TOKEN, 400),
+        (dm_read.clone(), json!({"seq": newest}), key.as_str(), 403),
+    ] {
+        let (status, _, res) = read_at(path.clone(), body.clone(), auth.into()).await;
+        assert_eq!(status, want, "{path} {body}: {res}");
+        assert!(res["error"].is_string(), "{path} {body}: {res}");
+    }
+    let ann = ann_row(&base).await;
+    assert_eq!(
+        (&ann["unread"], &ann["read_seq"]),
+        (&json!(0), &json!(newest)),
+        "{ann}"
+    );
 }

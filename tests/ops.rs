@@ -302,24 +302,31 @@ async fn token_guards_every_route_but_a_minimal_health() {
             "{path}"
         );
     }
-    // The WhatsApp link's routes are the owner's too; a bridge without
-    // WhatsApp says so, and so does `pocketbrain whatsapp link`.
+    // The WhatsApp link's routes are the owner's too; with the fake
+    // channel the fake phone's link answers them: while it is up a new
+    // link is refused, and `pocketbrain whatsapp link` says so.
     let link = format!("{base}/api/v1/whatsapp/link");
     assert_eq!(http.post(&link).send().await.unwrap().status(), 401);
     assert_eq!(http.get(&link).send().await.unwrap().status(), 401);
     let r = http.post(&link).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 409);
     let body: Value = r.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("without WhatsApp"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("has not ended (fake-connected)"),
         "{body}"
     );
     let (ok, out, err) = w.cli(&["whatsapp", "link"]);
     assert!(!ok, "{out}");
     assert!(
-        err.contains("refused a new link") && err.contains("without WhatsApp"),
+        err.contains("refused a new link") && err.contains("has not ended"),
         "{err}"
     );
+    let (ok, out, err) = w.cli(&["whatsapp", "link", "--phone", "12ab"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("not a digit"), "{err}");
     let inbox = format!("{base}/fake/inbox");
     let msg = json!({"chat": OWNER, "sender": OWNER, "text": "hi", "id": "T1"}).to_string();
     assert_eq!(

@@ -343,3 +343,56 @@ async fn a_panic_gives_the_terminal_back() {
     assert!(tui.main_screen_back().await, "{s}");
     assert!(tui.cooked(), "the pty was left in raw mode");
 }
+
+/// Pairing by phone number from the app: `F2`, `p`, a number and Enter;
+/// the bridge's refusals are shown as it words them, and the fake phone's
+/// pairing code is shown big, with where to type it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f2_then_p_takes_a_phone_number_and_shows_the_pairing_code() {
+    let mut w = tui_world().await;
+    w.start_bridge().await;
+    let mut tui = Tui::start(&w, &[]);
+    tui.wait("the app online", T, |s| {
+        s.contains("● online") && s.contains("fake-connected")
+    })
+    .await;
+    // F2 (as xterm sends it): linked, so no code to show.
+    tui.keys("\x1bOQ");
+    tui.wait_for("No QR code to scan").await;
+    tui.keys("p");
+    tui.wait_for("number: ▌").await;
+    tui.keys("+49 151 1234 5678\r");
+    // Linked: the bridge refuses, and the app says so.
+    tui.wait_for("refused (409 Conflict)").await;
+
+    // The link is down: a number that is not one is refused too.
+    w.set_link(false).await;
+    tui.wait_for("fake-disconnected").await;
+    tui.keys("p12\r");
+    tui.wait_for("this one has 2").await;
+    tui.keys("p+49 151-1234 5678\r");
+    // Waited on whole: a frame is drawn top to bottom, and the screen may
+    // be read between its lines.
+    tui.wait(
+        "the pairing code, where to type it, the status bar",
+        T,
+        |s| {
+            s.contains("F A K E - 5 6 7 8")
+                && s.contains("Link with phone number instead")
+                && s.contains("WhatsApp pairing code")
+                && s.contains("F2 pairing code")
+        },
+    )
+    .await;
+    // The phone entered it: linked, the code is gone.
+    w.set_link(true).await;
+    tui.wait("the link up and the code gone", T, |s| {
+        s.contains("No QR code to scan: WhatsApp's link is fake-connected")
+            && !s.contains("F A K E")
+    })
+    .await;
+    tui.keys("\x1b");
+    tui.wait("the pop-up closed", T, |s| !s.contains("No QR code"))
+        .await;
+    assert!(tui.quit().await.success());
+}

@@ -13,7 +13,8 @@
 //! - `GET|DELETE /api/v1/conversations[/{id}]`, `GET /api/v1/approvals`,
 //!   `POST /api/v1/approvals/{code}`;
 //! - `GET /api/v1/chats[/{chat}]`: the owner's list of every registered
-//!   chat and a chat's history ([`chats`]);
+//!   chat (with its unread count) and a chat's history, `POST
+//!   /api/v1/chats/{chat}/read` the owner's read mark ([`chats`]);
 //! - `POST /v1/chat/completions` and `GET /v1/models`, OpenAI-compatible
 //!   ([`openai`]);
 //! - `GET /api/v1/ws`, a WebSocket ([`ws`]).
@@ -106,6 +107,9 @@ pub struct Inner {
     /// WebSocket tells its changes.
     pub link: tokio::sync::watch::Receiver<crate::channel::LinkStatus>,
     limiter: limit::Limiter,
+    /// The model each chat folder's turns use when the chat has none of
+    /// its own, as lately read.
+    default_models: DefaultModels,
 }
 
 impl std::ops::Deref for ApiState {
@@ -138,6 +142,7 @@ impl ApiState {
             cancel,
             link,
             limiter,
+            default_models: DefaultModels::default(),
         }))
     }
 }
@@ -222,6 +227,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/chats", get(list_chats))
         .route("/api/v1/chats/{chat}", get(show_chat))
+        .route("/api/v1/chats/{chat}/read", post(mark_chat_read))
         .route("/api/v1/approvals", get(list_approvals))
         .route("/api/v1/approvals/{code}", post(answer_approval))
         .route("/api/v1/ws", get(ws::upgrade))

@@ -23,7 +23,9 @@
 //!   channel's link (WhatsApp's: `whatsapp-connected`,
 //!   `whatsapp-reconnecting`, `whatsapp-logged-out`, ...), once on
 //!   connecting and on every change; while pairing, `qr` is the QR
-//!   code's text to render and scan (a new frame as WhatsApp rotates it);
+//!   code's text to render and scan (a new frame as WhatsApp rotates it),
+//!   or, pairing by phone number, `pair_code` the code to enter on the
+//!   phone;
 //! - `{"type":"error","error"}`: a refused frame (the socket stays open);
 //!   over the key's rate, also `"retry_after"` (seconds).
 //!
@@ -147,7 +149,7 @@ async fn serve(mut socket: WebSocket, s: ApiState, caller: Caller) {
             changed = link.changed(), if link_open => match changed {
                 Ok(()) => {
                     let l = link.borrow_and_update().clone();
-                    vec![json!({"type": "link", "up": l.up, "code": l.code, "message": l.message, "qr": l.qr})]
+                    vec![json!({"type": "link", "up": l.up, "code": l.code, "message": l.message, "qr": l.qr, "pair_code": l.pair_code})]
                 }
                 // The channel is gone: the bridge is stopping.
                 Err(_) => {

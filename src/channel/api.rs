@@ -49,6 +49,7 @@ impl ApiChannel {
                 code: "api-ready",
                 message: "the local API is served".into(),
                 qr: None,
+                pair_code: None,
             })),
         }
     }

@@ -90,6 +90,9 @@ pub struct LinkStatus {
     /// While pairing by QR code: the code's text, to be rendered and
     /// scanned (WhatsApp rotates it; each new one is a new status).
     pub qr: Option<String>,
+    /// While pairing by phone number: the pairing code to enter on the
+    /// phone (WhatsApp → Linked devices → Link with phone number).
+    pub pair_code: Option<String>,
 }
 
 /// Where a channel hands inbound messages (the core's intake).

@@ -297,8 +297,8 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             command: WhatsappCommand::Logout { force },
         } => whatsapp_logout(&config, force).await,
         Command::Whatsapp {
-            command: WhatsappCommand::Link { wait },
-        } => whatsapp_link(&config, wait, &mut std::io::stdout()).await,
+            command: WhatsappCommand::Link { phone, wait },
+        } => whatsapp_link(&config, phone.as_deref(), wait, &mut std::io::stdout()).await,
         Command::Status { json } => status(&config, json).await,
         Command::Health => health(&config).await,
         Command::Doctor { json } => doctor(&config, json).await,

@@ -21,6 +21,12 @@ pub enum WhatsappCommand {
     /// banned or replaced): the running bridge starts a new device and this
     /// shows its QR code (or pairing code) until the phone has linked.
     Link {
+        /// Pair by phone number instead of QR code (country code first, e.g.
+        /// +49 151 12345678): shows a code to enter on the phone (WhatsApp →
+        /// Linked devices → Link a device → Link with phone number instead).
+        /// While the bridge pairs by QR code already, it switches to this.
+        #[arg(long, value_parser = crate::config::parse_phone)]
+        phone: Option<String>,
         /// Give up waiting for the phone after this long.
         #[arg(long, value_parser = crate::config::parse_duration, default_value = "5m")]
         wait: Duration,
@@ -33,6 +39,7 @@ const LINK: &str = "/api/v1/whatsapp/link";
 /// then follows the link's state, showing each code to link with on `out`.
 pub(crate) async fn whatsapp_link(
     config: &Config,
+    phone: Option<&str>,
     wait: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), CliError> {
@@ -43,11 +50,11 @@ pub(crate) async fn whatsapp_link(
             api.addr
         ))
     };
-    let res = api
-        .request(reqwest::Method::POST, LINK)
-        .send()
-        .await
-        .map_err(unreachable)?;
+    let mut req = api.request(reqwest::Method::POST, LINK);
+    if let Some(p) = phone {
+        req = req.json(&serde_json::json!({ "phone": p }));
+    }
+    let res = req.send().await.map_err(unreachable)?;
     let status = res.status();
     let body: serde_json::Value = res.json().await.unwrap_or_default();
     if !status.is_success() {
@@ -56,7 +63,13 @@ pub(crate) async fn whatsapp_link(
             "the bridge refused a new link ({status}): {why}"
         )));
     }
-    if body["started"] == true {
+    if body["started"] == true && phone.is_some() {
+        writeln!(
+            out,
+            "The bridge is asking WhatsApp for a pairing code for +{}.",
+            phone.unwrap_or_default()
+        )?;
+    } else if body["started"] == true {
         writeln!(out, "The bridge is starting a new WhatsApp link.")?;
     } else {
         writeln!(out, "The bridge is pairing already.")?;
@@ -80,7 +93,10 @@ pub(crate) async fn whatsapp_link(
             shown = pairing.clone();
         }
         let code = link["code"].as_str().unwrap_or("");
-        if code != "whatsapp-connecting" && code != "whatsapp-pairing" {
+        if !matches!(
+            code,
+            "whatsapp-connecting" | "whatsapp-pairing" | "fake-pairing"
+        ) {
             return Err(CliError::Usage(format!(
                 "the link did not come up: {code}: {}",
                 link["message"].as_str().unwrap_or("")
@@ -111,7 +127,8 @@ fn show_pairing(
     } else {
         writeln!(
             out,
-            "Pairing code: {code}  (WhatsApp → Linked devices → Link with phone number)"
+            "Pairing code: {}  (on the phone: WhatsApp → Settings → Linked devices → Link a device → Link with phone number instead, and type it)",
+            crate::channel::whatsapp::group_code(code)
         )
     }
 }

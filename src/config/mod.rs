@@ -29,6 +29,7 @@ pub use names::{OldName, RENAMED, accept_old_names, old_name, old_names};
 pub use reference::reference_markdown;
 pub use secret::{MIN_TOKEN_LEN, Secret, weak_secret};
 pub use settings::Config;
+pub use values::parse_phone;
 
 /// `<XDG_DATA_HOME or ~/.local/share>/pocketbrain/<leaf>`: where every
 /// command (serve, the CLI, scripts/run.sh) finds the bridge's state unless

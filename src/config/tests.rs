@@ -649,3 +649,32 @@ fn settings_show_in_serve_help_only() {
     let chats = cmd.find_subcommand_mut("chats").unwrap().render_long_help();
     assert!(!chats.to_string().contains("--run-timeout"), "{chats}");
 }
+
+#[test]
+fn phone_numbers_are_digits_with_their_country_code() {
+    use super::parse_phone;
+    for (raw, want) in [
+        ("+49 151-1234 5678", "4915112345678"),
+        ("4915112345678", "4915112345678"),
+        ("  +1 555 0100 ", "15550100"),
+        ("1234567", "1234567"),
+        ("123456789012345", "123456789012345"),
+    ] {
+        assert_eq!(parse_phone(raw).as_deref(), Ok(want), "{raw}");
+    }
+    for (raw, why) in [
+        ("", "7 to 15 digits"),
+        ("+", "7 to 15 digits"),
+        ("123456", "7 to 15 digits"),
+        ("1234567890123456", "has 16"),
+        ("0151 12345678", "not 0"),
+        ("++4915112345678", "'+' is not a digit"),
+        ("49 (151) 123", "'(' is not a digit"),
+        ("4915112345678+", "'+' is not a digit"),
+        ("49151.1234567", "'.' is not a digit"),
+        ("4915112345678x", "'x' is not a digit"),
+    ] {
+        let e = parse_phone(raw).unwrap_err();
+        assert!(e.contains(why), "{raw:?}: {e}");
+    }
+}

@@ -127,16 +127,30 @@ pub(super) fn parse_env_name(value: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-/// Digits with country code; `+`, spaces and dashes are dropped.
-pub(super) fn parse_phone(value: &str) -> Result<String, String> {
-    let digits: String = value
-        .chars()
-        .filter(|c| !matches!(c, '+' | ' ' | '-'))
-        .collect();
-    if digits.len() < 7 || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(
-            "expected a phone number with country code, digits only (e.g. 4915112345678)".into(),
-        );
+/// A phone number to pair WhatsApp with, as WhatsApp wants it: the
+/// country code and number, digits only (E.164 without the `+`: 7 to 15
+/// digits, no leading 0). Spaces and dashes anywhere and one leading `+`
+/// are dropped, so `+49 151-1234 5678` is `4915112345678`.
+pub fn parse_phone(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let value = value.strip_prefix('+').unwrap_or(value);
+    let digits: String = value.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let example = "e.g. +49 151 12345678 or 4915112345678";
+    if let Some(bad) = digits.chars().find(|c| !c.is_ascii_digit()) {
+        return Err(format!(
+            "expected a phone number with country code, digits only ({example}); {bad:?} is not a digit"
+        ));
+    }
+    if digits.starts_with('0') {
+        return Err(format!(
+            "expected a phone number starting with its country code, not 0 ({example})"
+        ));
+    }
+    if !(7..=15).contains(&digits.len()) {
+        return Err(format!(
+            "expected a phone number with country code, 7 to 15 digits ({example}); this one has {}",
+            digits.len()
+        ));
     }
     Ok(digits)
 }

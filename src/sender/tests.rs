@@ -26,6 +26,7 @@ impl Scripted {
             code: "test-up",
             message: String::new(),
             qr: None,
+            pair_code: None,
         };
         Self {
             script: Mutex::default(),

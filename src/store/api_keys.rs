@@ -64,6 +64,10 @@ pub struct ConversationMessage {
     /// For `out`: the outbox state (pending, sent, ..., failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// For `in`: the message's place in the store's arrival order (what a
+    /// read mark names, `POST /api/v1/chats/{chat}/read`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
@@ -293,6 +297,7 @@ impl Store {
                 "DELETE FROM task_sessions WHERE task_id IN (SELECT id FROM tasks WHERE chat = ?1)",
                 "DELETE FROM tasks WHERE chat = ?1",
                 "DELETE FROM approval_rules WHERE chat = ?1",
+                "DELETE FROM read_marks WHERE chat = ?1",
             ] {
                 tx.execute(sql, params![c])?;
             }
@@ -315,12 +320,14 @@ fn recent_in(c: &Connection, chat: &ChatJid, limit: usize) -> Result<Vec<Convers
     let rows = stmt
         .query_map(params![chat.as_str(), limit as i64], |r| {
             let dir: String = r.get(0)?;
+            let inbound = dir == "in";
             Ok(ConversationMessage {
-                direction: if dir == "in" { "in" } else { "out" },
+                direction: if inbound { "in" } else { "out" },
                 id: r.get(1)?,
                 text: r.get(2)?,
                 at: r.get(3)?,
                 state: r.get(4)?,
+                seq: if inbound { Some(r.get(5)?) } else { None },
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -177,4 +177,38 @@ impl Store {
         })
         .await
     }
+
+    /// Moves the chat's read mark forward to `seq` (never back): the
+    /// owner has read the chat up to that message. The mark as it now is.
+    pub async fn mark_read(&self, chat: &ChatJid, seq: i64) -> Result<i64> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "INSERT INTO read_marks (chat, seq) VALUES (?1, ?2)
+                 ON CONFLICT (chat) DO UPDATE SET seq = MAX(read_marks.seq, excluded.seq)
+                 RETURNING seq",
+                params![chat.as_str(), seq],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// The chat's read mark, its unread messages (from others, after the
+    /// mark) and the seq of its newest message: `(mark, unread, newest)`.
+    pub async fn read_state(&self, chat: &ChatJid) -> Result<(i64, i64, i64)> {
+        let chat = chat.clone();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT mark,
+                        (SELECT COUNT(*) FROM messages
+                          WHERE chat = ?1 AND from_me = 0 AND is_echo = 0 AND seq > mark),
+                        (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat = ?1)
+                   FROM (SELECT COALESCE((SELECT seq FROM read_marks WHERE chat = ?1), 0) AS mark)",
+                params![chat.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .await
+    }
 }

@@ -72,6 +72,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_chat_controls.sql")),
     (9, include_str!("migrations/0009_pairings.sql")),
     (10, include_str!("migrations/0010_approval_detail.sql")),
+    (11, include_str!("migrations/0011_read_marks.sql")),
 ];
 
 /// The schema version this code writes.

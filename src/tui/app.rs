@@ -57,10 +57,10 @@ pub struct Transcript {
     pub entries: Vec<Entry>,
     pub streaming: String,
     /// Tool-call parts and their entry, updated as the call goes.
-    tools: HashMap<String, usize>,
+    pub(super) tools: HashMap<String, usize>,
     /// How many entries there were when its history was asked for: what
     /// came after is kept when the (older) history arrives.
-    asked_at: Option<usize>,
+    pub(super) asked_at: Option<usize>,
 }
 
 /// A pending approval, as the bridge sent it.
@@ -79,10 +79,19 @@ pub struct Row {
     pub target: Target,
     pub name: String,
     pub last_activity_ms: Option<i64>,
+    /// A WhatsApp chat's: its messages from others after the owner's read
+    /// mark, as the bridge counts them (so they survive the app's
+    /// restarts); an API conversation's: the messages that came while
+    /// another was shown.
     pub unread: usize,
+    /// The seq of the chat's newest stored message, as the bridge says.
+    pub last_seq: i64,
     /// Its own model (`/model`), as `GET /api/v1/chats` says; `None`: the
     /// default, or not known (an API key cannot list chats).
     pub model: Option<String>,
+    /// The model its turns use while it has none of its own
+    /// (`PB_OPENCODE_MODEL`, else OpenCode's default), as the bridge says.
+    pub default_model: Option<String>,
 }
 
 /// Where keys go.
@@ -114,6 +123,9 @@ pub enum Event {
     History(Target, Vec<Value>),
     /// A REST call failed.
     Failed(String),
+    /// The answer to `POST /api/v1/whatsapp/link`: the link's state, or
+    /// why it was refused.
+    Linked(Result<Value, String>),
 }
 
 /// What the network task is asked to do.
@@ -124,6 +136,10 @@ pub enum Action {
     /// Fetch the conversation list (and status).
     Refresh,
     History(Target),
+    /// Move the owner's read mark of the conversation to this seq.
+    Read(Target, i64),
+    /// Ask for a new WhatsApp link, by this phone number (`None`: QR code).
+    Link(Option<String>),
     Quit,
 }
 
@@ -153,10 +169,19 @@ pub struct App {
     /// While WhatsApp pairs by QR code: the code's text (from the socket's
     /// `link` frames, the newest as WhatsApp rotates it).
     pub qr: Option<String>,
-    /// The QR pop-up is open.
+    /// While WhatsApp pairs by phone number: the code to enter on the
+    /// phone (from the `link` frames, or the answer to asking for it).
+    pub pair_code: Option<String>,
+    /// The link pop-up is open (`F2`).
     pub show_qr: bool,
+    /// The phone number being typed in the link pop-up (after `p`).
+    pub phone: Option<String>,
+    /// What became of the last request for a link: asked, or the error.
+    pub link_note: Option<String>,
     pub runs_active: u64,
     pub queued: usize,
+    /// The read marks this app has sent, per conversation.
+    pub marks: HashMap<Target, i64>,
     pub(super) quit: bool,
 }
 
@@ -172,7 +197,9 @@ impl App {
                 name: conversation.to_owned(),
                 last_activity_ms: None,
                 unread: 0,
+                last_seq: 0,
                 model: None,
+                default_model: None,
             }],
             selected,
             cursor: 0,
@@ -187,9 +214,13 @@ impl App {
             notice: None,
             whatsapp: None,
             qr: None,
+            pair_code: None,
             show_qr: false,
+            phone: None,
+            link_note: None,
             runs_active: 0,
             queued: 0,
+            marks: HashMap::new(),
             quit: false,
         }
     }
@@ -245,22 +276,20 @@ impl App {
                 self.on_status(&v);
                 vec![]
             }
-            Event::Chats(list) => {
-                self.on_chats(&list);
-                vec![]
-            }
-            Event::History(target, messages) => {
-                self.on_history(target, &messages);
-                vec![]
-            }
+            Event::Chats(list) => self.on_chats(&list),
+            Event::History(target, messages) => self.on_history(target, &messages),
             Event::Failed(why) => {
                 self.notice = Some(why);
+                vec![]
+            }
+            Event::Linked(answer) => {
+                self.on_linked(answer);
                 vec![]
             }
         }
     }
 
-    fn ensure_row(&mut self, target: Target, name: &str, last: Option<i64>) -> &mut Row {
+    pub(super) fn ensure_row(&mut self, target: Target, name: &str, last: Option<i64>) -> &mut Row {
         let i = match self.rows.iter().position(|r| r.target == target) {
             Some(i) => i,
             None => {
@@ -269,7 +298,9 @@ impl App {
                     name: name.to_owned(),
                     last_activity_ms: None,
                     unread: 0,
+                    last_seq: 0,
                     model: None,
+                    default_model: None,
                 });
                 self.rows.len() - 1
             }
@@ -379,6 +410,10 @@ impl App {
             "link" => {
                 self.whatsapp = v["code"].as_str().map(str::to_owned);
                 self.qr = v["qr"].as_str().map(str::to_owned);
+                self.pair_code = v["pair_code"].as_str().map(str::to_owned);
+                if v["up"] == true {
+                    self.link_note = None;
+                }
             }
             "answered" => self.notice = Some("answer passed on".into()),
             "error" => self.notice = Some(v["error"].as_str().unwrap_or("?").to_owned()),
@@ -392,63 +427,5 @@ impl App {
         self.whatsapp = live["link"]["code"].as_str().map(str::to_owned);
         self.runs_active = live["runs_active"].as_u64().unwrap_or(0);
         self.queued = live["queue"].as_array().map_or(0, Vec::len);
-    }
-
-    fn on_chats(&mut self, list: &[Value]) {
-        for c in list {
-            let Some(jid) = c["chat"].as_str() else {
-                continue;
-            };
-            let target = match c["conversation"].as_str() {
-                Some(name) if c["kind"] == "api" => Target::Api(name.to_owned()),
-                _ => Target::Chat(jid.to_owned()),
-            };
-            let name = c["name"].as_str().unwrap_or(jid).to_owned();
-            let last = c["last_activity"].as_i64();
-            let selected = self.selected == target;
-            let row = self.ensure_row(target, &name, None);
-            // A WhatsApp chat's new activity (API ones count their frames).
-            if let (Target::Chat(_), Some(was), Some(now)) =
-                (&row.target, row.last_activity_ms, last)
-                && now > was
-                && !selected
-            {
-                row.unread += 1;
-            }
-            row.last_activity_ms = last;
-            row.model = c["model"].as_str().map(str::to_owned);
-        }
-    }
-
-    /// Asks for `target`'s history.
-    pub(super) fn history(&mut self, target: Target) -> Action {
-        let tr = self.transcripts.entry(target.clone()).or_default();
-        tr.asked_at = Some(tr.entries.len());
-        Action::History(target)
-    }
-
-    fn on_history(&mut self, target: Target, messages: &[Value]) {
-        let tr = self.transcripts.entry(target).or_default();
-        let since = tr.asked_at.take().unwrap_or(tr.entries.len());
-        let newer: Vec<Entry> = tr.entries.split_off(since.min(tr.entries.len()));
-        tr.tools.clear();
-        tr.entries = messages
-            .iter()
-            .map(|m| Entry {
-                role: if m["direction"] == "in" {
-                    Role::You
-                } else {
-                    Role::Assistant
-                },
-                text: m["text"].as_str().unwrap_or("").to_owned(),
-            })
-            .collect();
-        // What arrived meanwhile, unless the history has it already.
-        for e in newer {
-            let tail = tr.entries.len().saturating_sub(4);
-            if !tr.entries[tail..].contains(&e) {
-                tr.entries.push(e);
-            }
-        }
     }
 }

@@ -19,13 +19,14 @@ impl App {
             self.help = false;
             return vec![];
         }
-        if k.code == KeyCode::F(2) {
+        if k.code == KeyCode::F(2) && self.phone.is_none() {
             self.show_qr = !self.show_qr;
             return vec![];
         }
-        if self.show_qr && k.code == KeyCode::Esc {
-            self.show_qr = false;
-            return vec![];
+        if self.show_qr
+            && let Some(out) = self.on_link_key(k)
+        {
+            return out;
         }
         if let Some(a) = self.approvals.front().cloned() {
             let answer = match k.code {

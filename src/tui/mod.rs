@@ -3,7 +3,10 @@
 //!
 //! - [`app`]: the state, a plain struct changed by events (unit tested
 //!   without a terminal); [`keys`]: what each key does to it;
+//! - [`chats`]: the chat list, histories and read marks;
 //! - [`view`]: drawing it with ratatui; [`markdown`]: replies' Markdown;
+//!   [`link`]: the WhatsApp link pop-up (QR code, phone number, pairing
+//!   code) and its keys;
 //! - [`net`]: the socket (connected again by itself) and REST calls.
 //!
 //! Here: the loop that joins them, and the terminal's set-up. The terminal
@@ -11,7 +14,9 @@
 //! an error, and a panic (ratatui's hook restores it before the message).
 
 pub mod app;
+pub mod chats;
 pub mod keys;
+pub mod link;
 pub mod markdown;
 pub mod net;
 pub mod view;

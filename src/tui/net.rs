@@ -144,6 +144,8 @@ async fn serve(
                 }
                 Some(Action::Refresh) => rest.spawn_refresh(),
                 Some(Action::History(t)) => rest.spawn_history(t),
+                Some(Action::Link(phone)) => rest.spawn_link(phone),
+                Some(Action::Read(t, seq)) => rest.spawn_read(t, seq),
             },
             _ = status.tick() => rest.spawn_status(),
         }
@@ -177,6 +179,78 @@ impl Rest {
             ));
         }
         Ok(body)
+    }
+
+    /// Asks the bridge for a new WhatsApp link (by `phone` if given); the
+    /// answer, or its refusal, goes to the app as it is.
+    fn spawn_link(&self, phone: Option<String>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let path = "/api/v1/whatsapp/link";
+            let mut req = me
+                .http
+                .post(format!("http://{}{path}", me.addr))
+                .bearer_auth(me.credential.expose());
+            if let Some(p) = phone {
+                req = req.json(&serde_json::json!({ "phone": p }));
+            }
+            let answer = match req.send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    let body: Value = r.json().await.unwrap_or_default();
+                    if status.is_success() {
+                        Ok(body)
+                    } else {
+                        Err(format!(
+                            "refused ({status}): {}",
+                            body["error"].as_str().unwrap_or("no reason given")
+                        ))
+                    }
+                }
+                Err(e) => Err(format!(
+                    "the bridge did not answer: {}",
+                    short(&e.to_string())
+                )),
+            };
+            let _ = me.events.send(Event::Linked(answer)).await;
+        });
+    }
+
+    /// Moves the owner's read mark of `target` to `seq`; a refusal is
+    /// shown.
+    fn spawn_read(&self, target: Target, seq: i64) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let chat = match &target {
+                Target::Api(name) => format!("api:{name}"),
+                Target::Chat(jid) => jid.clone(),
+            };
+            let path = format!("/api/v1/chats/{chat}/read");
+            let r = me
+                .http
+                .post(format!("http://{}{path}", me.addr))
+                .bearer_auth(me.credential.expose())
+                .json(&serde_json::json!({ "seq": seq }))
+                .send()
+                .await;
+            let failed = match r {
+                Ok(r) if r.status().is_success() => None,
+                // An API key may not keep the owner's marks: nothing to say.
+                Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => None,
+                Ok(r) => {
+                    let status = r.status();
+                    let body: Value = r.json().await.unwrap_or_default();
+                    Some(format!(
+                        "{path}: {}",
+                        body["error"].as_str().unwrap_or(status.as_str())
+                    ))
+                }
+                Err(e) => Some(short(&e.to_string())),
+            };
+            if let Some(why) = failed {
+                let _ = me.events.send(Event::Failed(why)).await;
+            }
+        });
     }
 
     fn spawn_refresh(&self) {

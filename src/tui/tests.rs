@@ -270,16 +270,25 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
         "live": {"link": {"code": "whatsapp-connected"}, "runs_active": 1,
                  "queue": [{"chat": "x", "phase": "running"}]},
     })));
-    let ann_at = |at: i64| {
+    let ann_at = |at: i64, unread: u64, last_seq: i64| {
         json!({"chat": "491511111111@s.whatsapp.net", "name": "Ann",
-               "kind": "whatsapp", "conversation": null, "last_activity": at})
+               "kind": "whatsapp", "conversation": null, "last_activity": at,
+               "unread": unread, "last_seq": last_seq})
     };
     let desk = json!({"chat": "api:desk", "name": "desk", "kind": "api",
-                      "conversation": "desk", "last_activity": 7});
-    app.update(Event::Chats(vec![ann_at(5), desk.clone()]));
-    // New activity in a WhatsApp chat not shown marks it.
-    app.update(Event::Chats(vec![ann_at(9), desk]));
-    assert_eq!(app.rows[2].unread, 1);
+                      "conversation": "desk", "last_activity": 7, "unread": 4});
+    // A WhatsApp chat's count is the bridge's (it survives the app); an
+    // API conversation's is the app's own.
+    assert!(
+        app.update(Event::Chats(vec![ann_at(5, 2, 10), desk.clone()]))
+            .is_empty()
+    );
+    assert_eq!(app.rows[2].unread, 2);
+    assert!(
+        app.update(Event::Chats(vec![ann_at(9, 3, 12), desk]))
+            .is_empty()
+    );
+    assert_eq!((app.rows[2].unread, app.rows[1].unread), (3, 0));
     app.update(Event::Chats(vec![json!({"chat": "api:tui", "name": "tui",
         "kind": "api", "conversation": "tui", "model": "openai/gpt-x"})]));
     assert_eq!(app.rows[0].model.as_deref(), Some("openai/gpt-x"));
@@ -308,14 +317,44 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
     typed(&mut app, "hi Ann");
     assert!(app.update(key(KeyCode::Enter)).is_empty());
     assert!(app.notice.as_deref().unwrap().contains("read-only"));
-    app.update(Event::History(
+    // Its history read: the mark moves to its newest message.
+    let out = app.update(Event::History(
         ann.clone(),
         vec![
-            json!({"direction": "in", "text": "hello"}),
+            json!({"direction": "in", "text": "hello", "seq": 12}),
             json!({"direction": "out", "text": "Andy: hi"}),
         ],
     ));
+    assert_eq!(out, vec![Action::Read(ann.clone(), 12)]);
     assert_eq!(app.transcript(&ann).unwrap().entries.len(), 2);
+    assert_eq!(app.rows[2].unread, 0);
+    // The bridge has not seen the mark yet: no second fetch for it.
+    assert!(app.update(Event::Chats(vec![ann_at(9, 3, 12)])).is_empty());
+    // A new message while it is open: fetched, then read.
+    assert_eq!(
+        app.update(Event::Chats(vec![ann_at(11, 1, 14)])),
+        vec![Action::History(ann.clone())]
+    );
+    // Asked already: not again while the answer is on its way.
+    assert!(app.update(Event::Chats(vec![ann_at(11, 1, 14)])).is_empty());
+    let out = app.update(Event::History(
+        ann.clone(),
+        vec![
+            json!({"direction": "in", "text": "hello", "seq": 12}),
+            json!({"direction": "out", "text": "Andy: hi"}),
+            json!({"direction": "in", "text": "are you there?", "seq": 14}),
+        ],
+    ));
+    assert_eq!(out, vec![Action::Read(ann.clone(), 14)]);
+    assert_eq!(app.transcript(&ann).unwrap().entries.len(), 3);
+    // The same history again moves nothing.
+    assert!(
+        app.update(Event::History(
+            ann.clone(),
+            vec![json!({"direction": "in", "text": "are you there?", "seq": 14}),]
+        ))
+        .is_empty()
+    );
 
     // Back to desk: subscribed, history fetched, unread cleared.
     app.update(key(KeyCode::Tab));
@@ -329,4 +368,62 @@ fn the_list_holds_api_conversations_and_the_owners_chats_and_picks_one() {
         ]
     );
     assert_eq!(app.rows[1].unread, 0);
+}
+
+#[test]
+fn p_in_the_link_pop_up_takes_a_number_and_the_pairing_code_is_shown() {
+    let mut app = online("tui");
+    app.update(key(KeyCode::F(2)));
+    assert!(app.show_qr);
+    app.update(key(KeyCode::Char('p')));
+    assert_eq!(app.phone.as_deref(), Some(""));
+    // Typed keys go to the number (`?`, `q` and F2 too), not the input line.
+    assert!(typed(&mut app, "+49 151 1234x?q").is_empty());
+    app.update(key(KeyCode::F(2)));
+    assert!(app.show_qr && !app.help && !app.quitting());
+    assert_eq!(app.phone.as_deref(), Some("+49 151 1234x?q"));
+    assert!(app.input.is_empty());
+    for _ in 0..3 {
+        app.update(key(KeyCode::Backspace));
+    }
+    // Offline, Enter keeps the number.
+    app.update(Event::Offline("refused".into()));
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert_eq!(app.phone.as_deref(), Some("+49 151 1234"));
+    assert!(app.link_note.as_deref().unwrap().contains("offline"));
+    app.update(Event::Online);
+    let out = app.update(key(KeyCode::Enter));
+    assert_eq!(out, vec![Action::Link(Some("+49 151 1234".into()))]);
+    assert_eq!(app.phone, None);
+    // The bridge's refusal is shown as it said it.
+    app.update(Event::Linked(Err(
+        "refused (400 Bad Request): phone: expected ... 7 to 15 digits".into(),
+    )));
+    assert!(app.link_note.as_deref().unwrap().contains("7 to 15 digits"));
+    // Asked: the code comes with the answer or in a later link frame.
+    app.update(Event::Linked(Ok(
+        json!({"up": false, "code": "whatsapp-pairing",
+        "message": "asking WhatsApp for a pairing code for +4915112345678",
+        "pairing": null, "started": true}),
+    )));
+    assert_eq!(app.pair_code, None);
+    assert!(app.link_note.as_deref().unwrap().contains("shows here"));
+    app.update(Event::Frame(json!({"type": "link", "up": false,
+        "code": "whatsapp-pairing", "message": "enter it", "qr": null, "pair_code": "ABCD1234"})));
+    assert_eq!(app.pair_code.as_deref(), Some("ABCD1234"));
+    assert_eq!(app.whatsapp.as_deref(), Some("whatsapp-pairing"));
+    // Linked: no code any more; Esc closes the pop-up.
+    app.update(Event::Frame(json!({"type": "link", "up": true,
+        "code": "whatsapp-connected", "message": "ok", "qr": null, "pair_code": null})));
+    assert_eq!(app.pair_code, None);
+    app.update(key(KeyCode::Esc));
+    assert!(!app.show_qr);
+    // Outside the pop-up, `p` is a letter of the line.
+    typed(&mut app, "p");
+    assert_eq!(app.input, "p");
+    // Esc while typing a number cancels the number, not the pop-up.
+    app.update(key(KeyCode::F(2)));
+    app.update(key(KeyCode::Char('p')));
+    app.update(key(KeyCode::Esc));
+    assert_eq!((app.phone.as_deref(), app.show_qr), (None, true));
 }

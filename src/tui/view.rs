@@ -28,7 +28,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("? / F1", "this help (? on an empty line)"),
     (
         "F2",
-        "WhatsApp's QR code while it waits to be linked (Esc closes)",
+        "link WhatsApp: its QR code while it waits to be linked (Esc closes)",
+    ),
+    (
+        "p",
+        "in the F2 pop-up: link by phone number instead, and see the pairing code",
     ),
     ("Ctrl-C / Ctrl-Q", "quit (q in the list)"),
 ];
@@ -50,7 +54,7 @@ pub fn draw(app: &App, f: &mut Frame) {
     if app.help {
         draw_help(f, f.area());
     } else if app.show_qr {
-        draw_qr(app, f, f.area());
+        super::link::draw(app, f, f.area());
     } else if !app.approvals.is_empty() {
         draw_approval(app, f, f.area());
     }
@@ -81,10 +85,9 @@ fn draw_list(app: &App, f: &mut Frame, area: Rect) {
         .rows
         .iter()
         .map(|r| {
-            let mark = match (&r.target, r.unread) {
-                (_, 0) => String::new(),
-                (Target::Api(_), n) => format!(" ({n})"),
-                (Target::Chat(_), _) => " •".into(),
+            let mark = match r.unread {
+                0 => String::new(),
+                n => format!(" ({n})"),
             };
             let style = if r.target == app.selected {
                 Style::default().add_modifier(Modifier::BOLD)
@@ -215,13 +218,12 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
         " · {} running · {} queued",
         app.runs_active, app.queued
     )));
-    if let Some(m) = app
-        .rows
-        .iter()
-        .find(|r| r.target == app.selected)
-        .and_then(|r| r.model.as_deref())
-    {
-        spans.push(Span::raw(format!(" · {m}")));
+    // The model the selected chat's turns use: its own, else the default.
+    let row = app.rows.iter().find(|r| r.target == app.selected);
+    match row.map(|r| (r.model.as_deref(), r.default_model.as_deref())) {
+        Some((Some(m), _)) => spans.push(Span::raw(format!(" · {m}"))),
+        Some((None, Some(d))) => spans.push(Span::raw(format!(" · {d} (default)"))),
+        _ => {}
     }
     if !app.approvals.is_empty() {
         spans.push(Span::styled(
@@ -229,7 +231,12 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
             Style::default().fg(Color::Yellow),
         ));
     }
-    if app.qr.is_some() {
+    if app.pair_code.is_some() {
+        spans.push(Span::styled(
+            " · F2 pairing code",
+            Style::default().fg(Color::Yellow),
+        ));
+    } else if app.qr.is_some() {
         spans.push(Span::styled(
             " · F2 QR to link WhatsApp",
             Style::default().fg(Color::Yellow),
@@ -240,7 +247,7 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
 }
 
 /// A rectangle `width` wide and `height` high in the middle of `area`.
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
+pub(super) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
     Rect::new(
@@ -306,59 +313,6 @@ fn draw_approval(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
-/// WhatsApp's current QR code, drawn as half-blocks (redrawn as WhatsApp
-/// rotates it), or why there is none.
-fn draw_qr(app: &App, f: &mut Frame, area: Rect) {
-    let block = app
-        .qr
-        .as_deref()
-        .and_then(crate::channel::whatsapp::render_qr);
-    // A cut code cannot be scanned: say how big it needs the terminal.
-    let block = block.map(|b| {
-        let (w, h) = (
-            b.lines().map(|l| l.chars().count()).max().unwrap_or(0) as u16 + 2,
-            b.lines().count() as u16 + 2,
-        );
-        if w > area.width || h > area.height {
-            Err(format!(
-                "The QR code needs a terminal of {w}×{h}; this one is {}×{}. Enlarge it.",
-                area.width, area.height
-            ))
-        } else {
-            Ok(b)
-        }
-    });
-    let (lines, title): (Vec<Line>, &str) = match block {
-        Some(Err(why)) => (vec![Line::from(why)], " QR code "),
-        Some(Ok(b)) => (
-            b.lines().map(|l| Line::from(l.to_owned())).collect(),
-            " WhatsApp → Linked devices → Link a device ",
-        ),
-        None => (
-            vec![Line::from(format!(
-                "No QR code to scan: WhatsApp's link is {}.",
-                app.whatsapp.as_deref().unwrap_or("unknown")
-            ))],
-            " QR code ",
-        ),
-    };
-    let width = lines
-        .iter()
-        .map(|l| l.width() as u16)
-        .max()
-        .unwrap_or(0)
-        .max(title.chars().count() as u16)
-        + 2;
-    let rect = centered(area, width, lines.len() as u16 + 2);
-    f.render_widget(Clear, rect);
-    f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(title)),
-        rect,
-    );
-}
-
 fn draw_help(f: &mut Frame, area: Rect) {
     let mut lines: Vec<Line> = KEYS
         .iter()
@@ -389,7 +343,7 @@ mod tests {
     use super::*;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use crate::tui::app::Event;
 
@@ -481,6 +435,60 @@ mod tests {
         for line in want.lines() {
             assert!(s.contains(line.trim_end()), "{line:?} not in\n{s}");
         }
+    }
+
+    #[test]
+    fn the_pairing_code_is_drawn_big_with_where_to_enter_it() {
+        let mut app = App::new("tui");
+        app.update(Event::Frame(json!({"type": "link", "up": false,
+            "code": "whatsapp-pairing", "message": "enter it", "pair_code": "ABCD1234"})));
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("F2 pairing code"), "{s}");
+        app.show_qr = true;
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("A B C D - 1 2 3 4"), "{s}");
+        for line in crate::tui::link::ON_THE_PHONE {
+            assert!(s.contains(line), "{line:?} not in\n{s}");
+        }
+        // Typing a number: the line, and what Enter does.
+        app.phone = Some("+49 151".into());
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("number: +49 151▌"), "{s}");
+        assert!(s.contains("Enter asks for a pairing code"), "{s}");
+        app.phone = None;
+        app.link_note = Some("refused (409 Conflict): the WhatsApp link has not ended".into());
+        app.pair_code = None;
+        let s = screen(&app, 80, 24);
+        assert!(s.contains("refused (409 Conflict)"), "{s}");
+        assert!(s.contains("p asks the bridge"), "{s}");
+    }
+
+    #[test]
+    fn a_whatsapp_chats_unread_count_is_shown() {
+        let mut app = App::new("tui");
+        app.update(Event::Chats(vec![
+            json!({"chat": "491511111111@s.whatsapp.net",
+            "name": "Ann", "kind": "whatsapp", "unread": 3, "last_seq": 9}),
+        ]));
+        assert!(screen(&app, 80, 24).contains("wa Ann (3)"));
+    }
+
+    #[test]
+    fn the_status_bar_shows_the_chats_model_or_the_default_it_runs_with() {
+        let mut app = App::new("tui");
+        let tui = |model: Value| {
+            Event::Chats(vec![
+                json!({"chat": "api:tui", "name": "tui", "kind": "api",
+                "conversation": "tui", "model": model, "default_model": "openai/gpt-x"}),
+            ])
+        };
+        app.update(tui(Value::Null));
+        let s = screen(&app, 100, 24);
+        assert!(s.contains("· openai/gpt-x (default) ·"), "{s}");
+        app.update(tui(json!("anthropic/claude-y")));
+        let s = screen(&app, 100, 24);
+        assert!(s.contains("· anthropic/claude-y ·"), "{s}");
+        assert!(!s.contains("gpt-x"), "{s}");
     }
 
     #[test]

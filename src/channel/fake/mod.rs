@@ -6,7 +6,11 @@
 //! a resend of an already received message id is ignored, the way WhatsApp
 //! ignores a message id it has seen. `POST /fake/link` takes the link down
 //! and up: while down, sends fail and replies wait in the outbox.
-//! `POST /fake/receipt` reports a delivery or read receipt, or a refusal,
+//! A new link (`POST /api/v1/whatsapp/link`) while it is down pairs the
+//! way WhatsApp does, with made-up codes: a QR code's text, or for a phone
+//! number the pairing code `FAKE` and the number's last four digits; the
+//! link is up again on `POST /fake/link {"connected":true}` (the "phone"
+//! entered it). `POST /fake/receipt` reports a delivery or read receipt, or a refusal,
 //! the way WhatsApp's server does.
 
 pub mod routes;
@@ -19,6 +23,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::whatsapp::{Pairing, Relink, RelinkRefused};
 use super::{Channel, ChannelError, ChannelEvent, LinkStatus, Outgoing};
 use crate::ids::{ChatJid, MessageId};
 
@@ -47,6 +52,9 @@ pub struct ReceivedMedia {
     pub sha256: String,
 }
 
+/// A pairing under way: its code, and the phone number it is for.
+type FakePairing = (Pairing, Option<String>);
+
 /// The fake channel; cheap to clone.
 #[derive(Clone)]
 pub struct FakeChannel {
@@ -54,6 +62,8 @@ pub struct FakeChannel {
     link: Arc<watch::Sender<LinkStatus>>,
     events: mpsc::Sender<ChannelEvent>,
     events_rx: Arc<Mutex<Option<mpsc::Receiver<ChannelEvent>>>>,
+    /// The code to link with while pairing, and the number it is for.
+    pairing: Arc<Mutex<Option<FakePairing>>>,
 }
 
 fn status(up: bool) -> LinkStatus {
@@ -63,6 +73,7 @@ fn status(up: bool) -> LinkStatus {
             code: "fake-connected",
             message: "fake link is up".into(),
             qr: None,
+            pair_code: None,
         }
     } else {
         LinkStatus {
@@ -70,6 +81,7 @@ fn status(up: bool) -> LinkStatus {
             code: "fake-disconnected",
             message: "fake link is down (POST /fake/link)".into(),
             qr: None,
+            pair_code: None,
         }
     }
 }
@@ -116,6 +128,7 @@ impl FakeChannel {
             link: Arc::new(watch::Sender::new(status(true))),
             events,
             events_rx: Arc::new(Mutex::new(Some(rx))),
+            pairing: Arc::default(),
         })
     }
 
@@ -174,10 +187,78 @@ impl FakeChannel {
         let _ = self.events.send(event).await;
     }
 
-    /// Takes the link up or down.
+    /// Takes the link up or down (either ends a pairing).
     pub fn set_connected(&self, up: bool) {
+        *self.pairing.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.link.send_replace(status(up));
         tracing::info!(code = status(up).code, "fake link changed");
+    }
+}
+
+/// The fake pairing code for `phone`: clearly not WhatsApp's, and the same
+/// for the same number.
+pub fn fake_pair_code(phone: &str) -> String {
+    let tail = &phone[phone.len().saturating_sub(4)..];
+    format!("FAKE{tail:0>4}")
+}
+
+impl FakeChannel {
+    /// The code to link with, while pairing.
+    pub fn pairing(&self) -> Option<Pairing> {
+        self.pairing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(p, _)| p.clone())
+    }
+
+    /// A new link, as [`crate::channel::whatsapp::WhatsAppChannel::relink`]
+    /// does it: refused while the link is up; while down, pairing starts
+    /// (by QR code, or by code for `phone`); while pairing, another number
+    /// switches to it, anything else changes nothing.
+    pub fn relink(&self, phone: Option<String>) -> Result<Relink, RelinkRefused> {
+        let mut pairing = self.pairing.lock().unwrap_or_else(|p| p.into_inner());
+        let link = self.link.borrow().clone();
+        if link.up {
+            return Err(RelinkRefused::Active(link.code));
+        }
+        let how = match (&*pairing, &phone) {
+            (None, _) => Relink::Started,
+            (Some((_, was)), Some(p)) if was.as_ref() != Some(p) => Relink::Switched,
+            (Some(_), _) => return Ok(Relink::AlreadyPairing),
+        };
+        let (code, status) = match &phone {
+            Some(p) => {
+                let code = fake_pair_code(p);
+                let status = LinkStatus {
+                    up: false,
+                    code: "fake-pairing",
+                    message: format!(
+                        "waiting for pairing code {code} to be entered (POST /fake/link)"
+                    ),
+                    qr: None,
+                    pair_code: Some(code.clone()),
+                };
+                (Pairing::PhoneCode(code), status)
+            }
+            None => {
+                use rand::RngExt;
+                let n: u64 = rand::rng().random();
+                let code = format!("fake-qr:{n:016x}");
+                let status = LinkStatus {
+                    up: false,
+                    code: "fake-pairing",
+                    message: "waiting for the QR code to be scanned (POST /fake/link)".into(),
+                    qr: Some(code.clone()),
+                    pair_code: None,
+                };
+                (Pairing::Qr(code), status)
+            }
+        };
+        *pairing = Some((code, phone));
+        tracing::info!(message = %status.message, "fake link pairing");
+        self.link.send_replace(status);
+        Ok(how)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The client's events: the link state, receipts, and what the core hears.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use whatsapp_rust::prelude::*;
 
@@ -38,6 +39,11 @@ impl WhatsAppChannel {
                 "whatsapp-reconnecting",
                 format!("disconnected: {}", d.reason),
             )),
+            // The crate shows QR codes beside a pairing code: one pairing
+            // by phone number shows its code only.
+            Event::PairingQrCode(_) if self.shared.by_phone.load(Ordering::SeqCst) => {
+                tracing::debug!("a QR code while pairing by phone number; not shown")
+            }
             Event::PairingQrCode(q) => {
                 self.set_link(crate::channel::LinkStatus {
                     qr: Some(q.code.clone()),
@@ -57,16 +63,32 @@ impl WhatsAppChannel {
             }
             Event::PairingCode(p) => {
                 self.set_pairing(Some(Pairing::PhoneCode(p.code.clone())));
-                self.set_link(status(
-                    false,
-                    "whatsapp-pairing",
-                    "waiting for the pairing code to be entered",
-                ));
+                self.set_link(crate::channel::LinkStatus {
+                    pair_code: Some(p.code.clone()),
+                    ..status(
+                        false,
+                        "whatsapp-pairing",
+                        "waiting for the pairing code to be entered on the phone",
+                    )
+                });
                 tracing::info!(
                     "Pairing code: {}  (WhatsApp → Linked devices → Link with phone number; valid {} s)",
                     p.code,
                     p.timeout.as_secs()
                 );
+            }
+            // No code is coming: say so, and show the QR codes again.
+            Event::PairingCodeError(e) => {
+                self.shared.by_phone.store(false, Ordering::SeqCst);
+                self.set_pairing(None);
+                self.set_link(status(
+                    false,
+                    "whatsapp-pairing",
+                    format!(
+                        "WhatsApp gave no pairing code ({}); ask again, or scan the QR code",
+                        e.error
+                    ),
+                ));
             }
             Event::PairSuccess(_) => {
                 self.set_pairing(None);

@@ -13,7 +13,10 @@
 //! retries by itself: it reports the stable health code and waits until
 //! the owner asks for a new link ([`WhatsAppChannel::relink`]: `pocketbrain
 //! whatsapp link`, `POST /api/v1/whatsapp/link`), then starts a client on a
-//! fresh device store and shows its QR code. Any other end is retried with
+//! fresh device store and shows its QR code (or, asked with a phone number,
+//! the pairing code WhatsApp sends for it; asked while pairing by QR code,
+//! the pairing client is replaced by one that pairs by that number). Any
+//! other end is retried with
 //! backoff. Beside the crate's keepalive, a watchdog ([`watchdog`]) restarts
 //! the client when a link reported connected has received no frame at all
 //! for `PB_WHATSAPP_SILENCE` (`whatsapp-silent`).
@@ -97,6 +100,15 @@ struct Shared {
     relink: tokio::sync::Notify,
     /// The code to link with while pairing (QR text or pairing code).
     pairing: Mutex<Option<Pairing>>,
+    /// The phone number the next client pairs with by code (`None`: by QR
+    /// code): `PB_WHATSAPP_PHONE`, or the one a new link asked for.
+    phone: Mutex<Option<String>>,
+    /// The current client pairs by phone number: its QR codes are not
+    /// shown (the pairing code is), until its code request failed.
+    by_phone: AtomicBool,
+    /// Wakes the supervisor to replace a client that is pairing with one
+    /// that pairs by the phone number in `phone`.
+    switch: tokio::sync::Notify,
 }
 
 /// What to link the device with, while pairing.
@@ -121,6 +133,7 @@ fn status(up: bool, code: &'static str, message: impl Into<String>) -> LinkStatu
         code,
         message: message.into(),
         qr: None,
+        pair_code: None,
     }
 }
 
@@ -138,6 +151,20 @@ pub fn render_qr(code: &str) -> Option<String> {
     )
 }
 
+/// A pairing code as the phone shows its boxes: `ABCD-EFGH`.
+pub fn group_code(code: &str) -> String {
+    let chars: Vec<char> = code.chars().collect();
+    if chars.len() == 8 {
+        format!(
+            "{}-{}",
+            chars[..4].iter().collect::<String>(),
+            chars[4..].iter().collect::<String>()
+        )
+    } else {
+        code.to_owned()
+    }
+}
+
 impl WhatsAppChannel {
     pub fn new(store: Store, opts: WhatsAppOptions) -> Self {
         let (events, events_rx) = super::event_stream();
@@ -147,7 +174,6 @@ impl WhatsAppChannel {
                 link: watch::Sender::new(status(false, "whatsapp-connecting", "starting")),
                 ending: Mutex::new(None),
                 store,
-                opts,
                 sent: Mutex::default(),
                 events,
                 events_rx: Mutex::new(Some(events_rx)),
@@ -155,6 +181,10 @@ impl WhatsAppChannel {
                 linked: AtomicBool::new(false),
                 relink: tokio::sync::Notify::new(),
                 pairing: Mutex::new(None),
+                phone: Mutex::new(opts.pair_phone.clone()),
+                by_phone: AtomicBool::new(false),
+                switch: tokio::sync::Notify::new(),
+                opts,
             }),
         }
     }
@@ -188,6 +218,19 @@ impl WhatsAppChannel {
             .pairing
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = p;
+    }
+
+    /// The phone number the next client pairs with, if by code.
+    fn phone(&self) -> Option<String> {
+        self.shared
+            .phone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_phone(&self, phone: Option<String>) {
+        *self.shared.phone.lock().unwrap_or_else(|p| p.into_inner()) = phone;
     }
 
     fn client(&self) -> Option<Arc<Client>> {

@@ -22,6 +22,9 @@ pub enum Ending {
     /// Connected, but nothing arrived for the configured silence: the
     /// supervisor stopped the client itself.
     Silent,
+    /// Pairing, and a new link by phone number was asked for: the
+    /// supervisor stopped the client to start one that pairs by code.
+    Switched,
     Unexpected,
 }
 
@@ -31,6 +34,7 @@ pub enum Ending {
 pub fn after(ending: &Ending) -> Step {
     match ending {
         Ending::QrExhausted | Ending::Silent => Step::Rebuild(Duration::from_secs(1)),
+        Ending::Switched => Step::Rebuild(Duration::ZERO),
         Ending::Permanent { .. } => Step::Wait,
         Ending::Unexpected => Step::Rebuild(UNEXPECTED_FLOOR),
     }
@@ -93,6 +97,10 @@ pub enum Relink {
     Started,
     /// The link is pairing already: its code is the one to use.
     AlreadyPairing,
+    /// The link was pairing (by QR code, or by another number): a new
+    /// client is starting on the same, still unlinked, device store, and
+    /// pairs by the phone number asked for.
+    Switched,
 }
 
 /// Why a new link was not started.
@@ -109,19 +117,50 @@ impl WhatsAppChannel {
     /// Asks the supervisor for a new link: after a permanent end it starts
     /// a client on a fresh device store (the old one is removed: its session
     /// has ended) and the client shows a code to link with, without a
-    /// restart of the bridge. While pairing already, nothing changes; while
-    /// the link is up or being re-established, it is refused.
-    pub fn relink(&self) -> Result<Relink, RelinkRefused> {
+    /// restart of the bridge. `phone` (digits with country code, see
+    /// [`crate::config::parse_phone`]): the client pairs by code with that
+    /// number; without, by QR code (or by `PB_WHATSAPP_PHONE` if set).
+    ///
+    /// While pairing already: without a phone number, or with the one it
+    /// pairs with, nothing changes; with another number (or while it pairs
+    /// by QR code) the pairing client is replaced by one that pairs with
+    /// that number (the device store is kept: nothing is linked to it yet).
+    /// While the link is up or being re-established, it is refused.
+    pub fn relink(&self, phone: Option<String>) -> Result<Relink, RelinkRefused> {
         use std::sync::atomic::Ordering;
         if self.shared.waiting.swap(false, Ordering::SeqCst) {
+            self.set_phone(phone.or_else(|| self.shared.opts.pair_phone.clone()));
             self.shared.relink.notify_one();
             return Ok(Relink::Started);
         }
         let code = self.shared.link.borrow().code;
-        if code == "whatsapp-pairing" {
-            Ok(Relink::AlreadyPairing)
-        } else {
-            Err(RelinkRefused::Active(code))
+        if code != "whatsapp-pairing" {
+            return Err(RelinkRefused::Active(code));
+        }
+        match phone {
+            // Another number, or the same again after its request failed.
+            Some(p)
+                if self.phone().as_ref() != Some(&p)
+                    || !self.shared.by_phone.load(Ordering::SeqCst) =>
+            {
+                tracing::info!(
+                    "pairing by phone number asked for; starting a client that pairs by code"
+                );
+                self.set_phone(Some(p.clone()));
+                self.shared.by_phone.store(true, Ordering::SeqCst);
+                self.set_pairing(None);
+                self.set_link(status(
+                    false,
+                    "whatsapp-pairing",
+                    format!("asking WhatsApp for a pairing code for +{p}"),
+                ));
+                // Wakes the supervisor's wait on the client it started
+                // (none stored for later: a client built after this reads
+                // the new number anyway).
+                self.shared.switch.notify_waiters();
+                Ok(Relink::Switched)
+            }
+            _ => Ok(Relink::AlreadyPairing),
         }
     }
 
@@ -153,6 +192,11 @@ impl WhatsAppChannel {
             self.shared
                 .linked
                 .store(false, std::sync::atomic::Ordering::SeqCst);
+            // Listening before the number is read: a switch asked for
+            // while the client is built still stops it.
+            let switched = self.shared.switch.notified();
+            tokio::pin!(switched);
+            switched.as_mut().enable();
             let handle = match self.build(sink.clone()).await {
                 Ok(bot) => bot.spawn(),
                 Err(e) => {
@@ -178,6 +222,10 @@ impl WhatsAppChannel {
                     return;
                 }
                 _ = &mut handle => {}
+                _ = &mut switched => {
+                    stop(&client, &mut handle).await;
+                    self.end(Ending::Switched);
+                }
                 quiet = self.silent(&client) => {
                     crate::metrics::link_restart("silent");
                     self.set_link(status(
@@ -203,9 +251,9 @@ impl WhatsAppChannel {
                         Ending::QrExhausted => {
                             tracing::info!("the pairing QR codes ran out; showing fresh ones")
                         }
-                        // The link state says why (`whatsapp-silent`) until
-                        // the new client reports.
-                        Ending::Silent => {}
+                        // The link state says why (`whatsapp-silent`, or
+                        // the code asked for) until the new client reports.
+                        Ending::Silent | Ending::Switched => {}
                         _ => self.set_link(status(
                             false,
                             "whatsapp-reconnecting",
@@ -289,9 +337,13 @@ impl WhatsAppChannel {
         if let Some(h) = &opts.http {
             b = b.with_http_client(DynHttp(h.clone()));
         }
-        if let Some(phone) = &opts.pair_phone {
+        let phone = self.phone();
+        self.shared
+            .by_phone
+            .store(phone.is_some(), std::sync::atomic::Ordering::SeqCst);
+        if let Some(phone) = phone {
             b = b.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
-                phone_number: phone.clone(),
+                phone_number: phone,
                 ..Default::default()
             });
         }

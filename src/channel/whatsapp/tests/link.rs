@@ -324,7 +324,7 @@ async fn logged_out_waits_and_a_new_link_starts_a_fresh_client() {
 
     // Not ended: a new link is refused (it would throw the device away).
     assert_eq!(
-        ch.relink(),
+        ch.relink(None),
         Err(RelinkRefused::Active("whatsapp-connecting"))
     );
 
@@ -355,7 +355,7 @@ async fn logged_out_waits_and_a_new_link_starts_a_fresh_client() {
     let device = dir.path().join("wa/device.sqlite3");
     assert!(device.exists());
     std::fs::write(dir.path().join("wa/device.sqlite3-wal"), b"old").unwrap();
-    assert_eq!(ch.relink(), Ok(Relink::Started));
+    assert_eq!(ch.relink(None), Ok(Relink::Started));
     until(Duration::from_secs(30), "a new client connecting", || {
         attempts.load(Ordering::SeqCst) > tried && ch.client().is_some()
     })
@@ -382,7 +382,7 @@ async fn logged_out_waits_and_a_new_link_starts_a_fresh_client() {
     .await;
     assert_eq!(code(&ch), "whatsapp-pairing");
     assert_eq!(ch.pairing(), Some(Pairing::Qr("2@fresh,code".into())));
-    assert_eq!(ch.relink(), Ok(Relink::AlreadyPairing));
+    assert_eq!(ch.relink(None), Ok(Relink::AlreadyPairing));
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(60), task)
@@ -627,7 +627,7 @@ async fn whatsapp_link_asks_the_running_bridge_and_shows_the_qr_code() {
     let screen = Screen::default();
     let mut out = screen.clone();
     let cli = tokio::spawn(async move {
-        crate::cli::whatsapp_link(&config, Duration::from_secs(60), &mut out)
+        crate::cli::whatsapp_link(&config, None, Duration::from_secs(60), &mut out)
             .await
             .map_err(|e| e.to_string())
     });
@@ -703,13 +703,253 @@ async fn a_new_link_asked_for_while_the_client_winds_down_is_kept() {
     )
     .await;
     assert!(ch.client().is_some(), "the old client still runs");
-    assert_eq!(ch.relink(), Ok(Relink::Started));
+    assert_eq!(ch.relink(None), Ok(Relink::Started));
     first.disconnect().await;
     until(Duration::from_secs(30), "the new client", || {
         ch.client().is_some_and(|c| !Arc::ptr_eq(&c, &first))
     })
     .await;
     assert_eq!(code(&ch), "whatsapp-connecting");
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
+
+/// `POST path` on the bridge with the owner's token and a JSON body.
+async fn post_json(
+    app: &axum::Router,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+/// Pairing by phone number, asked over HTTP (as `whatsapp link --phone`
+/// and the terminal app ask) while the link pairs by QR code: the pairing
+/// client is replaced by one configured for a pairing code (the crate
+/// itself asks WhatsApp for one; with no network it reports, after its
+/// 30 s wait for a socket, that none is coming), and the code the crate's
+/// `PairingCode` event brings is the link's, shown as the QR text was.
+#[tokio::test(start_paused = true)]
+async fn a_new_link_by_phone_number_replaces_qr_pairing_with_a_pairing_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let (store, ch) = with_store(
+        dir.path(),
+        Arc::new(NoNetwork(attempts.clone())),
+        Duration::from_secs(120),
+    )
+    .await;
+    let app = bridge(store, &ch);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until(Duration::from_secs(60), "a connection attempt", || {
+        attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    const LINK: &str = "/api/v1/whatsapp/link";
+
+    // A number that is not one: 400, said why, nothing changed.
+    let first = ch.client().unwrap();
+    for (bad, why) in [
+        (serde_json::json!({"phone": "12ab"}), "not a digit"),
+        (serde_json::json!({"phone": "0151 1234567"}), "not 0"),
+        (serde_json::json!({"phone": "123"}), "7 to 15 digits"),
+        (
+            serde_json::json!({"phone": 4915112345678u64}),
+            "malformed JSON",
+        ),
+        (
+            serde_json::json!({"number": "4915112345678"}),
+            "unknown field",
+        ),
+    ] {
+        let (status, body) = post_json(&app, LINK, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{bad}: {body}"
+        );
+    }
+    assert_eq!(code(&ch), "whatsapp-connecting");
+    assert!(Arc::ptr_eq(&first, &ch.client().unwrap()));
+    // Not pairing yet (connecting): refused with a number too.
+    let (status, _) = post_json(&app, LINK, serde_json::json!({"phone": "+4915112345678"})).await;
+    assert_eq!(status, 409);
+
+    // The crate offers a QR code: the link pairs by QR.
+    ch.on_event(
+        &Event::PairingQrCode(
+            events::PairingQrCode::builder()
+                .code("2@qr,code".into())
+                .timeout(Duration::from_secs(60))
+                .build(),
+        ),
+        first.clone(),
+    )
+    .await;
+    assert_eq!(ch.pairing(), Some(Pairing::Qr("2@qr,code".into())));
+
+    // By phone number instead: switched, not "already pairing".
+    let (status, body) = post_json(
+        &app,
+        LINK,
+        serde_json::json!({"phone": "+49 151-1234 5678"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["started"], true);
+    assert_eq!(body["code"], "whatsapp-pairing");
+    assert!(body["pairing"].is_null(), "the QR code is gone: {body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("+4915112345678"),
+        "{body}"
+    );
+    until(Duration::from_secs(30), "a new client", || {
+        ch.client().is_some_and(|c| !Arc::ptr_eq(&c, &first))
+    })
+    .await;
+    // The same number again while it asks: nothing changes.
+    let second = ch.client().unwrap();
+    let (status, body) = post_json(&app, LINK, serde_json::json!({"phone": "4915112345678"})).await;
+    assert_eq!((status, &body["started"]), (200, &serde_json::json!(false)));
+    // The new client asks for a pairing code by itself: no network here,
+    // so the crate says none is coming, and the link says so.
+    until(
+        Duration::from_secs(60),
+        "the pairing code request's end",
+        || {
+            ch.link()
+                .borrow()
+                .message
+                .contains("WhatsApp gave no pairing code")
+        },
+    )
+    .await;
+    assert!(Arc::ptr_eq(&second, &ch.client().unwrap()));
+    // Asked again with the same number after that: a fresh client asks.
+    let (status, _) = post_json(&app, LINK, serde_json::json!({"phone": "4915112345678"})).await;
+    assert_eq!(status, 202);
+    until(Duration::from_secs(30), "a third client", || {
+        ch.client().is_some_and(|c| !Arc::ptr_eq(&c, &second))
+    })
+    .await;
+
+    // WhatsApp's code arrives: it is the link's, on GET and on the link's
+    // state (the socket's `link` frame), as the QR text was.
+    let third = ch.client().unwrap();
+    ch.on_event(
+        &Event::PairingCode(
+            events::PairingCode::builder()
+                .code("ABCD1234".into())
+                .timeout(Duration::from_secs(180))
+                .build(),
+        ),
+        third.clone(),
+    )
+    .await;
+    let (status, body) = call(&app, "GET", LINK, true).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["pairing"],
+        serde_json::json!({"kind": "phone_code", "code": "ABCD1234"})
+    );
+    assert_eq!(ch.link().borrow().pair_code.as_deref(), Some("ABCD1234"));
+    assert_eq!(ch.link().borrow().qr, None);
+    // The crate's QR codes beside it are not shown over the code.
+    ch.on_event(
+        &Event::PairingQrCode(
+            events::PairingQrCode::builder()
+                .code("2@other,qr".into())
+                .timeout(Duration::from_secs(20))
+                .build(),
+        ),
+        third.clone(),
+    )
+    .await;
+    assert_eq!(ch.pairing(), Some(Pairing::PhoneCode("ABCD1234".into())));
+    // Without a number while pairing: nothing changes.
+    let (status, _) = call(&app, "POST", LINK, true).await;
+    assert_eq!(status, 200);
+    assert!(Arc::ptr_eq(&third, &ch.client().unwrap()));
+
+    // The phone entered it: linked, and a new link is refused again.
+    ch.on_event(
+        &Event::Connected(events::Connected::builder().build()),
+        third,
+    )
+    .await;
+    assert_eq!(ch.pairing(), None);
+    let (status, _) = post_json(&app, LINK, serde_json::json!({"phone": "4915112345678"})).await;
+    assert_eq!(status, 409);
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}
+
+/// After a logged-out end, a new link with a phone number starts a client
+/// on a fresh device store that pairs by code with it (the crate asks for
+/// the code, and says so when none can come).
+#[tokio::test(start_paused = true)]
+async fn after_a_logout_a_new_link_can_pair_by_phone_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let ch = with_transport(
+        dir.path(),
+        Arc::new(NoNetwork(attempts.clone())),
+        Duration::from_secs(120),
+    )
+    .await;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ch.clone().supervise(Arc::new(NullSink), cancel.clone()));
+    until(Duration::from_secs(60), "a connection attempt", || {
+        attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    // Pairing by QR code (no number configured): no code request comes.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert!(!ch.link().borrow().message.contains("pairing code"));
+    let first = ch.client().unwrap();
+    first.logout().await;
+    until(Duration::from_secs(10), "the logged-out end", || {
+        code(&ch) == "whatsapp-logged-out" && ch.client().is_none()
+    })
+    .await;
+    assert_eq!(ch.relink(Some("4915112345678".into())), Ok(Relink::Started));
+    until(Duration::from_secs(30), "a new client", || {
+        ch.client().is_some()
+    })
+    .await;
+    until(
+        Duration::from_secs(60),
+        "its pairing code request's end",
+        || {
+            ch.link()
+                .borrow()
+                .message
+                .contains("WhatsApp gave no pairing code")
+        },
+    )
+    .await;
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(60), task)
         .await
