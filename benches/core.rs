@@ -22,7 +22,8 @@
 //!    to OpenCode), read from the bridge's `task_runs` table.
 //! 6. Burst (`burst`, in `core/burst.rs`): one message into each of 1,000
 //!    registered chats at once; per chat wait and reply time, runs in
-//!    flight against the cap, memory of the bridge and of OpenCode.
+//!    flight against the cap, memory of the bridge and of OpenCode
+//!    (`PB_BENCH_BURST_CHATS`, `PB_BENCH_BURST_CAP`: another size or cap).
 
 #[path = "core/burst.rs"]
 mod burst;
@@ -165,7 +166,7 @@ fn sz() -> &'static Sizes {
                 scale_idle: Duration::from_secs(1),
                 scale_ingest: 200,
                 cold_starts: 2,
-                burst_chats: 20,
+                burst_chats: 8,
             }
         } else {
             Sizes {

@@ -35,7 +35,8 @@ pub struct Round {
     /// The bench posting every message (all `202`).
     posting: Duration,
     dm_reply: Dist,
-    group_reply: Dist,
+    /// None when the round had no group (fewer than ten chats).
+    group_reply: Option<Dist>,
     wait: Dist,
     turn: Dist,
     /// The most runs in flight at one moment (stage log) and the most
@@ -215,6 +216,7 @@ async fn round(
     let posting = t.elapsed();
     eprintln!("burst {name}: {chats} posted in {posting:?}");
     let deadline = Instant::now() + timeout;
+    let mut told = Instant::now();
     let got = loop {
         let got = replies(&bridge).await;
         let n: usize = got.values().map(Vec::len).sum();
@@ -222,6 +224,14 @@ async fn round(
             break got;
         }
         assert!(Instant::now() < deadline, "burst {name}: {n} replies");
+        if told.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "burst {name}: {} of {chats} answered after {:?}",
+                n - chats * (number - 1),
+                t.elapsed()
+            );
+            told = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("burst {name}: all answered after {:?}", t.elapsed());
@@ -313,7 +323,7 @@ async fn round(
         ),
         posting,
         dm_reply: Dist::new(dm),
-        group_reply: Dist::new(group),
+        group_reply: (!group.is_empty()).then(|| Dist::new(group)),
         wait: Dist::new(wait),
         turn: Dist::new(turn),
         max_in_flight: max_overlap(&events),
@@ -328,7 +338,10 @@ async fn round(
 }
 
 pub async fn bench_burst() -> BurstResult {
-    let chats = sz().burst_chats;
+    let chats: usize = std::env::var("PB_BENCH_BURST_CHATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(sz().burst_chats);
     let cap: usize = std::env::var("PB_BENCH_BURST_CAP")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -397,12 +410,16 @@ pub fn print_burst(r: &BurstResult) {
     println!("\n| round | measure | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for x in &r.rounds {
-        for (what, d) in [
-            ("DM: accepted → reply sent", &x.dm_reply),
-            ("group: accepted → reply sent", &x.group_reply),
-            ("accepted → run began (waiting behind others)", &x.wait),
-            ("run began → run ended (own turn)", &x.turn),
-        ] {
+        let rows = [
+            ("DM: accepted → reply sent", Some(&x.dm_reply)),
+            ("group: accepted → reply sent", x.group_reply.as_ref()),
+            (
+                "accepted → run began (waiting behind others)",
+                Some(&x.wait),
+            ),
+            ("run began → run ended (own turn)", Some(&x.turn)),
+        ];
+        for (what, d) in rows.into_iter().filter_map(|(w, d)| Some((w, d?))) {
             println!(
                 "| {} | {what} | {} | {} | {} | {} | {} | {} |",
                 x.name,
