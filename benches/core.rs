@@ -20,8 +20,14 @@
 //! 5. Scheduler lateness: one-off tasks created with the CLI, due a second
 //!    apart; due → queued and due → started (just before the prompt is sent
 //!    to OpenCode), read from the bridge's `task_runs` table.
+//! 6. Burst (`burst`, in `core/burst.rs`): one message into each of 1,000
+//!    registered chats at once; per chat wait and reply time, runs in
+//!    flight against the cap, memory of the bridge and of OpenCode
+//!    (`PB_BENCH_BURST_CHATS`, `PB_BENCH_BURST_CAP`: another size or cap).
 
-#[path = "parts/lean_http.rs"]
+#[path = "core/burst.rs"]
+mod burst;
+#[path = "core/lean_http.rs"]
 mod lean_http;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -135,6 +141,8 @@ struct Sizes {
     scale_ingest: usize,
     /// Bridge starts timed by the cold start part.
     cold_starts: usize,
+    /// Registered chats the burst part posts into.
+    burst_chats: usize,
 }
 
 fn sz() -> &'static Sizes {
@@ -160,6 +168,7 @@ fn sz() -> &'static Sizes {
                 scale_idle: Duration::from_secs(1),
                 scale_ingest: 200,
                 cold_starts: 2,
+                burst_chats: 8,
             }
         } else {
             Sizes {
@@ -181,6 +190,7 @@ fn sz() -> &'static Sizes {
                 scale_idle: Duration::from_secs(5),
                 scale_ingest: 10_000,
                 cold_starts: 20,
+                burst_chats: 1000,
             }
         }
     })
@@ -1545,7 +1555,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
 
     // `PB_BENCH_ONLY=e2e,tools` runs only the named parts (store, prompt,
-    // e2e, ingest, tools, scheduler, scale, coldstart); all by default.
+    // e2e, ingest, tools, scheduler, scale, coldstart, burst); all by default.
     let only = std::env::var("PB_BENCH_ONLY").ok();
     let want = |part: &str| {
         only.as_deref()
@@ -1559,6 +1569,7 @@ fn main() {
     let sched = want("scheduler").then(|| rt.block_on(bench_scheduler()));
     let scale = want("scale").then(|| rt.block_on(bench_scale()));
     let cold = want("coldstart").then(|| rt.block_on(bench_cold_start()));
+    let burst = want("burst").then(|| rt.block_on(burst::bench_burst()));
     let load_after = loadavg();
 
     let dirty = if command_line("git", &["status", "--porcelain"]).is_empty() {
@@ -1618,6 +1629,9 @@ fn main() {
         println!("| measure | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
         println!("{}", ms_row("start → /health", cold));
+    }
+    if let Some(burst) = &burst {
+        burst::print_burst(burst);
     }
 }
 

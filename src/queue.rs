@@ -243,10 +243,16 @@ impl ChatQueue {
                 let (queue, worker, cancel) = (self.clone(), worker.clone(), cancel.clone());
                 tracker.spawn(async move {
                     let started = Instant::now();
+                    // Inside the slot this run holds (taken before the
+                    // spawn, given back in `finish`), so the benchmark's
+                    // overlap of these pairs never counts more runs than
+                    // the queue held at once.
+                    crate::stage!("run_began", chat);
                     let outcome = tokio::select! {
                         _ = cancel.cancelled() => return,
                         o = worker.run(chat.clone(), attempt) => o,
                     };
+                    crate::stage!("run_ended", chat);
                     let done = outcome == Outcome::Done;
                     let parked = queue.finish(&chat, outcome);
                     crate::metrics::run_finished(

@@ -239,6 +239,13 @@ impl OpenCode {
     }
 }
 
+impl OpenCode {
+    /// The server's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for OpenCode {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -401,6 +408,40 @@ impl World {
         args.extend_from_slice(extra);
         let (ok, out, err) = self.cli(&args);
         assert!(ok, "register failed: {out}{err}");
+    }
+
+    /// Registers every `(jid, name)` straight in the store, with its folder
+    /// made as `chats register` makes it (the CLI's process per chat is
+    /// what makes a thousand registrations slow), before the bridge starts.
+    /// A group answers a mention (`@Andy`), a DM any message.
+    pub async fn register_many(&self, chats: &[(String, String)]) {
+        use pocketbrain::ids::{ChatJid, Folder};
+        use pocketbrain::model::{Profile, RegisteredChat, TriggerRule};
+        assert!(self.bridge.is_none(), "register before the bridge starts");
+        std::fs::create_dir_all(self.data_dir()).unwrap();
+        let store =
+            pocketbrain::store::Store::open(&self.data_dir().join("pocketbrain.sqlite3")).unwrap();
+        for (jid, name) in chats {
+            let jid = ChatJid::parse(jid).unwrap();
+            let folder = Folder::from_name(name);
+            pocketbrain::workspace::ensure_chat_dir(&self.workspace(), &folder, name, &jid)
+                .unwrap();
+            store
+                .register(RegisteredChat {
+                    profile: Profile::default_for(&jid, false),
+                    trigger: if jid.is_group() {
+                        TriggerRule::Mention
+                    } else {
+                        TriggerRule::Always
+                    },
+                    jid,
+                    name: name.clone(),
+                    folder,
+                    is_main: false,
+                })
+                .await
+                .unwrap();
+        }
     }
 
     /// Starts the bridge and waits until its health answers.
