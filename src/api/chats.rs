@@ -18,14 +18,14 @@ fn owners_only(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-/// How long a chat folder's default model is kept before it is asked
-/// again (the terminal app asks for the list every 2 s).
+/// How long the default model is kept before it is asked again (the
+/// terminal app asks for the list every 2 s).
 const DEFAULT_MODEL_FRESH: Duration = Duration::from_secs(60);
 /// The longest wait for OpenCode to say it: the list is not held up longer.
 const DEFAULT_MODEL_WAIT: Duration = Duration::from_secs(3);
 
-/// The model a chat's turns use when it has none of its own, per chat
-/// folder, as lately read (`None`: OpenCode did not say).
+/// The model a chat's turns use when it has none of its own, per folder
+/// asked (the workspace), as lately read (`None`: OpenCode did not say).
 #[derive(Default)]
 pub(super) struct DefaultModels(
     tokio::sync::Mutex<HashMap<PathBuf, (tokio::time::Instant, Option<String>)>>,
@@ -61,7 +61,6 @@ pub(super) async fn list_chats(
 ) -> Result<Response, ApiError> {
     owners_only(&caller)?;
     let rows = s.store.list_chats().await.map_err(unavailable)?;
-    // The model of each chat without its own, asked for all at once.
     let mut models = Vec::new();
     for row in &rows {
         let own = match row.registered.as_ref() {
@@ -70,25 +69,23 @@ pub(super) async fn list_chats(
         };
         models.push(own);
     }
-    let defaults = futures_util::future::join_all(rows.iter().zip(&models).map(|(row, own)| {
-        let dir = row
-            .registered
-            .as_ref()
-            .filter(|_| own.is_none())
-            .and_then(|reg| crate::workspace::chat_dir(&s.settings.workspace, reg).ok());
-        let s = s.clone();
-        async move {
-            match dir {
-                Some(dir) => s.default_model(dir).await,
-                None => None,
-            }
-        }
-    }))
-    .await;
+    // The default is asked of the workspace, once: every chat folder takes
+    // its configuration from there (none has its own), and asking each
+    // folder would make OpenCode boot an instance for every chat listed,
+    // tens of MiB each, never freed.
+    let default = match models.iter().any(Option::is_none) {
+        true => s.default_model(s.settings.workspace.clone()).await,
+        false => None,
+    };
     let mut list = Vec::new();
-    for ((row, model), default_model) in rows.iter().zip(models).zip(defaults) {
+    for (row, model) in rows.iter().zip(models) {
         let Some(reg) = row.registered.as_ref() else {
             continue;
+        };
+        let default_model = if model.is_none() {
+            default.clone()
+        } else {
+            None
         };
         let pending = s.store.pending_count(&row.jid).await.map_err(unavailable)?;
         let (read, unread, newest) = s.store.read_state(&row.jid).await.map_err(unavailable)?;
