@@ -487,6 +487,8 @@ struct E2eResult {
     /// OpenCode's blocking prompt call (`POST /session/{id}/message`), as a
     /// user would compare: sent → its response read.
     direct: Dist,
+    /// The blocking call with the bridge's message id and model named.
+    direct_named: Dist,
     /// Median of per-triple ratios bridge ÷ direct.
     paired_direct_p50: f64,
     inbox_post: Dist,
@@ -885,6 +887,7 @@ async fn bench_e2e() -> E2eResult {
 
     let mut bare_samples = Vec::with_capacity(e2e_iters);
     let mut direct_samples = Vec::with_capacity(e2e_iters);
+    let mut named_samples = Vec::with_capacity(e2e_iters);
     let mut post_samples = Vec::with_capacity(e2e_iters);
     // When each bridge message was posted, wall clock µs: its stages and
     // its reply are found in the bridge's stage log from there on.
@@ -899,7 +902,8 @@ async fn bench_e2e() -> E2eResult {
         bare_samples.push(bare.turn(i).await);
 
         // C: OpenCode's blocking prompt call, sent -> response read.
-        direct_samples.push(bare.direct_turn(i).await);
+        direct_samples.push(bare.direct_turn(i, false).await);
+        named_samples.push(bare.direct_turn(i, true).await);
     }
 
     // Idle: no traffic, OpenCode up, everything warmed.
@@ -976,6 +980,7 @@ async fn bench_e2e() -> E2eResult {
         bridge: Dist::new(bridge_samples),
         bare: Dist::new(bare_samples[WARMUP..].to_vec()),
         direct: Dist::new(direct_samples[WARMUP..].to_vec()),
+        direct_named: Dist::new(named_samples[WARMUP..].to_vec()),
         paired_direct_p50,
         inbox_post: Dist::new(post_samples[WARMUP..].to_vec()),
         paired_ratio_p50,
@@ -1713,6 +1718,10 @@ fn print_e2e(e2e: &E2eResult) {
             &e2e.direct,
         ),
         (
+            "direct, named: the same with the fields the bridge adds (its own `messageID`, the model named)",
+            &e2e.direct_named,
+        ),
+        (
             "POST /fake/inbox round trip (for reference)",
             &e2e.inbox_post,
         ),
@@ -1990,6 +1999,9 @@ struct Bare {
     session: String,
     /// A second session in the same folder, for the blocking call.
     direct_session: String,
+    /// A third, for the blocking call with the fields the bridge sends
+    /// beside the prompt (its own message id, the model named).
+    named_session: String,
     dir: String,
     /// Parent ids of the session's finished answers, as the stream shows them.
     answered: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -2030,6 +2042,7 @@ impl Bare {
         };
         let session = new_session("bench").await;
         let direct_session = new_session("bench direct").await;
+        let named_session = new_session("bench direct named").await;
 
         // The folder's own event stream (no request timeout: it stays open).
         let stream = reqwest::Client::new()
@@ -2076,6 +2089,7 @@ impl Bare {
             oc: oc.to_owned(),
             session,
             direct_session,
+            named_session,
             dir,
             answered,
             reader,
@@ -2108,17 +2122,22 @@ impl Bare {
 
     /// OpenCode's blocking prompt call: `POST /session/{id}/message`, which
     /// answers when the turn is complete; sent → response body read.
-    async fn direct_turn(&mut self, done: usize) -> Duration {
+    async fn direct_turn(&mut self, done: usize, named: bool) -> Duration {
         let (text, agent) = Self::prompt(done);
+        let mut body = json!({"agent": agent, "parts": [{"type": "text", "text": text}]});
+        let session = if named {
+            body["messageID"] = json!(pocketbrain::opencode::new_message_id().as_str());
+            body["model"] = json!({"providerID": "scripted", "modelID": "scripted-1"});
+            &self.named_session
+        } else {
+            &self.direct_session
+        };
         let t = Instant::now();
         let r = self
             .http
-            .post(format!(
-                "{}/session/{}/message",
-                self.oc, self.direct_session
-            ))
+            .post(format!("{}/session/{}/message", self.oc, session))
             .query(&[("directory", &self.dir)])
-            .json(&json!({"agent": agent, "parts": [{"type": "text", "text": text}]}))
+            .json(&body)
             .send()
             .await
             .unwrap();
