@@ -81,6 +81,7 @@ struct Metrics {
     bridge_latency: Histogram,
     tool_calls: Family<ToolOutcome, Counter>,
     scheduled_runs: Counter,
+    instances_disposed: Counter,
     schedule_lateness: Histogram,
     queue_chats: Family<State, Gauge>,
     runs_active: Gauge,
@@ -123,6 +124,7 @@ impl Metrics {
             bridge_latency: Histogram::new(seconds_buckets()),
             tool_calls: Family::default(),
             scheduled_runs: Counter::default(),
+            instances_disposed: Counter::default(),
             schedule_lateness: Histogram::new(seconds_buckets()),
             queue_chats: Family::default(),
             runs_active: Gauge::default(),
@@ -188,6 +190,11 @@ impl Metrics {
             "scheduled_runs",
             "Scheduled task runs queued",
             m.scheduled_runs.clone(),
+        );
+        r.register(
+            "opencode_instances_disposed",
+            "OpenCode instances of chat folders not used lately that the bridge freed (PB_OPENCODE_MAX_INSTANCES)",
+            m.instances_disposed.clone(),
         );
         r.register(
             "schedule_lateness_seconds",
@@ -383,6 +390,11 @@ pub fn link_restarts(reason: &'static str) -> u64 {
             reason,
         })
         .get()
+}
+
+/// The bridge freed a chat folder's OpenCode instance.
+pub fn instance_disposed() {
+    m().instances_disposed.inc();
 }
 
 /// A scheduled task run was queued `late` after its due time.

@@ -122,3 +122,53 @@ async fn a_session_opencode_lost_is_replaced() {
         "a new session has no old history"
     );
 }
+
+/// Past `PB_OPENCODE_MAX_INSTANCES` chat folders, the least recently used
+/// folder's OpenCode instance is freed (counted in the metrics), and that
+/// chat's next message boots it again and goes on in the same conversation.
+#[tokio::test]
+async fn a_chat_whose_instance_was_freed_goes_on_where_it_was() {
+    let mut w = World::new().await;
+    w.set_env("PB_OPENCODE_MAX_INSTANCES", "1");
+    w.model.always(
+        |r| r.last_user_text().contains("name is"),
+        Reply::text("Nice to meet you, Kim."),
+    );
+    w.model.set_default(Reply::text("noted"));
+    w.register(DM, "Kim", &[]);
+    w.register(DM2, "Lee", &[]);
+    w.start_bridge().await;
+    let disposed = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("pocketbrain_opencode_instances_disposed_total "))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+    };
+    w.say(DM, "S1", "my name is Kim").await;
+    w.wait_outbox(DM, 1, T).await;
+    assert_eq!(disposed(&w.http_get_text("/metrics").await), Some(0));
+
+    // Lee's run needs a second folder: Kim's idle one is freed.
+    w.say(DM2, "S2", "hello").await;
+    w.wait_outbox(DM2, 1, T).await;
+    let deadline = std::time::Instant::now() + T;
+    while disposed(&w.http_get_text("/metrics").await) != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Kim's instance was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Kim again: a new instance, the same session and its history.
+    w.say(DM, "S3", "what is my name?").await;
+    w.wait_outbox(DM, 2, T).await;
+    let kim = w
+        .agent_requests()
+        .into_iter()
+        .find(|r| r.last_user_text().contains("what is my name?"))
+        .unwrap();
+    assert!(
+        kim.all_text().contains("Nice to meet you, Kim."),
+        "history resumed after the instance was freed"
+    );
+}

@@ -58,11 +58,10 @@ impl App {
             asks_tx.clone(),
             cancel.clone(),
         ));
-        let opencode = Arc::new(OpenCode::new(
-            client.clone(),
-            hub.clone(),
-            config.opencode_model.clone(),
-        ));
+        let opencode = Arc::new(
+            OpenCode::new(client.clone(), hub.clone(), config.opencode_model.clone())
+                .with_instance_limit(config.opencode_max_instances),
+        );
         let agent: Arc<dyn Agent> = opencode.clone();
         let queue = ChatQueue::new(
             config.max_concurrent_sessions,

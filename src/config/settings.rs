@@ -158,6 +158,15 @@ pub struct Config {
     /// The opencode binary to start when PB_OPENCODE_URL is unset; unset: PATH, then .tools/
     #[arg(long, help_heading = "OpenCode", env = "PB_OPENCODE_BIN")]
     pub opencode_bin: Option<PathBuf>,
+    /// Chat folders whose OpenCode instance is kept (tens of MiB each): past this the least recently used idle one is freed, to boot again at its next run; 0: keep every one
+    #[arg(
+        long,
+        help_heading = "OpenCode",
+        env = "PB_OPENCODE_MAX_INSTANCES",
+        value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000),
+        default_value = "16"
+    )]
+    pub opencode_max_instances: usize,
     /// IANA time zone for prompts and schedules
     #[arg(
         long,

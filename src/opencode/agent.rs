@@ -132,6 +132,22 @@ impl Agent for OpenCode {
 
     fn run(&self, spec: RunSpec) -> BoxFuture<'_, Result<String, AgentError>> {
         Box::pin(async move {
+            let (_lease, dispose) = self.instances.begin(&spec.dir);
+            for dir in dispose {
+                // In the background: the run does not wait for it.
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    match client.dispose_instance(&dir).await {
+                        Ok(()) => {
+                            crate::metrics::instance_disposed();
+                            tracing::info!(dir = %dir.display(), "freed the OpenCode instance of a chat folder not used lately (PB_OPENCODE_MAX_INSTANCES); it boots again at its next run");
+                        }
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot free an OpenCode instance")
+                        }
+                    }
+                });
+            }
             self.check_tools(&spec.dir).await;
             crate::stage!("tools_checked", spec.session);
             let result = self.prompt_and_follow(&spec).await;

@@ -452,6 +452,18 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /instance/dispose`: frees `dir`'s instance (it boots again
+    /// when next asked about).
+    pub async fn dispose_instance(&self, dir: &Path) -> Result<(), AgentError> {
+        let req = self.request(Method::POST, "/instance/dispose", Some(dir));
+        Self::expect_ok(
+            "dispose",
+            self.send("dispose", req, Duration::from_secs(30)).await?,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `POST /permission/{id}/reply` (in the request's own instance: other
     /// instances answer 404).
     pub async fn reply_permission(

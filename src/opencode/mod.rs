@@ -31,6 +31,7 @@ pub mod server;
 pub mod streamed;
 
 mod agent;
+pub mod instances;
 mod models;
 mod run;
 mod tool_check;
@@ -75,6 +76,8 @@ pub struct OpenCode {
     /// The tools' check per directory: the stream's epoch in which each was
     /// found to have PocketBrain's tools, and those found without them.
     tools: std::sync::Mutex<ToolsSeen>,
+    /// Which folders' instances are kept (see [`instances`]).
+    instances: std::sync::Arc<instances::Instances>,
 }
 
 impl OpenCode {
@@ -89,7 +92,14 @@ impl OpenCode {
             model_refused: std::sync::atomic::AtomicBool::new(false),
             sessions_seen: Default::default(),
             tools: Default::default(),
+            instances: instances::Instances::new(0),
         }
+    }
+
+    /// Keeps at most `max` chat folders' instances (0: all); see [`instances`].
+    pub fn with_instance_limit(mut self, max: usize) -> Self {
+        self.instances = instances::Instances::new(max);
+        self
     }
 
     /// `GET /global/health`: the server's version when it is healthy.
