@@ -69,27 +69,6 @@ fn stages(path: &Path) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// The most runs in flight at one moment: a sweep over the queue's
-/// `run_began`/`run_ended` pairs (an end at the same microsecond as a
-/// begin counts first).
-fn max_in_flight(events: &[(String, String, u64)]) -> usize {
-    let mut edges: Vec<(u64, i32)> = events
-        .iter()
-        .filter_map(|(stage, _, t)| match stage.as_str() {
-            "run_began" => Some((*t, 1)),
-            "run_ended" => Some((*t, -1)),
-            _ => None,
-        })
-        .collect();
-    edges.sort();
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
-
 fn vm_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -176,7 +155,7 @@ async fn a_burst_across_chats_answers_each_once_within_the_cap() {
         events.iter().filter(|e| e.0 == "run_ended").count(),
         chats.len()
     );
-    let max = max_in_flight(&events);
+    let max = max_in_flight(events.iter().map(|(stage, _, t)| (stage.as_str(), *t)));
     eprintln!("burst: at most {max} runs in flight (cap {CAP})");
     assert!(max <= CAP, "{max} runs in flight, over the cap of {CAP}");
     // The burst filled every slot: the bound above was really tested.

@@ -131,26 +131,6 @@ fn sample_memory(
     })
 }
 
-/// The most intervals open at once, from `(begin, end)` edges (an end at
-/// the same microsecond as a begin counts first).
-fn max_overlap(events: &[&StageEvent]) -> usize {
-    let mut edges: Vec<(u64, i32)> = events
-        .iter()
-        .filter_map(|e| match e.stage.as_str() {
-            "run_began" => Some((e.t_us, 1)),
-            "run_ended" => Some((e.t_us, -1)),
-            _ => None,
-        })
-        .collect();
-    edges.sort();
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
-
 /// Posts message `round` to every chat over [`CONNS`] connections.
 async fn post_all(bridge: &str, chats: usize, round: usize) {
     use futures_util::StreamExt;
@@ -326,7 +306,7 @@ async fn round(
         group_reply: (!group.is_empty()).then(|| Dist::new(group)),
         wait: Dist::new(wait),
         turn: Dist::new(turn),
-        max_in_flight: max_overlap(&events),
+        max_in_flight: support::max_in_flight(events.iter().map(|e| (e.stage.as_str(), e.t_us))),
         model_max: world.model.max_in_flight(),
         overtaken,
         wrong,

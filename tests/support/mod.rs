@@ -820,3 +820,24 @@ pub async fn wait_text(w: &World, chat: &str, needle: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The most runs in flight at one moment: a sweep over the queue's
+/// `run_began`/`run_ended` stage events, given as `(stage, time)` (an end
+/// at the same microsecond as a begin counts first).
+pub fn max_in_flight<'a>(events: impl IntoIterator<Item = (&'a str, u64)>) -> usize {
+    let mut edges: Vec<(u64, i32)> = events
+        .into_iter()
+        .filter_map(|(stage, t)| match stage {
+            "run_began" => Some((t, 1)),
+            "run_ended" => Some((t, -1)),
+            _ => None,
+        })
+        .collect();
+    edges.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
