@@ -11,7 +11,7 @@ impl Store {
     /// The chat's own model (`provider/model`), if one is set.
     pub async fn chat_model(&self, chat: &ChatJid) -> Result<Option<String>> {
         let chat = chat.clone();
-        self.call(move |c| {
+        self.quick(move |c| {
             Ok(
                 c.prepare_cached("SELECT model FROM chat_models WHERE chat = ?1")?
                     .query_row(params![chat.as_str()], |r| r.get(0))

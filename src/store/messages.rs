@@ -148,7 +148,7 @@ impl Store {
             q.pending.push((msg, own_number, tx));
             !std::mem::replace(&mut q.flushing, true)
         };
-        if start {
+        if start && !self.write_here() {
             // Runs until the queue is empty, then ends; the next message
             // starts another. Nothing long-lived to stop.
             let store = self.clone();
@@ -158,26 +158,67 @@ impl Store {
             .map_err(|_| super::StoreError::Join("inbound writer stopped".into()))?
     }
 
+    /// The writer's start without a thread: when the connection is free,
+    /// the message that found no writer running (and any that came with
+    /// it) is written on this thread, as [`Store::quick`] does, sparing a
+    /// lone message two thread wakes. Whatever came meanwhile goes to the
+    /// pool. `false`: the connection was busy, nothing done.
+    fn write_here(&self) -> bool {
+        let mut conn = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        if let Some(batch) = self.take_inbound() {
+            self.write_inbound(&mut conn, batch);
+        }
+        drop(conn);
+        if self.take_inbound_more() {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.flush_inbound());
+        }
+        true
+    }
+
+    /// Whether messages came while the writer wrote; if none, the writer
+    /// is done (the next message starts another).
+    fn take_inbound_more(&self) -> bool {
+        let mut q = self.inbound.lock().unwrap_or_else(|p| p.into_inner());
+        if q.pending.is_empty() {
+            q.flushing = false;
+            return false;
+        }
+        true
+    }
+
+    /// The next batch; `None` (and the writer done) when none is left.
+    fn take_inbound(&self) -> Option<Vec<(Inbound, bool, InboundReply)>> {
+        let mut q = self.inbound.lock().unwrap_or_else(|p| p.into_inner());
+        if q.pending.is_empty() {
+            q.flushing = false;
+            return None;
+        }
+        let n = q.pending.len().min(MAX_INBOUND_BATCH);
+        Some(q.pending.drain(..n).collect())
+    }
+
     /// Writes queued inbound messages, a batch per transaction, until none is left.
     fn flush_inbound(&self) {
-        loop {
-            let batch: Vec<_> = {
-                let mut q = self.inbound.lock().unwrap_or_else(|p| p.into_inner());
-                if q.pending.is_empty() {
-                    q.flushing = false;
-                    return;
-                }
-                let n = q.pending.len().min(MAX_INBOUND_BATCH);
-                q.pending.drain(..n).collect()
-            };
-            let (batch, replies): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .map(|(msg, own_number, reply)| ((msg, own_number), reply))
-                .unzip();
+        while let Some(batch) = self.take_inbound() {
             let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let committed = write_batch(&mut conn, &batch);
-            self.checkpointer.after_commit(&conn);
-            drop(conn);
+            self.write_inbound(&mut conn, batch);
+        }
+    }
+
+    /// Writes one batch and answers its callers.
+    fn write_inbound(&self, conn: &mut Connection, batch: Vec<(Inbound, bool, InboundReply)>) {
+        let (batch, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(msg, own_number, reply)| ((msg, own_number), reply))
+            .unzip();
+        let committed = write_batch(conn, &batch);
+        self.checkpointer.after_commit(conn);
+        {
             match committed {
                 Ok(outcomes) => {
                     for (reply, out) in replies.into_iter().zip(outcomes) {

@@ -88,7 +88,7 @@ impl Store {
         seq: i64,
         result: std::result::Result<(), (String, bool)>,
     ) -> Result<()> {
-        self.call(move |c| {
+        self.quick(move |c| {
             match result {
                 Ok(()) => c.execute(
                     "UPDATE outbox SET state = 'sent', attempts = attempts + 1, last_error = NULL, sent_at = ?2

@@ -35,7 +35,7 @@ impl Store {
         attempts: u32,
     ) -> Result<i64> {
         let (chat, session, prompt) = (chat.clone(), session.clone(), prompt.clone());
-        self.call(move |c| {
+        self.quick(move |c| {
             c.execute(
                 "INSERT INTO runs (chat, state, session_id, prompt_id, up_to_seq, attempts, reason, updated_at)
                  VALUES (?1, 'running', ?2, ?3, ?4, ?5, NULL, ?6)
@@ -63,7 +63,7 @@ impl Store {
         reply: Option<(MessageId, String)>,
     ) -> Result<Option<i64>> {
         let chat = chat.clone();
-        self.tx(move |tx| {
+        self.tx_quick(move |tx| {
             let seq = match reply {
                 Some((id, text)) => Some(insert_outbox(tx, &chat, &id, &text)?),
                 None => None,
@@ -131,7 +131,7 @@ impl Store {
     /// its waiting task runs end and its tasks are paused, with the reason.
     pub async fn plan_run(&self, chat: &ChatJid, max_batch: usize) -> Result<Option<RunPlan>> {
         let chat = chat.clone();
-        self.tx(move |tx| {
+        self.tx_quick(move |tx| {
             let Some(reg) = super::registry::registered_in(tx, &chat)? else {
                 let (runs, paused) = super::tasks::abandon_unregistered(tx, &chat)?;
                 if runs + paused > 0 {

@@ -172,6 +172,57 @@ async fn a_burst_is_committed_once_per_message() {
     assert_eq!(store.summary().await.unwrap().messages, 200);
 }
 
+/// The message path's statements run on the caller's thread when the
+/// connection is free, and are handed back untouched when it is not.
+#[tokio::test]
+async fn quick_runs_here_when_the_connection_is_free_and_not_when_it_is_held() {
+    let (_d, store) = temp_db();
+    let here = std::thread::current().id();
+    let ran_on = store
+        .quick(|_| Ok(std::thread::current().id()))
+        .await
+        .unwrap();
+    assert_eq!(ran_on, here);
+    let guard = store.conn.lock().unwrap();
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let back = store.inline(|_| {
+        ran.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    });
+    assert!(back.is_err(), "a held connection gives the statement back");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    drop(guard);
+    assert!(store.inline(|_| Ok(())).is_ok());
+}
+
+/// A lone message whose writer finds the connection held waits for it on
+/// the pool: it never blocks the caller's thread (on this single-threaded
+/// runtime that would hang the test), and it is written once it is free.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // the point: the connection stays held meanwhile
+async fn a_message_waits_for_a_held_connection_off_the_callers_thread() {
+    let (_d, store) = temp_db();
+    let guard = store.conn.lock().unwrap();
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .record_inbound(inbound(DM, "W1", "held", false), false)
+                .await
+        }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !writer.is_finished(),
+        "written while the connection was held"
+    );
+    drop(guard);
+    assert!(!writer.await.unwrap().unwrap().duplicate);
+    assert_eq!(store.summary().await.unwrap().messages, 1);
+}
+
 /// A message the database refuses fails alone: the others of its batch are
 /// committed, each with its own outcome, and a duplicate is still one.
 #[tokio::test]
