@@ -178,7 +178,7 @@ fn sz() -> &'static Sizes {
                 pending_iters: 2000,
                 complete_iters: 2000,
                 prompt_iters: 2000,
-                e2e_iters: 40,
+                e2e_iters: 100,
                 tool_calls: 60,
                 fetches: 20,
                 tasks: 30,
@@ -491,6 +491,12 @@ struct E2eResult {
     direct_named: Dist,
     /// Median of per-triple ratios bridge ÷ direct.
     paired_direct_p50: f64,
+    /// Each turn inside OpenCode by its own clock (the prompt's user
+    /// message created → the answer completed): the bridge's session, the
+    /// direct side's.
+    inside_bridge: Dist,
+    inside_direct: Dist,
+    inside_named: Dist,
     inbox_post: Dist,
     paired_ratio_p50: f64,
     opencode_version: String,
@@ -605,6 +611,7 @@ const MESSAGE_STAGES: &[&str] = &[
     "accepted",
     "stored",
     "queued",
+    "run_began",
     "run_started",
     "session_checked",
     "run_recorded",
@@ -893,18 +900,45 @@ async fn bench_e2e() -> E2eResult {
     // its reply are found in the bridge's stage log from there on.
     let mut posted = Vec::with_capacity(e2e_iters);
     for i in 0..e2e_iters {
-        // A: through the bridge, POST sent -> reply stored by the fake phone.
-        posted.push(unix_us());
-        let (post, _) = bridge_turn(&http, &bridge, &format!("B{i}"), i).await;
-        post_samples.push(post);
-
-        // B: bare OpenCode, prompt_async -> finished answer on the stream.
-        bare_samples.push(bare.turn(i).await);
-
-        // C: OpenCode's blocking prompt call, sent -> response read.
-        direct_samples.push(bare.direct_turn(i, false).await);
-        named_samples.push(bare.direct_turn(i, true).await);
+        // The four sides in turn, their order rotated every message, so
+        // whatever OpenCode still does after a turn (it goes on writing
+        // the session a little after answering) falls on each side alike.
+        for side in 0..4 {
+            match (side + i) % 4 {
+                // A: through the bridge, POST sent -> reply stored by the fake phone.
+                0 => {
+                    posted.push(unix_us());
+                    let (post, _) = bridge_turn(&http, &bridge, &format!("B{i}"), i).await;
+                    post_samples.push(post);
+                }
+                // B: bare OpenCode, prompt_async -> finished answer on the stream.
+                1 => bare_samples.push(bare.turn(i).await),
+                // C: OpenCode's blocking prompt call, sent -> response read.
+                2 => direct_samples.push(bare.direct_turn(i, false).await),
+                _ => named_samples.push(bare.direct_turn(i, true).await),
+            }
+        }
     }
+
+    // Inside OpenCode, by its own clock, for the bridge's session and the
+    // direct side's: what of the difference is OpenCode's turn itself.
+    let (bridge_session, folder): (String, String) = rusqlite::Connection::open_with_flags(
+        world.data_dir().join("pocketbrain.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .query_row(
+        "SELECT s.session_id, r.folder FROM sessions s JOIN registered_chats r ON r.jid = s.chat
+         WHERE s.chat = ?1",
+        [DM],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap();
+    let bridge_dir = std::path::absolute(world.workspace().join("chats").join(folder)).unwrap();
+    let inside_bridge =
+        turns_inside(&http, &oc, &bridge_dir.to_string_lossy(), &bridge_session).await;
+    let inside_direct = turns_inside(&http, &oc, &bare.dir, &bare.direct_session).await;
+    let inside_named = turns_inside(&http, &oc, &bare.dir, &bare.named_session).await;
 
     // Idle: no traffic, OpenCode up, everything warmed.
     let pid = world.bridge.as_ref().unwrap().child.id();
@@ -982,6 +1016,9 @@ async fn bench_e2e() -> E2eResult {
         direct: Dist::new(direct_samples[WARMUP..].to_vec()),
         direct_named: Dist::new(named_samples[WARMUP..].to_vec()),
         paired_direct_p50,
+        inside_bridge,
+        inside_direct,
+        inside_named,
         inbox_post: Dist::new(post_samples[WARMUP..].to_vec()),
         paired_ratio_p50,
         opencode_version,
@@ -990,6 +1027,33 @@ async fn bench_e2e() -> E2eResult {
         rss_idle,
         rss_after_ingest,
     }
+}
+
+/// A session's turns as OpenCode timed them: each user message's creation
+/// to the completion of the last answer to it, warm-up turns left out.
+async fn turns_inside(http: &reqwest::Client, oc: &str, dir: &str, session: &str) -> Dist {
+    let messages: Vec<Value> = http
+        .get(format!("{oc}/session/{session}/message"))
+        .query(&[("directory", dir)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut turns = Vec::new();
+    for user in messages.iter().filter(|m| m["info"]["role"] == "user") {
+        let created = user["info"]["time"]["created"].as_u64().unwrap_or(0);
+        let done = messages
+            .iter()
+            .filter(|m| m["info"]["parentID"] == user["info"]["id"])
+            .filter_map(|m| m["info"]["time"]["completed"].as_u64())
+            .max();
+        if let Some(done) = done {
+            turns.push(Duration::from_millis(done.saturating_sub(created)));
+        }
+    }
+    Dist::new(turns.split_off(WARMUP.min(turns.len())))
 }
 
 fn http_client() -> reqwest::Client {
@@ -1732,6 +1796,15 @@ fn print_e2e(e2e: &E2eResult) {
     ] {
         println!("{}", ms_row(name, d));
     }
+    println!(
+        "\nInside OpenCode, by its own clock (the prompt's user message created → the \
+         answer completed, whole ms), the same turns:\n"
+    );
+    println!("| session | n | p50 ms | p90 ms | p99 ms | max ms | mean ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("{}", ms_row("the bridge's chat", &e2e.inside_bridge));
+    println!("{}", ms_row("the direct side's", &e2e.inside_direct));
+    println!("{}", ms_row("the direct, named side's", &e2e.inside_named));
     let ratio = e2e.bridge.pct(50.0).as_secs_f64() / e2e.bare.pct(50.0).as_secs_f64();
     println!(
         "\nRatio of p50s, bridge / bare OpenCode: **{ratio:.2}×** \
