@@ -90,7 +90,10 @@ impl Agent for OpenCode {
         session: &'a SessionId,
         model: &'a ModelRef,
     ) -> BoxFuture<'a, Result<(), AgentError>> {
-        Box::pin(async move { self.note(self.client.summarize(dir, session, model).await) })
+        Box::pin(async move {
+            self.take_answer(session);
+            self.note(self.client.summarize(dir, session, model).await)
+        })
     }
 
     fn last_turn<'a>(
@@ -99,30 +102,15 @@ impl Agent for OpenCode {
         session: &'a SessionId,
     ) -> BoxFuture<'a, Result<Option<crate::agent::TurnInfo>, AgentError>> {
         Box::pin(async move {
+            if let Some(turn) = self.take_answer(session) {
+                return Ok(Some(turn));
+            }
             let tail = self.note(self.client.messages(dir, session, Some(TAIL)).await)?;
-            let Some(last) = tail.iter().rev().find(|m| m.info.role == "assistant") else {
-                return Ok(None);
-            };
-            let i = &last.info;
-            let n = |k: &str| i.tokens.as_ref().and_then(|t| t[k].as_u64()).unwrap_or(0);
-            Ok(Some(crate::agent::TurnInfo {
-                model: format!(
-                    "{}/{}",
-                    i.provider_id.as_deref().unwrap_or("?"),
-                    i.model_id.as_deref().unwrap_or("?")
-                ),
-                input_tokens: n("input"),
-                output_tokens: n("output"),
-                reasoning_tokens: n("reasoning"),
-                cache_read_tokens: i
-                    .tokens
-                    .as_ref()
-                    .and_then(|t| t["cache"]["read"].as_u64())
-                    .unwrap_or(0),
-                cost: i.cost.unwrap_or(0.0),
-                started_ms: i.time.created.unwrap_or(0),
-                finished_ms: i.time.completed,
-            }))
+            Ok(tail
+                .iter()
+                .rev()
+                .find(|m| m.info.role == "assistant")
+                .map(|m| turn_info(&m.info)))
         })
     }
 
@@ -278,5 +266,28 @@ impl Agent for OpenCode {
         } else {
             "opencode-ok"
         }
+    }
+}
+
+/// An assistant message's model, tokens, cost and times.
+pub(super) fn turn_info(i: &super::client::MessageInfo) -> crate::agent::TurnInfo {
+    let n = |k: &str| i.tokens.as_ref().and_then(|t| t[k].as_u64()).unwrap_or(0);
+    crate::agent::TurnInfo {
+        model: format!(
+            "{}/{}",
+            i.provider_id.as_deref().unwrap_or("?"),
+            i.model_id.as_deref().unwrap_or("?")
+        ),
+        input_tokens: n("input"),
+        output_tokens: n("output"),
+        reasoning_tokens: n("reasoning"),
+        cache_read_tokens: i
+            .tokens
+            .as_ref()
+            .and_then(|t| t["cache"]["read"].as_u64())
+            .unwrap_or(0),
+        cost: i.cost.unwrap_or(0.0),
+        started_ms: i.time.created.unwrap_or(0),
+        finished_ms: i.time.completed,
     }
 }

@@ -78,6 +78,12 @@ pub struct OpenCode {
     tools: std::sync::Mutex<ToolsSeen>,
     /// Which folders' instances are kept (see [`instances`]).
     instances: std::sync::Arc<instances::Instances>,
+    /// Per session, the answer its last prompt call returned, as the turn
+    /// [`crate::agent::Agent::last_turn`] reports: the size check after
+    /// every turn takes it from here instead of reading the transcript
+    /// again (10-20 ms of OpenCode's time a turn). Taken once; a session's
+    /// compaction drops it.
+    answers: std::sync::Mutex<std::collections::HashMap<String, crate::agent::TurnInfo>>,
 }
 
 impl OpenCode {
@@ -93,7 +99,27 @@ impl OpenCode {
             sessions_seen: Default::default(),
             tools: Default::default(),
             instances: instances::Instances::new(0),
+            answers: Default::default(),
         }
+    }
+
+    /// Keeps `turn` as `session`'s last (see `answers`).
+    fn keep_answer(&self, session: &crate::ids::SessionId, turn: crate::agent::TurnInfo) {
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: sessions whose size nobody checks (PB_COMPACT_AT=0)
+        // would pile up.
+        if answers.len() >= 1024 {
+            answers.clear();
+        }
+        answers.insert(session.as_str().to_owned(), turn);
+    }
+
+    /// `session`'s kept answer, taken.
+    fn take_answer(&self, session: &crate::ids::SessionId) -> Option<crate::agent::TurnInfo> {
+        self.answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session.as_str())
     }
 
     /// Keeps at most `max` chat folders' instances (0: all); see [`instances`].

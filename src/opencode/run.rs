@@ -110,18 +110,24 @@ impl OpenCode {
                 prompted = async { answer.as_mut().unwrap().await }, if answer.is_some() => {
                     answer = None;
                     match prompted {
-                        Ok(Prompted::Answer(m)) => match answered_text(&m, spec.prompt_id.as_str()) {
-                            Some(text) if !spec.streamed => {
-                                crate::stage!("answer_returned", spec.session);
-                                return Ok(text);
+                        Ok(Prompted::Answer(m)) => {
+                            let text = answered_text(&m, spec.prompt_id.as_str());
+                            if text.is_some() {
+                                self.keep_answer(&spec.session, super::agent::turn_info(&m.info));
                             }
-                            Some(text) => {
-                                returned = Some((text, tokio::time::Instant::now() + STREAM_CATCH_UP));
-                                false
+                            match text {
+                                Some(text) if !spec.streamed => {
+                                    crate::stage!("answer_returned", spec.session);
+                                    return Ok(text);
+                                }
+                                Some(text) => {
+                                    returned = Some((text, tokio::time::Instant::now() + STREAM_CATCH_UP));
+                                    false
+                                }
+                                // Failed, or stopped on a refused tool: the transcript decides.
+                                None => true,
                             }
-                            // Failed, or stopped on a refused tool: the transcript decides.
-                            None => true,
-                        },
+                        }
                         Ok(Prompted::Refused(e)) => return self.note(Err(e)),
                         Ok(Prompted::Ended(why)) => {
                             tracing::debug!(session, prompt = %spec.prompt_id, %why, "prompt call ended without an answer; following the transcript");

@@ -221,3 +221,35 @@ async fn a_streamed_run_takes_the_returned_answer_when_the_stream_stays_silent()
     );
     server.abort();
 }
+
+/// The size check after a turn takes the answer the prompt call returned:
+/// no second read of the transcript (which here says something else). A
+/// second look, with nothing kept, reads the transcript.
+#[tokio::test]
+async fn the_turn_after_an_answer_is_the_returned_one_not_a_transcript_read() {
+    use crate::agent::Agent;
+    let mut answer = answer_to_prompt();
+    answer["info"]["tokens"] = json!({"input": 1234, "output": 5, "reasoning": 0,
+        "cache": {"read": 6, "write": 0}});
+    answer["info"]["providerID"] = json!("p");
+    answer["info"]["modelID"] = json!("m");
+    let transcript = json!([{"info": {"id": "msg_other", "role": "assistant",
+        "parentID": "msg_x", "finish": "stop", "time": {"created": 1, "completed": 2},
+        "providerID": "p", "modelID": "m", "tokens": {"input": 7, "output": 1}},
+        "parts": []}]);
+    let (oc, server) = fake_opencode((200, answer), transcript).await;
+    let s = spec(false);
+    oc.prompt_and_follow(&s).await.unwrap();
+    let turn = oc.last_turn(&s.dir, &s.session).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            turn.model.as_str(),
+            turn.input_tokens,
+            turn.cache_read_tokens
+        ),
+        ("p/m", 1234, 6)
+    );
+    let turn = oc.last_turn(&s.dir, &s.session).await.unwrap().unwrap();
+    assert_eq!(turn.input_tokens, 7, "the kept answer is taken once");
+    server.abort();
+}
