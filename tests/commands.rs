@@ -306,6 +306,31 @@ async fn commands_work_on_the_api_too() {
             .contains("New session"),
         "{body}"
     );
+    // `/model` sets the conversation's own model: its next turn asks it.
+    let body: Value = chat("/model scripted/scripted-2")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["reply"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("scripted/scripted-2"),
+        "{body}"
+    );
+    let body: Value = chat("which model now?")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["reply"], "api ok", "{body}");
+    assert_eq!(
+        asked(&w, "which model now?").pop().unwrap().model(),
+        "scripted-2"
+    );
 
     // The WebSocket `pocketbrain chat` uses: the answer is a message frame.
     use futures_util::{SinkExt, StreamExt};
