@@ -900,11 +900,11 @@ async fn bench_e2e() -> E2eResult {
     // its reply are found in the bridge's stage log from there on.
     let mut posted = Vec::with_capacity(e2e_iters);
     for i in 0..e2e_iters {
-        // The four sides in turn, their order rotated every message, so
-        // whatever OpenCode still does after a turn (it goes on writing
-        // the session a little after answering) falls on each side alike.
-        for side in 0..4 {
-            match (side + i) % 4 {
+        // The four sides in another of their 24 orders every message, so
+        // that each follows each other alike: whatever OpenCode, or the
+        // bridge, still does after a turn falls on every side the same.
+        for side in nth_order(i) {
+            match side {
                 // A: through the bridge, POST sent -> reply stored by the fake phone.
                 0 => {
                     posted.push(unix_us());
@@ -1027,6 +1027,19 @@ async fn bench_e2e() -> E2eResult {
         rss_idle,
         rss_after_ingest,
     }
+}
+
+/// The `k`th of the 24 orders of four sides (`k` mod 24, lexicographic).
+fn nth_order(k: usize) -> [usize; 4] {
+    let mut left = vec![0, 1, 2, 3];
+    let mut k = k % 24;
+    let mut out = [0; 4];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let f = [6, 2, 1, 1][i];
+        *slot = left.remove(k / f);
+        k %= f;
+    }
+    out
 }
 
 /// A session's turns as OpenCode timed them: each user message's creation
