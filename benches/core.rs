@@ -53,7 +53,8 @@ const POLL: Duration = Duration::from_millis(5);
 const E2E_TIMEOUT: Duration = Duration::from_secs(60);
 const DM: &str = "491511111111@s.whatsapp.net";
 const TOOL_WARMUP: usize = 3;
-const TOOL_TARGET: Duration = Duration::from_millis(20);
+/// Issue 26's target for a tool's round trip as OpenCode times it.
+const TOOL_TARGET: Duration = Duration::from_millis(10);
 const TOOL: &str = "pocketbrain_list_tasks";
 /// Plugin tools beside the bridge's, timed as OpenCode times the bridge's:
 /// OpenCode's floors. (tool, word in the prompt that calls it, what it does).
