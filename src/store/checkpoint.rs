@@ -20,6 +20,8 @@
 use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -55,6 +57,13 @@ fn note_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> 
 /// The store's side of the checkpoint thread.
 pub(super) struct Checkpointer {
     wake: Option<SyncSender<()>>,
+    /// The WAL's frames the last checkpoint copied (0 once the WAL started over).
+    copied: Arc<AtomicI32>,
+    /// The WAL's frames after the last commit, and when the thread was last woken.
+    last: AtomicI32,
+    woke_at: AtomicI32,
+    /// Wakes sent to the thread.
+    woken: AtomicU64,
 }
 
 impl Checkpointer {
@@ -64,6 +73,7 @@ impl Checkpointer {
     pub(super) fn start(conn: &Connection, path: &Path) -> rusqlite::Result<Self> {
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.wal_hook(Some(note_frames));
+        let copied = Arc::new(AtomicI32::new(0));
         let wake = match Connection::open(path).and_then(|c| {
             c.busy_timeout(Duration::from_secs(5))?;
             c.pragma_update(None, "synchronous", "NORMAL")?;
@@ -71,9 +81,10 @@ impl Checkpointer {
         }) {
             Ok(own) => {
                 let (tx, rx) = sync_channel(1);
+                let copied = copied.clone();
                 match std::thread::Builder::new()
                     .name("pb-checkpoint".into())
-                    .spawn(move || run(own, rx))
+                    .spawn(move || run(own, rx, &copied))
                 {
                     Ok(_) => Some(tx),
                     Err(e) => {
@@ -87,38 +98,68 @@ impl Checkpointer {
                 None
             }
         };
-        Ok(Self { wake })
+        Ok(Self {
+            wake,
+            copied,
+            last: AtomicI32::new(0),
+            woke_at: AtomicI32::new(0),
+            woken: AtomicU64::new(0),
+        })
     }
 
     /// After a write on this thread with the store's connection `conn`
-    /// (locked by the caller): wakes the thread when the WAL is over
-    /// [`WAKE_FRAMES`], and checkpoints here when it is over
-    /// [`INLINE_FRAMES`] (or at [`WAKE_FRAMES`] with no thread).
+    /// (locked by the caller): wakes the thread each time the WAL has
+    /// grown by [`WAKE_FRAMES`] since the last wake, and checkpoints here
+    /// when [`INLINE_FRAMES`] of it are not copied yet (or [`WAKE_FRAMES`]
+    /// with no thread).
+    ///
+    /// The WAL starts over only at a commit that finds all of it copied,
+    /// which in a long burst may not happen for a while: waking the thread
+    /// whenever the WAL is large would have it checkpoint (and sync) back
+    /// to back for the whole burst, a quarter of the bridge's CPU.
     pub(super) fn after_commit(&self, conn: &Connection) {
         let frames = WAL_FRAMES.with(|f| f.replace(0));
+        if frames == 0 {
+            return;
+        }
+        if frames < self.last.swap(frames, Ordering::Relaxed) {
+            // Started over: none of this WAL is copied yet.
+            self.copied.store(0, Ordering::Relaxed);
+            self.woke_at.store(0, Ordering::Relaxed);
+        }
+        let behind = frames - self.copied.load(Ordering::Relaxed).min(frames);
         let inline = match &self.wake {
-            Some(wake) if frames >= WAKE_FRAMES => {
-                // Full: a wake is pending already, which is enough.
-                let _ = wake.try_send(());
-                frames >= INLINE_FRAMES
+            Some(wake) => {
+                if frames - self.woke_at.load(Ordering::Relaxed) >= WAKE_FRAMES {
+                    self.woke_at.store(frames, Ordering::Relaxed);
+                    self.woken.fetch_add(1, Ordering::Relaxed);
+                    // Full: a wake is pending already, which is enough.
+                    let _ = wake.try_send(());
+                }
+                behind >= INLINE_FRAMES
             }
-            Some(_) => false,
-            None => frames >= WAKE_FRAMES,
+            None => behind >= WAKE_FRAMES,
         };
         if inline {
             tracing::debug!(frames, "the WAL is large; checkpointing on the writer");
-            if let Err(e) = checkpoint(conn) {
-                tracing::warn!(error = %e, "checkpoint failed; the WAL keeps the data and is copied later");
+            match checkpoint(conn) {
+                Ok((_, done)) => self.copied.store(done as c_int, Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpoint failed; the WAL keeps the data and is copied later")
+                }
             }
         }
     }
 }
 
 /// The checkpoint thread: a passive checkpoint per wake, until the store is gone.
-fn run(conn: Connection, wake: Receiver<()>) {
+fn run(conn: Connection, wake: Receiver<()>, copied: &AtomicI32) {
     while wake.recv().is_ok() {
         match checkpoint(&conn) {
-            Ok((log, done)) => tracing::trace!(log, done, "checkpoint"),
+            Ok((log, done)) => {
+                copied.store(done as c_int, Ordering::Relaxed);
+                tracing::trace!(log, done, "checkpoint")
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "checkpoint failed; the WAL keeps the data and is copied later")
             }
@@ -190,6 +231,33 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, rows);
+    }
+
+    /// In a burst the thread is woken once per [`WAKE_FRAMES`] the WAL
+    /// grew, however many commits there were: not at every commit once
+    /// the WAL is large (it may not start over while commits keep coming).
+    #[test]
+    fn a_burst_wakes_the_thread_once_per_wake_frames_not_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, path) = table(dir.path());
+        let ck = Checkpointer::start(&conn, &path).unwrap();
+        let (mut grown, mut before, mut commits) = (0, 0, 0);
+        while grown < 8 * WAKE_FRAMES {
+            let frames = commit_row(&conn);
+            grown += if frames >= before {
+                frames - before
+            } else {
+                frames
+            };
+            before = frames;
+            commits += 1;
+            ck.after_commit(&conn);
+        }
+        let woken = ck.woken.load(Ordering::Relaxed) as c_int;
+        assert!(
+            (1..=grown / WAKE_FRAMES + 1).contains(&woken),
+            "{woken} wakes for {grown} frames in {commits} commits"
+        );
     }
 
     /// The writer checkpoints itself: at the wake threshold when there is
