@@ -44,7 +44,7 @@ use pocketbrain::ids::{ChatJid, Folder, MessageId};
 use pocketbrain::model::{Inbound, RegisteredChat, StoredMessage, TriggerRule};
 use pocketbrain::prompt::{ChatContext, format_prompt};
 use pocketbrain::store::Store;
-use support::{Reply, World};
+use support::{Reply, StageEvent, World, read_stages};
 
 const PENDING: usize = 100;
 const PROMPT_BATCH: usize = 100;
@@ -513,13 +513,6 @@ struct E2eResult {
     idle_window: Duration,
 }
 
-/// One stage event from a bridge's JSON log (`crate::timing`).
-struct StageEvent {
-    stage: String,
-    key: String,
-    t_us: u64,
-}
-
 /// The log level and format under which the bridge writes stage events.
 fn log_stages(world: &mut World, name: &str) -> std::path::PathBuf {
     let path = world.dir.path().join(format!("{name}-bridge.log"));
@@ -527,23 +520,6 @@ fn log_stages(world: &mut World, name: &str) -> std::path::PathBuf {
     world.set_env("PB_LOG_FORMAT", "json");
     world.bridge_log = Some(path.clone());
     path
-}
-
-/// The stage events in a bridge's JSON log, in log order.
-fn read_stages(path: &Path) -> Vec<StageEvent> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "pocketbrain::timing")
-        .filter_map(|v| {
-            let f = &v["fields"];
-            Some(StageEvent {
-                stage: f["stage"].as_str()?.to_owned(),
-                key: f["key"].as_str()?.to_owned(),
-                t_us: f["t_us"].as_u64()?,
-            })
-        })
-        .collect()
 }
 
 fn unix_us() -> u64 {
@@ -627,16 +603,9 @@ const MESSAGE_STAGES: &[&str] = &[
     "delivered",
 ];
 
-/// RSS of a process, in KiB.
+/// RSS of a process, in KiB (0 once it is gone).
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    support::proc_status_kib(pid, "VmRSS:").unwrap_or(0)
 }
 
 /// Inbound burst: messages `0..n` (`message(i)` is the i-th body),

@@ -16,11 +16,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 const CAP: usize = 4;
@@ -49,33 +48,6 @@ fn chats() -> Vec<(String, String)> {
             }
         })
         .collect()
-}
-
-/// One stage event of the bridge's JSON log: (stage, key, wall clock µs).
-fn stages(path: &Path) -> Vec<(String, String, u64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "pocketbrain::timing")
-        .filter_map(|v| {
-            let f = &v["fields"];
-            Some((
-                f["stage"].as_str()?.to_owned(),
-                f["key"].as_str()?.to_owned(),
-                f["t_us"].as_u64()?,
-            ))
-        })
-        .collect()
-}
-
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("{field} of {pid}"))
 }
 
 #[tokio::test]
@@ -126,8 +98,9 @@ async fn a_burst_across_chats_answers_each_once_within_the_cap() {
     }
     eprintln!("burst: all answered after {:?}", started.elapsed());
     w.wait_idle(T).await;
-    let peak = vm_kib(pid, "VmHWM:") / 1024;
-    let now = vm_kib(pid, "VmRSS:") / 1024;
+    let kib = |field| proc_status_kib(pid, field).unwrap_or_else(|| panic!("{field} of {pid}"));
+    let peak = kib("VmHWM:") / 1024;
+    let now = kib("VmRSS:") / 1024;
     eprintln!("burst: bridge RSS peak {peak} MiB, {now} MiB at the end");
 
     // Exactly one reply per chat, its own.
@@ -148,14 +121,14 @@ async fn a_burst_across_chats_answers_each_once_within_the_cap() {
     assert_eq!(replies.len(), chats.len(), "no reply to another chat");
     w.stop_bridge().await;
 
-    let events = stages(&log);
-    let began: Vec<&(String, String, u64)> = events.iter().filter(|e| e.0 == "run_began").collect();
+    let events = read_stages(&log);
+    let began: Vec<&StageEvent> = events.iter().filter(|e| e.stage == "run_began").collect();
     assert_eq!(began.len(), chats.len(), "one run per chat");
     assert_eq!(
-        events.iter().filter(|e| e.0 == "run_ended").count(),
+        events.iter().filter(|e| e.stage == "run_ended").count(),
         chats.len()
     );
-    let max = max_in_flight(events.iter().map(|(stage, _, t)| (stage.as_str(), *t)));
+    let max = max_in_flight(events.iter().map(|e| (e.stage.as_str(), e.t_us)));
     eprintln!("burst: at most {max} runs in flight (cap {CAP})");
     assert!(max <= CAP, "{max} runs in flight, over the cap of {CAP}");
     // The burst filled every slot: the bound above was really tested.
@@ -172,11 +145,11 @@ async fn a_burst_across_chats_answers_each_once_within_the_cap() {
     // queue that served the newest first, or let a chat wait while later
     // ones ran, would be off by most of the burst.
     let rank = |stage: &str| -> HashMap<&str, usize> {
-        let mut v: Vec<&(String, String, u64)> = events.iter().filter(|e| e.0 == stage).collect();
-        v.sort_by_key(|e| e.2);
+        let mut v: Vec<&StageEvent> = events.iter().filter(|e| e.stage == stage).collect();
+        v.sort_by_key(|e| e.t_us);
         v.iter()
             .enumerate()
-            .map(|(r, e)| (e.1.as_str(), r))
+            .map(|(r, e)| (e.key.as_str(), r))
             .collect()
     };
     let (queued, ran) = (rank("queued"), rank("run_began"));

@@ -10,10 +10,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 const DM: &str = "491511111111@s.whatsapp.net";
@@ -46,20 +45,6 @@ fn start_offline_opencode(w: &mut World, port: u16) {
         config,
         &no_registry(&closed),
     ));
-}
-
-/// The stage events (name → wall clock in µs) of a bridge's JSON log.
-fn stages(path: &Path) -> Vec<(String, u64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "pocketbrain::timing")
-        .filter_map(|v| {
-            let f = &v["fields"];
-            Some((f["stage"].as_str()?.to_owned(), f["t_us"].as_u64()?))
-        })
-        .collect()
 }
 
 fn unix_us() -> u64 {
@@ -144,7 +129,10 @@ async fn a_fresh_workspace_answers_offline_within_seconds_with_a_working_tool() 
     );
 
     // The stages, for docs/BENCHMARKS.md (printed with --no-capture).
-    let events = stages(&log);
+    let events: Vec<(String, u64)> = read_stages(&log)
+        .into_iter()
+        .map(|e| (e.stage, e.t_us))
+        .collect();
     for (s, t) in &events {
         eprintln!(
             "stage {s} {:.0} ms",

@@ -76,14 +76,7 @@ fn text(i: usize, round: usize) -> String {
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    support::proc_status_kib(pid, field).unwrap_or(0)
 }
 
 /// Resident memory of `pid` and every process below it, in KiB.

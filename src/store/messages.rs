@@ -174,10 +174,8 @@ impl Store {
     /// [`INLINE_BATCHES`]. What is left then goes to the pool. `false`:
     /// the connection was busy, nothing done.
     fn write_here(&self) -> bool {
-        let mut conn = match self.conn.try_lock() {
-            Ok(c) => c,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
+        let Some(mut conn) = self.try_conn() else {
+            return false;
         };
         for _ in 0..INLINE_BATCHES {
             match self.take_inbound(INLINE_BATCH) {

@@ -152,6 +152,14 @@ pub struct Store {
     checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
+/// `f` inside one immediate transaction on `conn`, committed if it succeeds.
+fn in_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -241,14 +249,21 @@ impl Store {
     where
         F: FnOnce(&mut Connection) -> Result<T>,
     {
-        let mut guard = match self.conn.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(f),
+        let Some(mut guard) = self.try_conn() else {
+            return Err(f);
         };
         let out = f(&mut guard);
         self.checkpointer.after_commit(&guard);
         Ok(out)
+    }
+
+    /// The connection, if nobody holds it now.
+    fn try_conn(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        match self.conn.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// [`Store::tx`] by way of [`Store::quick`].
@@ -257,13 +272,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        self.quick(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
+        self.quick(move |conn| in_tx(conn, f)).await
     }
 
     /// Runs `f` inside one transaction on the blocking pool.
@@ -272,13 +281,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
+        self.call(move |conn| in_tx(conn, f)).await
     }
 
     /// Counts of chats, messages, outbox rows and runs by state.

@@ -821,6 +821,45 @@ pub async fn wait_text(w: &World, chat: &str, needle: &str) -> String {
     }
 }
 
+/// One stage event of the bridge's JSON log (`PB_LOG_FORMAT=json`,
+/// `pocketbrain::timing=trace`): the stage, its key (chat, session or
+/// request) and the wall clock in µs.
+#[derive(Debug, Clone)]
+pub struct StageEvent {
+    pub stage: String,
+    pub key: String,
+    pub t_us: u64,
+}
+
+/// The stage events of the bridge log at `path`, in log order (none when
+/// it cannot be read).
+pub fn read_stages(path: &Path) -> Vec<StageEvent> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "pocketbrain::timing")
+        .filter_map(|v| {
+            let f = &v["fields"];
+            Some(StageEvent {
+                stage: f["stage"].as_str()?.to_owned(),
+                key: f["key"].as_str()?.to_owned(),
+                t_us: f["t_us"].as_u64()?,
+            })
+        })
+        .collect()
+}
+
+/// A KiB figure of `/proc/PID/status` (`field` as `"VmRSS:"`); `None`
+/// when the process or the line is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
 /// The most runs in flight at one moment: a sweep over the queue's
 /// `run_began`/`run_ended` stage events, given as `(stage, time)` (an end
 /// at the same microsecond as a begin counts first).
